@@ -1,0 +1,55 @@
+"""vaetraj: learn and use the latent space of a molecular trajectory.
+
+The public API is imported lazily, so `import vaetraj` (and `vaetraj --help`) does not
+pay for JAX until a function that needs it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from vaetraj._version import __version__
+
+_EXPORTS = {
+    "align": "vaetraj.pipeline.align",
+    "align_file": "vaetraj.pipeline.align",
+    "AlignConfig": "vaetraj.pipeline.align",
+    "AlignReport": "vaetraj.pipeline.align",
+    "AlignedTrajectory": "vaetraj.pipeline.align",
+    "load_trajectory": "vaetraj.pipeline.load",
+    "ReadOptions": "vaetraj.io.trajectory",
+    "Trajectory": "vaetraj.io.trajectory",
+    "read_aligned": "vaetraj.io.aligned",
+    "PolymerConfig": "vaetraj.simulate",
+    "simulate_polymer": "vaetraj.pipeline.simulate",
+    "simulate_polymer_file": "vaetraj.pipeline.simulate",
+    "builtin_polymer": "vaetraj.pipeline.builtin",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from vaetraj.io.aligned import read_aligned
+    from vaetraj.io.trajectory import ReadOptions, Trajectory
+    from vaetraj.pipeline.align import (
+        AlignConfig,
+        AlignedTrajectory,
+        AlignReport,
+        align,
+        align_file,
+    )
+    from vaetraj.pipeline.builtin import builtin_polymer
+    from vaetraj.pipeline.load import load_trajectory
+    from vaetraj.pipeline.simulate import simulate_polymer, simulate_polymer_file
+    from vaetraj.simulate import PolymerConfig
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'vaetraj' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,33 @@
+"""Small per-frame helpers shared by the alignment kernels."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+
+def compute_center_of_mass(xyz: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarray:
+    """Weighted centre of one frame.
+
+    xyz: (atoms, dims); weights: (atoms,), summing to one. Returns (dims,).
+    """
+    return weights @ xyz
+
+
+def rotate_frame(xyz: jnp.ndarray, rotation: jnp.ndarray) -> jnp.ndarray:
+    """Apply `rotation` (dims, dims) to every row of `xyz` (atoms, dims): `xyz @ rotation.T`.
+
+    Written as one column per output axis so that, under `vmap`, XLA fuses it into a
+    single elementwise pass instead of many tiny batched matrix products.
+    """
+    dims = xyz.shape[-1]
+    columns = [
+        sum(xyz[:, i] * rotation[j, i] for i in range(dims)) for j in range(dims)
+    ]
+    return jnp.stack(columns, axis=-1)
+
+
+def compute_weighted_rmsd(
+    xyz: jnp.ndarray, reference: jnp.ndarray, weights: jnp.ndarray
+) -> jnp.ndarray:
+    """Weighted root-mean-square deviation of two frames, without any fitting."""
+    return jnp.sqrt(weights @ jnp.sum((xyz - reference) ** 2, axis=-1))

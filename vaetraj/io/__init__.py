@@ -1,0 +1,1 @@
+"""Reading and writing: trajectories, aligned files, topologies."""

@@ -1,0 +1,62 @@
+"""Atomic file output: write to a temporary file in the target folder, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from vaetraj.errors import OutputError, WriteError
+
+# errors that mean the medium failed us, not that the path was wrong
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EIO, errno.EDQUOT, errno.EFBIG}
+
+
+def check_output(path: str | os.PathLike, *, overwrite: bool) -> Path:
+    """Refuse an existing output (unless `overwrite`) or one whose folder is unusable."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputError("output exists (pass --overwrite to replace it)", path=path)
+    if path.is_dir():
+        raise OutputError("output is a folder", path=path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot create output: folder {parent} does not exist", path=path)
+    return path
+
+
+def describe_os_error(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is flushed and renamed to
+    `path`, on any failure (or interrupt) it is removed. A killed process leaves at most
+    a hidden `.NAME.*.tmp` file, never a half-written file under the final name.
+    """
+    path = check_output(path, overwrite=overwrite)
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp"
+        )
+    except OSError as error:
+        raise OutputError(f"cannot create output: {describe_os_error(error)}", path=path) from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if error.errno in _WRITE_ERRNOS:
+            raise WriteError(f"write failed: {describe_os_error(error)}", path=path) from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,94 @@
+"""Count the whole frames of DCD and XTC files from their bytes.
+
+mdtraj reads a DCD that ends inside a frame short without a word, and trusts a DCD
+header's frame count. These scans tell how many whole frames a file really holds so the
+reader can refuse a truncated file or read exactly the frames that are there.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class FrameCount:
+    """atoms: per frame; whole: whole frames in the file; partial: it ends inside a
+    frame; header_frames: the count a header claims (DCD), None where there is none."""
+
+    atoms: int
+    whole: int
+    partial: bool
+    header_frames: int | None = None
+
+
+def scan_dcd(path: Path) -> FrameCount | None:
+    """Frame count of a CHARMM/NAMD DCD with 32-bit record markers; None where the layout
+    is one we do not check (64-bit markers, fixed atoms)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        head = handle.read(92)
+        if len(head) < 92:
+            return FrameCount(atoms=0, whole=0, partial=size > 0)
+        for endian in "<>":
+            if struct.unpack(endian + "i", head[:4])[0] == 84 and head[4:8] == b"CORD":
+                break
+        else:
+            return None
+        control = struct.unpack(endian + "20i", head[8:88])
+        header_frames, fixed_atoms, charmm = control[0], control[8], control[19]
+        has_cell = bool(charmm and control[10])
+        has_4d = bool(charmm and control[11])
+        if fixed_atoms:
+            return None
+        (title_bytes,) = struct.unpack(endian + "i", handle.read(4))
+        handle.seek(title_bytes + 4, os.SEEK_CUR)
+        record = handle.read(12)
+        if len(record) < 12:
+            return FrameCount(atoms=0, whole=0, partial=True, header_frames=header_frames)
+        _, atoms, _ = struct.unpack(endian + "3i", record)
+        header_bytes = handle.tell()
+    frame_bytes = (56 if has_cell else 0) + (4 if has_4d else 3) * (4 * atoms + 8)
+    body = size - header_bytes
+    return FrameCount(
+        atoms=atoms,
+        whole=body // frame_bytes,
+        partial=body % frame_bytes != 0,
+        header_frames=header_frames,
+    )
+
+
+_XTC_MAGIC = 1995
+
+
+def scan_xtc(path: Path) -> FrameCount | None:
+    """Frame count of an XTC file by walking its frame headers (seeks only); None for a
+    layout we do not check (the 64-bit-size frames of GROMACS 2023+)."""
+    size = os.path.getsize(path)
+    whole = atoms = 0
+    position = 0
+    with open(path, "rb") as handle:
+        while position < size:
+            head = handle.read(56)
+            if len(head) < 56:
+                return FrameCount(atoms=atoms, whole=whole, partial=True)
+            magic, natoms = struct.unpack(">2i", head[:8])
+            if magic != _XTC_MAGIC:
+                return None if whole == 0 else FrameCount(atoms=atoms, whole=whole, partial=True)
+            atoms = natoms
+            if natoms <= 9:
+                frame_bytes = 56 + 12 * natoms
+            else:
+                compressed = handle.read(36)
+                if len(compressed) < 36:
+                    return FrameCount(atoms=atoms, whole=whole, partial=True)
+                (byte_count,) = struct.unpack(">i", compressed[32:36])
+                frame_bytes = 56 + 36 + (byte_count + 3) // 4 * 4
+            if position + frame_bytes > size:
+                return FrameCount(atoms=atoms, whole=whole, partial=True)
+            position += frame_bytes
+            whole += 1
+            handle.seek(position)
+    return FrameCount(atoms=atoms, whole=whole, partial=False)

@@ -1,0 +1,93 @@
+"""Topologies as JSON text (stored in our HDF5 files) and the masses they give."""
+
+from __future__ import annotations
+
+import json
+
+import mdtraj as md
+import numpy as np
+
+
+def topology_to_json(topology: md.Topology) -> str:
+    """Serialize chains, residues, atoms (name, element, serial) and bonds."""
+    chains = []
+    for chain in topology.chains:
+        residues = []
+        for residue in chain.residues:
+            atoms = [
+                {
+                    "name": atom.name,
+                    "element": atom.element.symbol if atom.element is not None else None,
+                    "serial": atom.serial,
+                }
+                for atom in residue.atoms
+            ]
+            residues.append(
+                {
+                    "name": residue.name,
+                    "resSeq": residue.resSeq,
+                    "segment_id": residue.segment_id,
+                    "atoms": atoms,
+                }
+            )
+        chains.append({"chain_id": getattr(chain, "chain_id", None), "residues": residues})
+    bonds = [[bond[0].index, bond[1].index] for bond in topology.bonds]
+    return json.dumps({"chains": chains, "bonds": bonds})
+
+
+def topology_from_json(text: str) -> md.Topology:
+    data = json.loads(text)
+    topology = md.Topology()
+    for chain_data in data["chains"]:
+        chain = topology.add_chain(chain_id=chain_data.get("chain_id"))
+        for residue_data in chain_data["residues"]:
+            residue = topology.add_residue(
+                residue_data["name"],
+                chain,
+                resSeq=residue_data["resSeq"],
+                segment_id=residue_data.get("segment_id") or "",
+            )
+            for atom_data in residue_data["atoms"]:
+                symbol = atom_data["element"]
+                element = md.element.get_by_symbol(symbol) if symbol else None
+                topology.add_atom(atom_data["name"], element, residue, serial=atom_data.get("serial"))
+    atoms = list(topology.atoms)
+    for first, second in data["bonds"]:
+        topology.add_bond(atoms[first], atoms[second])
+    return topology
+
+
+def masses_from_topology(topology: md.Topology) -> np.ndarray | None:
+    """Atomic masses in amu, or None when any atom has no element or a zero mass
+    (virtual sites, coarse-grained beads): then equal masses are the honest choice."""
+    masses = []
+    for atom in topology.atoms:
+        mass = atom.element.mass if atom.element is not None else 0.0
+        if not mass or not np.isfinite(mass) or mass <= 0:
+            return None
+        masses.append(mass)
+    return np.asarray(masses, dtype=np.float64)
+
+
+def placeholder_topology(atoms: int) -> md.Topology:
+    """A topology of unnamed atoms, so selections like 'index < 6' work on bare arrays."""
+    topology = md.Topology()
+    chain = topology.add_chain()
+    residue = topology.add_residue("UNK", chain)
+    for _ in range(atoms):
+        topology.add_atom("X", None, residue)
+    return topology
+
+
+def polymer_topology(beads: int) -> md.Topology:
+    """One chain of bonded beads (equal masses), for the built-in polymer."""
+    topology = md.Topology()
+    chain = topology.add_chain()
+    previous = None
+    for index in range(beads):
+        residue = topology.add_residue("BEA", chain, resSeq=index + 1)
+        atom = topology.add_atom(f"B{index + 1}", md.element.carbon, residue)
+        if previous is not None:
+            topology.add_bond(previous, atom)
+        previous = atom
+    return topology

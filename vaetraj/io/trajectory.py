@@ -1,0 +1,430 @@
+"""Reading trajectories: `.npy`/`.npz` arrays, our `.h5` files and every format mdtraj
+reads, streamed in blocks of frames, with atom selection, stride, and checks that no
+read is silently short and no coordinate is NaN or infinite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import h5py
+import mdtraj as md
+import numpy as np
+
+from vaetraj.errors import BadInputError, InputMissingError, UsageError
+from vaetraj.io import _integrity
+from vaetraj.io._npy import NpyArrayReader
+from vaetraj.io.topology import (
+    masses_from_topology,
+    placeholder_topology,
+    topology_from_json,
+)
+
+ALIGNED_FORMAT = "vaetraj-aligned"
+_ARRAY_SUFFIXES = {".npy", ".npz"}
+_HDF5_SUFFIXES = {".h5", ".hdf5"}
+# mdtraj formats whose files carry their own topology
+_SELF_DESCRIBING = {".pdb", ".pdb.gz", ".gro", ".h5", ".hdf5", ".lh5", ".mol2", ".hoomdxml", ".arc", ".gsd", ".pdbx", ".cif"}
+_TARGET_BLOCK_BYTES = 32 << 20
+
+
+class VaetrajWarning(UserWarning):
+    """Something the user should know that does not stop the run."""
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read trajectory files. stride keeps every Nth frame of each file."""
+
+    top: str | os.PathLike | None = None
+    select: str | None = None
+    stride: int = 1
+    key: str | None = None
+    allow_partial: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stride < 1:
+            raise UsageError(f"--stride must be at least 1, got {self.stride}")
+
+
+def suffix_of(path: Path) -> str:
+    name = path.name.lower()
+    return ".pdb.gz" if name.endswith(".pdb.gz") else path.suffix.lower()
+
+
+@contextlib.contextmanager
+def _quiet_c_stdout() -> Iterator[None]:
+    """mdtraj's DCD plugin prints to the C stdout; keep it off ours (--json lives there)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def _mdtraj_suffixes() -> set[str]:
+    return set(md.formats.registry.FormatRegistry.loaders)
+
+
+@dataclass
+class _FileSource:
+    """One input file: what it holds, and how to read it block by block.
+
+    atoms: atoms per frame in the file; frames: whole frames before stride (None if
+    the format cannot tell without reading it all).
+    """
+
+    path: Path
+    format: str
+    atoms: int
+    dims: int
+    frames: int | None
+    units: str
+    topology: md.Topology | None = None
+    origin_indices: np.ndarray | None = None  # our .h5: atoms of the files it came from
+    notes: list[str] = field(default_factory=list)
+
+    def iter_blocks(self, atom_indices: np.ndarray | None, block: int) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+
+class _ArraySource(_FileSource):
+    reader: NpyArrayReader
+
+    def iter_blocks(self, atom_indices, block):
+        for xyz in self.reader.iter_blocks(block):
+            yield xyz if atom_indices is None else xyz[:, atom_indices]
+
+
+class _AlignedH5Source(_FileSource):
+    def iter_blocks(self, atom_indices, block):
+        with h5py.File(self.path, "r") as handle:
+            data = handle["xyz"]
+            for start in range(0, data.shape[0], block):
+                xyz = data[start : start + block]
+                yield xyz if atom_indices is None else xyz[:, atom_indices]
+
+
+class _MdtrajSource(_FileSource):
+    read_topology: md.Topology | None = None
+
+    def iter_blocks(self, atom_indices, block):
+        remaining = self.frames
+        with _quiet_c_stdout(), md.open(str(self.path)) as handle:
+            while remaining is None or remaining > 0:
+                count = block if remaining is None else min(block, remaining)
+                try:
+                    chunk = handle.read_as_traj(
+                        self.read_topology, n_frames=count, atom_indices=atom_indices
+                    )
+                except Exception as error:  # mdtraj raises bare exceptions on bad bytes
+                    raise BadInputError(f"cannot read frames: {error}", path=self.path) from None
+                if chunk.n_frames == 0:
+                    break
+                if remaining is not None:
+                    remaining -= chunk.n_frames
+                yield chunk.xyz
+            if remaining:
+                raise BadInputError(
+                    f"read {self.frames - remaining} frames where the file holds {self.frames}",
+                    path=self.path,
+                )
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise InputMissingError("no such file", path=path)
+    if path.is_dir():
+        raise BadInputError("is a folder, not a trajectory file", path=path)
+    if path.stat().st_size == 0:
+        raise BadInputError("file is empty", path=path)
+
+
+def _load_topology(top: str | os.PathLike) -> md.Topology:
+    top_path = Path(top)
+    _check_exists(top_path)
+    suffix = suffix_of(top_path)
+    if suffix in _HDF5_SUFFIXES and _is_aligned_h5(top_path):
+        with h5py.File(top_path, "r") as handle:
+            text = handle.attrs.get("topology")
+        if not text:
+            raise BadInputError("this aligned file stores no topology", path=top_path)
+        return topology_from_json(text)
+    try:
+        with _quiet_c_stdout():
+            return md.load_topology(str(top_path))
+    except Exception as error:
+        raise BadInputError(f"cannot read a topology from it ({error})", path=top_path) from None
+
+
+def _is_aligned_h5(path: Path) -> bool:
+    try:
+        with h5py.File(path, "r") as handle:
+            return handle.attrs.get("format") == ALIGNED_FORMAT
+    except OSError:
+        return False
+
+
+def _open_array(path: Path, options: ReadOptions) -> _FileSource:
+    reader = NpyArrayReader(path, key=options.key, allow_partial=options.allow_partial)
+    layout = reader.layout
+    source = _ArraySource(
+        path=path,
+        format=suffix_of(path)[1:],
+        atoms=layout.shape[1],
+        dims=layout.shape[2],
+        frames=layout.frames,
+        units="unknown",
+    )
+    source.reader = reader
+    if layout.partial:
+        source.notes.append(
+            f"{path}: kept the {layout.frames} whole frames of {layout.shape[0]} (--allow-partial)"
+        )
+    return source
+
+
+def _open_aligned_h5(path: Path) -> _FileSource:
+    try:
+        with h5py.File(path, "r") as handle:
+            if "xyz" not in handle:
+                raise BadInputError("aligned file has no /xyz dataset", path=path)
+            shape = handle["xyz"].shape
+            attrs = dict(handle.attrs)
+            origin = handle["atom_indices"][()] if "atom_indices" in handle else None
+    except OSError as error:
+        raise BadInputError(f"cannot read HDF5 file ({error})", path=path) from None
+    if len(shape) != 3 or shape[2] not in (2, 3):
+        raise BadInputError(f"/xyz has shape {shape}, expected (frames, atoms, 2 or 3)", path=path)
+    text = attrs.get("topology")
+    return _AlignedH5Source(
+        path=path,
+        format="vaetraj-h5",
+        atoms=shape[1],
+        dims=shape[2],
+        frames=shape[0],
+        units=str(attrs.get("units", "unknown")),
+        topology=topology_from_json(text) if text else None,
+        origin_indices=origin,
+    )
+
+
+def _count_atoms_with_mdtraj(path: Path) -> int:
+    try:
+        with _quiet_c_stdout(), md.open(str(path)) as handle:
+            first = handle.read(n_frames=1)
+    except Exception as error:
+        raise BadInputError(f"cannot read it as a trajectory ({error})", path=path) from None
+    xyz = first[0] if isinstance(first, tuple) else getattr(first, "xyz", first)
+    return int(np.asarray(xyz).shape[1])
+
+
+def _open_mdtraj(path: Path, suffix: str, options: ReadOptions, topology: md.Topology | None) -> _FileSource:
+    if topology is None:
+        if suffix not in _SELF_DESCRIBING:
+            raise UsageError(f"a {suffix} file has no topology: pass --top", path=path)
+        topology = _load_topology(path)
+    frames: int | None = None
+    notes: list[str] = []
+    scan = {".dcd": _integrity.scan_dcd, ".xtc": _integrity.scan_xtc}.get(suffix)
+    counted = scan(path) if scan else None
+    if counted is not None:
+        if counted.partial and not options.allow_partial:
+            raise BadInputError(
+                f"file ends inside frame {counted.whole} (it holds {counted.whole} whole "
+                "frames); pass --allow-partial to keep the whole ones",
+                path=path,
+            )
+        if counted.partial:
+            notes.append(f"{path}: kept the {counted.whole} whole frames (--allow-partial)")
+        if counted.header_frames is not None and counted.header_frames > counted.whole:
+            warnings.warn(
+                f"{path}: header counts {counted.header_frames} frames but the file holds "
+                f"{counted.whole} whole frames; reading {counted.whole}",
+                VaetrajWarning,
+                stacklevel=2,
+            )
+        frames, atoms = counted.whole, counted.atoms
+    else:
+        atoms = _count_atoms_with_mdtraj(path) if suffix not in _SELF_DESCRIBING else topology.n_atoms
+    if atoms != topology.n_atoms:
+        raise BadInputError(
+            f"trajectory has {atoms} atoms but the topology has {topology.n_atoms}", path=path
+        )
+    source = _MdtrajSource(
+        path=path,
+        format=suffix[1:],
+        atoms=atoms,
+        dims=3,
+        frames=frames,
+        units="nm",
+        topology=topology,
+        notes=notes,
+    )
+    source.read_topology = topology
+    return source
+
+
+def _open_file(path: Path, options: ReadOptions, topology: md.Topology | None) -> _FileSource:
+    _check_exists(path)
+    suffix = suffix_of(path)
+    if suffix in _ARRAY_SUFFIXES:
+        source = _open_array(path, options)
+    elif suffix in _HDF5_SUFFIXES and _is_aligned_h5(path):
+        source = _open_aligned_h5(path)
+    elif suffix in _mdtraj_suffixes():
+        return _open_mdtraj(path, suffix, options, topology)
+    else:
+        known = sorted(_ARRAY_SUFFIXES | _mdtraj_suffixes())
+        raise BadInputError(
+            f"unknown trajectory extension '{suffix or path.name}' (known: {', '.join(known)})",
+            path=path,
+        )
+    if topology is not None:
+        if topology.n_atoms != source.atoms:
+            raise BadInputError(
+                f"trajectory has {source.atoms} atoms but the topology has {topology.n_atoms}",
+                path=path,
+            )
+        source.topology = topology
+    return source
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A block of frames. xyz: (frames, atoms, dims) in the file's float dtype.
+    source: index of the input file; start: index of its first frame in the whole
+    (strided, concatenated) trajectory."""
+
+    xyz: np.ndarray
+    source: int
+    start: int
+
+
+class Trajectory:
+    """Several trajectory files read as one, after atom selection and stride.
+
+    Nothing is read until `iter_chunks`; opening reads only headers and topologies.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike],
+        options: ReadOptions = ReadOptions(),
+        *,
+        topology: md.Topology | None = None,
+        units: str | None = None,
+    ) -> None:
+        if not paths:
+            raise UsageError("no input trajectory given")
+        self.options = options
+        self.paths = [Path(p) for p in paths]
+        if topology is None and options.top is not None:
+            topology = _load_topology(options.top)
+        self.sources = [_open_file(path, options, topology) for path in self.paths]
+        first = self.sources[0]
+        for source in self.sources[1:]:
+            if (source.atoms, source.dims) != (first.atoms, first.dims):
+                raise BadInputError(
+                    f"has {source.atoms} atoms in {source.dims}D but {first.path} has "
+                    f"{first.atoms} in {first.dims}D; inputs must match to be concatenated",
+                    path=source.path,
+                )
+        self.dims = first.dims
+        file_topology = next((s.topology for s in self.sources if s.topology is not None), None)
+        self.atom_indices = self._select(file_topology, first.atoms)
+        self.topology = file_topology.subset(self.atom_indices) if file_topology is not None else None
+        masses = masses_from_topology(file_topology) if file_topology is not None else None
+        self.masses = None if masses is None else masses[self.atom_indices]
+        self.units = units or (first.units if all(s.units == first.units for s in self.sources) else "unknown")
+        self.notes = [note for source in self.sources for note in source.notes]
+
+    def _select(self, topology: md.Topology | None, atoms: int) -> np.ndarray:
+        selection = self.options.select
+        if selection is None or selection.strip() in ("", "all"):
+            return np.arange(atoms)
+        try:
+            indices = (topology or placeholder_topology(atoms)).select(selection)
+        except Exception as error:
+            raise UsageError(f"cannot parse selection '{selection}': {error}") from None
+        if indices.size == 0:
+            where = ", ".join(str(p) for p in self.paths)
+            raise BadInputError(f"selection '{selection}' matches no atoms", path=where)
+        return np.asarray(indices)
+
+    @property
+    def atoms(self) -> int:
+        return int(self.atom_indices.size)
+
+    @property
+    def frames(self) -> int | None:
+        """Frames after stride, or None when a format cannot tell before reading."""
+        stride = self.options.stride
+        counts = [s.frames for s in self.sources]
+        if any(c is None for c in counts):
+            return None
+        return sum(-(-c // stride) for c in counts)
+
+    @property
+    def origin_indices(self) -> np.ndarray:
+        """Selected atoms as indices into the original files (through our .h5 files)."""
+        origin = self.sources[0].origin_indices
+        return self.atom_indices if origin is None else np.asarray(origin)[self.atom_indices]
+
+    def default_chunk_frames(self) -> int:
+        return int(max(1, min(65536, _TARGET_BLOCK_BYTES // (self.atoms * self.dims * 8))))
+
+    def iter_chunks(self, frames_per_chunk: int | None = None) -> Iterator[Chunk]:
+        """Yield chunks of at most `frames_per_chunk` frames (after stride), finite."""
+        frames_per_chunk = frames_per_chunk or self.default_chunk_frames()
+        stride = self.options.stride
+        selected = None if self.atoms == self.sources[0].atoms and np.array_equal(
+            self.atom_indices, np.arange(self.atoms)
+        ) else self.atom_indices
+        emitted = 0
+        for number, source in enumerate(self.sources):
+            raw = 0
+            for block in source.iter_blocks(selected, frames_per_chunk * stride):
+                phase = (-raw) % stride
+                kept = block[phase::stride] if stride > 1 else block
+                first_frame = raw + phase
+                raw += block.shape[0]
+                if kept.shape[0] == 0:
+                    continue
+                self._check_finite(kept, source, first_frame)
+                yield Chunk(xyz=kept, source=number, start=emitted)
+                emitted += kept.shape[0]
+
+    def _check_finite(self, xyz: np.ndarray, source: _FileSource, first_frame: int) -> None:
+        """first_frame: index (in the file, before stride) of xyz[0]."""
+        finite = np.isfinite(xyz)
+        if finite.all():
+            return
+        frame, atom, _ = np.argwhere(~finite)[0]
+        raise BadInputError(
+            f"non-finite coordinate {xyz[frame, atom].tolist()} at frame "
+            f"{first_frame + frame * self.options.stride}, atom {int(self.atom_indices[atom])}",
+            path=source.path,
+        )
+
+    def read_all(self) -> np.ndarray:
+        """Every frame in memory as (frames, atoms, dims), in the files' float dtype."""
+        chunks = [chunk.xyz for chunk in self.iter_chunks()]
+        if not chunks:
+            raise BadInputError("no frames to read", path=self.paths[0])
+        return np.concatenate(chunks)

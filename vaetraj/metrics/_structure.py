@@ -1,0 +1,37 @@
+"""Structural descriptors of one frame (atoms, dims); vmap over frames."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def compute_rg(xyz: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarray:
+    """Radius of gyration; weights (atoms,) sum to one (masses / total mass)."""
+    centred = xyz - weights @ xyz
+    return jnp.sqrt(weights @ jnp.sum(centred**2, axis=-1))
+
+
+def compute_chain_bond_lengths(xyz: jnp.ndarray) -> jnp.ndarray:
+    """Distances between consecutive atoms of a chain: (atoms - 1,)."""
+    return jnp.sqrt(jnp.sum((xyz[1:] - xyz[:-1]) ** 2, axis=-1))
+
+
+def compute_nonbonded_distances(xyz: jnp.ndarray) -> jnp.ndarray:
+    """Distances between chain atoms that are not consecutive: (pairs,)."""
+    first, second = np.triu_indices(xyz.shape[0], k=2)
+    return jnp.sqrt(jnp.sum((xyz[first] - xyz[second]) ** 2, axis=-1))
+
+
+@jax.jit
+def summarize_chain(xyz: jnp.ndarray) -> dict[str, jnp.ndarray]:
+    """Mean bond length, closest non-bonded pair and mean R_g (equal masses) of a chain
+    trajectory (frames, atoms, dims)."""
+    atoms = xyz.shape[1]
+    weights = jnp.full((atoms,), 1.0 / atoms, dtype=xyz.dtype)
+    return {
+        "mean_bond": jnp.mean(jax.vmap(compute_chain_bond_lengths)(xyz)),
+        "min_nonbonded_distance": jnp.min(jax.vmap(compute_nonbonded_distances)(xyz)),
+        "mean_rg": jnp.mean(jax.vmap(compute_rg, in_axes=(0, None))(xyz, weights)),
+    }

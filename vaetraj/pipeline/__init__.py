@@ -1,0 +1,1 @@
+"""The API layer: files in, arrays and files out, over the kernels."""

@@ -1,0 +1,417 @@
+"""`align`: centre and rotate every frame of a trajectory, streamed block by block.
+
+The public functions take paths or arrays; the arithmetic happens in the kernels of
+`vaetraj.geometry`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from vaetraj.errors import BadInputError, UsageError
+from vaetraj.io._atomic import atomic_output, check_output
+from vaetraj.io._hash import compute_sha256
+from vaetraj.io.trajectory import Chunk, ReadOptions, Trajectory
+
+Progress = Callable[[int, "int | None", str], None]
+_BLOCK_FRAMES = 4096
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """How frames are aligned.
+
+    method: "principal" (centre, rotate onto principal axes), "kabsch" (centre,
+    superpose onto a reference) or "none" (centre only).
+    reference (kabsch): a frame index, "mean" (iterate to the average structure), or
+    a structure file; None means frame 0.
+    equal_masses: weight every atom alike even when the topology gives masses.
+    degeneracy_tol: a principal-axis frame whose relative eigenvalue gap or sign moment
+    is below this is counted as ambiguous.
+    mean_tol (in the data's units): the iterative mean stops when it moves less than this
+    RMSD; mean_max_iterations bounds the passes.
+    """
+
+    method: str = "principal"
+    reference: int | str | None = None
+    equal_masses: bool = False
+    degeneracy_tol: float = 1e-2
+    mean_tol: float = 1e-5
+    mean_max_iterations: int = 50
+
+    def __post_init__(self) -> None:
+        if self.method not in ("principal", "kabsch", "none"):
+            raise UsageError(f"--method must be principal, kabsch or none, got '{self.method}'")
+        if self.reference is not None and self.method != "kabsch":
+            raise UsageError("--reference only applies to --method kabsch")
+        if not 0 < self.degeneracy_tol < 1:
+            raise UsageError(f"degeneracy_tol must be in (0, 1), got {self.degeneracy_tol}")
+        if self.mean_tol <= 0 or self.mean_max_iterations < 1:
+            raise UsageError("mean_tol must be positive and mean_max_iterations at least 1")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> AlignConfig:
+        return cls(**json.loads(text))
+
+
+@dataclass
+class AlignReport:
+    """What an alignment did: the summary printed and stored in the output."""
+
+    frames: int
+    atoms: int
+    dims: int
+    method: str
+    reference: str
+    weights: str
+    units: str
+    rmsd_of: str
+    rmsd_min: float
+    rmsd_mean: float
+    rmsd_max: float
+    ambiguous_frames: int
+    axis_swaps: int
+    sign_flips: int
+    mean_iterations: int
+    wall_time_s: float
+    output: str | None = None
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class AlignedTrajectory:
+    """In-memory result of `align`: xyz (frames, atoms, dims) float32, rmsd (frames,),
+    ambiguous (frames,), the reference used (centred; kabsch) and the report."""
+
+    xyz: np.ndarray
+    rmsd: np.ndarray
+    ambiguous: np.ndarray
+    reference: np.ndarray | None
+    report: AlignReport
+
+
+def _to_float32_centred(xyz: np.ndarray) -> np.ndarray:
+    """Move each frame near the origin in the input precision before dropping to float32,
+    so a far-away molecule does not lose digits (alignment centres it anyway)."""
+    if xyz.dtype == np.float32:
+        return np.ascontiguousarray(xyz)
+    xyz = np.asarray(xyz, dtype=np.float64)
+    return (xyz - xyz.mean(axis=1, keepdims=True)).astype(np.float32)
+
+
+class _FrameSource:
+    """Something that yields chunks again and again: a Trajectory or an array."""
+
+    def __init__(self, trajectory: Trajectory | None = None, xyz: np.ndarray | None = None):
+        self.trajectory, self.xyz = trajectory, xyz
+
+    def chunks(self, frames: int) -> Iterator[Chunk]:
+        if self.trajectory is not None:
+            yield from self.trajectory.iter_chunks(frames)
+            return
+        for start in range(0, self.xyz.shape[0], frames):
+            yield Chunk(xyz=self.xyz[start : start + frames], source=0, start=start)
+
+    def frame(self, index: int) -> np.ndarray:
+        for chunk in self.chunks(_BLOCK_FRAMES):
+            if chunk.start <= index < chunk.start + chunk.xyz.shape[0]:
+                return np.asarray(chunk.xyz[index - chunk.start], dtype=np.float64)
+        raise UsageError(f"--reference frame {index} is past the last frame")
+
+
+class _Aligner:
+    """Runs the jit-compiled block kernel over chunks, padding each block to a fixed
+    size so it compiles once, and keeps the running statistics."""
+
+    def __init__(self, method: str, tol: float, weights: np.ndarray, dims: int, block: int):
+        import jax.numpy as jnp
+
+        from vaetraj.geometry import (
+            AlignTarget,
+            compute_index_weights,
+            make_block_aligner,
+            make_kabsch_target,
+        )
+
+        self._jnp = jnp
+        self._make_target = make_kabsch_target
+        self._target_type = AlignTarget
+        self.method = method
+        self.block = block
+        self.weights = weights
+        self.kernel = make_block_aligner(method, tol)
+        self.index_weights = jnp.asarray(compute_index_weights(weights), dtype=jnp.float32)
+        self.target = None
+
+    def set_reference(self, reference: np.ndarray) -> None:
+        """reference: (atoms, dims), any position; it is centred here."""
+        self.target = self._target_type(
+            weights=self._jnp.asarray(self.weights, dtype=self._jnp.float32),
+            index_weights=self.index_weights,
+            kabsch=self._make_target(reference, self.weights),
+        )
+
+    def __call__(self, xyz: np.ndarray):
+        count = xyz.shape[0]
+        if count < self.block:
+            pad = np.repeat(xyz[-1:], self.block - count, axis=0)
+            xyz = np.concatenate([xyz, pad])
+        result = self.kernel(xyz, self.target)
+        return type(result)(*(np.asarray(part[:count]) for part in result))
+
+
+def _resolve_weights(trajectory: Trajectory | None, atoms: int, config: AlignConfig) -> tuple[np.ndarray, str]:
+    masses = None if trajectory is None or config.equal_masses else trajectory.masses
+    if masses is None:
+        return np.full(atoms, 1.0 / atoms), "equal"
+    return masses / masses.sum(), "mass"
+
+
+def _reference_structure(
+    config: AlignConfig, frames: _FrameSource, atoms: int, dims: int, origin: np.ndarray | None, read_options: ReadOptions
+) -> tuple[np.ndarray, str]:
+    reference = config.reference
+    if reference is None or reference == "mean":
+        return frames.frame(0), "frame 0" if reference is None else "mean"
+    if isinstance(reference, (int, np.integer)):
+        total = frames.trajectory.frames if frames.trajectory is not None else frames.xyz.shape[0]
+        index = int(reference)
+        if index < 0:
+            if total is None:
+                raise UsageError("a negative --reference index needs a format that knows its frame count")
+            index += total
+        if index < 0 or (total is not None and index >= total):
+            raise UsageError(f"--reference frame {reference} is outside the {total} frames")
+        return frames.frame(index), f"frame {index}"
+    path = Path(reference)
+    structure = Trajectory([path], ReadOptions(top=read_options.top, key=read_options.key))
+    first = next(structure.iter_chunks(1)).xyz[0].astype(np.float64)
+    if first.shape[-1] != dims:
+        raise BadInputError(f"reference is {first.shape[-1]}D but the trajectory is {dims}D", path=path)
+    if first.shape[0] == atoms:
+        return first, str(path)
+    if origin is not None and first.shape[0] > int(origin.max()):
+        return first[origin], str(path)
+    raise BadInputError(
+        f"reference has {first.shape[0]} atoms but the trajectory has {atoms} (after selection)",
+        path=path,
+    )
+
+
+def _run(
+    frames: _FrameSource,
+    trajectory: Trajectory | None,
+    config: AlignConfig,
+    atoms: int,
+    dims: int,
+    *,
+    read_options: ReadOptions,
+    sink: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
+    progress: Progress | None,
+    total: int | None,
+) -> tuple[AlignReport, np.ndarray | None]:
+    import jax.numpy as jnp
+
+    from vaetraj.geometry import count_axis_changes
+
+    started = time.perf_counter()
+    weights, weighting = _resolve_weights(trajectory, atoms, config)
+    block = min(_BLOCK_FRAMES, max(1, (16 << 20) // (atoms * dims * 4)))
+    if total is not None:
+        block = max(1, min(block, total))
+    aligner = _Aligner(config.method, config.degeneracy_tol, weights, dims, block)
+    origin = trajectory.origin_indices if trajectory is not None else None
+
+    iterations = 0
+    if config.method == "kabsch":
+        reference, described = _reference_structure(config, frames, atoms, dims, origin, read_options)
+        aligner.set_reference(reference)
+        if config.reference == "mean":
+            for iterations in range(1, config.mean_max_iterations + 1):
+                total_xyz = np.zeros((atoms, dims))
+                count = 0
+                for chunk in frames.chunks(block):
+                    result = aligner(_to_float32_centred(chunk.xyz))
+                    total_xyz += result.xyz.sum(axis=0, dtype=np.float64)
+                    count += chunk.xyz.shape[0]
+                    if progress:
+                        progress(count, total, f"mean reference, pass {iterations}")
+                mean = total_xyz / count
+                moved = float(np.sqrt(weights @ np.sum((mean - np.asarray(aligner.target.kabsch.reference)) ** 2, axis=-1)))
+                aligner.set_reference(mean)
+                if moved < config.mean_tol:
+                    break
+            described = f"mean ({iterations} passes)"
+    else:
+        described = "frame 0 (as aligned)"
+
+    rmsd_sum = 0.0
+    rmsd_min, rmsd_max = np.inf, -np.inf
+    ambiguous = swaps = flips = 0
+    done = 0
+    previous_rotation = None
+    previous_source = -1
+    for chunk in frames.chunks(block):
+        xyz = _to_float32_centred(chunk.xyz)
+        if aligner.target is None:  # principal/none: RMSD against the first aligned frame
+            aligner.set_reference(np.zeros((atoms, dims)))
+            first = aligner(xyz[:1]).xyz[0]
+            aligner.set_reference(first)
+        result = aligner(xyz)
+        if config.method == "principal":
+            ambiguous += int(result.ambiguous.sum())
+            start = result.rotation[0] if chunk.source != previous_source else previous_rotation
+            s, f = count_axis_changes(jnp.asarray(result.rotation), jnp.asarray(start))
+            swaps, flips = swaps + int(s), flips + int(f)
+            previous_rotation, previous_source = result.rotation[-1], chunk.source
+        rmsd_sum += float(result.rmsd.sum(dtype=np.float64))
+        rmsd_min = min(rmsd_min, float(result.rmsd.min()))
+        rmsd_max = max(rmsd_max, float(result.rmsd.max()))
+        sink(result.xyz, result.rmsd, result.ambiguous)
+        done += xyz.shape[0]
+        if progress:
+            progress(done, total, "aligning")
+    if done == 0:
+        where = trajectory.paths[0] if trajectory is not None else None
+        raise BadInputError("no frames to align", path=where)
+
+    report = AlignReport(
+        frames=done,
+        atoms=atoms,
+        dims=dims,
+        method=config.method,
+        reference=described,
+        weights=weighting,
+        units=trajectory.units if trajectory is not None else "unknown",
+        rmsd_of="fitted to the reference" if config.method == "kabsch" else "to the first aligned frame, no fit",
+        rmsd_min=rmsd_min,
+        rmsd_mean=rmsd_sum / done,
+        rmsd_max=rmsd_max,
+        ambiguous_frames=ambiguous,
+        axis_swaps=swaps,
+        sign_flips=flips,
+        mean_iterations=iterations,
+        wall_time_s=time.perf_counter() - started,
+        notes=list(trajectory.notes) if trajectory is not None else [],
+    )
+    reference_used = np.asarray(aligner.target.kabsch.reference) if config.method == "kabsch" else None
+    return report, reference_used
+
+
+def open_inputs(
+    inputs: Sequence[str | os.PathLike] | None, read_options: ReadOptions = ReadOptions()
+) -> Trajectory:
+    """The trajectory to read: the given files, or the built-in polymer when none."""
+    if inputs:
+        return Trajectory(list(inputs), read_options)
+    from vaetraj.pipeline.builtin import builtin_polymer
+
+    path, topology = builtin_polymer()
+    return Trajectory([path], dataclasses.replace(read_options, top=None), topology=topology, units="reduced")
+
+
+def align(
+    data: np.ndarray | Sequence[str | os.PathLike] | str | os.PathLike,
+    config: AlignConfig = AlignConfig(),
+    read_options: ReadOptions = ReadOptions(),
+    *,
+    progress: Progress | None = None,
+) -> AlignedTrajectory:
+    """Align frames in memory. `data` is an array (frames, atoms, dims) or trajectory
+    file path(s)."""
+    if isinstance(data, np.ndarray):
+        xyz = np.asarray(data)
+        if xyz.ndim != 3 or xyz.shape[-1] not in (2, 3) or xyz.shape[0] == 0:
+            raise BadInputError(f"expected an array (frames, atoms, 2 or 3), got shape {xyz.shape}")
+        if not np.isfinite(xyz).all():
+            frame, atom, _ = np.argwhere(~np.isfinite(xyz))[0]
+            raise BadInputError(f"non-finite coordinate at frame {frame}, atom {atom}")
+        trajectory, frames = None, _FrameSource(xyz=xyz)
+        atoms, dims, total = xyz.shape[1], xyz.shape[2], xyz.shape[0]
+    else:
+        paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+        trajectory = open_inputs(paths, read_options)
+        frames = _FrameSource(trajectory=trajectory)
+        atoms, dims, total = trajectory.atoms, trajectory.dims, trajectory.frames
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    report, reference = _run(
+        frames, trajectory, config, atoms, dims,
+        read_options=read_options, sink=lambda *p: parts.append(p), progress=progress, total=total,
+    )
+    xyz, rmsd, ambiguous = (np.concatenate(column) for column in zip(*parts))
+    return AlignedTrajectory(xyz=xyz, rmsd=rmsd, ambiguous=ambiguous, reference=reference, report=report)
+
+
+def align_file(
+    inputs: Sequence[str | os.PathLike] | None,
+    output: str | os.PathLike = "aligned.h5",
+    config: AlignConfig = AlignConfig(),
+    read_options: ReadOptions = ReadOptions(),
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> AlignReport:
+    """Align trajectory files (or the built-in polymer) into an aligned `.h5`, streaming:
+    memory stays bounded whatever the trajectory's length."""
+    from vaetraj.io.aligned import AlignedWriter
+    from vaetraj.io.topology import topology_to_json
+
+    output = Path(output)
+    if output.suffix.lower() not in (".h5", ".hdf5"):
+        raise UsageError(f"aligned output must be .h5, got '{output.suffix}'", path=output)
+    check_output(output, overwrite=overwrite)
+    trajectory = open_inputs(inputs, read_options)
+    sources = [
+        {"path": str(s.path.resolve()), "format": s.format, "frames": s.frames, "sha256": compute_sha256(s.path)}
+        for s in trajectory.sources
+    ]
+    with atomic_output(output, overwrite=overwrite) as tmp:
+        writer = AlignedWriter(
+            tmp, atoms=trajectory.atoms, dims=trajectory.dims,
+            with_ambiguous=config.method == "principal", final_path=output,
+        )
+        try:
+            report, reference = _run(
+                _FrameSource(trajectory=trajectory), trajectory, config, trajectory.atoms, trajectory.dims,
+                read_options=read_options, sink=writer.append, progress=progress, total=trajectory.frames,
+            )
+            report.output = str(output)
+            report.sources = sources
+            arrays = {"atom_indices": trajectory.origin_indices.astype(np.int64)}
+            if trajectory.masses is not None:
+                arrays["masses"] = trajectory.masses
+            if reference is not None:
+                arrays["reference"] = reference.astype(np.float32)
+            writer.finish(
+                attrs={
+                    "units": trajectory.units,
+                    "method": config.method,
+                    "reference": report.reference,
+                    "weights": report.weights,
+                    "config": config.to_json(),
+                    "read_options": json.dumps({"select": read_options.select, "stride": read_options.stride, "key": read_options.key}),
+                    "topology": topology_to_json(trajectory.topology) if trajectory.topology is not None else None,
+                    "sources": sources,
+                    "summary": {k: v for k, v in report.to_dict().items() if k not in ("sources",)},
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                },
+                arrays=arrays,
+            )
+        finally:
+            writer.close()
+    return report

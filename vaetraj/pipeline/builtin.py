@@ -1,0 +1,36 @@
+"""The built-in polymer data set: simulated once, then cached on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import mdtraj as md
+
+from vaetraj.simulate import PolymerConfig
+
+BUILTIN_SEED = 0
+
+
+def cache_dir() -> Path:
+    """$VAETRAJ_CACHE_DIR, else $XDG_CACHE_HOME/vaetraj, else ~/.cache/vaetraj."""
+    explicit = os.environ.get("VAETRAJ_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vaetraj"
+
+
+def builtin_polymer(config: PolymerConfig = PolymerConfig(), seed: int = BUILTIN_SEED) -> tuple[Path, md.Topology]:
+    """Path of the cached built-in polymer trajectory (simulated on first use) and its
+    topology."""
+    from vaetraj.io.topology import polymer_topology
+    from vaetraj.pipeline.simulate import simulate_polymer_file
+
+    tag = hashlib.sha256(f"{config.to_json()}|{seed}".encode()).hexdigest()[:12]
+    path = cache_dir() / f"polymer-{config.beads}x{config.dim}d-{tag}.npz"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        simulate_polymer_file(path, config, seed=seed, overwrite=True)
+    return path, polymer_topology(config.beads)

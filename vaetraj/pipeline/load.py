@@ -1,0 +1,46 @@
+"""`load_trajectory`: trajectory files into memory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import mdtraj as md
+import numpy as np
+
+from vaetraj.io.trajectory import ReadOptions, Trajectory
+
+
+@dataclass(frozen=True)
+class LoadedTrajectory:
+    """xyz: (frames, atoms, dims) as stored (nm for mdtraj formats); topology and masses
+    of the selected atoms when known; atom_indices into the original files."""
+
+    xyz: np.ndarray
+    topology: md.Topology | None
+    masses: np.ndarray | None
+    atom_indices: np.ndarray
+    units: str
+
+
+def load_trajectory(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    top: str | os.PathLike | None = None,
+    select: str | None = None,
+    stride: int = 1,
+    key: str | None = None,
+    allow_partial: bool = False,
+) -> LoadedTrajectory:
+    """Read one or more trajectory files (concatenated in order) into memory."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    options = ReadOptions(top=top, select=select, stride=stride, key=key, allow_partial=allow_partial)
+    trajectory = Trajectory(paths, options)
+    return LoadedTrajectory(
+        xyz=trajectory.read_all(),
+        topology=trajectory.topology,
+        masses=trajectory.masses,
+        atom_indices=trajectory.origin_indices,
+        units=trajectory.units,
+    )

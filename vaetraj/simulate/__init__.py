@@ -1,0 +1,18 @@
+"""Simulation kernels: the built-in bead-spring polymer and its Langevin integrator."""
+
+from vaetraj.simulate._langevin import LangevinState, langevin_baoab
+from vaetraj.simulate._polymer import (
+    PolymerConfig,
+    initial_conformation,
+    make_polymer_energy,
+    simulate_polymer_kernel,
+)
+
+__all__ = [
+    "LangevinState",
+    "PolymerConfig",
+    "initial_conformation",
+    "langevin_baoab",
+    "make_polymer_energy",
+    "simulate_polymer_kernel",
+]
