@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from functools import cache
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +37,7 @@ class AlignTarget(NamedTuple):
     kabsch: KabschTarget
 
 
-@lru_cache(maxsize=None)
+@cache
 def make_block_aligner(method: str, degeneracy_tol: float = 1e-2) -> Callable[..., BlockAlignment]:
     """A jit-compiled function (xyz (frames, atoms, dims) float32, AlignTarget) ->
     BlockAlignment. Cached per (method, tolerance), so a block size compiles once."""
@@ -64,7 +65,9 @@ def make_block_aligner(method: str, degeneracy_tol: float = 1e-2) -> Callable[..
 
 
 @jax.jit
-def count_axis_changes(rotations: jnp.ndarray, previous: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+def count_axis_changes(
+    rotations: jnp.ndarray, previous: jnp.ndarray
+) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Swaps and sign flips of the principal axes between consecutive frames.
 
     rotations: (frames, dims, dims); previous: (dims, dims), the frame before the first

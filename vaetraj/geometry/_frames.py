@@ -20,9 +20,7 @@ def rotate_frame(xyz: jnp.ndarray, rotation: jnp.ndarray) -> jnp.ndarray:
     single elementwise pass instead of many tiny batched matrix products.
     """
     dims = xyz.shape[-1]
-    columns = [
-        sum(xyz[:, i] * rotation[j, i] for i in range(dims)) for j in range(dims)
-    ]
+    columns = [sum(xyz[:, i] * rotation[j, i] for i in range(dims)) for j in range(dims)]
     return jnp.stack(columns, axis=-1)
 
 

@@ -6,8 +6,8 @@ import contextlib
 import errno
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from vaetraj.errors import OutputError, WriteError
 
@@ -47,6 +47,9 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
         raise OutputError(f"cannot create output: {describe_os_error(error)}", path=path) from None
     os.close(fd)
     tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; outputs are ordinary files
     try:
         yield tmp
         with open(tmp, "rb+") as handle:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
@@ -57,7 +58,9 @@ def _check_shape(shape: tuple[int, ...], path: Path, what: str) -> None:
             path=path,
         )
     if shape[2] not in (2, 3):
-        raise BadInputError(f"{what} has {shape[2]} coordinates per atom, expected 2 or 3", path=path)
+        raise BadInputError(
+            f"{what} has {shape[2]} coordinates per atom, expected 2 or 3", path=path
+        )
     if shape[1] < 1:
         raise BadInputError(f"{what} has no atoms", path=path)
 
@@ -100,7 +103,9 @@ class NpyArrayReader:
         names = [m[:-4] for m in members]
         if key is not None:
             if key not in names:
-                raise UsageError(f"no array '{key}' (it holds: {', '.join(names) or 'nothing'})", path=self.path)
+                raise UsageError(
+                    f"no array '{key}' (it holds: {', '.join(names) or 'nothing'})", path=self.path
+                )
             return key + ".npy"
         if not names:
             raise BadInputError("the .npz archive holds no arrays", path=self.path)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import h5py
 import numpy as np
@@ -31,14 +32,19 @@ ALIGNED_FORMAT_VERSION = 1
 class AlignedWriter:
     """Appends aligned blocks to an HDF5 file. Any OSError from h5py is a write error."""
 
-    def __init__(self, path: Path, *, atoms: int, dims: int, with_ambiguous: bool, final_path: Path):
+    def __init__(
+        self, path: Path, *, atoms: int, dims: int, with_ambiguous: bool, final_path: Path
+    ):
         self.final_path = final_path
         self.frames = 0
         block = max(1, min(4096, (1 << 20) // (atoms * dims * 4)))
         with self._guard():
             self.handle = h5py.File(path, "w")
             self.xyz = self.handle.create_dataset(
-                "xyz", shape=(0, atoms, dims), maxshape=(None, atoms, dims), dtype="f4",
+                "xyz",
+                shape=(0, atoms, dims),
+                maxshape=(None, atoms, dims),
+                dtype="f4",
                 chunks=(block, atoms, dims),
             )
             self.rmsd = self.handle.create_dataset(
@@ -46,7 +52,11 @@ class AlignedWriter:
             )
             self.ambiguous = (
                 self.handle.create_dataset(
-                    "ambiguous", shape=(0,), maxshape=(None,), dtype=bool, chunks=(max(block, 1024),)
+                    "ambiguous",
+                    shape=(0,),
+                    maxshape=(None,),
+                    dtype=bool,
+                    chunks=(max(block, 1024),),
                 )
                 if with_ambiguous
                 else None
@@ -82,7 +92,9 @@ class AlignedWriter:
             for name, value in attrs.items():
                 if value is None:
                     continue
-                self.handle.attrs[name] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+                self.handle.attrs[name] = (
+                    value if isinstance(value, (str, int, float)) else json.dumps(value)
+                )
             self.handle.flush()
             self.handle.close()
 

@@ -50,7 +50,9 @@ def topology_from_json(text: str) -> md.Topology:
             for atom_data in residue_data["atoms"]:
                 symbol = atom_data["element"]
                 element = md.element.get_by_symbol(symbol) if symbol else None
-                topology.add_atom(atom_data["name"], element, residue, serial=atom_data.get("serial"))
+                topology.add_atom(
+                    atom_data["name"], element, residue, serial=atom_data.get("serial")
+                )
     atoms = list(topology.atoms)
     for first, second in data["bonds"]:
         topology.add_bond(atoms[first], atoms[second])

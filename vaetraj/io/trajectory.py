@@ -9,9 +9,9 @@ import contextlib
 import os
 import sys
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import h5py
 import mdtraj as md
@@ -30,7 +30,20 @@ ALIGNED_FORMAT = "vaetraj-aligned"
 _ARRAY_SUFFIXES = {".npy", ".npz"}
 _HDF5_SUFFIXES = {".h5", ".hdf5"}
 # mdtraj formats whose files carry their own topology
-_SELF_DESCRIBING = {".pdb", ".pdb.gz", ".gro", ".h5", ".hdf5", ".lh5", ".mol2", ".hoomdxml", ".arc", ".gsd", ".pdbx", ".cif"}
+_SELF_DESCRIBING = {
+    ".pdb",
+    ".pdb.gz",
+    ".gro",
+    ".h5",
+    ".hdf5",
+    ".lh5",
+    ".mol2",
+    ".hoomdxml",
+    ".arc",
+    ".gsd",
+    ".pdbx",
+    ".cif",
+}
 _TARGET_BLOCK_BYTES = 32 << 20
 
 
@@ -234,7 +247,9 @@ def _count_atoms_with_mdtraj(path: Path) -> int:
     return int(np.asarray(xyz).shape[1])
 
 
-def _open_mdtraj(path: Path, suffix: str, options: ReadOptions, topology: md.Topology | None) -> _FileSource:
+def _open_mdtraj(
+    path: Path, suffix: str, options: ReadOptions, topology: md.Topology | None
+) -> _FileSource:
     if topology is None:
         if suffix not in _SELF_DESCRIBING:
             raise UsageError(f"a {suffix} file has no topology: pass --top", path=path)
@@ -261,7 +276,9 @@ def _open_mdtraj(path: Path, suffix: str, options: ReadOptions, topology: md.Top
             )
         frames, atoms = counted.whole, counted.atoms
     else:
-        atoms = _count_atoms_with_mdtraj(path) if suffix not in _SELF_DESCRIBING else topology.n_atoms
+        atoms = (
+            _count_atoms_with_mdtraj(path) if suffix not in _SELF_DESCRIBING else topology.n_atoms
+        )
     if atoms != topology.n_atoms:
         raise BadInputError(
             f"trajectory has {atoms} atoms but the topology has {topology.n_atoms}", path=path
@@ -348,10 +365,14 @@ class Trajectory:
         self.dims = first.dims
         file_topology = next((s.topology for s in self.sources if s.topology is not None), None)
         self.atom_indices = self._select(file_topology, first.atoms)
-        self.topology = file_topology.subset(self.atom_indices) if file_topology is not None else None
+        self.topology = (
+            file_topology.subset(self.atom_indices) if file_topology is not None else None
+        )
         masses = masses_from_topology(file_topology) if file_topology is not None else None
         self.masses = None if masses is None else masses[self.atom_indices]
-        self.units = units or (first.units if all(s.units == first.units for s in self.sources) else "unknown")
+        self.units = units or (
+            first.units if all(s.units == first.units for s in self.sources) else "unknown"
+        )
         self.notes = [note for source in self.sources for note in source.notes]
 
     def _select(self, topology: md.Topology | None, atoms: int) -> np.ndarray:
@@ -393,9 +414,12 @@ class Trajectory:
         """Yield chunks of at most `frames_per_chunk` frames (after stride), finite."""
         frames_per_chunk = frames_per_chunk or self.default_chunk_frames()
         stride = self.options.stride
-        selected = None if self.atoms == self.sources[0].atoms and np.array_equal(
-            self.atom_indices, np.arange(self.atoms)
-        ) else self.atom_indices
+        selected = (
+            None
+            if self.atoms == self.sources[0].atoms
+            and np.array_equal(self.atom_indices, np.arange(self.atoms))
+            else self.atom_indices
+        )
         emitted = 0
         for number, source in enumerate(self.sources):
             raw = 0

@@ -10,9 +10,10 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -175,7 +176,9 @@ class _Aligner:
         return type(result)(*(np.asarray(part[:count]) for part in result))
 
 
-def _resolve_weights(trajectory: Trajectory | None, atoms: int, config: AlignConfig) -> tuple[np.ndarray, str]:
+def _resolve_weights(
+    trajectory: Trajectory | None, atoms: int, config: AlignConfig
+) -> tuple[np.ndarray, str]:
     masses = None if trajectory is None or config.equal_masses else trajectory.masses
     if masses is None:
         return np.full(atoms, 1.0 / atoms), "equal"
@@ -183,7 +186,12 @@ def _resolve_weights(trajectory: Trajectory | None, atoms: int, config: AlignCon
 
 
 def _reference_structure(
-    config: AlignConfig, frames: _FrameSource, atoms: int, dims: int, origin: np.ndarray | None, read_options: ReadOptions
+    config: AlignConfig,
+    frames: _FrameSource,
+    atoms: int,
+    dims: int,
+    origin: np.ndarray | None,
+    read_options: ReadOptions,
 ) -> tuple[np.ndarray, str]:
     reference = config.reference
     if reference is None or reference == "mean":
@@ -193,7 +201,9 @@ def _reference_structure(
         index = int(reference)
         if index < 0:
             if total is None:
-                raise UsageError("a negative --reference index needs a format that knows its frame count")
+                raise UsageError(
+                    "a negative --reference index needs a format that knows its frame count"
+                )
             index += total
         if index < 0 or (total is not None and index >= total):
             raise UsageError(f"--reference frame {reference} is outside the {total} frames")
@@ -202,7 +212,9 @@ def _reference_structure(
     structure = Trajectory([path], ReadOptions(top=read_options.top, key=read_options.key))
     first = next(structure.iter_chunks(1)).xyz[0].astype(np.float64)
     if first.shape[-1] != dims:
-        raise BadInputError(f"reference is {first.shape[-1]}D but the trajectory is {dims}D", path=path)
+        raise BadInputError(
+            f"reference is {first.shape[-1]}D but the trajectory is {dims}D", path=path
+        )
     if first.shape[0] == atoms:
         return first, str(path)
     if origin is not None and first.shape[0] > int(origin.max()):
@@ -239,7 +251,9 @@ def _run(
 
     iterations = 0
     if config.method == "kabsch":
-        reference, described = _reference_structure(config, frames, atoms, dims, origin, read_options)
+        reference, described = _reference_structure(
+            config, frames, atoms, dims, origin, read_options
+        )
         aligner.set_reference(reference)
         if config.reference == "mean":
             for iterations in range(1, config.mean_max_iterations + 1):
@@ -252,7 +266,12 @@ def _run(
                     if progress:
                         progress(count, total, f"mean reference, pass {iterations}")
                 mean = total_xyz / count
-                moved = float(np.sqrt(weights @ np.sum((mean - np.asarray(aligner.target.kabsch.reference)) ** 2, axis=-1)))
+                moved = float(
+                    np.sqrt(
+                        weights
+                        @ np.sum((mean - np.asarray(aligner.target.kabsch.reference)) ** 2, axis=-1)
+                    )
+                )
                 aligner.set_reference(mean)
                 if moved < config.mean_tol:
                     break
@@ -298,7 +317,9 @@ def _run(
         reference=described,
         weights=weighting,
         units=trajectory.units if trajectory is not None else "unknown",
-        rmsd_of="fitted to the reference" if config.method == "kabsch" else "to the first aligned frame, no fit",
+        rmsd_of="fitted to the reference"
+        if config.method == "kabsch"
+        else "to the first aligned frame, no fit",
         rmsd_min=rmsd_min,
         rmsd_mean=rmsd_sum / done,
         rmsd_max=rmsd_max,
@@ -309,7 +330,9 @@ def _run(
         wall_time_s=time.perf_counter() - started,
         notes=list(trajectory.notes) if trajectory is not None else [],
     )
-    reference_used = np.asarray(aligner.target.kabsch.reference) if config.method == "kabsch" else None
+    reference_used = (
+        np.asarray(aligner.target.kabsch.reference) if config.method == "kabsch" else None
+    )
     return report, reference_used
 
 
@@ -322,7 +345,11 @@ def open_inputs(
     from vaetraj.pipeline.builtin import builtin_polymer
 
     path, topology = builtin_polymer()
-    return Trajectory([path], dataclasses.replace(read_options, top=None), topology=topology, units="reduced")
+    trajectory = Trajectory(
+        [path], dataclasses.replace(read_options, top=None), topology=topology, units="reduced"
+    )
+    trajectory.notes.insert(0, f"no input given: the built-in polymer ({path})")
+    return trajectory
 
 
 def align(
@@ -350,11 +377,20 @@ def align(
         atoms, dims, total = trajectory.atoms, trajectory.dims, trajectory.frames
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     report, reference = _run(
-        frames, trajectory, config, atoms, dims,
-        read_options=read_options, sink=lambda *p: parts.append(p), progress=progress, total=total,
+        frames,
+        trajectory,
+        config,
+        atoms,
+        dims,
+        read_options=read_options,
+        sink=lambda *p: parts.append(p),
+        progress=progress,
+        total=total,
     )
-    xyz, rmsd, ambiguous = (np.concatenate(column) for column in zip(*parts))
-    return AlignedTrajectory(xyz=xyz, rmsd=rmsd, ambiguous=ambiguous, reference=reference, report=report)
+    xyz, rmsd, ambiguous = (np.concatenate(column) for column in zip(*parts, strict=True))
+    return AlignedTrajectory(
+        xyz=xyz, rmsd=rmsd, ambiguous=ambiguous, reference=reference, report=report
+    )
 
 
 def align_file(
@@ -377,18 +413,33 @@ def align_file(
     check_output(output, overwrite=overwrite)
     trajectory = open_inputs(inputs, read_options)
     sources = [
-        {"path": str(s.path.resolve()), "format": s.format, "frames": s.frames, "sha256": compute_sha256(s.path)}
+        {
+            "path": str(s.path.resolve()),
+            "format": s.format,
+            "frames": s.frames,
+            "sha256": compute_sha256(s.path),
+        }
         for s in trajectory.sources
     ]
     with atomic_output(output, overwrite=overwrite) as tmp:
         writer = AlignedWriter(
-            tmp, atoms=trajectory.atoms, dims=trajectory.dims,
-            with_ambiguous=config.method == "principal", final_path=output,
+            tmp,
+            atoms=trajectory.atoms,
+            dims=trajectory.dims,
+            with_ambiguous=config.method == "principal",
+            final_path=output,
         )
         try:
             report, reference = _run(
-                _FrameSource(trajectory=trajectory), trajectory, config, trajectory.atoms, trajectory.dims,
-                read_options=read_options, sink=writer.append, progress=progress, total=trajectory.frames,
+                _FrameSource(trajectory=trajectory),
+                trajectory,
+                config,
+                trajectory.atoms,
+                trajectory.dims,
+                read_options=read_options,
+                sink=writer.append,
+                progress=progress,
+                total=trajectory.frames,
             )
             report.output = str(output)
             report.sources = sources
@@ -404,8 +455,16 @@ def align_file(
                     "reference": report.reference,
                     "weights": report.weights,
                     "config": config.to_json(),
-                    "read_options": json.dumps({"select": read_options.select, "stride": read_options.stride, "key": read_options.key}),
-                    "topology": topology_to_json(trajectory.topology) if trajectory.topology is not None else None,
+                    "read_options": json.dumps(
+                        {
+                            "select": read_options.select,
+                            "stride": read_options.stride,
+                            "key": read_options.key,
+                        }
+                    ),
+                    "topology": topology_to_json(trajectory.topology)
+                    if trajectory.topology is not None
+                    else None,
                     "sources": sources,
                     "summary": {k: v for k, v in report.to_dict().items() if k not in ("sources",)},
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

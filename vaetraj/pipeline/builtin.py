@@ -22,7 +22,9 @@ def cache_dir() -> Path:
     return Path(base) / "vaetraj"
 
 
-def builtin_polymer(config: PolymerConfig = PolymerConfig(), seed: int = BUILTIN_SEED) -> tuple[Path, md.Topology]:
+def builtin_polymer(
+    config: PolymerConfig = PolymerConfig(), seed: int = BUILTIN_SEED
+) -> tuple[Path, md.Topology]:
     """Path of the cached built-in polymer trajectory (simulated on first use) and its
     topology."""
     from vaetraj.io.topology import polymer_topology

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import mdtraj as md
 import numpy as np
@@ -35,7 +35,9 @@ def load_trajectory(
 ) -> LoadedTrajectory:
     """Read one or more trajectory files (concatenated in order) into memory."""
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    options = ReadOptions(top=top, select=select, stride=stride, key=key, allow_partial=allow_partial)
+    options = ReadOptions(
+        top=top, select=select, stride=stride, key=key, allow_partial=allow_partial
+    )
     trajectory = Trajectory(paths, options)
     return LoadedTrajectory(
         xyz=trajectory.read_all(),

@@ -40,12 +40,18 @@ def simulate_polymer(config: PolymerConfig = PolymerConfig(), *, seed: int = 0) 
 
 
 def simulate_polymer_file(
-    output: str | os.PathLike, config: PolymerConfig = PolymerConfig(), *, seed: int = 0, overwrite: bool = False
+    output: str | os.PathLike,
+    config: PolymerConfig = PolymerConfig(),
+    *,
+    seed: int = 0,
+    overwrite: bool = False,
 ) -> SimulationReport:
     """Simulate and write `.npz` (array key `arr`, as the textbook's files) or `.npy`."""
     output = Path(output)
     if output.suffix.lower() not in (".npz", ".npy"):
-        raise UsageError(f"cannot write a polymer trajectory as '{output.suffix}': use .npz or .npy", path=output)
+        raise UsageError(
+            f"cannot write a polymer trajectory as '{output.suffix}': use .npz or .npy", path=output
+        )
     check_output(output, overwrite=overwrite)
     start = time.perf_counter()
     xyz = simulate_polymer(config, seed=seed)

@@ -3,7 +3,8 @@ functions, in the style of jax-md's `simulate.nvt_langevin`."""
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -70,7 +70,9 @@ class PolymerConfig:
         for name, ok in checks.items():
             if not ok:
                 rule = rules.get(name, "at least 1" if name in ("frames", "stride") else "positive")
-                raise ValueError(f"PolymerConfig.{name} must be {rule}, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"PolymerConfig.{name} must be {rule}, got {getattr(self, name)!r}"
+                )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -88,7 +90,9 @@ def make_polymer_energy(config: PolymerConfig):
     """Potential energy of one conformation (beads, dim) -> scalar."""
     first, second = np.triu_indices(config.beads, k=2)  # every pair not bonded
     cutoff = config.lj_cutoff * config.lj_sigma
-    shift = 4 * config.lj_epsilon * ((config.lj_sigma / cutoff) ** 12 - (config.lj_sigma / cutoff) ** 6)
+    shift = (
+        4 * config.lj_epsilon * ((config.lj_sigma / cutoff) ** 12 - (config.lj_sigma / cutoff) ** 6)
+    )
 
     def energy(position: jnp.ndarray) -> jnp.ndarray:
         bonds = _bond_vectors(position)
@@ -153,4 +157,3 @@ def simulate_polymer_kernel(config: PolymerConfig, *, key: jax.Array) -> jnp.nda
         return frames
 
     return run(key)
-

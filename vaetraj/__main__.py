@@ -1,0 +1,3 @@
+from vaetraj.cli.app import main
+
+main()

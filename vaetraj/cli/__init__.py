@@ -1,0 +1,1 @@
+"""The Typer command line: parses, calls the API, reports. No arithmetic here."""

@@ -1,0 +1,181 @@
+"""What every command shares: settings from vaetraj.toml, one-line errors with the exit
+codes of DESIGN.md, --json records, and progress bars only on a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from vaetraj.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UsageError, VaetrajError
+
+SETTINGS_FILE = "vaetraj.toml"
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def say(message: str) -> None:
+    """A message for the user, on stderr."""
+    _console().print(message)
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"invalid TOML ({error})", path=path) from None
+
+
+def _command_options(command) -> dict[str, Any]:
+    """Settable names of a command (params) or group (subcommands), recursively."""
+    if isinstance(command, TyperGroup):
+        return {name: _command_options(sub) for name, sub in command.commands.items()}
+    return {
+        param.name: None for param in command.params if param.name not in ("debug", "json_output")
+    }
+
+
+def _normalize(
+    settings: dict[str, Any], allowed: dict[str, Any], path: Path, where: str = ""
+) -> dict[str, Any]:
+    normalized: dict[str, Any] = {}
+    for key, value in settings.items():
+        name = key.replace("-", "_") if not isinstance(value, dict) else key
+        if name not in allowed:
+            section = f"[{where}] " if where else ""
+            known = ", ".join(sorted(allowed)) or "nothing"
+            raise UsageError(f"{section}unknown setting '{key}' (known: {known})", path=path)
+        if isinstance(allowed[name], dict):
+            if not isinstance(value, dict):
+                raise UsageError(f"'{key}' must be a table like [{key}]", path=path)
+            normalized[name] = _normalize(value, allowed[name], path, f"{where}.{key}".strip("."))
+        else:
+            normalized[name] = value
+    return normalized
+
+
+def load_settings(group: TyperGroup, path: Path | None = None) -> dict[str, Any] | None:
+    """Defaults for every command from `path` or ./vaetraj.toml, checked against the
+    commands' options; None when there is no file."""
+    explicit = path is not None
+    path = path or Path(SETTINGS_FILE)
+    if not path.exists():
+        if explicit:
+            from vaetraj.errors import InputMissingError
+
+            raise InputMissingError("no such settings file", path=path)
+        return None
+    return _normalize(_load_toml(path), _command_options(group), path)
+
+
+def _terminate(signum, frame):  # SIGTERM is an interrupt like Ctrl-C: clean up, exit 75
+    raise KeyboardInterrupt
+
+
+def run_command(
+    body: Callable[[], dict[str, Any] | None], *, json_output: bool, debug: bool
+) -> None:
+    """Run a command body; report its result or its error as DESIGN.md says."""
+    debug = debug or bool(os.environ.get("VAETRAJ_DEBUG"))
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = _show_warning
+            record = body()
+    except VaetrajError as error:
+        if debug:
+            traceback.print_exc()
+        _fail(str(error), error.exit_code, json_output)
+    except KeyboardInterrupt:
+        _fail("interrupted; no output was written", EXIT_INTERRUPTED, json_output)
+    except typer.Exit:
+        raise
+    except Exception as error:  # a bug: show it whole
+        traceback.print_exc()
+        _fail(
+            f"internal error: {type(error).__name__}: {error} (please report it)",
+            EXIT_INTERNAL,
+            json_output,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if json_output:
+        typer.echo(json.dumps({"ok": True, **(record or {})}, default=str))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    from vaetraj.io.trajectory import VaetrajWarning
+
+    if issubclass(category, VaetrajWarning):
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def _fail(message: str, code: int, json_output: bool) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    if json_output:
+        typer.echo(json.dumps({"ok": False, "error": message, "exit_code": code}))
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool) -> Iterator[Callable[[int, int | None, str], None] | None]:
+    """A progress callback drawing a rich bar on stderr, or None when stdout is not a
+    terminal (or --json is on): pipes and log files get no bar."""
+    if not (enabled and sys.stdout.isatty()):
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=_console(),
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(done: int, total: int | None, phase: str) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done)
+
+        yield update
+
+
+def print_table(title: str, rows: list[tuple[str, str]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in rows:
+        table.add_row(name, value)
+    _console().print(table)

@@ -1,0 +1,57 @@
+"""The `vaetraj` command line. Only typer and rich load at start-up; each command
+imports what it needs (JAX included) when it runs, so `vaetraj --help` is quick."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from vaetraj._version import __version__
+from vaetraj.cli._runtime import load_settings, run_command
+from vaetraj.cli.align import align_command
+from vaetraj.cli.simulate import simulate_app
+
+app = typer.Typer(
+    name="vaetraj",
+    help="Learn the latent space of a molecular trajectory with a VAE, and use it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("align")(align_command)
+app.add_typer(simulate_app, name="simulate")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"vaetraj {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+    ),
+    settings: Path | None = typer.Option(
+        None, "--settings", help="Settings file (default: ./vaetraj.toml when present)."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+) -> None:
+    """Every option of every command may be set in ./vaetraj.toml, e.g. [align] method = "kabsch"."""
+
+    if debug:
+        os.environ["VAETRAJ_DEBUG"] = "1"
+    run_command(
+        lambda: setattr(ctx, "default_map", load_settings(ctx.command, settings)),
+        json_output=False,
+        debug=debug,
+    )
+
+
+def main() -> None:
+    app(prog_name="vaetraj")
