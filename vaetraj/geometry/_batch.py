@@ -56,7 +56,7 @@ def make_block_aligner(method: str, degeneracy_tol: float = 1e-2) -> Callable[..
             )
             aligned, rotation = result.xyz, result.rotation
         else:
-            aligned = xyz - compute_center_of_mass(xyz, target.weights)
+            aligned = xyz - compute_center_of_mass(xyz, target.weights)[None, :]
             rotation, ambiguous = jnp.eye(dims, dtype=xyz.dtype), jnp.array(False)
         rmsd = compute_weighted_rmsd(aligned, target.kabsch.reference, target.weights)
         return BlockAlignment(aligned, rotation, rmsd, ambiguous)

@@ -88,6 +88,6 @@ def superpose_frame(xyz: jnp.ndarray, target: KabschTarget) -> Superposition:
         rotation = _optimal_rotation_3d(correlation)
     else:
         raise ValueError(f"frames must be 2D or 3D, got {dims} dimensions")
-    aligned = rotate_frame(xyz - center, rotation)
+    aligned = rotate_frame(xyz - center[None, :], rotation)
     rmsd = compute_weighted_rmsd(aligned, target.reference, target.weights)
     return Superposition(xyz=aligned, rotation=rotation, rmsd=rmsd)

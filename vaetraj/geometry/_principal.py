@@ -76,7 +76,7 @@ def align_principal_frame(
     index_weights: (atoms,) from `compute_index_weights(weights)`.
     """
     dims = xyz.shape[-1]
-    centred = xyz - compute_center_of_mass(xyz, weights)
+    centred = xyz - compute_center_of_mass(xyz, weights)[None, :]
     weighted = centred * weights[:, None]
     gyration = jnp.stack(
         [jnp.sum(weighted * centred[:, j : j + 1], axis=0) for j in range(dims)], axis=-1

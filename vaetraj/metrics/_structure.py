@@ -9,7 +9,7 @@ import numpy as np
 
 def compute_rg(xyz: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarray:
     """Radius of gyration; weights (atoms,) sum to one (masses / total mass)."""
-    centred = xyz - weights @ xyz
+    centred = xyz - (weights @ xyz)[None, :]
     return jnp.sqrt(weights @ jnp.sum(centred**2, axis=-1))
 
 

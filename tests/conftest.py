@@ -1,0 +1,78 @@
+"""Shared fixtures and numerics guards for the test suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if os.environ.get("VAETRAJ_SHARED_DATA"):
+    SHARED_DATA = Path(os.environ["VAETRAJ_SHARED_DATA"])
+
+# float32 kernels: tolerances per dtype
+ATOL = {np.float32: 1e-5, np.float64: 1e-10}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """The built-in polymer is cached once per test session, never in the user's home."""
+    cache = tmp_path_factory.mktemp("vaetraj-cache")
+    old = os.environ.get("VAETRAJ_CACHE_DIR")
+    os.environ["VAETRAJ_CACHE_DIR"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("VAETRAJ_CACHE_DIR", None)
+    else:
+        os.environ["VAETRAJ_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def polymer_2d() -> np.ndarray:
+    """A short built-in polymer trajectory (frames, 12, 2), made by our own simulator."""
+    from vaetraj import PolymerConfig, simulate_polymer
+
+    return simulate_polymer(PolymerConfig(frames=400, stride=100, equilibration=5000), seed=1)
+
+
+@pytest.fixture(scope="session")
+def polymer_3d() -> np.ndarray:
+    from vaetraj import PolymerConfig, simulate_polymer
+
+    return simulate_polymer(PolymerConfig(dim=3, frames=300, stride=100, equilibration=5000), seed=2)
+
+
+@pytest.fixture(scope="session")
+def polymer_files(tmp_path_factory, polymer_3d):
+    """A 3D polymer as PDB topology + DCD + XTC (coordinates read as nm by mdtraj)."""
+    import mdtraj as md
+
+    from vaetraj.io.topology import polymer_topology
+
+    folder = tmp_path_factory.mktemp("polymer-files")
+    trajectory = md.Trajectory(polymer_3d.astype(np.float32), polymer_topology(polymer_3d.shape[1]))
+    trajectory[0].save_pdb(str(folder / "polymer.pdb"))
+    trajectory.save_dcd(str(folder / "polymer.dcd"))
+    trajectory.save_xtc(str(folder / "polymer.xtc"))
+    return folder
+
+
+def shared(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not found: {path}")
+    return path
+
+
+def random_rotation(rng: np.random.Generator, dims: int) -> np.ndarray:
+    """A uniformly random proper rotation (det +1)."""
+    q, r = np.linalg.qr(rng.normal(size=(dims, dims)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
