@@ -1,0 +1,299 @@
+"""The CLI end to end, and every bad input: one line, the exit code of DESIGN.md, and
+no output file left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import mdtraj as md
+import numpy as np
+import pytest
+from conftest import shared
+from typer.testing import CliRunner
+
+from vaetraj.cli.app import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_error(result, code: int, *fragments: str) -> None:
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr  # one line, no traceback
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def no_outputs(folder: Path) -> bool:
+    return not any(p.suffix in (".h5", ".tmp") for p in folder.iterdir())
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture()
+def polymer_npz(workdir, polymer_2d):
+    np.savez(workdir / "traj.npz", arr=polymer_2d)
+    return workdir / "traj.npz"
+
+
+def test_help_and_version():
+    result = run("--help")
+    assert result.exit_code == 0
+    assert "align" in result.stdout and "simulate" in result.stdout
+    for command in ("train", "encode", "sample", "optimize", "evaluate", "plot", "demo"):
+        assert f" {command} " not in result.stdout  # only commands that work are listed
+    assert run("--version").stdout.strip().startswith("vaetraj ")
+    assert "Example" in run("align", "--help").stdout
+
+
+def test_help_does_not_import_jax():
+    """`vaetraj --help` stays quick because JAX is imported only by commands that run."""
+    code = "import sys; from vaetraj.cli.app import app; import vaetraj; print('jax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_align_builtin_polymer_in_empty_folder(workdir):
+    result = run("align", "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["ok"] and record["frames"] == 2048 and record["atoms"] == 12 and record["dims"] == 2
+    assert record["method"] == "principal"
+    with h5py.File(workdir / "aligned.h5") as handle:
+        assert handle.attrs["format"] == "vaetraj-aligned"
+        assert handle.attrs["format_version"] == 1
+        assert handle.attrs["method"] == "principal"
+        xyz = handle["xyz"][()]
+        assert xyz.shape == (2048, 12, 2) and xyz.dtype == np.float32
+        sources = json.loads(handle.attrs["sources"])
+        assert len(sources[0]["sha256"]) == 64
+        assert handle["atom_indices"][()].tolist() == list(range(12))
+        assert "B1" in handle.attrs["topology"]
+    # centred and on principal axes: mean zero, x variance largest, no xy covariance
+    assert np.abs(xyz.mean(axis=1)).max() < 1e-4
+    assert np.all(np.mean(xyz[..., 0] ** 2, 1) >= np.mean(xyz[..., 1] ** 2, 1) - 1e-5)
+    assert np.abs(np.mean(xyz[..., 0] * xyz[..., 1], 1)).max() < 1e-4
+    assert record["ambiguous_frames"] >= 0 and record["axis_swaps"] >= 0
+
+    again = run("align")
+    assert_error(again, 73, "aligned.h5", "--overwrite")
+    assert run("align", "--overwrite").exit_code == 0
+
+
+def test_simulate_then_align_with_kabsch(workdir):
+    result = run("simulate", "polymer", "--frames", "64", "--dim", "3", "--seed", "3", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["dim"] == 3
+    assert np.load(workdir / "polymer.npz")["arr"].shape == (64, 12, 3)
+    result = run("align", "polymer.npz", "--method", "kabsch", "--reference", "mean", "-o", "k.h5", "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["mean_iterations"] >= 2 and record["rmsd_mean"] > 0
+    with h5py.File(workdir / "k.h5") as handle:
+        assert handle["reference"].shape == (12, 3)
+        np.testing.assert_allclose(handle["xyz"][()].mean(0), handle["reference"][()], atol=1e-4)
+
+
+def test_settings_file_sets_options(workdir, polymer_npz):
+    (workdir / "vaetraj.toml").write_text('[align]\nmethod = "none"\noutput = "from-settings.h5"\n')
+    result = run("align", "traj.npz", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["method"] == "none"
+    assert (workdir / "from-settings.h5").exists()
+    (workdir / "vaetraj.toml").write_text("[align]\nmethdo = 'none'\n")
+    assert_error(run("align", "traj.npz"), 2, "vaetraj.toml", "methdo")
+
+
+def test_shared_alanine_dipeptide(workdir):
+    dcd, pdb = shared("alanine-dipeptide", "ala2.dcd"), shared("alanine-dipeptide", "ala2.pdb")
+    result = run("align", dcd, "--top", pdb, "--method", "kabsch", "--select", "not element H", "--stride", "4", "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["frames"] == 2000 and record["atoms"] == 10 and record["weights"] == "mass"
+    assert record["units"] == "nm" and 0.0 < record["rmsd_mean"] < 0.2
+
+
+def test_shared_polymer_principal(workdir):
+    paths = shared("polymer", "paths.npz")
+    result = run("align", paths, "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    # frames close in time: the sign convention keeps the axes steady
+    assert record["frames"] == 2048 and record["sign_flips"] <= 5
+
+
+# ---- bad input -----------------------------------------------------------------
+
+
+def test_missing_file(workdir):
+    assert_error(run("align", "nothere.npz"), 66, "nothere.npz", "no such file")
+    assert no_outputs(workdir)
+
+
+def test_empty_file(workdir):
+    (workdir / "empty.dcd").write_bytes(b"")
+    assert_error(run("align", "empty.dcd"), 65, "empty.dcd", "empty")
+    assert no_outputs(workdir)
+
+
+def test_unknown_extension(workdir):
+    (workdir / "traj.foo").write_text("1 2 3")
+    assert_error(run("align", "traj.foo"), 65, "traj.foo", "unknown trajectory extension")
+
+
+def test_object_array_npz_is_refused(workdir):
+    np.savez(workdir / "obj.npz", arr=np.array([{"a": 1}], dtype=object))
+    assert_error(run("align", "obj.npz"), 65, "obj.npz", "Python objects")
+    assert no_outputs(workdir)
+
+
+@pytest.mark.parametrize("shape", [(10, 12), (10, 12, 4), (2, 10, 12, 2)])
+def test_wrong_dimensions(workdir, shape):
+    np.save(workdir / "bad.npy", np.zeros(shape))
+    assert_error(run("align", "bad.npy"), 65, "bad.npy", "shape" if len(shape) != 3 else "coordinates")
+
+
+def test_several_arrays_need_key(workdir, polymer_2d):
+    np.savez(workdir / "two.npz", a=polymer_2d, b=polymer_2d[:10])
+    assert_error(run("align", "two.npz"), 2, "two.npz", "--key")
+    result = run("align", "two.npz", "--key", "b", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["frames"] == 10
+
+
+def test_non_finite_coordinates_name_frame_and_atom(workdir, polymer_2d):
+    data = polymer_2d.copy()
+    data[37, 5, 1] = np.nan
+    np.save(workdir / "nan.npy", data)
+    assert_error(run("align", "nan.npy"), 65, "nan.npy", "frame 37", "atom 5")
+    data[37, 5, 1] = np.inf
+    np.savez(workdir / "inf.npz", arr=data)
+    assert_error(run("align", "inf.npz", "--stride", "1"), 65, "frame 37", "atom 5")
+    assert no_outputs(workdir)
+
+
+def test_selection_matching_nothing(workdir, polymer_files):
+    result = run("align", polymer_files / "polymer.dcd", "--top", polymer_files / "polymer.pdb", "--select", "name CA")
+    assert_error(result, 65, "selection 'name CA' matches no atoms")
+    assert no_outputs(workdir)
+
+
+def test_topology_atom_count_mismatch(workdir, polymer_files):
+    small = md.load(str(polymer_files / "polymer.pdb")).atom_slice(range(10))
+    small.save_pdb(str(workdir / "small.pdb"))
+    result = run("align", polymer_files / "polymer.dcd", "--top", "small.pdb")
+    assert_error(result, 65, "12 atoms", "topology has 10")
+
+
+def _cut(source: Path, target: Path, drop: int) -> None:
+    data = source.read_bytes()
+    target.write_bytes(data[: len(data) - drop])
+
+
+@pytest.mark.parametrize("suffix", ["dcd", "xtc"])
+def test_truncated_trajectory_refused_unless_allow_partial(workdir, polymer_files, suffix):
+    _cut(polymer_files / f"polymer.{suffix}", workdir / f"cut.{suffix}", 37)
+    top = polymer_files / "polymer.pdb"
+    assert_error(run("align", f"cut.{suffix}", "--top", top), 65, f"cut.{suffix}", "ends inside frame 299", "--allow-partial")
+    assert no_outputs(workdir)
+    result = run("align", f"cut.{suffix}", "--top", top, "--allow-partial", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["frames"] == 299
+    with h5py.File(workdir / "aligned.h5") as handle:
+        full = md.load(str(polymer_files / f"polymer.{suffix}"), top=str(top))
+        assert handle["xyz"].shape[0] == 299 and full.n_frames == 300
+
+
+def test_truncated_npy_refused(workdir, polymer_2d):
+    np.save(workdir / "full.npy", polymer_2d)
+    _cut(workdir / "full.npy", workdir / "cut.npy", 20)
+    assert_error(run("align", "cut.npy"), 65, "cut.npy", "ends inside frame")
+    result = run("align", "cut.npy", "--allow-partial", "--json")
+    assert json.loads(result.stdout)["frames"] == polymer_2d.shape[0] - 1
+
+
+def test_stale_dcd_header_read_with_warning(workdir, polymer_files):
+    """A DCD whose header counts more frames than it holds whole (a crashed run)."""
+    source = polymer_files / "polymer.dcd"
+    top = polymer_files / "polymer.pdb"
+    md.load(str(source), top=str(top))[:200].save_dcd(str(workdir / "short.dcd"))
+    per_frame = (source.stat().st_size - (workdir / "short.dcd").stat().st_size) // 100
+    _cut(source, workdir / "stale.dcd", 100 * per_frame)  # 100 whole frames gone, count kept
+    result = run("align", "stale.dcd", "--top", top, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["frames"] == 200
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "300" in warning[0] and "200" in warning[0]
+
+
+def test_output_folder_not_writable(workdir, polymer_npz):
+    if os.geteuid() == 0:  # root writes anywhere; /sys refuses new files even to root
+        target = Path("/sys/vaetraj-test-output.h5")
+    else:
+        locked = workdir / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        target = locked / "aligned.h5"
+    assert_error(run("align", "traj.npz", "-o", target), 73, str(target), "cannot create")
+    assert not target.exists()
+
+
+def test_output_folder_missing(workdir, polymer_npz):
+    assert_error(run("align", "traj.npz", "-o", "no/such/dir/a.h5"), 73, "does not exist")
+
+
+def test_bad_option_values_are_usage_errors(workdir, polymer_npz):
+    assert run("align", "traj.npz", "--method", "bogus").exit_code == 2
+    assert_error(run("align", "traj.npz", "--reference", "0"), 2, "--reference only applies")
+    assert_error(run("simulate", "polymer", "--dim", "4"), 2, "--dim")
+    assert_error(run("align", "traj.npz", "--method", "kabsch", "--reference", "5000"), 2, "outside")
+
+
+def test_debug_shows_traceback(workdir):
+    result = run("align", "nothere.npz", "--debug")
+    assert result.exit_code == 66
+    assert "Traceback" in result.stderr
+
+
+def test_interrupt_leaves_no_output(workdir, polymer_2d, monkeypatch):
+    """Ctrl-C or SIGTERM mid-run: exit 75 and nothing under the final name."""
+    from vaetraj.io import aligned
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    np.save(workdir / "traj.npy", polymer_2d)
+    monkeypatch.setattr(aligned.AlignedWriter, "append", interrupted)
+    assert_error(run("align", "traj.npy"), 75, "interrupted")
+    assert no_outputs(workdir)
+
+
+def test_killed_run_never_leaves_final_file(workdir, polymer_2d):
+    """kill -9 in the middle of writing leaves no aligned.h5 (at most a hidden temp)."""
+    big = np.tile(polymer_2d, (500, 1, 1))
+    np.save(workdir / "big.npy", big)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vaetraj", "align", "big.npy"], cwd=workdir,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    import time
+
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(p.name.endswith(".tmp") for p in workdir.iterdir()):
+        time.sleep(0.02)
+    process.kill()
+    process.wait()
+    assert not (workdir / "aligned.h5").exists()
