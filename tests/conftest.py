@@ -44,7 +44,9 @@ def polymer_2d() -> np.ndarray:
 def polymer_3d() -> np.ndarray:
     from vaetraj import PolymerConfig, simulate_polymer
 
-    return simulate_polymer(PolymerConfig(dim=3, frames=300, stride=100, equilibration=5000), seed=2)
+    return simulate_polymer(
+        PolymerConfig(dim=3, frames=300, stride=100, equilibration=5000), seed=2
+    )
 
 
 @pytest.fixture(scope="session")

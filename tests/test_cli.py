@@ -62,7 +62,9 @@ def test_help_and_version():
 
 def test_help_does_not_import_jax():
     """`vaetraj --help` stays quick because JAX is imported only by commands that run."""
-    code = "import sys; from vaetraj.cli.app import app; import vaetraj; print('jax' in sys.modules)"
+    code = (
+        "import sys; from vaetraj.cli.app import app; import vaetraj; print('jax' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -71,7 +73,9 @@ def test_align_builtin_polymer_in_empty_folder(workdir):
     result = run("align", "--json")
     assert result.exit_code == 0, result.stderr
     record = json.loads(result.stdout)
-    assert record["ok"] and record["frames"] == 2048 and record["atoms"] == 12 and record["dims"] == 2
+    assert (
+        record["ok"] and record["frames"] == 2048 and record["atoms"] == 12 and record["dims"] == 2
+    )
     assert record["method"] == "principal"
     with h5py.File(workdir / "aligned.h5") as handle:
         assert handle.attrs["format"] == "vaetraj-aligned"
@@ -99,7 +103,9 @@ def test_simulate_then_align_with_kabsch(workdir):
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["dim"] == 3
     assert np.load(workdir / "polymer.npz")["arr"].shape == (64, 12, 3)
-    result = run("align", "polymer.npz", "--method", "kabsch", "--reference", "mean", "-o", "k.h5", "--json")
+    result = run(
+        "align", "polymer.npz", "--method", "kabsch", "--reference", "mean", "-o", "k.h5", "--json"
+    )
     assert result.exit_code == 0, result.stderr
     record = json.loads(result.stdout)
     assert record["mean_iterations"] >= 2 and record["rmsd_mean"] > 0
@@ -120,7 +126,19 @@ def test_settings_file_sets_options(workdir, polymer_npz):
 
 def test_shared_alanine_dipeptide(workdir):
     dcd, pdb = shared("alanine-dipeptide", "ala2.dcd"), shared("alanine-dipeptide", "ala2.pdb")
-    result = run("align", dcd, "--top", pdb, "--method", "kabsch", "--select", "not element H", "--stride", "4", "--json")
+    result = run(
+        "align",
+        dcd,
+        "--top",
+        pdb,
+        "--method",
+        "kabsch",
+        "--select",
+        "not element H",
+        "--stride",
+        "4",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     record = json.loads(result.stdout)
     assert record["frames"] == 2000 and record["atoms"] == 10 and record["weights"] == "mass"
@@ -164,7 +182,9 @@ def test_object_array_npz_is_refused(workdir):
 @pytest.mark.parametrize("shape", [(10, 12), (10, 12, 4), (2, 10, 12, 2)])
 def test_wrong_dimensions(workdir, shape):
     np.save(workdir / "bad.npy", np.zeros(shape))
-    assert_error(run("align", "bad.npy"), 65, "bad.npy", "shape" if len(shape) != 3 else "coordinates")
+    assert_error(
+        run("align", "bad.npy"), 65, "bad.npy", "shape" if len(shape) != 3 else "coordinates"
+    )
 
 
 def test_several_arrays_need_key(workdir, polymer_2d):
@@ -186,7 +206,14 @@ def test_non_finite_coordinates_name_frame_and_atom(workdir, polymer_2d):
 
 
 def test_selection_matching_nothing(workdir, polymer_files):
-    result = run("align", polymer_files / "polymer.dcd", "--top", polymer_files / "polymer.pdb", "--select", "name CA")
+    result = run(
+        "align",
+        polymer_files / "polymer.dcd",
+        "--top",
+        polymer_files / "polymer.pdb",
+        "--select",
+        "name CA",
+    )
     assert_error(result, 65, "selection 'name CA' matches no atoms")
     assert no_outputs(workdir)
 
@@ -207,7 +234,13 @@ def _cut(source: Path, target: Path, drop: int) -> None:
 def test_truncated_trajectory_refused_unless_allow_partial(workdir, polymer_files, suffix):
     _cut(polymer_files / f"polymer.{suffix}", workdir / f"cut.{suffix}", 37)
     top = polymer_files / "polymer.pdb"
-    assert_error(run("align", f"cut.{suffix}", "--top", top), 65, f"cut.{suffix}", "ends inside frame 299", "--allow-partial")
+    assert_error(
+        run("align", f"cut.{suffix}", "--top", top),
+        65,
+        f"cut.{suffix}",
+        "ends inside frame 299",
+        "--allow-partial",
+    )
     assert no_outputs(workdir)
     result = run("align", f"cut.{suffix}", "--top", top, "--allow-partial", "--json")
     assert result.exit_code == 0, result.stderr
@@ -259,7 +292,9 @@ def test_bad_option_values_are_usage_errors(workdir, polymer_npz):
     assert run("align", "traj.npz", "--method", "bogus").exit_code == 2
     assert_error(run("align", "traj.npz", "--reference", "0"), 2, "--reference only applies")
     assert_error(run("simulate", "polymer", "--dim", "4"), 2, "--dim")
-    assert_error(run("align", "traj.npz", "--method", "kabsch", "--reference", "5000"), 2, "outside")
+    assert_error(
+        run("align", "traj.npz", "--method", "kabsch", "--reference", "5000"), 2, "outside"
+    )
 
 
 def test_debug_shows_traceback(workdir):
@@ -286,8 +321,10 @@ def test_killed_run_never_leaves_final_file(workdir, polymer_2d):
     big = np.tile(polymer_2d, (500, 1, 1))
     np.save(workdir / "big.npy", big)
     process = subprocess.Popen(
-        [sys.executable, "-m", "vaetraj", "align", "big.npy"], cwd=workdir,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "vaetraj", "align", "big.npy"],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     import time
 

@@ -82,7 +82,10 @@ def test_principal_is_invariant_to_rigid_motion(dims, polymer_2d, polymer_3d):
     ok = ~a.ambiguous
     error = np.linalg.norm(a.xyz - b.xyz, axis=(1, 2)) / np.linalg.norm(a.xyz, axis=(1, 2))
     assert error[ok].max() < 1e-5
-    assert np.array_equal(a.ambiguous, b.ambiguous) or abs(int(a.ambiguous.sum()) - int(b.ambiguous.sum())) <= 2
+    assert (
+        np.array_equal(a.ambiguous, b.ambiguous)
+        or abs(int(a.ambiguous.sum()) - int(b.ambiguous.sum())) <= 2
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -104,7 +107,9 @@ def test_principal_invariance_hypothesis(frame, angles, shift):
     assume(not first.ambiguous[0])
     scale = np.linalg.norm(first.xyz[0])
     assert np.linalg.norm(first.xyz[0] - second.xyz[0]) / scale < 1e-5
-    np.testing.assert_allclose(first.xyz[0], numpy_principal(frame, weights), atol=1e-5 * max(scale, 1))
+    np.testing.assert_allclose(
+        first.xyz[0], numpy_principal(frame, weights), atol=1e-5 * max(scale, 1)
+    )
 
 
 def test_principal_keeps_chirality(polymer_3d):
@@ -147,10 +152,14 @@ def test_kabsch_matches_numpy_svd(dims, polymer_2d, polymer_3d):
 def test_kabsch_undoes_rigid_motion(dims, polymer_2d, polymer_3d):
     frame = (polymer_2d if dims == 2 else polymer_3d)[5].astype(np.float64)
     rng = np.random.default_rng(11)
-    copies = np.stack([frame @ random_rotation(rng, dims).T + rng.normal(scale=5, size=dims) for _ in range(20)])
+    copies = np.stack(
+        [frame @ random_rotation(rng, dims).T + rng.normal(scale=5, size=dims) for _ in range(20)]
+    )
     result = align(copies, AlignConfig(method="kabsch"))
     assert result.rmsd.max() < 1e-5
-    np.testing.assert_allclose(result.xyz, np.broadcast_to(result.reference, result.xyz.shape), atol=2e-5)
+    np.testing.assert_allclose(
+        result.xyz, np.broadcast_to(result.reference, result.xyz.shape), atol=2e-5
+    )
 
 
 def test_kabsch_equals_mdtraj_on_polymer(polymer_files):
@@ -166,10 +175,17 @@ def test_kabsch_equals_mdtraj_on_polymer(polymer_files):
     # both are optimal fits: mdtraj's superposed frames sit as close to the reference as
     # ours (their coordinates may differ where the fit is nearly degenerate)
     reference = superposed.xyz[3] - superposed.xyz[3].mean(axis=0)
-    theirs = np.sqrt(np.mean(np.sum((superposed.xyz - superposed.xyz.mean(1, keepdims=True) - reference) ** 2, -1), -1))
+    theirs = np.sqrt(
+        np.mean(
+            np.sum((superposed.xyz - superposed.xyz.mean(1, keepdims=True) - reference) ** 2, -1),
+            -1,
+        )
+    )
     np.testing.assert_allclose(result.rmsd, theirs, atol=1e-4)
     # and our coordinates match a float64 SVD reference
-    data = md.load(str(polymer_files / "polymer.dcd"), top=str(polymer_files / "polymer.pdb")).xyz.astype(np.float64)
+    data = md.load(
+        str(polymer_files / "polymer.dcd"), top=str(polymer_files / "polymer.pdb")
+    ).xyz.astype(np.float64)
     weights = np.full(data.shape[1], 1 / data.shape[1])
     expected = np.stack([numpy_kabsch(frame, data[3], weights)[0] for frame in data])
     np.testing.assert_allclose(result.xyz, expected, atol=1e-4)
@@ -183,7 +199,8 @@ def test_kabsch_equals_mdtraj_on_alanine_dipeptide():
     heavy = trajectory.topology.select("not element H")
     expected = md.rmsd(trajectory, trajectory, 0, atom_indices=heavy)
     result = align(
-        [dcd], AlignConfig(method="kabsch", reference=0, equal_masses=True),
+        [dcd],
+        AlignConfig(method="kabsch", reference=0, equal_masses=True),
         ReadOptions(top=pdb, select="not element H"),
     )
     assert result.xyz.shape == (8000, heavy.size, 3)

@@ -49,7 +49,9 @@ def test_forces_match_finite_differences(dims):
     config = PolymerConfig(dim=dims, beads=6)
     energy = make_polymer_energy(config)
     rng = np.random.default_rng(0)
-    position = np.cumsum(rng.normal(scale=0.4, size=(6, dims)) + np.array([0.6] + [0.0] * (dims - 1)), axis=0)
+    position = np.cumsum(
+        rng.normal(scale=0.4, size=(6, dims)) + np.array([0.6] + [0.0] * (dims - 1)), axis=0
+    )
     with jax.enable_x64(True):
         x = jnp.asarray(position, dtype=jnp.float64)
         gradient = np.asarray(jax.grad(energy)(x))
@@ -59,7 +61,9 @@ def test_forces_match_finite_differences(dims):
             plus, minus = position.copy(), position.copy()
             plus[index] += step
             minus[index] -= step
-            numeric[index] = (float(energy(jnp.asarray(plus))) - float(energy(jnp.asarray(minus)))) / (2 * step)
+            numeric[index] = (
+                float(energy(jnp.asarray(plus))) - float(energy(jnp.asarray(minus)))
+            ) / (2 * step)
     np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-6)
 
 

@@ -15,7 +15,9 @@ from vaetraj import ReadOptions, Trajectory, load_trajectory
 def test_stride_select_and_concatenate(tmp_path, polymer_2d):
     np.save(tmp_path / "a.npy", polymer_2d[:101])
     np.savez(tmp_path / "b.npz", arr=polymer_2d[101:])
-    loaded = load_trajectory([tmp_path / "a.npy", tmp_path / "b.npz"], stride=3, select="index 2 to 7")
+    loaded = load_trajectory(
+        [tmp_path / "a.npy", tmp_path / "b.npz"], stride=3, select="index 2 to 7"
+    )
     expected = np.concatenate([polymer_2d[:101][::3], polymer_2d[101:][::3]])[:, 2:8]
     np.testing.assert_array_equal(loaded.xyz, expected)
     assert loaded.atom_indices.tolist() == list(range(2, 8))
@@ -30,7 +32,9 @@ def test_mdtraj_formats_read_like_mdtraj(polymer_files):
     import mdtraj as md
 
     expected = md.load(str(polymer_files / "polymer.xtc"), top=str(polymer_files / "polymer.pdb"))
-    loaded = load_trajectory(polymer_files / "polymer.xtc", top=polymer_files / "polymer.pdb", select="index 0 to 4")
+    loaded = load_trajectory(
+        polymer_files / "polymer.xtc", top=polymer_files / "polymer.pdb", select="index 0 to 4"
+    )
     np.testing.assert_array_equal(loaded.xyz, expected.xyz[:, :5])
     assert loaded.units == "nm" and loaded.topology.n_atoms == 5
 
@@ -44,7 +48,12 @@ print(json.dumps({"frames": report.frames, "peak_kb": resource.getrusage(resourc
 
 
 def _peak(path, output):
-    out = subprocess.run([sys.executable, "-c", _MEASURE, str(path), str(output)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(path), str(output)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -56,7 +65,9 @@ def test_align_memory_stays_bounded(tmp_path):
     big = tmp_path / "big.npy"
     mapped = np.lib.format.open_memmap(big, mode="w+", dtype=np.float32, shape=(frames, atoms, 3))
     for start in range(0, frames, 50_000):
-        block = base + 0.1 * rng.normal(size=(min(50_000, frames - start), atoms, 3)).astype(np.float32)
+        block = base + 0.1 * rng.normal(size=(min(50_000, frames - start), atoms, 3)).astype(
+            np.float32
+        )
         mapped[start : start + len(block)] = block
     mapped.flush()
     del mapped
