@@ -234,3 +234,36 @@ def test_block_kernel_compiles_once(polymer_2d):
         kernel(polymer_2d[64:128], target)
         kernel(polymer_2d[128:192] + 1.0, target)
     assert kernel._cache_size() == before
+
+
+def test_mass_weighted_kabsch_to_a_reference_file(tmp_path, polymer_3d):
+    """Masses from the topology weight the centre and the fit; the reference can be a
+    structure file holding all atoms while only a selection is aligned."""
+    from vaetraj import ReadOptions
+
+    topology = md.Topology()
+    residue = topology.add_residue("MIX", topology.add_chain())
+    elements = [md.element.carbon, md.element.oxygen, md.element.sulfur]
+    for index in range(polymer_3d.shape[1]):
+        topology.add_atom(f"A{index}", elements[index % 3], residue)
+    trajectory = md.Trajectory(polymer_3d.astype(np.float32), topology)
+    trajectory.save_dcd(str(tmp_path / "mix.dcd"))
+    trajectory[10].save_pdb(str(tmp_path / "ref.pdb"))
+
+    selected = np.arange(2, 10)
+    result = align(
+        [tmp_path / "mix.dcd"],
+        AlignConfig(method="kabsch", reference=str(tmp_path / "ref.pdb")),
+        ReadOptions(top=tmp_path / "ref.pdb", select="index 2 to 9"),
+    )
+    assert result.report.weights == "mass"
+    masses = np.array([elements[i % 3].mass for i in selected])
+    weights = masses / masses.sum()
+    data = md.load(str(tmp_path / "mix.dcd"), top=str(tmp_path / "ref.pdb")).xyz.astype(np.float64)[
+        :, selected
+    ]
+    reference = md.load(str(tmp_path / "ref.pdb")).xyz[0].astype(np.float64)[selected]
+    expected = [numpy_kabsch(frame, reference, weights) for frame in data]
+    np.testing.assert_allclose(result.rmsd, [e[1] for e in expected], atol=1e-5)
+    np.testing.assert_allclose(result.xyz, np.stack([e[0] for e in expected]), atol=1e-4)
+    assert result.rmsd[10] < 1e-3  # the reference frame itself (PDB rounds to 1e-4 nm)

@@ -22,9 +22,8 @@ def check_output(path: str | os.PathLike, *, overwrite: bool) -> Path:
         raise OutputError("output exists (pass --overwrite to replace it)", path=path)
     if path.is_dir():
         raise OutputError("output is a folder", path=path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"cannot create output: folder {parent} does not exist", path=path)
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot create output: folder {path.parent} does not exist", path=path)
     return path
 
 
@@ -40,9 +39,7 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     """
     path = check_output(path, overwrite=overwrite)
     try:
-        fd, tmp_name = tempfile.mkstemp(
-            dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp"
-        )
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:
         raise OutputError(f"cannot create output: {describe_os_error(error)}", path=path) from None
     os.close(fd)

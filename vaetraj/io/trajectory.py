@@ -44,6 +44,22 @@ _SELF_DESCRIBING = {
     ".pdbx",
     ".cif",
 }
+# mdtraj formats read block by block; the others are read whole
+_STREAMABLE = {
+    ".dcd",
+    ".xtc",
+    ".trr",
+    ".nc",
+    ".ncdf",
+    ".netcdf",
+    ".h5",
+    ".hdf5",
+    ".lh5",
+    ".binpos",
+    ".dtr",
+    ".lammpstrj",
+    ".xyz",
+}
 _TARGET_BLOCK_BYTES = 32 << 20
 
 
@@ -137,6 +153,9 @@ class _MdtrajSource(_FileSource):
     read_topology: md.Topology | None = None
 
     def iter_blocks(self, atom_indices, block):
+        if suffix_of(self.path) not in _STREAMABLE:
+            yield from self._iter_loaded(atom_indices, block)
+            return
         remaining = self.frames
         with _quiet_c_stdout(), md.open(str(self.path)) as handle:
             while remaining is None or remaining > 0:
@@ -157,6 +176,16 @@ class _MdtrajSource(_FileSource):
                     f"read {self.frames - remaining} frames where the file holds {self.frames}",
                     path=self.path,
                 )
+
+    def _iter_loaded(self, atom_indices, block):
+        """Text formats (PDB, GRO, ...) that mdtraj reads only whole."""
+        try:
+            with _quiet_c_stdout():
+                loaded = md.load(str(self.path), top=self.read_topology, atom_indices=atom_indices)
+        except Exception as error:
+            raise BadInputError(f"cannot read frames: {error}", path=self.path) from None
+        for start in range(0, loaded.n_frames, block):
+            yield loaded.xyz[start : start + block]
 
 
 def _check_exists(path: Path) -> None:
