@@ -29,8 +29,8 @@ def _console():
 
 
 def say(message: str) -> None:
-    """A message for the user, on stderr."""
-    _console().print(message)
+    """A message for the user: one line on stderr, never wrapped."""
+    print(message, file=sys.stderr)
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
