@@ -334,3 +334,21 @@ def test_killed_run_never_leaves_final_file(workdir, polymer_2d):
     process.kill()
     process.wait()
     assert not (workdir / "aligned.h5").exists()
+
+
+def test_read_aligned_checks_format_and_version(workdir, polymer_npz):
+    from vaetraj import read_aligned
+    from vaetraj.errors import BadInputError
+
+    assert run("align", "traj.npz", "--method", "kabsch").exit_code == 0
+    data = read_aligned(workdir / "aligned.h5")
+    assert data.method == "kabsch" and data.xyz.shape == (400, 12, 2)
+    assert data.reference.shape == (12, 2) and data.rmsd.shape == (400,)
+    with h5py.File(workdir / "other.h5", "w") as handle:
+        handle["xyz"] = np.zeros((2, 3, 3))
+    with pytest.raises(BadInputError, match="not a vaetraj aligned file"):
+        read_aligned(workdir / "other.h5")
+    with h5py.File(workdir / "aligned.h5", "a") as handle:
+        handle.attrs["format_version"] = 99
+    with pytest.raises(BadInputError, match="version 99"):
+        read_aligned(workdir / "aligned.h5")

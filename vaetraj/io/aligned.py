@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 from vaetraj._version import __version__
-from vaetraj.errors import BadInputError, WriteError
+from vaetraj.errors import BadInputError, InputMissingError, WriteError
 from vaetraj.io.trajectory import ALIGNED_FORMAT
 
 ALIGNED_FORMAT_VERSION = 1
@@ -123,8 +123,6 @@ def read_aligned(path: str | os.PathLike) -> AlignedData:
     """Read a whole aligned file, checking its format name and version."""
     path = Path(path)
     if not path.exists():
-        from vaetraj.errors import InputMissingError
-
         raise InputMissingError("no such file", path=path)
     try:
         with h5py.File(path, "r") as handle:

@@ -132,8 +132,9 @@ class _FileSource:
         raise NotImplementedError
 
 
+@dataclass
 class _ArraySource(_FileSource):
-    reader: NpyArrayReader
+    reader: NpyArrayReader | None = None
 
     def iter_blocks(self, atom_indices, block):
         for xyz in self.reader.iter_blocks(block):
@@ -149,6 +150,7 @@ class _AlignedH5Source(_FileSource):
                 yield xyz if atom_indices is None else xyz[:, atom_indices]
 
 
+@dataclass
 class _MdtrajSource(_FileSource):
     read_topology: md.Topology | None = None
 
@@ -232,8 +234,8 @@ def _open_array(path: Path, options: ReadOptions) -> _FileSource:
         dims=layout.shape[2],
         frames=layout.frames,
         units="unknown",
+        reader=reader,
     )
-    source.reader = reader
     if layout.partial:
         source.notes.append(
             f"{path}: kept the {layout.frames} whole frames of {layout.shape[0]} (--allow-partial)"
@@ -321,8 +323,8 @@ def _open_mdtraj(
         units="nm",
         topology=topology,
         notes=notes,
+        read_topology=topology,
     )
-    source.read_topology = topology
     return source
 
 
