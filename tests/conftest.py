@@ -15,9 +15,6 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if os.environ.get("VAETRAJ_SHARED_DATA"):
     SHARED_DATA = Path(os.environ["VAETRAJ_SHARED_DATA"])
 
-# float32 kernels: tolerances per dtype
-ATOL = {np.float32: 1e-5, np.float64: 1e-10}
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):

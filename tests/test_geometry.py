@@ -82,10 +82,8 @@ def test_principal_is_invariant_to_rigid_motion(dims, polymer_2d, polymer_3d):
     ok = ~a.ambiguous
     error = np.linalg.norm(a.xyz - b.xyz, axis=(1, 2)) / np.linalg.norm(a.xyz, axis=(1, 2))
     assert error[ok].max() < 1e-5
-    assert (
-        np.array_equal(a.ambiguous, b.ambiguous)
-        or abs(int(a.ambiguous.sum()) - int(b.ambiguous.sum())) <= 2
-    )
+    # only frames right at the tolerance may change their ambiguous flag under motion
+    assert np.sum(a.ambiguous != b.ambiguous) <= 2
 
 
 @settings(max_examples=60, deadline=None)

@@ -46,11 +46,12 @@ def main_callback(
 
     if debug:
         os.environ["VAETRAJ_DEBUG"] = "1"
-    run_command(
-        lambda: setattr(ctx, "default_map", load_settings(ctx.command, settings)),
-        json_output=False,
-        debug=debug,
-    )
+
+    def apply_settings() -> None:
+        ctx.default_map = load_settings(ctx.command, settings)
+
+    # settings errors are usage errors (exit 2), reported like any command's
+    run_command(apply_settings, json_output=False, debug=debug)
 
 
 def main() -> None:

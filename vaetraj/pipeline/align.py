@@ -15,9 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from vaetraj.errors import BadInputError, UsageError
+from vaetraj.geometry import (
+    AlignTarget,
+    compute_index_weights,
+    count_axis_changes,
+    make_block_aligner,
+    make_kabsch_target,
+)
 from vaetraj.io._atomic import atomic_output, check_output
 from vaetraj.io._hash import compute_sha256
 from vaetraj.io.trajectory import Chunk, ReadOptions, Trajectory
@@ -139,19 +147,7 @@ class _Aligner:
     """Runs the jit-compiled block kernel over chunks, padding each block to a fixed
     size so it compiles once, and keeps the running statistics."""
 
-    def __init__(self, method: str, tol: float, weights: np.ndarray, dims: int, block: int):
-        import jax.numpy as jnp
-
-        from vaetraj.geometry import (
-            AlignTarget,
-            compute_index_weights,
-            make_block_aligner,
-            make_kabsch_target,
-        )
-
-        self._jnp = jnp
-        self._make_target = make_kabsch_target
-        self._target_type = AlignTarget
+    def __init__(self, method: str, tol: float, weights: np.ndarray, block: int):
         self.method = method
         self.block = block
         self.weights = weights
@@ -161,10 +157,10 @@ class _Aligner:
 
     def set_reference(self, reference: np.ndarray) -> None:
         """reference: (atoms, dims), any position; it is centred here."""
-        self.target = self._target_type(
-            weights=self._jnp.asarray(self.weights, dtype=self._jnp.float32),
+        self.target = AlignTarget(
+            weights=jnp.asarray(self.weights, dtype=jnp.float32),
             index_weights=self.index_weights,
-            kabsch=self._make_target(reference, self.weights),
+            kabsch=make_kabsch_target(reference, self.weights),
         )
 
     def __call__(self, xyz: np.ndarray):
@@ -237,16 +233,12 @@ def _run(
     progress: Progress | None,
     total: int | None,
 ) -> tuple[AlignReport, np.ndarray | None]:
-    import jax.numpy as jnp
-
-    from vaetraj.geometry import count_axis_changes
-
     started = time.perf_counter()
     weights, weighting = _resolve_weights(trajectory, atoms, config)
     block = min(_BLOCK_FRAMES, max(1, (16 << 20) // (atoms * dims * 4)))
     if total is not None:
         block = max(1, min(block, total))
-    aligner = _Aligner(config.method, config.degeneracy_tol, weights, dims, block)
+    aligner = _Aligner(config.method, config.degeneracy_tol, weights, block)
     origin = trajectory.origin_indices if trajectory is not None else None
 
     iterations = 0
