@@ -138,9 +138,10 @@ def _fail(message: str, code: int, json_output: bool) -> None:
 
 
 @contextlib.contextmanager
-def progress_bar(enabled: bool) -> Iterator[Callable[[int, int | None, str], None] | None]:
+def progress_bar(enabled: bool) -> Iterator[Callable[..., None] | None]:
     """A progress callback drawing a rich bar on stderr, or None when stdout is not a
-    terminal (or --json is on): pipes and log files get no bar."""
+    terminal (or --json is on): pipes and log files get no bar. The callback takes
+    (done, total, phase) and an optional detail line (losses, throughput)."""
     if not (enabled and sys.stdout.isatty()):
         yield None
         return
@@ -157,15 +158,16 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[int, int | None, str], Non
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[detail]}"),
         console=_console(),
         transient=True,
     ) as bar:
         tasks: dict[str, Any] = {}
 
-        def update(done: int, total: int | None, phase: str) -> None:
+        def update(done: int, total: int | None, phase: str, detail: str = "") -> None:
             if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done)
+                tasks[phase] = bar.add_task(phase, total=total, detail=detail)
+            bar.update(tasks[phase], completed=done, detail=detail)
 
         yield update
 

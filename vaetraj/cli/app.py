@@ -12,6 +12,7 @@ from vaetraj._version import __version__
 from vaetraj.cli._runtime import load_settings, run_command
 from vaetraj.cli.align import align_command
 from vaetraj.cli.simulate import simulate_app
+from vaetraj.cli.train import train_command
 
 app = typer.Typer(
     name="vaetraj",
@@ -22,6 +23,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("align")(align_command)
+app.command("train")(train_command)
 app.add_typer(simulate_app, name="simulate")
 
 

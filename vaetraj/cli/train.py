@@ -1,0 +1,235 @@
+"""`vaetraj train`."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from vaetraj.cli._options import DebugOption, JsonOption, OverwriteOption
+from vaetraj.cli._runtime import print_table, progress_bar, run_command, say
+from vaetraj.cli.align import Method, _parse_reference
+
+
+class Activation(str, Enum):
+    relu = "relu"
+    gelu = "gelu"
+    silu = "silu"
+    tanh = "tanh"
+    softplus = "softplus"
+    elu = "elu"
+
+
+class Likelihood(str, Enum):
+    mse = "mse"
+    gaussian = "gaussian"
+    gaussian_learned = "gaussian-learned"
+
+
+class Posterior(str, Enum):
+    diagonal = "diagonal"
+    full = "full"
+
+
+class Optimizer(str, Enum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+    rmsprop = "rmsprop"
+
+
+class Schedule(str, Enum):
+    constant = "constant"
+    cosine = "cosine"
+
+
+def train_command(
+    inputs: list[Path] | None = typer.Argument(
+        None,
+        metavar="[DATA]...",
+        help="An aligned .h5 (default aligned.h5), or trajectory files aligned first "
+        "with the --method/--reference/--select options of `align`.",
+    ),
+    output: Path = typer.Option(Path("model.h5"), "-o", "--output", help="Model .h5 to write."),
+    latent_dim: int = typer.Option(2, "--latent-dim", help="Latent dimensions."),
+    hidden: int = typer.Option(256, "--hidden", help="Units per hidden layer."),
+    layers: int = typer.Option(
+        4, "--layers", help="Weight layers per network, as the textbook counts: 4 = 3 hidden."
+    ),
+    activation: Activation = typer.Option(Activation.relu, "--activation"),
+    likelihood: Likelihood = typer.Option(
+        Likelihood.mse,
+        "--likelihood",
+        help="mse: sum of squared errors; gaussian: fixed --decoder-std; gaussian-learned: "
+        "the decoder predicts a std per feature.",
+    ),
+    decoder_std: float = typer.Option(
+        1.0, "--decoder-std", help="Decoder std for --likelihood gaussian (normalized units)."
+    ),
+    posterior: Posterior = typer.Option(
+        Posterior.diagonal, "--posterior", help="diagonal, or full (Cholesky) covariance."
+    ),
+    beta: float = typer.Option(0.01, "--beta", help="Weight of the KL term."),
+    kl_warmup: int = typer.Option(
+        0, "--kl-warmup", help="Epochs over which beta ramps up from 0 (against collapse)."
+    ),
+    samples: int = typer.Option(1, "--samples", help="Reparameterized draws per frame."),
+    epochs: int = typer.Option(250, "--epochs"),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    lr: float = typer.Option(1e-2, "--lr", help="Peak learning rate."),
+    optimizer: Optimizer = typer.Option(Optimizer.adam, "--optimizer"),
+    schedule: Schedule = typer.Option(
+        Schedule.cosine, "--schedule", help="cosine: decay to 1% of --lr; constant."
+    ),
+    clip_norm: float | None = typer.Option(
+        None, "--clip-norm", help="Clip the global gradient norm to this."
+    ),
+    val_fraction: float = typer.Option(
+        0.1, "--val-fraction", help="Frames held out to validate (and pick the best epoch)."
+    ),
+    patience: int | None = typer.Option(
+        None, "--patience", help="Stop after this many epochs without validation gain."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    density_components: int = typer.Option(
+        8, "--density-components", help="Gaussians in the fitted latent density."
+    ),
+    checkpoint_every: int = typer.Option(
+        10, "--checkpoint-every", help="Epochs between checkpoints (0: only on interrupt)."
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Checkpoint file. Default: MODEL.ckpt.h5 beside the model."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the interrupted run from its checkpoint."
+    ),
+    method: Method = typer.Option(
+        Method.principal, "--method", help="Alignment of raw DATA (see `vaetraj align`)."
+    ),
+    reference: str | None = typer.Option(None, "--reference", help="kabsch reference."),
+    top: Path | None = typer.Option(None, "--top", help="Topology for raw DATA."),
+    select: str | None = typer.Option(None, "--select", help="mdtraj selection for raw DATA."),
+    stride: int = typer.Option(1, "--stride", min=1, help="Keep every Nth frame of raw DATA."),
+    key: str | None = typer.Option(None, "--key", help="Array name in an .npz."),
+    equal_masses: bool = typer.Option(False, "--equal-masses"),
+    overwrite: bool = OverwriteOption,
+    json_output: bool = JsonOption,
+    debug: bool = DebugOption,
+) -> None:
+    """Train a beta-VAE on aligned frames and write the model file.
+
+    Checkpoints are written every --checkpoint-every epochs and on Ctrl-C or SIGTERM
+    (exit 75); the same command with --resume continues exactly where it stopped.
+
+    Examples:
+
+      vaetraj align && vaetraj train                 # aligned.h5 -> model.h5
+
+      vaetraj train long_paths.npz --epochs 250 --latent-dim 2 -o polymer.h5
+
+      vaetraj train ala2.dcd --top ala2.pdb --method kabsch --select "not element H"
+    """
+
+    def body():
+        from vaetraj.io.trajectory import ReadOptions
+        from vaetraj.model import ModelConfig
+        from vaetraj.pipeline.align import AlignConfig
+        from vaetraj.pipeline.train import train_file
+        from vaetraj.train import TrainConfig
+
+        model_config = ModelConfig(
+            latent_dim=latent_dim,
+            hidden=hidden,
+            layers=layers,
+            activation=activation.value,
+            likelihood=likelihood.value,
+            decoder_std=decoder_std,
+            posterior=posterior.value,
+        )
+        train_config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer.value,
+            schedule=schedule.value,
+            clip_norm=clip_norm,
+            beta=beta,
+            kl_warmup=kl_warmup,
+            samples=samples,
+            val_fraction=val_fraction,
+            patience=patience,
+            seed=seed,
+            checkpoint_every=checkpoint_every,
+            density_components=density_components,
+        )
+        align_config = AlignConfig(
+            method=method.value, reference=_parse_reference(reference), equal_masses=equal_masses
+        )
+        options = ReadOptions(top=top, select=select, stride=stride, key=key)
+        data = inputs or [Path("aligned.h5")]
+        if not inputs and not Path("aligned.h5").exists():
+            from vaetraj.errors import InputMissingError
+
+            raise InputMissingError(
+                "no such file (run `vaetraj align` first, or name the data to train on)",
+                path="aligned.h5",
+            )
+        with progress_bar(not json_output) as progress:
+            report = train_file(
+                data,
+                output,
+                model_config,
+                train_config,
+                align_config=align_config,
+                read_options=options,
+                checkpoint=checkpoint,
+                resume=resume,
+                overwrite=overwrite,
+                progress=progress,
+            )
+        for note in report.notes:
+            say(f"note: {note}")
+        if not json_output:
+            _print_summary(report)
+        return report.to_dict()
+
+    run_command(body, json_output=json_output, debug=debug)
+
+
+def _print_summary(report) -> None:
+    units = report.units
+    kl = ", ".join(f"{value:.3g}" for value in report.kl_per_dim)
+    rows = [
+        ("output", report.output),
+        (
+            "frames",
+            f"{report.train_frames} training, {report.val_frames} validation "
+            f"({report.atoms} atoms in {report.dims}D)",
+        ),
+        (
+            "epochs",
+            f"{report.epochs_run} run, best {report.best_epoch}"
+            + (" (stopped early)" if report.stopped_early else ""),
+        ),
+        (
+            "loss",
+            f"train {report.train_loss:.4g}"
+            + (f", validation {report.val_loss:.4g}" if report.val_loss is not None else ""),
+        ),
+        (
+            f"recon RMSD ({units})",
+            f"train {report.recon_rmsd_train:.4g}"
+            + (
+                f", validation {report.recon_rmsd_val:.4g}"
+                if report.recon_rmsd_val is not None
+                else ""
+            ),
+        ),
+        ("KL per dim", kl),
+        ("active units", f"{report.active_units} of {report.latent_dim}"),
+        ("latent density", f"{report.density_components}-component Gaussian mixture"),
+        ("throughput", f"{report.frames_per_s:,.0f} frames/s on {report.devices} device(s)"),
+        ("wall time", f"{report.wall_time_s:.1f} s"),
+    ]
+    print_table("vaetraj train", rows)

@@ -1,0 +1,51 @@
+"""VAE kernels: config, per-frame encode/decode/loss, KL, normalization, latent density."""
+
+from vaetraj.model._config import ACTIVATIONS, LIKELIHOODS, POSTERIORS, ModelConfig
+from vaetraj.model._density import (
+    GaussianMixture,
+    MixtureFit,
+    compute_mixture_log_density,
+    fit_gaussian_mixture,
+    sample_mixture,
+)
+from vaetraj.model._kl import compute_kl_diagonal, compute_kl_full
+from vaetraj.model._mlp import apply_mlp, init_mlp
+from vaetraj.model._normalize import Normalization, fit_normalization
+from vaetraj.model._vae import (
+    LossTerms,
+    Posterior,
+    compute_kl,
+    compute_loss_terms,
+    compute_negative_log_likelihood,
+    decode_frame,
+    encode_frame,
+    init_vae,
+    sample_posterior,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "LIKELIHOODS",
+    "POSTERIORS",
+    "GaussianMixture",
+    "LossTerms",
+    "MixtureFit",
+    "ModelConfig",
+    "Normalization",
+    "Posterior",
+    "apply_mlp",
+    "compute_kl",
+    "compute_kl_diagonal",
+    "compute_kl_full",
+    "compute_loss_terms",
+    "compute_mixture_log_density",
+    "compute_negative_log_likelihood",
+    "decode_frame",
+    "encode_frame",
+    "fit_gaussian_mixture",
+    "fit_normalization",
+    "init_mlp",
+    "init_vae",
+    "sample_mixture",
+    "sample_posterior",
+]

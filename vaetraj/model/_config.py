@@ -1,0 +1,80 @@
+"""The architecture of a VAE: a frozen, validated, JSON round-tripped config."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from vaetraj.errors import UsageError
+
+ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "softplus", "elu")
+LIKELIHOODS = ("mse", "gaussian", "gaussian-learned")
+POSTERIORS = ("diagonal", "full")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Encoder and decoder MLPs of a (beta-)VAE on flattened, normalized frames.
+
+    features: input size (atoms * dims). layers counts weight layers as the textbook
+    does: 4 layers = 3 hidden layers of `hidden` units, in the encoder and in the
+    decoder alike. likelihood: "mse" (sum of squared errors, the textbook's),
+    "gaussian" (fixed decoder_std, in normalized units) or "gaussian-learned" (the
+    decoder also predicts a per-feature std, as in the AEVB notes). posterior:
+    "diagonal" or "full" (a Cholesky factor of the covariance).
+    """
+
+    features: int | None = None
+    latent_dim: int = 2
+    hidden: int = 256
+    layers: int = 4
+    activation: str = "relu"
+    likelihood: str = "mse"
+    decoder_std: float = 1.0
+    posterior: str = "diagonal"
+
+    def __post_init__(self) -> None:
+        if self.latent_dim < 1:
+            raise UsageError(f"--latent-dim must be at least 1, got {self.latent_dim}")
+        if self.features is not None and self.features < 2:
+            raise UsageError(f"a model needs at least 2 input features, got {self.features}")
+        if self.features is not None and not self.latent_dim < self.features:
+            raise UsageError(
+                f"--latent-dim must be at least 1 and below the {self.features} input "
+                f"features, got {self.latent_dim}"
+            )
+        if self.hidden < 1:
+            raise UsageError(f"--hidden must be at least 1, got {self.hidden}")
+        if self.layers < 2:
+            raise UsageError(f"--layers must be at least 2 (one hidden layer), got {self.layers}")
+        if self.activation not in ACTIVATIONS:
+            raise UsageError(
+                f"--activation must be one of {', '.join(ACTIVATIONS)}, got '{self.activation}'"
+            )
+        if self.likelihood not in LIKELIHOODS:
+            raise UsageError(
+                f"--likelihood must be one of {', '.join(LIKELIHOODS)}, got '{self.likelihood}'"
+            )
+        if not self.decoder_std > 0:
+            raise UsageError(f"--decoder-std must be positive, got {self.decoder_std}")
+        if self.posterior not in POSTERIORS:
+            raise UsageError(
+                f"--posterior must be one of {', '.join(POSTERIORS)}, got '{self.posterior}'"
+            )
+
+    @property
+    def encoder_outputs(self) -> int:
+        d = self.latent_dim
+        return d + (d * (d + 1) // 2 if self.posterior == "full" else d)
+
+    @property
+    def decoder_outputs(self) -> int:
+        return self.features * (2 if self.likelihood == "gaussian-learned" else 1)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        return cls(**json.loads(text))

@@ -1,0 +1,116 @@
+"""The VAE on one normalized frame: encode, decode, and the per-frame loss terms.
+
+Parameters are a pytree {"encoder": [layers], "decoder": [layers]} (see `_mlp`); every
+function here takes one frame or one latent point, and callers `vmap` over frames.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from vaetraj.model._config import ModelConfig
+from vaetraj.model._kl import compute_kl_diagonal, compute_kl_full
+from vaetraj.model._mlp import apply_mlp, init_mlp
+
+# Lower bounds keep a collapsing std from reaching 0 and its log from -inf.
+_MIN_POSTERIOR_STD = 1e-5
+_MIN_DECODER_STD = 1e-3
+
+
+class Posterior(NamedTuple):
+    """q(z|x) = N(mean, scale_tril scale_tril^T); std is the marginal std per dimension."""
+
+    mean: jax.Array  # (latent,)
+    std: jax.Array  # (latent,)
+    scale_tril: jax.Array | None  # (latent, latent), full posterior only
+
+
+class LossTerms(NamedTuple):
+    """Per-frame terms: reconstruction is -log p(x|z) (up to a constant for mse) averaged
+    over the K draws; kl is per latent dimension."""
+
+    reconstruction: jax.Array  # ()
+    kl: jax.Array  # (latent,)
+
+
+def init_vae(config: ModelConfig, *, key: jax.Array) -> dict:
+    hidden = [config.hidden] * (config.layers - 1)
+    encoder_key, decoder_key = jax.random.split(key)
+    return {
+        "encoder": init_mlp(
+            [config.features, *hidden, config.encoder_outputs], config.activation, key=encoder_key
+        ),
+        "decoder": init_mlp(
+            [config.latent_dim, *hidden, config.decoder_outputs],
+            config.activation,
+            key=decoder_key,
+        ),
+    }
+
+
+def encode_frame(params: dict, x: jax.Array, config: ModelConfig) -> Posterior:
+    """x (features,) normalized -> q(z|x)."""
+    out = apply_mlp(params["encoder"], x, config.activation)
+    d = config.latent_dim
+    mean, rest = out[:d], out[d:]
+    if config.posterior == "diagonal":
+        std = jax.nn.softplus(rest) + _MIN_POSTERIOR_STD
+        return Posterior(mean, std, None)
+    rows, cols = jnp.tril_indices(d)
+    tril = jnp.zeros((d, d), out.dtype).at[rows, cols].set(rest)
+    diagonal = jax.nn.softplus(jnp.diagonal(tril)) + _MIN_POSTERIOR_STD
+    tril = tril - jnp.diag(jnp.diagonal(tril)) + jnp.diag(diagonal)
+    return Posterior(mean, jnp.sqrt(jnp.sum(tril**2, axis=-1)), tril)
+
+
+def decode_frame(params: dict, z: jax.Array, config: ModelConfig) -> tuple[jax.Array, jax.Array]:
+    """z (latent,) -> mean and std of p(x|z), both (features,) in normalized units."""
+    out = apply_mlp(params["decoder"], z, config.activation)
+    if config.likelihood == "gaussian-learned":
+        mean, raw = out[: config.features], out[config.features :]
+        return mean, jax.nn.softplus(raw) + _MIN_DECODER_STD
+    std = 1.0 if config.likelihood == "mse" else config.decoder_std
+    return out, jnp.full_like(out, std)
+
+
+def sample_posterior(posterior: Posterior, eps: jax.Array) -> jax.Array:
+    """The reparameterized draw z = mean + L eps for standard normal eps (latent,)."""
+    if posterior.scale_tril is None:
+        return posterior.mean + posterior.std * eps
+    return posterior.mean + posterior.scale_tril @ eps
+
+
+def compute_kl(posterior: Posterior) -> jax.Array:
+    if posterior.scale_tril is None:
+        return compute_kl_diagonal(posterior.mean, posterior.std)
+    return compute_kl_full(posterior.mean, posterior.scale_tril)
+
+
+def compute_negative_log_likelihood(
+    x: jax.Array, mean: jax.Array, std: jax.Array, config: ModelConfig
+) -> jax.Array:
+    """-log p(x|z) summed over features; for "mse" the textbook's sum of squared errors."""
+    if config.likelihood == "mse":
+        return jnp.sum((x - mean) ** 2)
+    return jnp.sum(0.5 * ((x - mean) / std) ** 2 + jnp.log(std) + 0.5 * math.log(2 * math.pi))
+
+
+def compute_loss_terms(
+    params: dict, x: jax.Array, noise: jax.Array, config: ModelConfig
+) -> LossTerms:
+    """Reconstruction averaged over the reparameterized draws given by noise
+    (samples, latent) of standard normal values, and the analytic KL.
+
+    The caller draws the noise (one `jax.random.normal` for a whole batch is much
+    cheaper than a key per frame)."""
+    posterior = encode_frame(params, x, config)
+
+    def reconstruction(eps):
+        mean, std = decode_frame(params, sample_posterior(posterior, eps), config)
+        return compute_negative_log_likelihood(x, mean, std, config)
+
+    return LossTerms(jnp.mean(jax.vmap(reconstruction)(noise)), compute_kl(posterior))

@@ -1,0 +1,179 @@
+"""`Model` and `load_model`: a trained VAE as a Python object over its file record."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vaetraj.errors import BadInputError, UsageError
+from vaetraj.io.model_file import ModelRecord, read_model_file, write_model_file
+from vaetraj.model import (
+    GaussianMixture,
+    ModelConfig,
+    Normalization,
+    decode_frame,
+    encode_frame,
+    sample_mixture,
+)
+
+_CHUNK_FRAMES = 65_536
+
+
+@functools.lru_cache(maxsize=16)
+def _kernels(config: ModelConfig):
+    """jit(vmap(...)) of the frame kernels for one architecture, compiled once each."""
+
+    def encode(params, mean, std, flat):
+        posterior = encode_frame(params, (flat - mean) / std, config)
+        return posterior.mean, posterior.std
+
+    def decode(params, mean, std, z):
+        return decode_frame(params, z, config)[0] * std + mean
+
+    return (
+        jax.jit(jax.vmap(encode, in_axes=(None, None, None, 0))),
+        jax.jit(jax.vmap(decode, in_axes=(None, None, None, 0))),
+    )
+
+
+def _chunks(total: int) -> Iterator[slice]:
+    for start in range(0, total, _CHUNK_FRAMES):
+        yield slice(start, min(total, start + _CHUNK_FRAMES))
+
+
+class Model:
+    """A trained VAE: the architecture, parameters, normalization, the alignment its
+    frames had, the latent density, training history and provenance.
+
+    encode/decode work on frames aligned as the training frames were (the alignment
+    recorded in `alignment`); shapes are (frames, atoms, dims) and (frames, latent).
+    """
+
+    def __init__(self, record: ModelRecord):
+        self.record = record
+        self._params = jax.tree.map(jnp.asarray, record.params)
+
+    # -- what it is -------------------------------------------------------------------
+    @property
+    def config(self) -> ModelConfig:
+        return self.record.model_config
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def atoms(self) -> int:
+        return self.record.atoms
+
+    @property
+    def dims(self) -> int:
+        return self.record.dims
+
+    @property
+    def params(self) -> dict:
+        return self.record.params
+
+    @property
+    def normalization(self) -> Normalization:
+        return Normalization(self.record.normalization_mean, self.record.normalization_std)
+
+    @property
+    def density(self) -> GaussianMixture | None:
+        if self.record.density is None:
+            return None
+        return GaussianMixture(**{k: jnp.asarray(v) for k, v in self.record.density.items()})
+
+    @property
+    def alignment(self) -> dict:
+        return self.record.alignment
+
+    @property
+    def history(self) -> dict[str, np.ndarray]:
+        return self.record.history
+
+    @property
+    def summary(self) -> dict:
+        return self.record.summary
+
+    @property
+    def topology(self):
+        """The mdtraj Topology of the modelled atoms, or None."""
+        if self.record.topology is None:
+            return None
+        from vaetraj.io.topology import topology_from_json
+
+        return topology_from_json(self.record.topology)
+
+    # -- what it does -----------------------------------------------------------------
+    def encode(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and std (frames, latent) of aligned frames (frames, atoms,
+        dims). Deterministic: no draw is made."""
+        xyz = np.asarray(xyz, dtype=np.float32)
+        if xyz.ndim != 3 or xyz.shape[1:] != (self.atoms, self.dims):
+            raise BadInputError(
+                f"frames of shape {xyz.shape[1:]} do not match the model's "
+                f"({self.atoms} atoms, {self.dims}D)"
+            )
+        encode, _ = _kernels(self.config)
+        mean, std = self._normalization_arrays()
+        flat = xyz.reshape(xyz.shape[0], -1)
+        parts = [encode(self._params, mean, std, flat[part]) for part in _chunks(len(flat))]
+        if not parts:
+            empty = np.zeros((0, self.latent_dim), np.float32)
+            return empty, empty
+        return (
+            np.concatenate([np.asarray(m) for m, _ in parts]),
+            np.concatenate([np.asarray(s) for _, s in parts]),
+        )
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Decoder means as frames (points, atoms, dims) for latent points (points,
+        latent)."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise BadInputError(
+                f"latent points of shape {z.shape} do not match the model's latent "
+                f"dimension {self.latent_dim}"
+            )
+        _, decode = _kernels(self.config)
+        mean, std = self._normalization_arrays()
+        parts = [np.asarray(decode(self._params, mean, std, z[part])) for part in _chunks(len(z))]
+        flat = np.concatenate(parts) if parts else np.zeros((0, self.config.features), np.float32)
+        return flat.reshape(len(z), self.atoms, self.dims)
+
+    def sample_latent(self, n: int, *, key: jax.Array, prior: str = "density") -> np.ndarray:
+        """n latent points from the fitted density ("density") or N(0, I) ("standard")."""
+        if n <= 0:
+            raise UsageError(f"the number of samples must be at least 1, got {n}")
+        if prior == "standard":
+            return np.asarray(jax.random.normal(key, (n, self.latent_dim)))
+        if prior != "density":
+            raise UsageError(f"prior must be 'density' or 'standard', got '{prior}'")
+        density = self.density
+        if density is None:
+            raise BadInputError("this model has no latent density; use prior='standard'")
+        draws = jax.jit(jax.vmap(lambda k: sample_mixture(density, key=k)))
+        return np.asarray(draws(jax.random.split(key, n)))
+
+    def sample(self, n: int, *, key: jax.Array, prior: str = "density") -> np.ndarray:
+        """n decoded conformations (n, atoms, dims)."""
+        return self.decode(self.sample_latent(n, key=key, prior=prior))
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        write_model_file(path, self.record, overwrite=overwrite)
+
+    def _normalization_arrays(self) -> tuple[jax.Array, jax.Array]:
+        return jnp.asarray(self.record.normalization_mean), jnp.asarray(
+            self.record.normalization_std
+        )
+
+
+def load_model(path: str | os.PathLike) -> Model:
+    """Read a model file written by `vaetraj train` (or `Model.save`)."""
+    return Model(read_model_file(path))
