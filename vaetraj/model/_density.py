@@ -86,7 +86,7 @@ def fit_gaussian_mixture(
         means = (resp.T @ z) / counts[:, None]
         centred = z[None, :, :] - means[:, None, :]  # (components, n, latent)
         covs = jnp.einsum("kn,kni,knj->kij", resp.T, centred, centred) / counts[:, None, None]
-        new = GaussianMixture(counts / n, means, jnp.linalg.cholesky(covs + ridge))
+        new = GaussianMixture(counts / n, means, jnp.linalg.cholesky(covs + ridge[None]))
         return new, jnp.mean(log_norm)
 
     def cond(carry):
