@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--schedule", default="cosine")
     parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--warmup-epochs", type=int, default=5)
     args = parser.parse_args()
     train_xyz = align(np.load(DATA / "long_paths.npz")["arr"], AlignConfig()).xyz
     test_xyz = align(np.load(DATA / "paths.npz")["arr"], AlignConfig()).xyz
@@ -44,6 +45,7 @@ def main() -> None:
             lr=args.lr,
             schedule=args.schedule,
             val_fraction=args.val_fraction,
+            warmup_epochs=args.warmup_epochs,
         ),
     )
     seconds = time.perf_counter() - started
@@ -67,6 +69,8 @@ def main() -> None:
                 "kl_per_dim": report.kl_per_dim,
                 "active_units": report.active_units,
                 "best_epoch": report.best_epoch,
+                "kept_epoch": report.kept_epoch,
+                "warmup_epochs": args.warmup_epochs,
                 "train_seconds": round(seconds, 1),
                 "textbook": {"train": 0.54, "paths": 0.42},
             },

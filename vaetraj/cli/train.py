@@ -78,6 +78,9 @@ def train_command(
     epochs: int = typer.Option(250, "--epochs"),
     batch_size: int = typer.Option(32, "--batch-size"),
     lr: float = typer.Option(1e-2, "--lr", help="Peak learning rate."),
+    warmup_epochs: int = typer.Option(
+        5, "--warmup-epochs", help="Epochs of linear learning-rate warm-up from 0."
+    ),
     optimizer: Optimizer = typer.Option(Optimizer.adam, "--optimizer"),
     schedule: Schedule = typer.Option(
         Schedule.cosine, "--schedule", help="cosine: decay to 1% of --lr; constant."
@@ -89,7 +92,7 @@ def train_command(
         0.1, "--val-fraction", help="Frames held out to validate (and pick the best epoch)."
     ),
     patience: int | None = typer.Option(
-        None, "--patience", help="Stop after this many epochs without validation gain."
+        None, "--patience", help="Stop after this many epochs without validation gain; keep the best epoch."
     ),
     seed: int = typer.Option(0, "--seed"),
     density_components: int = typer.Option(
@@ -151,6 +154,7 @@ def train_command(
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
+            warmup_epochs=warmup_epochs,
             optimizer=optimizer.value,
             schedule=schedule.value,
             clip_norm=clip_norm,
@@ -209,7 +213,7 @@ def _print_summary(report) -> None:
         ),
         (
             "epochs",
-            f"{report.epochs_run} run, best {report.best_epoch}"
+            f"{report.epochs_run} run, best {report.best_epoch}, kept {report.kept_epoch}"
             + (" (stopped early)" if report.stopped_early else ""),
         ),
         (

@@ -76,6 +76,11 @@ class Model:
         return self.record.dims
 
     @property
+    def units(self) -> str:
+        """Length units of the coordinates: "nm" for mdtraj formats, else as recorded."""
+        return self.record.units
+
+    @property
     def params(self) -> dict:
         return self.record.params
 

@@ -115,7 +115,8 @@ class TrainReport:
     dims: int
     latent_dim: int
     epochs_run: int
-    best_epoch: int
+    best_epoch: int  # by validation loss (training loss without a validation set)
+    kept_epoch: int  # whose parameters the model has: best_epoch with --patience, else last
     stopped_early: bool
     resumed_from_epoch: int | None
     train_loss: float
@@ -421,7 +422,9 @@ def train(
 
     record = ModelRecord(
         model_config=model_config,
-        params=jax.tree.map(np.asarray, run.best_params),
+        params=jax.tree.map(
+            np.asarray, run.best_params if train_config.patience is not None else run.state.params
+        ),
         normalization_mean=normalization.mean,
         normalization_std=normalization.std,
         alignment=data.alignment,
@@ -500,6 +503,7 @@ def _finish(
         latent_dim=model.latent_dim,
         epochs_run=0,
         best_epoch=run.best_epoch,
+        kept_epoch=run.best_epoch if train_config.patience is not None else run.epoch(),
         stopped_early=False,
         resumed_from_epoch=None,
         train_loss=float(history["loss"][-1]) if history.get("loss") else math.nan,

@@ -17,13 +17,14 @@ SCHEDULES = ("constant", "cosine")
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimization settings. The textbook's are epochs 250, batch 32, adam 1e-2,
-    beta 0.01 and a constant rate; ours differ only in the cosine schedule, which
-    decays the rate to final_lr_fraction of its start over the run.
+    beta 0.01 and a constant rate; ours differ only in the schedule: a linear warm-up
+    over warmup_epochs (adam's first steps at the full rate blow the loss up by orders
+    of magnitude and kill ReLU units), then a cosine decay to final_lr_fraction of lr.
 
     kl_warmup: epochs over which beta ramps linearly from 0 (0: no ramp).
     samples: reparameterized draws per frame averaged in the reconstruction term.
-    patience: stop when the validation loss has not improved for this many epochs
-    (None: run all epochs); the best parameters by validation loss are kept either way.
+    patience: stop when the validation loss has not improved for this many epochs and
+    keep the parameters of the best epoch (None: run all epochs, keep the last).
     density_components: Gaussians in the latent density fitted after training.
     """
 
@@ -33,6 +34,7 @@ class TrainConfig:
     optimizer: str = "adam"
     schedule: str = "cosine"
     final_lr_fraction: float = 0.01
+    warmup_epochs: int = 5
     clip_norm: float | None = None
     beta: float = 0.01
     kl_warmup: int = 0
@@ -60,6 +62,7 @@ class TrainConfig:
                 0 <= self.final_lr_fraction <= 1,
                 "final_lr_fraction must be in [0, 1]",
             ),
+            "warmup_epochs": (self.warmup_epochs >= 0, "--warmup-epochs must be zero or more"),
             "clip_norm": (
                 self.clip_norm is None or self.clip_norm > 0,
                 "--clip-norm must be positive",
@@ -92,9 +95,16 @@ class TrainConfig:
         return self.beta * min(1.0, (epoch + 1) / self.kl_warmup)
 
     def make_optimizer(self, steps_per_epoch: int) -> optax.GradientTransformation:
+        warmup = min(self.warmup_epochs, self.epochs) * steps_per_epoch
+        total = self.epochs * steps_per_epoch
         if self.schedule == "cosine":
-            rate = optax.cosine_decay_schedule(
-                self.lr, self.epochs * steps_per_epoch, alpha=self.final_lr_fraction
+            rate = optax.warmup_cosine_decay_schedule(
+                0.0, self.lr, warmup, max(total, warmup + 1), self.lr * self.final_lr_fraction
+            )
+        elif warmup:
+            rate = optax.join_schedules(
+                [optax.linear_schedule(0.0, self.lr, warmup), optax.constant_schedule(self.lr)],
+                [warmup],
             )
         else:
             rate = optax.constant_schedule(self.lr)

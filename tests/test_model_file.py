@@ -1,0 +1,97 @@
+"""The model file: a bit-for-bit round trip, and every way a file can fail to be one."""
+
+from __future__ import annotations
+
+import h5py
+import jax
+import numpy as np
+import pytest
+
+from vaetraj.errors import EXIT_BAD_INPUT, BadInputError, InputMissingError
+from vaetraj.model import ModelConfig
+from vaetraj.pipeline.model import load_model
+from vaetraj.pipeline.train import train
+from vaetraj.train import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def trained(polymer_2d):
+    from vaetraj import AlignConfig, align
+
+    xyz = align(polymer_2d, AlignConfig()).xyz
+    model, report = train(
+        xyz, ModelConfig(hidden=32, layers=3, posterior="full"), TrainConfig(epochs=3)
+    )
+    return model, report, xyz
+
+
+def test_round_trip_is_bit_for_bit(trained, tmp_path):
+    model, report, xyz = trained
+    path = tmp_path / "model.h5"
+    model.save(path)
+    loaded = load_model(path)
+    assert loaded.config == model.config
+    for a, b in zip(jax.tree.leaves(model.params), jax.tree.leaves(loaded.params), strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    for name in ("normalization_mean", "normalization_std", "atom_indices"):
+        np.testing.assert_array_equal(getattr(model.record, name), getattr(loaded.record, name))
+    for name in ("weights", "means", "scale_trils"):
+        np.testing.assert_array_equal(model.record.density[name], loaded.record.density[name])
+    for name, values in model.history.items():
+        np.testing.assert_array_equal(values, loaded.history[name])
+    assert loaded.summary == model.summary and loaded.alignment == model.alignment
+    assert loaded.record.train_config == model.record.train_config
+    assert loaded.record.provenance["jax_version"] == jax.__version__
+    np.testing.assert_array_equal(model.encode(xyz)[0], loaded.encode(xyz)[0])
+    assert loaded.topology is None  # an array has none
+    # the summary the file keeps is the report's
+    assert loaded.summary["recon_rmsd_train"] == pytest.approx(report.recon_rmsd_train)
+
+
+def test_model_api_shapes_and_sampling(trained):
+    model, _, xyz = trained
+    mean, std = model.encode(xyz[:10])
+    assert mean.shape == std.shape == (10, 2) and (std > 0).all()
+    assert model.decode(mean).shape == (10, 12, 2)
+    samples = model.sample(7, key=jax.random.key(0))
+    assert samples.shape == (7, 12, 2) and np.isfinite(samples).all()
+    assert model.sample(3, key=jax.random.key(0), prior="standard").shape == (3, 12, 2)
+    with pytest.raises(BadInputError, match="latent dimension 2"):
+        model.decode(np.zeros((4, 3)))
+    with pytest.raises(BadInputError, match="do not match"):
+        model.encode(xyz[:, :5])
+
+
+def _damage(path, action):
+    with h5py.File(path, "a") as handle:
+        action(handle)
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        (lambda h: h.attrs.__setitem__("format_version", 99), "format version 99"),
+        (lambda h: h.attrs.__delitem__("model_config"), "missing model_config"),
+        (lambda h: h.__delitem__("params/decoder/0/w"), "params/decoder/0/w missing"),
+        (lambda h: h.attrs.__setitem__("format", "vaetraj-aligned"), "not a vaetraj model"),
+        (lambda h: h.attrs.__setitem__("model_config", "{]"), "bad model_config"),
+    ],
+)
+def test_damaged_model_files_fail_with_one_line(trained, tmp_path, action, message):
+    path = tmp_path / "model.h5"
+    trained[0].save(path)
+    _damage(path, action)
+    with pytest.raises(BadInputError, match=message) as info:
+        load_model(path)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_not_hdf5_and_missing(tmp_path):
+    path = tmp_path / "model.h5"
+    path.write_text("hello")
+    with pytest.raises(BadInputError, match="not an HDF5 file"):
+        load_model(path)
+    with pytest.raises(InputMissingError):
+        load_model(tmp_path / "absent.h5")
