@@ -54,10 +54,12 @@ def test_help_and_version():
     result = run("--help")
     assert result.exit_code == 0
     assert "align" in result.stdout and "simulate" in result.stdout
-    for command in ("train", "encode", "sample", "optimize", "evaluate", "plot", "demo"):
+    assert " train " in result.stdout
+    for command in ("encode", "sample", "optimize", "evaluate", "plot", "demo"):
         assert f" {command} " not in result.stdout  # only commands that work are listed
     assert run("--version").stdout.strip().startswith("vaetraj ")
     assert "Example" in run("align", "--help").stdout
+    assert "Example" in run("train", "--help").stdout
 
 
 def test_help_does_not_import_jax():

@@ -25,6 +25,13 @@ _EXPORTS = {
     "simulate_polymer": "vaetraj.pipeline.simulate",
     "simulate_polymer_file": "vaetraj.pipeline.simulate",
     "builtin_polymer": "vaetraj.pipeline.builtin",
+    "ModelConfig": "vaetraj.model",
+    "TrainConfig": "vaetraj.train",
+    "train": "vaetraj.pipeline.train",
+    "train_file": "vaetraj.pipeline.train",
+    "TrainReport": "vaetraj.pipeline.train",
+    "Model": "vaetraj.pipeline.model",
+    "load_model": "vaetraj.pipeline.model",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -32,6 +39,7 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:
     from vaetraj.io.aligned import read_aligned
     from vaetraj.io.trajectory import ReadOptions, Trajectory
+    from vaetraj.model import ModelConfig
     from vaetraj.pipeline.align import (
         AlignConfig,
         AlignedTrajectory,
@@ -41,8 +49,11 @@ if TYPE_CHECKING:
     )
     from vaetraj.pipeline.builtin import builtin_polymer
     from vaetraj.pipeline.load import load_trajectory
+    from vaetraj.pipeline.model import Model, load_model
     from vaetraj.pipeline.simulate import simulate_polymer, simulate_polymer_file
+    from vaetraj.pipeline.train import TrainReport, train, train_file
     from vaetraj.simulate import PolymerConfig
+    from vaetraj.train import TrainConfig
 
 
 def __getattr__(name: str) -> Any:

@@ -92,7 +92,9 @@ def train_command(
         0.1, "--val-fraction", help="Frames held out to validate (and pick the best epoch)."
     ),
     patience: int | None = typer.Option(
-        None, "--patience", help="Stop after this many epochs without validation gain; keep the best epoch."
+        None,
+        "--patience",
+        help="Stop after this many epochs without validation gain; keep the best epoch.",
     ),
     seed: int = typer.Option(0, "--seed"),
     density_components: int = typer.Option(
