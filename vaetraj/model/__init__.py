@@ -8,9 +8,10 @@ from vaetraj.model._density import (
     fit_gaussian_mixture,
     sample_mixture,
 )
+from vaetraj.model._diagnostics import compute_active_units
 from vaetraj.model._kl import compute_kl_diagonal, compute_kl_full
 from vaetraj.model._mlp import apply_mlp, init_mlp
-from vaetraj.model._normalize import Normalization, fit_normalization
+from vaetraj.model._normalize import Normalization, find_constant_features, fit_normalization
 from vaetraj.model._vae import (
     LossTerms,
     Posterior,
@@ -34,6 +35,8 @@ __all__ = [
     "Normalization",
     "Posterior",
     "apply_mlp",
+    "compute_active_units",
+    "find_constant_features",
     "compute_kl",
     "compute_kl_diagonal",
     "compute_kl_full",

@@ -35,8 +35,13 @@ from vaetraj.io.aligned import AlignedData, read_aligned
 from vaetraj.io.checkpoint import read_checkpoint, read_checkpoint_fields, write_checkpoint
 from vaetraj.io.model_file import ModelRecord
 from vaetraj.io.trajectory import ALIGNED_FORMAT, ReadOptions
-from vaetraj.model import ModelConfig, fit_gaussian_mixture, fit_normalization
-from vaetraj.model._diagnostics import compute_active_units
+from vaetraj.model import (
+    ModelConfig,
+    compute_active_units,
+    find_constant_features,
+    fit_gaussian_mixture,
+    fit_normalization,
+)
 from vaetraj.pipeline.align import AlignConfig, align_file
 from vaetraj.pipeline.model import Model
 from vaetraj.train import TrainConfig, make_trainer
@@ -304,7 +309,7 @@ def train(
     notes: list[str] = []
     flat = data.xyz.reshape(frames, -1)
     normalization = fit_normalization(flat[train_index])
-    constant = int(np.sum(normalization.std == 1.0) - np.sum(np.isclose(flat.std(0), 1.0)))
+    constant = int(np.sum(find_constant_features(flat[train_index])))
     if constant > 0:
         notes.append(f"{constant} feature(s) are constant after alignment; they are only centred")
     normalized = (flat - normalization.mean) / normalization.std
