@@ -14,18 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
-
-
-def best_of(fn, repeats=3):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from _timing import best_time
 
 
 def numpy_principal_loop(xyz):
@@ -55,8 +46,8 @@ def main():
     chain = np.cumsum(rng.normal(size=(args.frames, 12, 2)), axis=1).astype(np.float32)
     align(chain[:10])
     align(chain)  # compile for the full block size
-    ours = best_of(lambda: align(chain))
-    baseline = best_of(lambda: numpy_principal_loop(chain), repeats=1)
+    ours = best_time(lambda: align(chain), warm_up=False)
+    baseline = best_time(lambda: numpy_principal_loop(chain), 1, warm_up=False)
     results["principal"] = {
         "frames": args.frames,
         "vaetraj_s": ours,
@@ -74,13 +65,13 @@ def main():
         topology.add_atom("C", md.element.carbon, residue)
     config = AlignConfig(method="kabsch", reference=0)
     align(frames, config)
-    ours = best_of(lambda: align(frames, config))
+    ours = best_time(lambda: align(frames, config), warm_up=False)
 
     def mdtraj_superpose():
         trajectory = md.Trajectory(frames.copy(), topology)
         trajectory.superpose(trajectory, 0)
 
-    baseline = best_of(mdtraj_superpose)
+    baseline = best_time(mdtraj_superpose, warm_up=False)
     results["kabsch"] = {
         "frames": args.kabsch_frames,
         "atoms": args.atoms,

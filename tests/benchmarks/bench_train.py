@@ -14,28 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _timing import best_time
 
 from vaetraj.model import ModelConfig, compute_loss_terms, init_vae
 from vaetraj.train import TrainConfig, make_trainer
 
 FRAMES = 2048
 CONFIG = ModelConfig(features=24, latent_dim=2, hidden=256, layers=4)
-
-
-def best_time(function, repeats: int) -> float:
-    function()  # compile / warm up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def ours(data: jax.Array, batch_size: int, repeats: int) -> float:

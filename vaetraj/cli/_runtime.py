@@ -33,6 +33,16 @@ def say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def finish_report(report, *, json_output: bool, print_summary: Callable[[Any], None]) -> dict:
+    """A command's ending: its notes on stderr, its summary table unless --json, and
+    the record that --json prints."""
+    for note in report.notes:
+        say(f"note: {note}")
+    if not json_output:
+        print_summary(report)
+    return report.to_dict()
+
+
 def _load_toml(path: Path) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from vaetraj.cli._options import DebugOption, JsonOption, OverwriteOption
-from vaetraj.cli._runtime import print_table, progress_bar, run_command, say
+from vaetraj.cli._runtime import finish_report, print_table, progress_bar, run_command
 
 
 class Method(str, Enum):
@@ -89,11 +89,7 @@ def align_command(
             report = align_file(
                 inputs, output, config, options, overwrite=overwrite, progress=progress
             )
-        for note in report.notes:
-            say(f"note: {note}")
-        if not json_output:
-            _print_summary(report)
-        return report.to_dict()
+        return finish_report(report, json_output=json_output, print_summary=_print_summary)
 
     run_command(body, json_output=json_output, debug=debug)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from vaetraj.cli._options import DebugOption, JsonOption, OverwriteOption
-from vaetraj.cli._runtime import print_table, progress_bar, run_command, say
+from vaetraj.cli._runtime import finish_report, print_table, progress_bar, run_command
 from vaetraj.cli.align import Method, _parse_reference
 
 
@@ -173,17 +173,9 @@ def train_command(
             method=method.value, reference=_parse_reference(reference), equal_masses=equal_masses
         )
         options = ReadOptions(top=top, select=select, stride=stride, key=key)
-        data = inputs or [Path("aligned.h5")]
-        if not inputs and not Path("aligned.h5").exists():
-            from vaetraj.errors import InputMissingError
-
-            raise InputMissingError(
-                "no such file (run `vaetraj align` first, or name the data to train on)",
-                path="aligned.h5",
-            )
         with progress_bar(not json_output) as progress:
             report = train_file(
-                data,
+                inputs,
                 output,
                 model_config,
                 train_config,
@@ -194,11 +186,7 @@ def train_command(
                 overwrite=overwrite,
                 progress=progress,
             )
-        for note in report.notes:
-            say(f"note: {note}")
-        if not json_output:
-            _print_summary(report)
-        return report.to_dict()
+        return finish_report(report, json_output=json_output, print_summary=_print_summary)
 
     run_command(body, json_output=json_output, debug=debug)
 

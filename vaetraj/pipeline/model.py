@@ -41,6 +41,12 @@ def _kernels(config: ModelConfig):
     )
 
 
+@jax.jit
+def _sample_mixture_batch(mixture: GaussianMixture, keys: jax.Array) -> jax.Array:
+    """One draw per key; the mixture is an argument, so every model shares one compile."""
+    return jax.vmap(lambda key: sample_mixture(mixture, key=key))(keys)
+
+
 def _chunks(total: int) -> Iterator[slice]:
     for start in range(0, total, _CHUNK_FRAMES):
         yield slice(start, min(total, start + _CHUNK_FRAMES))
@@ -163,8 +169,7 @@ class Model:
         density = self.density
         if density is None:
             raise BadInputError("this model has no latent density; use prior='standard'")
-        draws = jax.jit(jax.vmap(lambda k: sample_mixture(density, key=k)))
-        return np.asarray(draws(jax.random.split(key, n)))
+        return np.asarray(_sample_mixture_batch(density, jax.random.split(key, n)))
 
     def sample(self, n: int, *, key: jax.Array, prior: str = "density") -> np.ndarray:
         """n decoded conformations (n, atoms, dims)."""

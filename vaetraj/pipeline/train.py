@@ -26,6 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from vaetraj._version import __version__
 from vaetraj.errors import (
     BadInputError,
+    InputMissingError,
     InterruptedRunError,
     NumericalError,
     UsageError,
@@ -38,6 +39,7 @@ from vaetraj.io.trajectory import ALIGNED_FORMAT, ReadOptions
 from vaetraj.model import (
     ModelConfig,
     compute_active_units,
+    compute_kl_diagonal,
     find_constant_features,
     fit_gaussian_mixture,
     fit_normalization,
@@ -54,6 +56,7 @@ Progress = Callable[..., None]
 _RESUME_FIXED = ("batch_size", "optimizer", "clip_norm", "samples", "val_fraction", "seed")
 _DENSITY_DRAWS_PER_FRAME = 4
 _DENSITY_MAX_POINTS = 200_000
+DEFAULT_DATA = "aligned.h5"
 
 
 @dataclass(frozen=True)
@@ -267,14 +270,6 @@ def _restore(path: Path, run: _Run, fields: dict[str, Any], data_atoms: int, dat
     return saved["epoch"]
 
 
-def _reconstruction_rmsd(xyz: np.ndarray, model: Model) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame RMSD between frames and the decoded posterior means, and per-atom RMS
-    displacement over frames."""
-    mean, _ = model.encode(xyz)
-    displacement = np.sum((model.decode(mean) - xyz) ** 2, axis=-1)  # (frames, atoms)
-    return np.sqrt(displacement.mean(axis=1)), np.sqrt(displacement.mean(axis=0))
-
-
 def train(
     data: TrainingSet | AlignedData | np.ndarray,
     model_config: ModelConfig = ModelConfig(features=None),
@@ -444,14 +439,29 @@ def train(
         history=_history_arrays(run.history),
     )
     model = Model(record)
-    report = _finish(model, data, train_index, val_index, train_config, run, key=density_key)
-    report.epochs_run = run.epoch()
-    report.stopped_early = stopped_early
-    report.resumed_from_epoch = resumed_from
-    report.devices = 1 if mesh is None else mesh.size
-    report.frames_per_s = len(train_index) * trained_epochs / epoch_time if epoch_time else math.nan
-    report.wall_time_s = time.perf_counter() - started
-    report.notes = notes
+    diagnostics = _diagnose(model, data, train_index, val_index, train_config, key=density_key)
+    history = run.history
+    report = TrainReport(
+        frames=frames,
+        train_frames=len(train_index),
+        val_frames=len(val_index),
+        atoms=atoms,
+        dims=dims,
+        latent_dim=model_config.latent_dim,
+        epochs_run=run.epoch(),
+        best_epoch=run.best_epoch,
+        kept_epoch=run.best_epoch if train_config.patience is not None else run.epoch(),
+        stopped_early=stopped_early,
+        resumed_from_epoch=resumed_from,
+        train_loss=float(history["loss"][-1]) if history.get("loss") else math.nan,
+        val_loss=float(history["val_loss"][-1]) if len(val_index) and history else None,
+        **diagnostics,
+        units=data.units,
+        devices=1 if mesh is None else mesh.size,
+        frames_per_s=len(train_index) * trained_epochs / epoch_time if epoch_time else math.nan,
+        wall_time_s=time.perf_counter() - started,
+        notes=notes,
+    )
     record.summary = {k: v for k, v in report.to_dict().items() if k not in ("notes",)}
     record.provenance = {
         "sources": data.sources,
@@ -467,81 +477,56 @@ def train(
     return model, report
 
 
-def _finish(
+def _diagnose(
     model: Model,
     data: TrainingSet,
     train_index: np.ndarray,
     val_index: np.ndarray,
     train_config: TrainConfig,
-    run: _Run,
     *,
     key: jax.Array,
-) -> TrainReport:
-    """Diagnostics of the kept parameters and the latent density."""
-    from vaetraj.model import compute_kl_diagonal
-
-    train_xyz = data.xyz[train_index]
-    rmsd_train, per_atom = _reconstruction_rmsd(train_xyz, model)
-    rmsd_val = _reconstruction_rmsd(data.xyz[val_index], model)[0] if len(val_index) else None
-    mean, std = model.encode(train_xyz)
+) -> dict[str, Any]:
+    """Diagnostics of the kept parameters, and the latent density fitted into the model.
+    Every frame is encoded and decoded once."""
+    mean, std = model.encode(data.xyz)
+    displacement = np.sum((model.decode(mean) - data.xyz) ** 2, axis=-1)  # (frames, atoms)
+    rmsd = np.sqrt(displacement.mean(axis=1))
     # The per-dimension KL at the marginal std (exact for a diagonal posterior).
-    kl = np.asarray(jnp.mean(compute_kl_diagonal(jnp.asarray(mean), jnp.asarray(std)), axis=0))
-    active = int(compute_active_units(mean))
+    kl = compute_kl_diagonal(jnp.asarray(mean[train_index]), jnp.asarray(std[train_index]))
     draw_key, fit_key = jax.random.split(key)
-    all_mean, all_std = model.encode(data.xyz)
-    draws = min(_DENSITY_DRAWS_PER_FRAME, max(1, _DENSITY_MAX_POINTS // len(all_mean)))
-    eps = np.asarray(jax.random.normal(draw_key, (draws, *all_mean.shape)))
-    points = (all_mean[None] + all_std[None] * eps).reshape(-1, all_mean.shape[1])
+    draws = min(_DENSITY_DRAWS_PER_FRAME, max(1, _DENSITY_MAX_POINTS // len(mean)))
+    eps = np.asarray(jax.random.normal(draw_key, (draws, *mean.shape)))
+    points = (mean[None] + std[None] * eps).reshape(-1, mean.shape[1])
     components = min(train_config.density_components, len(points))
     fit = fit_gaussian_mixture(jnp.asarray(points), components=components, key=fit_key)
     model.record.density = {
         name: np.asarray(value) for name, value in fit.mixture._asdict().items()
     }
-    history = run.history
-    last_val = history.get("val_loss", [math.nan])[-1] if history else math.nan
-    return TrainReport(
-        frames=len(data.xyz),
-        train_frames=len(train_index),
-        val_frames=len(val_index),
-        atoms=model.atoms,
-        dims=model.dims,
-        latent_dim=model.latent_dim,
-        epochs_run=0,
-        best_epoch=run.best_epoch,
-        kept_epoch=run.best_epoch if train_config.patience is not None else run.epoch(),
-        stopped_early=False,
-        resumed_from_epoch=None,
-        train_loss=float(history["loss"][-1]) if history.get("loss") else math.nan,
-        val_loss=None if len(val_index) == 0 else float(last_val),
-        recon_rmsd_train=float(rmsd_train.mean()),
-        recon_rmsd_val=None if rmsd_val is None else float(rmsd_val.mean()),
-        recon_rmsd_per_atom_train=per_atom.tolist(),
-        kl_per_dim=kl.tolist(),
-        active_units=active,
-        density_components=components,
-        units=data.units,
-        devices=1,
-        frames_per_s=math.nan,
-        wall_time_s=0.0,
-    )
+    return {
+        "recon_rmsd_train": float(rmsd[train_index].mean()),
+        "recon_rmsd_val": float(rmsd[val_index].mean()) if len(val_index) else None,
+        "recon_rmsd_per_atom_train": np.sqrt(displacement[train_index].mean(axis=0)).tolist(),
+        "kl_per_dim": np.asarray(jnp.mean(kl, axis=0)).tolist(),
+        "active_units": int(compute_active_units(mean[train_index])),
+        "density_components": components,
+    }
 
 
 def _training_set(
-    inputs: Sequence[str | os.PathLike] | None,
+    inputs: Sequence[str | os.PathLike],
     align_config: AlignConfig,
     read_options: ReadOptions,
     progress: Progress | None,
 ) -> TrainingSet:
     """One aligned .h5 is read as is; anything else is aligned first, as `align` would."""
-    if inputs and len(inputs) == 1 and Path(inputs[0]).suffix.lower() in (".h5", ".hdf5"):
+    if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in (".h5", ".hdf5"):
         path = Path(inputs[0])
         if _is_aligned(path):
             return TrainingSet.from_aligned(read_aligned(path), str(path))
     with tempfile.TemporaryDirectory(prefix="vaetraj-train-") as folder:
         aligned = Path(folder) / "aligned.h5"
         align_file(inputs, aligned, align_config, read_options, progress=progress)
-        origin = ", ".join(str(p) for p in inputs) if inputs else "the built-in polymer"
-        return TrainingSet.from_aligned(read_aligned(aligned), origin)
+        return TrainingSet.from_aligned(read_aligned(aligned), ", ".join(map(str, inputs)))
 
 
 def _is_aligned(path: Path) -> bool:
@@ -575,7 +560,7 @@ def train_file(
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> TrainReport:
-    """Train on an aligned .h5 (default aligned.h5) or raw inputs, write the model
+    """Train on an aligned .h5 (no inputs: ./aligned.h5) or raw inputs, write the model
     atomically, and remove the checkpoint once the model is safely written."""
     output = Path(output)
     if output.suffix.lower() not in (".h5", ".hdf5"):
@@ -589,9 +574,14 @@ def train_file(
             path=checkpoint,
         )
     if resume and not checkpoint.exists():
-        from vaetraj.errors import InputMissingError
-
         raise InputMissingError("no checkpoint to resume from", path=checkpoint)
+    if not inputs:
+        inputs = [DEFAULT_DATA]
+        if not Path(DEFAULT_DATA).exists():
+            raise InputMissingError(
+                "no such file (run `vaetraj align` first, or name the data to train on)",
+                path=DEFAULT_DATA,
+            )
     data = _training_set(inputs, align_config, read_options, progress)
     model, report = train(
         data, model_config, train_config, checkpoint=checkpoint, resume=resume, progress=progress
