@@ -75,3 +75,36 @@ def random_rotation(rng: np.random.Generator, dims: int) -> np.ndarray:
     if np.linalg.det(q) < 0:
         q[:, 0] = -q[:, 0]
     return q
+
+
+@pytest.fixture(scope="session")
+def model_2d(tmp_path_factory, polymer_2d) -> Path:
+    """A quickly trained model file of the 2D polymer (principal alignment)."""
+    from vaetraj import ModelConfig, TrainConfig, train_file
+
+    folder = tmp_path_factory.mktemp("model-2d")
+    np.savez(folder / "polymer.npz", arr=polymer_2d)
+    train_file(
+        [folder / "polymer.npz"],
+        folder / "model.h5",
+        ModelConfig(features=None, hidden=64),
+        TrainConfig(epochs=15, batch_size=64, checkpoint_every=0),
+    )
+    return folder / "model.h5"
+
+
+@pytest.fixture(scope="session")
+def model_3d(tmp_path_factory, polymer_files) -> Path:
+    """A quickly trained model of the 3D polymer files (PDB + DCD, kabsch alignment)."""
+    from vaetraj import AlignConfig, ModelConfig, ReadOptions, TrainConfig, train_file
+
+    folder = tmp_path_factory.mktemp("model-3d")
+    train_file(
+        [polymer_files / "polymer.dcd"],
+        folder / "model.h5",
+        ModelConfig(features=None, hidden=64),
+        TrainConfig(epochs=10, batch_size=64, checkpoint_every=0),
+        align_config=AlignConfig(method="kabsch"),
+        read_options=ReadOptions(top=polymer_files / "polymer.pdb"),
+    )
+    return folder / "model.h5"

@@ -11,6 +11,12 @@ import typer
 from vaetraj._version import __version__
 from vaetraj.cli._runtime import load_settings, run_command
 from vaetraj.cli.align import align_command
+from vaetraj.cli.demo import demo_command
+from vaetraj.cli.encode import encode_command
+from vaetraj.cli.evaluate import evaluate_command
+from vaetraj.cli.generate import decode_command, sample_command
+from vaetraj.cli.optimize import optimize_command
+from vaetraj.cli.plot import plot_command
 from vaetraj.cli.simulate import simulate_app
 from vaetraj.cli.train import train_command
 
@@ -22,8 +28,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.command("demo")(demo_command)
 app.command("align")(align_command)
 app.command("train")(train_command)
+app.command("encode")(encode_command)
+app.command("decode")(decode_command)
+app.command("sample")(sample_command)
+app.command("optimize")(optimize_command)
+app.command("evaluate")(evaluate_command)
+app.command("plot")(plot_command)
 app.add_typer(simulate_app, name="simulate")
 
 

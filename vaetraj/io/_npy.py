@@ -109,6 +109,8 @@ class NpyArrayReader:
             return key + ".npy"
         if not names:
             raise BadInputError("the .npz archive holds no arrays", path=self.path)
+        if len(names) > 1 and "arr" in names:
+            return "arr.npy"  # the seed data's key, and the one vaetraj writes
         if len(names) > 1:
             raise UsageError(
                 f"holds several arrays ({', '.join(names)}): choose one with --key", path=self.path

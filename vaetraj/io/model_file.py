@@ -4,7 +4,9 @@ Layout:
   attrs   format, format_version, model_config (JSON), train_config (JSON), alignment
           (JSON: method, reference, weights, config, read_options), units, atoms, dims,
           topology (JSON, when known), summary (JSON), provenance (JSON: sources with
-          SHA-256, seed, data SHA-256, vaetraj and JAX versions, created)
+          SHA-256, seed, data SHA-256, vaetraj and JAX versions, created), data_stats
+          (JSON, optional: bonds, plausibility limits and R_g range of the training
+          frames; see `vaetraj.pipeline.structure`)
   /params/{encoder,decoder}/<layer>/{w,b}   float32, w is (inputs, outputs)
   /normalization/{mean,std}                 (features,) float32
   /alignment/atom_indices                   (atoms,) int64 into the original files
@@ -59,6 +61,7 @@ class ModelRecord:
     density: dict[str, np.ndarray] | None = None
     history: dict[str, np.ndarray] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    data_stats: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,6 +94,8 @@ def _write(handle: h5py.File, record: ModelRecord) -> None:
         attrs["topology"] = record.topology
     attrs["summary"] = json.dumps(record.summary, sort_keys=True)
     attrs["provenance"] = json.dumps(record.provenance, sort_keys=True)
+    if record.data_stats is not None:
+        attrs["data_stats"] = json.dumps(record.data_stats, sort_keys=True)
     write_pytree(handle.create_group("params"), record.params)
     normalization = handle.create_group("normalization")
     normalization["mean"] = np.asarray(record.normalization_mean, np.float32)
@@ -181,5 +186,6 @@ def _read(handle: h5py.File, path: Path) -> ModelRecord:
         density=density,
         history={name: handle["history"][name][()] for name in handle.get("history", {})},
         summary=json.loads(attrs["summary"]),
+        data_stats=json.loads(attrs["data_stats"]) if "data_stats" in attrs else None,
         provenance=json.loads(attrs["provenance"]),
     )

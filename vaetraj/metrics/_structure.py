@@ -13,6 +13,17 @@ def compute_rg(xyz: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarray:
     return jnp.sqrt(weights @ jnp.sum(centred**2, axis=-1))
 
 
+def compute_pair_distances(xyz: jnp.ndarray, pairs: jnp.ndarray) -> jnp.ndarray:
+    """Distances of the given atom pairs (pairs, 2): (pairs,)."""
+    return jnp.sqrt(jnp.sum((xyz[pairs[:, 0]] - xyz[pairs[:, 1]]) ** 2, axis=-1))
+
+
+def all_pairs(atoms: int) -> np.ndarray:
+    """Every atom pair i < j, row by row: (atoms (atoms - 1) / 2, 2)."""
+    first, second = np.triu_indices(atoms, k=1)
+    return np.stack([first, second], axis=1)
+
+
 def compute_chain_bond_lengths(xyz: jnp.ndarray) -> jnp.ndarray:
     """Distances between consecutive atoms of a chain: (atoms - 1,)."""
     return jnp.sqrt(jnp.sum((xyz[1:] - xyz[:-1]) ** 2, axis=-1))
@@ -22,6 +33,11 @@ def compute_nonbonded_distances(xyz: jnp.ndarray) -> jnp.ndarray:
     """Distances between chain atoms that are not consecutive: (pairs,)."""
     first, second = np.triu_indices(xyz.shape[0], k=2)
     return jnp.sqrt(jnp.sum((xyz[first] - xyz[second]) ** 2, axis=-1))
+
+
+def compute_end_to_end(xyz: jnp.ndarray) -> jnp.ndarray:
+    """Distance between the first and the last atom."""
+    return jnp.sqrt(jnp.sum((xyz[-1] - xyz[0]) ** 2))
 
 
 @jax.jit

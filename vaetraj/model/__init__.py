@@ -4,12 +4,18 @@ from vaetraj.model._config import ACTIVATIONS, LIKELIHOODS, POSTERIORS, ModelCon
 from vaetraj.model._density import (
     GaussianMixture,
     MixtureFit,
+    compute_aggregate_log_density,
     compute_mixture_log_density,
     fit_gaussian_mixture,
     sample_mixture,
 )
 from vaetraj.model._diagnostics import compute_active_units
 from vaetraj.model._kl import compute_kl_diagonal, compute_kl_full
+from vaetraj.model._likelihood import (
+    compute_elbo_terms,
+    compute_importance_weighted_bound,
+    compute_log_likelihood,
+)
 from vaetraj.model._mlp import apply_mlp, init_mlp
 from vaetraj.model._normalize import Normalization, find_constant_features, fit_normalization
 from vaetraj.model._vae import (
@@ -36,11 +42,15 @@ __all__ = [
     "Posterior",
     "apply_mlp",
     "compute_active_units",
+    "compute_aggregate_log_density",
     "find_constant_features",
+    "compute_elbo_terms",
+    "compute_importance_weighted_bound",
     "compute_kl",
     "compute_kl_diagonal",
     "compute_kl_full",
     "compute_loss_terms",
+    "compute_log_likelihood",
     "compute_mixture_log_density",
     "compute_negative_log_likelihood",
     "decode_frame",

@@ -103,3 +103,12 @@ def fit_gaussian_mixture(
         cond, body, (start, inf, inf, jnp.array(0))
     )
     return MixtureFit(mixture, log_likelihood, iterations)
+
+
+def compute_aggregate_log_density(means: jax.Array, stds: jax.Array, z: jax.Array) -> jax.Array:
+    """log q(z) of the aggregate posterior q(z) = (1/N) sum_i N(z | means_i, diag stds_i^2)
+    at one point z (latent,); means and stds are (N, latent)."""
+    white = (z[None, :] - means) / stds
+    log_components = -0.5 * jnp.sum(white**2, axis=-1) - jnp.sum(jnp.log(stds), axis=-1)
+    d = z.shape[-1]
+    return logsumexp(log_components) - math.log(means.shape[0]) - 0.5 * d * math.log(2 * math.pi)

@@ -466,3 +466,44 @@ def align_file(
         finally:
             writer.close()
     return report
+
+
+class FrameAligner:
+    """Aligns new frames as recorded ones were: the same method, weights and reference
+    (a model's training frames, say). Blocks are padded to a fixed size, so any chunk
+    length compiles once. Methods other than principal, kabsch and none (frames given
+    already aligned, "as-given") pass frames through unchanged."""
+
+    def __init__(
+        self,
+        method: str,
+        weights: np.ndarray,
+        dims: int,
+        reference: np.ndarray | None = None,
+        *,
+        degeneracy_tol: float = 1e-2,
+        block: int = _BLOCK_FRAMES,
+    ) -> None:
+        self.method = method
+        self.block = block
+        self._aligner = None
+        if method in ("principal", "kabsch", "none"):
+            if method == "kabsch" and reference is None:
+                raise BadInputError("a kabsch alignment needs its reference structure")
+            weights = np.asarray(weights, dtype=np.float64)
+            self._aligner = _Aligner(method, degeneracy_tol, weights / weights.sum(), block)
+            self._aligner.set_reference(
+                np.zeros((len(weights), dims)) if reference is None else reference
+            )
+
+    def __call__(self, xyz: np.ndarray) -> np.ndarray:
+        """Aligned frames (frames, atoms, dims) float32."""
+        xyz = _to_float32_centred(np.asarray(xyz))
+        if self._aligner is None or len(xyz) == 0:
+            return xyz
+        return np.concatenate(
+            [
+                self._aligner(xyz[start : start + self.block]).xyz
+                for start in range(0, len(xyz), self.block)
+            ]
+        )

@@ -20,6 +20,7 @@ from vaetraj.model import (
     encode_frame,
     sample_mixture,
 )
+from vaetraj.pipeline.structure import DataStats
 
 _CHUNK_FRAMES = 65_536
 
@@ -113,6 +114,17 @@ class Model:
         return self.record.summary
 
     @property
+    def data_stats(self) -> DataStats | None:
+        """The training frames' bonds, plausibility limits and R_g range, or None for a
+        model written before vaetraj recorded them."""
+        stats = self.record.data_stats
+        return None if stats is None else DataStats.from_dict(stats)
+
+    @property
+    def masses(self) -> np.ndarray | None:
+        return self.record.masses
+
+    @property
     def topology(self):
         """The mdtraj Topology of the modelled atoms, or None."""
         if self.record.topology is None:
@@ -158,22 +170,31 @@ class Model:
         flat = np.concatenate(parts) if parts else np.zeros((0, self.config.features), np.float32)
         return flat.reshape(len(z), self.atoms, self.dims)
 
-    def sample_latent(self, n: int, *, key: jax.Array, prior: str = "density") -> np.ndarray:
-        """n latent points from the fitted density ("density") or N(0, I) ("standard")."""
+    def sample_latent(
+        self, n: int, *, key: jax.Array, prior: str = "density", temperature: float = 1.0
+    ) -> np.ndarray:
+        """n latent points from the fitted density ("density") or N(0, I) ("standard").
+        temperature multiplies every standard deviation: below 1 stays nearer the modes,
+        above 1 explores further out."""
         if n <= 0:
             raise UsageError(f"the number of samples must be at least 1, got {n}")
+        if not temperature > 0:
+            raise UsageError(f"--temperature must be positive, got {temperature}")
         if prior == "standard":
-            return np.asarray(jax.random.normal(key, (n, self.latent_dim)))
+            return np.asarray(jax.random.normal(key, (n, self.latent_dim)) * temperature)
         if prior != "density":
-            raise UsageError(f"prior must be 'density' or 'standard', got '{prior}'")
+            raise UsageError(f"--prior must be 'density' or 'standard', got '{prior}'")
         density = self.density
         if density is None:
-            raise BadInputError("this model has no latent density; use prior='standard'")
+            raise BadInputError("this model has no latent density; use --prior standard")
+        density = density._replace(scale_trils=density.scale_trils * temperature)
         return np.asarray(_sample_mixture_batch(density, jax.random.split(key, n)))
 
-    def sample(self, n: int, *, key: jax.Array, prior: str = "density") -> np.ndarray:
+    def sample(
+        self, n: int, *, key: jax.Array, prior: str = "density", temperature: float = 1.0
+    ) -> np.ndarray:
         """n decoded conformations (n, atoms, dims)."""
-        return self.decode(self.sample_latent(n, key=key, prior=prior))
+        return self.decode(self.sample_latent(n, key=key, prior=prior, temperature=temperature))
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         write_model_file(path, self.record, overwrite=overwrite)

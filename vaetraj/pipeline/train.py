@@ -46,6 +46,7 @@ from vaetraj.model import (
 )
 from vaetraj.pipeline.align import AlignConfig, align_file
 from vaetraj.pipeline.model import Model
+from vaetraj.pipeline.structure import compute_data_stats
 from vaetraj.train import TrainConfig, make_trainer
 
 Progress = Callable[..., None]
@@ -502,6 +503,7 @@ def _diagnose(
     model.record.density = {
         name: np.asarray(value) for name, value in fit.mixture._asdict().items()
     }
+    model.record.data_stats = compute_data_stats(data.xyz, data.topology, data.masses).to_dict()
     return {
         "recon_rmsd_train": float(rmsd[train_index].mean()),
         "recon_rmsd_val": float(rmsd[val_index].mean()) if len(val_index) else None,

@@ -1,0 +1,293 @@
+"""Latent paths (format `vaetraj-latent`, version 1) and latent points read for decoding.
+
+A latent path is written while frames are encoded, chunk by chunk:
+  .h5   /mean, /std (frames, latent) float32, and per-frame extras such as /rg and
+        /recon_rmsd (frames,); attrs format, format_version, latent_dim, units, model
+        (JSON: path, SHA-256, data SHA-256), sources (JSON: path, format, frames,
+        SHA-256), vaetraj_version, created. Streamed: memory stays bounded.
+  .csv  one row per frame: mean_0..mean_{d-1}, std_0..std_{d-1}, then the extras.
+        Streamed too.
+  .npz  the same arrays by name; held in memory until the end (latent paths are
+        small: 16 bytes per frame for a 2D latent space).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from vaetraj._version import __version__
+from vaetraj.errors import BadInputError, InputMissingError, UsageError, WriteError
+from vaetraj.io._atomic import describe_os_error
+
+LATENT_FORMAT = "vaetraj-latent"
+LATENT_FORMAT_VERSION = 1
+LATENT_SUFFIXES = (".h5", ".hdf5", ".npz", ".csv")
+
+
+def check_latent_suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in LATENT_SUFFIXES:
+        raise UsageError(
+            f"latent output must be .h5, .npz or .csv, got '{path.suffix or path.name}'",
+            path=path,
+        )
+    return suffix
+
+
+class LatentWriter:
+    """Appends per-frame columns (mean, std and extras) to a latent file at `path` (a
+    temporary file; `final_path` names errors). Call `finish(attrs)` once at the end."""
+
+    def __init__(self, path: Path, *, suffix: str, latent_dim: int, extras: list[str], final_path):
+        self.path, self.suffix, self.final_path = path, suffix, final_path
+        self.latent_dim, self.extras = latent_dim, list(extras)
+        self.frames = 0
+        self._parts: dict[str, list[np.ndarray]] = {}
+        try:
+            if suffix in (".h5", ".hdf5"):
+                self._h5 = h5py.File(path, "w")
+                for name in ("mean", "std"):
+                    self._h5.create_dataset(
+                        name,
+                        (0, latent_dim),
+                        maxshape=(None, latent_dim),
+                        dtype="f4",
+                        chunks=(4096, latent_dim),
+                    )
+                for name in self.extras:
+                    self._h5.create_dataset(
+                        name, (0,), maxshape=(None,), dtype="f4", chunks=(4096,)
+                    )
+            elif suffix == ".csv":
+                self._csv_handle = open(path, "w", newline="")
+                self._csv = csv.writer(self._csv_handle)
+                self._csv.writerow(
+                    [f"mean_{i}" for i in range(latent_dim)]
+                    + [f"std_{i}" for i in range(latent_dim)]
+                    + self.extras
+                )
+        except OSError as error:
+            raise WriteError(describe_os_error(error), path=final_path) from None
+
+    def append(self, columns: dict[str, np.ndarray]) -> None:
+        count = len(columns["mean"])
+        try:
+            if self.suffix in (".h5", ".hdf5"):
+                end = self.frames + count
+                for name, values in columns.items():
+                    dataset = self._h5[name]
+                    dataset.resize(end, axis=0)
+                    dataset[self.frames : end] = values
+            elif self.suffix == ".csv":
+                table = np.column_stack(
+                    [columns["mean"], columns["std"], *(columns[n] for n in self.extras)]
+                )
+                self._csv.writerows(table.tolist())
+            else:
+                for name, values in columns.items():
+                    self._parts.setdefault(name, []).append(np.asarray(values, np.float32))
+        except OSError as error:
+            raise WriteError(describe_os_error(error), path=self.final_path) from None
+        self.frames += count
+
+    def finish(self, attrs: dict[str, Any]) -> None:
+        attrs = {
+            "format": LATENT_FORMAT,
+            "format_version": LATENT_FORMAT_VERSION,
+            "latent_dim": self.latent_dim,
+            "vaetraj_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **attrs,
+        }
+        try:
+            if self.suffix in (".h5", ".hdf5"):
+                for name, value in attrs.items():
+                    self._h5.attrs[name] = (
+                        value if isinstance(value, (str, int, float)) else json.dumps(value)
+                    )
+                self._h5.close()
+            elif self.suffix == ".csv":
+                self._csv_handle.close()
+            else:
+                arrays = {name: np.concatenate(parts) for name, parts in self._parts.items()} or {
+                    "mean": np.zeros((0, self.latent_dim), np.float32),
+                    "std": np.zeros((0, self.latent_dim), np.float32),
+                }
+                with open(self.path, "wb") as handle:
+                    np.savez(handle, **arrays, attrs=np.asarray(json.dumps(attrs)))
+        except OSError as error:
+            raise WriteError(describe_os_error(error), path=self.final_path) from None
+
+    def close(self) -> None:
+        """Release handles after a failure (finish closes them on success)."""
+        if getattr(self, "_h5", None) is not None and self._h5.id.valid:
+            self._h5.close()
+        if getattr(self, "_csv_handle", None) is not None and not self._csv_handle.closed:
+            self._csv_handle.close()
+
+
+@dataclass(frozen=True)
+class LatentData:
+    """A latent file in memory: mean (frames, latent); std or None; extras by name."""
+
+    mean: np.ndarray
+    std: np.ndarray | None
+    extras: dict[str, np.ndarray]
+    attrs: dict[str, Any]
+
+
+def _exists(path: Path) -> None:
+    if not path.exists():
+        raise InputMissingError("no such file", path=path)
+
+
+def read_latent(path: str | os.PathLike) -> LatentData:
+    """Read a latent path written by `vaetraj encode` (.h5, .npz or .csv)."""
+    path = Path(path)
+    _exists(path)
+    suffix = path.suffix.lower()
+    if suffix in (".h5", ".hdf5"):
+        try:
+            with h5py.File(path, "r") as handle:
+                if handle.attrs.get("format") != LATENT_FORMAT:
+                    raise BadInputError("not a vaetraj latent file (run vaetraj encode)", path=path)
+                version = int(handle.attrs.get("format_version", -1))
+                if not 1 <= version <= LATENT_FORMAT_VERSION:
+                    raise BadInputError(
+                        f"latent format version {version} is not one this vaetraj "
+                        f"({__version__}) reads",
+                        path=path,
+                    )
+                arrays = {name: handle[name][()] for name in handle}
+                attrs = dict(handle.attrs)
+        except OSError as error:
+            raise BadInputError(f"cannot read HDF5 file ({error})", path=path) from None
+    elif suffix == ".npz":
+        arrays = _read_npz(path)
+        attrs = json.loads(str(arrays.pop("attrs"))) if "attrs" in arrays else {}
+    elif suffix == ".csv":
+        arrays = _read_csv_columns(path)
+        if not any(name.startswith("mean_") for name in arrays):
+            raise BadInputError("no mean_0, mean_1, ... columns: not a latent path", path=path)
+        means = sorted((n for n in arrays if n.startswith("mean_")), key=lambda n: int(n[5:]))
+        stds = sorted((n for n in arrays if n.startswith("std_")), key=lambda n: int(n[4:]))
+        mean = np.column_stack([arrays.pop(n) for n in means])
+        std = np.column_stack([arrays.pop(n) for n in stds]) if stds else None
+        return LatentData(mean=mean, std=std, extras=arrays, attrs={})
+    else:
+        raise UsageError(f"a latent path is .h5, .npz or .csv, got '{path.suffix}'", path=path)
+    if "mean" not in arrays or np.ndim(arrays["mean"]) != 2:
+        raise BadInputError("no /mean (frames, latent) array: not a latent path", path=path)
+    mean = np.asarray(arrays.pop("mean"), np.float32)
+    std = arrays.pop("std", None)
+    return LatentData(mean=mean, std=std, extras=arrays, attrs=attrs)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError) as error:
+        raise BadInputError(f"cannot read .npz ({error})", path=path) from None
+
+
+def _read_csv_columns(path: Path) -> dict[str, np.ndarray]:
+    """Columns of a CSV file with a header row, as float arrays by name."""
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError) as error:
+        raise BadInputError(f"cannot read CSV ({error})", path=path) from None
+    if not rows:
+        raise BadInputError("empty CSV file", path=path)
+    header, body = rows[0], [row for row in rows[1:] if row]
+    try:
+        table = np.asarray(body, dtype=np.float64).reshape(len(body), len(header))
+    except ValueError:
+        raise BadInputError(
+            "CSV rows must all be numbers, one per header column", path=path
+        ) from None
+    return {name.strip(): table[:, i] for i, name in enumerate(header)}
+
+
+def read_latent_points(path: str | os.PathLike, *, key: str | None = None) -> np.ndarray:
+    """Latent points (points, latent) from an encode output (its mean), a .npy array,
+    a .npz array (`key`, or its only array), or a CSV of numbers (with or without a
+    header; an encode CSV gives its mean_* columns)."""
+    path = Path(path)
+    _exists(path)
+    suffix = path.suffix.lower()
+    if suffix in (".h5", ".hdf5"):
+        points = read_latent(path).mean
+    elif suffix == ".npy":
+        try:
+            points = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise BadInputError(f"cannot read .npy ({error})", path=path) from None
+    elif suffix == ".npz":
+        arrays = _read_npz(path)
+        arrays.pop("attrs", None)
+        if key is not None:
+            if key not in arrays:
+                raise BadInputError(f"no array '{key}' (it has {', '.join(arrays)})", path=path)
+            points = arrays[key]
+        elif "mean" in arrays:
+            points = arrays["mean"]
+        elif len(arrays) == 1:
+            points = next(iter(arrays.values()))
+        else:
+            raise UsageError(
+                f"holds several arrays ({', '.join(arrays)}); choose one with --key", path=path
+            )
+    elif suffix == ".csv":
+        points = _read_csv_points(path)
+    else:
+        raise UsageError(
+            f"latent points are read from .h5, .npz, .npy or .csv, got '{path.suffix}'", path=path
+        )
+    points = np.asarray(points)
+    if points.dtype.kind not in "fiu":
+        raise BadInputError(f"latent points must be numbers, got dtype {points.dtype}", path=path)
+    if points.ndim == 1:
+        points = points[:, None]
+    if points.ndim != 2 or points.shape[0] == 0:
+        raise BadInputError(
+            f"expected latent points (points, latent), got shape {points.shape}", path=path
+        )
+    if not np.isfinite(points).all():
+        row = int(np.argwhere(~np.isfinite(points))[0, 0])
+        raise BadInputError(f"non-finite latent point at row {row}", path=path)
+    return points.astype(np.float32)
+
+
+def _read_csv_points(path: Path) -> np.ndarray:
+    try:
+        with open(path, newline="") as handle:
+            rows = [row for row in csv.reader(handle) if row]
+    except (OSError, UnicodeDecodeError) as error:
+        raise BadInputError(f"cannot read CSV ({error})", path=path) from None
+    if not rows:
+        raise BadInputError("empty CSV file", path=path)
+    header = None
+    try:
+        float(rows[0][0])
+    except ValueError:
+        header, rows = [name.strip() for name in rows[0]], rows[1:]
+    try:
+        table = np.asarray(rows, dtype=np.float64)
+    except ValueError:
+        raise BadInputError("CSV rows must all be numbers of the same count", path=path) from None
+    if table.ndim != 2:
+        raise BadInputError("CSV rows must all have the same number of columns", path=path)
+    if header is not None and any(name.startswith("mean_") for name in header):
+        table = table[:, [i for i, name in enumerate(header) if name.startswith("mean_")]]
+    return table

@@ -1,0 +1,264 @@
+"""`evaluate`: how good is a model on a trajectory? Reconstruction, likelihood bounds,
+latent usage, and how samples compare with the data.
+
+Likelihoods are in nats per frame for the aligned coordinates in the data's units (the
+normalization's Jacobian is included). Sample fidelity is the 1-Wasserstein distance
+between data and samples, per pairwise distance (then averaged) and for R_g. Prior holes
+are the share of N(0, I) draws where the aggregate posterior (the mixture of the
+encoded frames' posteriors) is thinner than at 99% of its own draws.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vaetraj.errors import BadInputError, UsageError
+from vaetraj.io.trajectory import ReadOptions
+from vaetraj.metrics import all_pairs, compute_wasserstein_1d
+from vaetraj.model import (
+    ModelConfig,
+    compute_active_units,
+    compute_aggregate_log_density,
+    compute_elbo_terms,
+    compute_importance_weighted_bound,
+    compute_kl_diagonal,
+)
+from vaetraj.pipeline.encode import (
+    compute_frame_rg,
+    frame_aligner,
+    iter_model_frames,
+    open_for_model,
+)
+from vaetraj.pipeline.model import Model, load_model
+from vaetraj.pipeline.structure import check_structures, rg_weights
+
+DEFAULT_MODEL = "model.h5"
+_BATCH = 1024
+_HOLE_POINTS = 4096
+_MAX_PAIRS = 4096
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """iwae_samples: K posterior draws per frame for the importance-weighted bound;
+    samples: conformations drawn for the fidelity measures (default: as many as frames,
+    at most 10 000); prior: where those come from; seed: every random draw."""
+
+    iwae_samples: int = 64
+    samples: int | None = None
+    prior: str = "density"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.iwae_samples < 1:
+            raise UsageError(f"--iwae-samples must be at least 1, got {self.iwae_samples}")
+        if self.samples is not None and self.samples < 1:
+            raise UsageError(f"--samples must be at least 1, got {self.samples}")
+        if self.prior not in ("density", "standard"):
+            raise UsageError(f"--prior must be density or standard, got '{self.prior}'")
+
+
+@dataclass
+class EvaluateReport:
+    frames: int
+    atoms: int
+    latent_dim: int
+    units: str
+    recon_rmsd: float
+    recon_rmsd_per_atom: list[float]
+    elbo: float
+    reconstruction_log_likelihood: float
+    kl: float
+    iwae_log_likelihood: float
+    iwae_samples: int
+    kl_per_dim: list[float]
+    active_units: int
+    samples: int
+    prior: str
+    w1_pairwise_mean: float
+    w1_pairwise_max: float
+    w1_rg: float
+    sample_mean_bond: float | None
+    data_mean_bond: float | None
+    sample_plausible_fraction: float | None
+    data_plausible_fraction: float | None
+    prior_hole_fraction: float
+    wall_time_s: float
+    model: str | None = None
+    data: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@functools.lru_cache(maxsize=8)
+def _likelihood_kernel(config: ModelConfig):
+    def one(params, mean, std, xyz, noise):
+        x = (xyz.reshape(-1) - mean) / std
+        iwae = compute_importance_weighted_bound(params, x, noise, config)
+        log_likelihood, kl = compute_elbo_terms(params, x, noise, config)
+        return iwae, log_likelihood, kl
+
+    return jax.jit(jax.vmap(one, in_axes=(None, None, None, 0, 0)))
+
+
+@jax.jit
+def _aggregate_log_density(means, stds, z):
+    return jax.vmap(compute_aggregate_log_density, in_axes=(None, None, 0))(means, stds, z)
+
+
+@jax.jit
+def _wasserstein_columns(a, b):
+    return jax.vmap(compute_wasserstein_1d, in_axes=(1, 1))(a, b)
+
+
+def _pair_distances(xyz: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(xyz[:, pairs[:, 0]] - xyz[:, pairs[:, 1]], axis=-1)
+
+
+def _likelihoods(model: Model, xyz: np.ndarray, k: int, key) -> tuple[np.ndarray, ...]:
+    kernel = _likelihood_kernel(model.config)
+    params = jax.tree.map(jnp.asarray, model.params)
+    mean = jnp.asarray(model.record.normalization_mean)
+    std = jnp.asarray(model.record.normalization_std)
+    parts = []
+    for number, start in enumerate(range(0, len(xyz), _BATCH)):
+        batch = xyz[start : start + _BATCH]
+        noise = jax.random.normal(
+            jax.random.fold_in(key, number), (len(batch), k, model.latent_dim)
+        )
+        parts.append([np.asarray(a) for a in kernel(params, mean, std, jnp.asarray(batch), noise)])
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+
+def evaluate(
+    model: Model,
+    data: np.ndarray | Sequence[str | os.PathLike],
+    config: EvaluateConfig = EvaluateConfig(),
+    read_options: ReadOptions = ReadOptions(),
+) -> EvaluateReport:
+    """Evaluate the model on frames: an array in the files' frame of reference, or
+    trajectory paths; they are aligned as the training frames were."""
+    started = time.perf_counter()
+    notes: list[str] = []
+    if isinstance(data, np.ndarray):
+        if data.ndim != 3 or data.shape[1:] != (model.atoms, model.dims):
+            raise BadInputError(
+                f"frames of shape {data.shape[1:]} do not match the model's "
+                f"({model.atoms} atoms, {model.dims}D)"
+            )
+        xyz = frame_aligner(model)(data)
+    else:
+        trajectory, notes = open_for_model(model, list(data), read_options)
+        chunks = list(iter_model_frames(model, trajectory))
+        if not chunks:
+            raise BadInputError("no frames to evaluate", path=str(data[0]))
+        xyz = np.concatenate(chunks)
+        notes += trajectory.notes
+    frames = len(xyz)
+    key = jax.random.key(config.seed)
+    likelihood_key, sample_key, hole_key, draw_key = jax.random.split(key, 4)
+
+    # reconstruction and latent usage
+    mean, std = model.encode(xyz)
+    displacement = np.sum((model.decode(mean) - xyz) ** 2, axis=-1)
+    kl_per_dim = np.asarray(jnp.mean(compute_kl_diagonal(jnp.asarray(mean), jnp.asarray(std)), 0))
+
+    # likelihoods, in the data's units: the normalization divides by std
+    iwae, log_likelihood, kl = _likelihoods(model, xyz, config.iwae_samples, likelihood_key)
+    jacobian = float(np.sum(np.log(model.record.normalization_std)))
+
+    # sample fidelity and plausibility
+    n = config.samples or min(frames, 10_000)
+    samples = model.sample(n, key=sample_key, prior=config.prior)
+    if not np.isfinite(samples).all():
+        raise BadInputError("the decoder gives non-finite coordinates for sampled points")
+    pairs = all_pairs(model.atoms)
+    if len(pairs) > _MAX_PAIRS:
+        chosen = np.random.default_rng(config.seed).choice(len(pairs), _MAX_PAIRS, replace=False)
+        pairs = pairs[np.sort(chosen)]
+        notes.append(
+            f"sample fidelity over {_MAX_PAIRS} random atom pairs of {model.atoms * (model.atoms - 1) // 2}"
+        )
+    w1 = np.asarray(
+        _wasserstein_columns(
+            jnp.asarray(_pair_distances(xyz, pairs)), jnp.asarray(_pair_distances(samples, pairs))
+        )
+    )
+    weights, _ = rg_weights(model.masses, model.atoms)
+    w1_rg = float(
+        compute_wasserstein_1d(
+            jnp.asarray(compute_frame_rg(xyz, weights)),
+            jnp.asarray(compute_frame_rg(samples, weights)),
+        )
+    )
+    stats = model.data_stats
+    if stats is not None:
+        sample_check = check_structures(samples, stats, model.masses)
+        data_check = check_structures(xyz, stats, model.masses)
+    else:
+        sample_check = data_check = None
+        notes.append("the model has no training-data statistics; plausibility not checked")
+
+    # prior holes: N(0, I) mass where the aggregate posterior is thin
+    subset = np.random.default_rng(config.seed).permutation(frames)[:_HOLE_POINTS]
+    means, stds = jnp.asarray(mean[subset]), jnp.asarray(std[subset])
+    own = means + stds * jax.random.normal(draw_key, means.shape)
+    threshold = np.quantile(np.asarray(_aggregate_log_density(means, stds, own)), 0.01)
+    prior_draws = jax.random.normal(hole_key, (_HOLE_POINTS, model.latent_dim))
+    holes = float(np.mean(np.asarray(_aggregate_log_density(means, stds, prior_draws)) < threshold))
+
+    return EvaluateReport(
+        frames=frames,
+        atoms=model.atoms,
+        latent_dim=model.latent_dim,
+        units=model.units,
+        recon_rmsd=float(np.sqrt(displacement.mean(axis=1)).mean()),
+        recon_rmsd_per_atom=np.sqrt(displacement.mean(axis=0)).tolist(),
+        elbo=float(np.mean(log_likelihood - kl)) - jacobian,
+        reconstruction_log_likelihood=float(np.mean(log_likelihood)) - jacobian,
+        kl=float(np.mean(kl)),
+        iwae_log_likelihood=float(np.mean(iwae)) - jacobian,
+        iwae_samples=config.iwae_samples,
+        kl_per_dim=kl_per_dim.tolist(),
+        active_units=int(compute_active_units(mean)),
+        samples=n,
+        prior=config.prior,
+        w1_pairwise_mean=float(w1.mean()),
+        w1_pairwise_max=float(w1.max()),
+        w1_rg=w1_rg,
+        sample_mean_bond=float(sample_check.mean_bond.mean()) if sample_check else None,
+        data_mean_bond=float(data_check.mean_bond.mean()) if data_check else None,
+        sample_plausible_fraction=float(sample_check.plausible.mean()) if sample_check else None,
+        data_plausible_fraction=float(data_check.plausible.mean()) if data_check else None,
+        prior_hole_fraction=holes,
+        wall_time_s=time.perf_counter() - started,
+        notes=notes,
+    )
+
+
+def evaluate_file(
+    inputs: Sequence[str | os.PathLike],
+    model: str | os.PathLike = DEFAULT_MODEL,
+    config: EvaluateConfig = EvaluateConfig(),
+    read_options: ReadOptions = ReadOptions(),
+) -> EvaluateReport:
+    """Evaluate a model file on trajectory files."""
+    if not inputs:
+        raise UsageError("no data given: vaetraj evaluate DATA... [--model model.h5]")
+    report = evaluate(load_model(Path(model)), list(inputs), config, read_options)
+    report.model = str(model)
+    report.data = ", ".join(str(p) for p in inputs)
+    return report

@@ -1,0 +1,380 @@
+"""`optimize`: structures that minimize (or maximize, or reach) an objective, found by
+gradient descent in latent space through the decoder, every restart at once.
+
+The textbook's plain descent runs to the centre of latent space, where the decoder
+returns an averaged blob with overlapping beads. Here the model's latent density is a
+trust region: a penalty on log p(z) below its `trust_quantile` (by default the 1st
+percentile of log p over the density's own draws) keeps z where training frames were
+encoded. Every `record_every` steps of every restart is a candidate; the answer is the
+best candidate that passes the plausibility check against the training data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vaetraj.errors import BadInputError, NumericalError, UsageError
+from vaetraj.io._hash import compute_sha256
+from vaetraj.io.structures import check_structure_output, write_structures
+from vaetraj.io.topology import placeholder_topology
+from vaetraj.io.trajectory import ReadOptions
+from vaetraj.metrics import compute_rg
+from vaetraj.model import compute_mixture_log_density, decode_frame
+from vaetraj.optimize import OBJECTIVES, LatentGoal, make_latent_optimizer, make_objective
+from vaetraj.pipeline.model import Model, load_model
+from vaetraj.pipeline.structure import check_structures, rg_weights
+
+DEFAULT_MODEL = "model.h5"
+_REFERENCE_DRAWS = 4096
+_LOG_2PI = math.log(2 * math.pi)
+
+Progress = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    """objective: rg, end-to-end, distance (between two selections) or rmsd (to a
+    target structure). direction min or max; target: reach this value instead.
+    trust_weight 0 turns the trust region off (the textbook's plain descent)."""
+
+    objective: str = "rg"
+    direction: str = "min"
+    target: float | None = None
+    restarts: int = 64
+    steps: int = 500
+    learning_rate: float = 0.05
+    trust_weight: float = 10.0
+    trust_quantile: float = 0.01
+    record_every: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise UsageError(
+                f"--objective must be one of {', '.join(OBJECTIVES)}, got '{self.objective}'"
+            )
+        if self.direction not in ("min", "max"):
+            raise UsageError(f"--direction must be min or max, got '{self.direction}'")
+        if self.target is not None and not math.isfinite(self.target):
+            raise UsageError("--target must be a finite number")
+        if self.restarts < 1:
+            raise UsageError(f"--restarts must be at least 1, got {self.restarts}")
+        if self.record_every < 1 or self.steps < self.record_every:
+            raise UsageError(f"--steps must be at least {self.record_every}, got {self.steps}")
+        if self.steps % self.record_every:
+            raise UsageError(f"--steps must be a multiple of {self.record_every}")
+        if not self.learning_rate > 0:
+            raise UsageError(f"--lr must be positive, got {self.learning_rate}")
+        if not self.trust_weight >= 0:
+            raise UsageError(f"--trust-weight must be 0 or more, got {self.trust_weight}")
+        if not 0 < self.trust_quantile < 1:
+            raise UsageError(f"--trust-quantile must be in (0, 1), got {self.trust_quantile}")
+
+
+@dataclass
+class OptimizeResult:
+    """The best structure, where it came from, and every restart's outcome."""
+
+    xyz: np.ndarray  # (atoms, dims)
+    z: np.ndarray  # (latent,)
+    report: OptimizeReport
+    values: np.ndarray  # (steps, restarts) objective along each restart
+
+
+@dataclass
+class OptimizeReport:
+    objective: str
+    direction: str
+    target: float | None
+    restarts: int
+    steps: int
+    trust_weight: float
+    trust_threshold: float | None
+    best_value: float
+    best_restart: int
+    best_step: int
+    best_log_density: float
+    inside_trust_region: bool
+    plausible: bool | None
+    plausible_candidates: int | None
+    candidates: int
+    rg: float
+    train_rg_min: float | None
+    train_rg_max: float | None
+    beyond_training: bool | None
+    min_bond: float
+    max_bond: float
+    closest_nonbonded: float
+    limits: dict[str, float] | None
+    sample_value_range: list[float]
+    units: str
+    optimize_time_s: float
+    wall_time_s: float
+    per_restart: list[dict[str, Any]]
+    model: str | None = None
+    output: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _standard_log_density(z):
+    return -0.5 * jnp.sum(z**2) - 0.5 * z.shape[-1] * _LOG_2PI
+
+
+def _select(model: Model, selection: str, option: str) -> np.ndarray:
+    topology = model.topology or placeholder_topology(model.atoms)
+    try:
+        indices = topology.select(selection)
+    except Exception as error:
+        raise UsageError(f"cannot parse {option} '{selection}': {error}") from None
+    if indices.size == 0:
+        raise BadInputError(f"{option} '{selection}' matches no atom of the model")
+    return np.asarray(indices)
+
+
+def _target_structure(model: Model, path, top) -> np.ndarray:
+    from vaetraj.pipeline.encode import iter_model_frames, open_for_model
+
+    trajectory, _ = open_for_model(model, [path], ReadOptions(top=top))
+    first = next(iter_model_frames(model, trajectory, 1), None)
+    if first is None:
+        raise BadInputError("target structure file has no frames", path=path)
+    return first[0]
+
+
+def optimize(
+    model: Model,
+    config: OptimizeConfig = OptimizeConfig(),
+    *,
+    groups: tuple[str, str] | None = None,
+    target_structure: str | os.PathLike | None = None,
+    top: str | os.PathLike | None = None,
+) -> OptimizeResult:
+    """Optimize `config.objective` over the model's latent space (see module doc)."""
+    started = time.perf_counter()
+    notes: list[str] = []
+    weights, _ = rg_weights(model.masses, model.atoms)
+    objective_groups = None
+    target_xyz = None
+    if config.objective == "distance":
+        if groups is None:
+            raise UsageError("--objective distance needs --group-a and --group-b selections")
+        objective_groups = (
+            _select(model, groups[0], "--group-a"),
+            _select(model, groups[1], "--group-b"),
+        )
+    if config.objective == "rmsd":
+        if target_structure is None:
+            raise UsageError("--objective rmsd needs --target-structure FILE")
+        target_xyz = _target_structure(model, target_structure, top)
+    objective = make_objective(
+        config.objective, weights=weights, groups=objective_groups, target=target_xyz
+    )
+
+    params = jax.tree.map(jnp.asarray, model.params)
+    norm_mean = jnp.asarray(model.record.normalization_mean)
+    norm_std = jnp.asarray(model.record.normalization_std)
+    atoms, dims = model.atoms, model.dims
+
+    def decode(z):
+        return (decode_frame(params, z, model.config)[0] * norm_std + norm_mean).reshape(
+            atoms, dims
+        )
+
+    density = model.density
+    if density is None:
+        notes.append("the model has no latent density; the trust region is N(0, I)")
+        log_density = _standard_log_density
+    else:
+
+        def log_density(z):
+            return compute_mixture_log_density(density, z)
+
+    key = jax.random.key(config.seed)
+    reference_key, start_key = jax.random.split(key)
+    prior = "density" if density is not None else "standard"
+    reference_z = model.sample_latent(_REFERENCE_DRAWS, key=reference_key, prior=prior)
+    measure = jax.jit(jax.vmap(lambda z: (objective(decode(z)), log_density(z))))
+    reference_values, reference_log_density = (np.asarray(a) for a in measure(reference_z))
+    threshold = float(np.quantile(reference_log_density, config.trust_quantile))
+    scale = float(np.std(reference_values)) or 1.0
+    start = model.sample_latent(config.restarts, key=start_key, prior=prior)
+
+    goal = LatentGoal(
+        sign=jnp.float32(1.0 if config.direction == "min" else -1.0),
+        target=jnp.float32(config.target if config.target is not None else 0.0),
+        has_target=jnp.bool_(config.target is not None),
+        scale=jnp.float32(scale),
+        trust_weight=jnp.float32(config.trust_weight),
+        threshold=jnp.float32(threshold),
+    )
+    run = make_latent_optimizer(
+        decode,
+        objective,
+        log_density,
+        steps=config.steps,
+        learning_rate=config.learning_rate,
+        record_every=config.record_every,
+    )
+    run(jnp.asarray(start), goal).z.block_until_ready()  # compile
+    timed = time.perf_counter()
+    result = run(jnp.asarray(start), goal)
+    result.z.block_until_ready()
+    optimize_time = time.perf_counter() - timed
+
+    path = np.asarray(result.path)  # (records, restarts, latent)
+    records, restarts, _ = path.shape
+    flat = path.reshape(-1, path.shape[-1])
+    finite = np.isfinite(flat).all(axis=1)
+    if not finite.any():
+        raise NumericalError("every restart diverged to non-finite latent points; lower --lr")
+    safe = np.where(finite[:, None], flat, 0.0)
+    values, log_p = (np.asarray(a) for a in measure(jnp.asarray(safe)))
+    structures = np.asarray(jax.jit(jax.vmap(decode))(jnp.asarray(safe)))
+    finite &= np.isfinite(values) & np.isfinite(structures).all(axis=(1, 2))
+    if not finite.all():
+        notes.append(f"{int((~finite).sum())} candidate point(s) were non-finite and dropped")
+    if not finite.any():
+        raise NumericalError("every candidate structure was non-finite; lower --lr")
+    if config.target is not None:
+        badness = np.abs(values - config.target)
+    else:
+        badness = values if config.direction == "min" else -values
+    badness = np.where(finite, badness, np.inf)
+
+    stats = model.data_stats
+    if stats is not None:
+        check = check_structures(structures, stats, model.masses)
+        plausible = check.plausible & finite
+    else:
+        notes.append("the model has no training-data statistics; plausibility not checked")
+        check, plausible = None, finite
+    if plausible.any():
+        best = int(np.argmin(np.where(plausible, badness, np.inf)))
+    else:
+        best = int(np.argmin(badness))
+        notes.append("no candidate passed the plausibility check; returning the best one anyway")
+
+    per_restart = []
+    for restart in range(restarts):
+        rows = np.arange(records) * restarts + restart
+        final = rows[-1]
+        good = rows[plausible[rows]]
+        chosen = good[np.argmin(badness[good])] if good.size else None
+        per_restart.append(
+            {
+                "restart": restart,
+                "start_value": float(values[rows[0]]),
+                "final_value": float(values[final]),
+                "final_log_density": float(log_p[final]),
+                "final_plausible": bool(plausible[final]),
+                "best_plausible_value": None if chosen is None else float(values[chosen]),
+                "best_plausible_step": None
+                if chosen is None
+                else int(chosen // restarts) * config.record_every,
+            }
+        )
+
+    best_xyz = structures[best]
+    geometry = check.geometry if check is not None else None
+    rg = float(compute_rg(jnp.asarray(best_xyz), jnp.asarray(weights, jnp.float32)))
+    beyond = None
+    if stats is not None and config.objective == "rg" and config.target is None:
+        beyond = rg < stats.rg_min if config.direction == "min" else rg > stats.rg_max
+        if not beyond:
+            extreme = "more compact" if config.direction == "min" else "more extended"
+            notes.append(
+                f"no plausible structure {extreme} than every training frame was found; "
+                f"this is the {'most compact' if config.direction == 'min' else 'most extended'} "
+                "plausible one"
+            )
+    bonded = stats.pairs(atoms)[0] if stats is not None else None
+    if bonded is not None and len(bonded):
+        bond_lengths = np.linalg.norm(best_xyz[bonded[:, 0]] - best_xyz[bonded[:, 1]], axis=-1)
+    else:
+        bond_lengths = np.array([np.nan])
+    report = OptimizeReport(
+        objective=config.objective,
+        direction=config.direction,
+        target=config.target,
+        restarts=config.restarts,
+        steps=config.steps,
+        trust_weight=config.trust_weight,
+        trust_threshold=threshold if config.trust_weight > 0 else None,
+        best_value=float(values[best]),
+        best_restart=int(best % restarts),
+        best_step=int(best // restarts) * config.record_every,
+        best_log_density=float(log_p[best]),
+        inside_trust_region=bool(log_p[best] >= threshold),
+        plausible=bool(plausible[best]) if stats is not None else None,
+        plausible_candidates=int(plausible.sum()) if stats is not None else None,
+        candidates=int(len(flat)),
+        rg=rg,
+        train_rg_min=stats.rg_min if stats else None,
+        train_rg_max=stats.rg_max if stats else None,
+        beyond_training=beyond,
+        min_bond=float(bond_lengths.min()),
+        max_bond=float(bond_lengths.max()),
+        closest_nonbonded=float(geometry.min_nonbonded[best]) if geometry is not None else math.nan,
+        limits=stats.limits._asdict() if stats is not None else None,
+        sample_value_range=[float(reference_values.min()), float(reference_values.max())],
+        units=model.units,
+        optimize_time_s=optimize_time,
+        wall_time_s=time.perf_counter() - started,
+        per_restart=per_restart,
+        notes=notes,
+    )
+    return OptimizeResult(
+        xyz=best_xyz, z=flat[best], report=report, values=np.asarray(result.value)
+    )
+
+
+def optimize_file(
+    model: str | os.PathLike = DEFAULT_MODEL,
+    output: str | os.PathLike = "optimized.npz",
+    config: OptimizeConfig = OptimizeConfig(),
+    *,
+    groups: tuple[str, str] | None = None,
+    target_structure: str | os.PathLike | None = None,
+    top: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> OptimizeReport:
+    """Optimize and write the best structure (one frame) to `output`."""
+    check_structure_output(output, overwrite=overwrite)
+    model_path = Path(model)
+    loaded = load_model(model_path)
+    result = optimize(loaded, config, groups=groups, target_structure=target_structure, top=top)
+    report = result.report
+    report.model = str(model_path)
+    report.notes += write_structures(
+        output,
+        result.xyz[None],
+        topology_json=loaded.record.topology,
+        units=loaded.units,
+        attrs={
+            "command": "optimize",
+            "objective": config.objective,
+            "direction": config.direction,
+            "target": config.target,
+            "value": report.best_value,
+            "z": result.z.tolist(),
+            "model": str(model_path.resolve()),
+            "model_sha256": compute_sha256(model_path),
+        },
+        overwrite=overwrite,
+    )
+    report.output = str(output)
+    return report

@@ -1,0 +1,258 @@
+"""`plot`: the figures people want from a model, as PNG files (matplotlib, headless).
+
+loss.png        training and validation loss per epoch, with reconstruction and KL
+latent.png      a latent path coloured by time or R_g, its path drawn, over the model's
+                latent density
+marginals.png   data vs samples: histograms of pairwise distances
+structures.png  the training frame of lowest R_g beside the optimized structure
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaetraj.errors import InputMissingError, UsageError
+from vaetraj.io._atomic import atomic_output, check_output
+from vaetraj.io.latent import LatentData, read_latent
+from vaetraj.io.trajectory import ReadOptions, Trajectory
+from vaetraj.pipeline.model import Model, load_model
+
+FIGURES = ("loss", "latent", "marginals", "structures")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path, overwrite: bool) -> None:
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    _pyplot().close(figure)
+
+
+def plot_loss(model: Model, path: Path, *, overwrite: bool = False) -> None:
+    plt = _pyplot()
+    history = model.history
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    left.plot(epochs, history["loss"], label="training")
+    if "val_loss" in history and len(history["val_loss"]):
+        left.plot(epochs, history["val_loss"], label="validation")
+    left.set(xlabel="epoch", ylabel="loss (normalized units)", title="beta-VAE loss")
+    left.set_yscale("log")
+    left.legend()
+    if "reconstruction" in history:
+        right.plot(epochs, history["reconstruction"], label="reconstruction")
+    if "kl" in history:
+        right.plot(epochs, history["kl"], label="KL (summed over dimensions)")
+    right.set(xlabel="epoch", title="loss terms")
+    right.set_yscale("log")
+    right.legend()
+    figure.tight_layout()
+    _save(figure, path, overwrite)
+
+
+def plot_latent(
+    model: Model, latent: LatentData, path: Path, *, color: str = "time", overwrite: bool = False
+) -> None:
+    plt = _pyplot()
+    mean = latent.mean
+    if mean.shape[1] < 2:
+        mean = np.column_stack([np.arange(len(mean)), mean[:, 0]])
+        labels = ("frame", "z0")
+    else:
+        labels = ("z0", "z1")
+    figure, axis = plt.subplots(figsize=(6.4, 5.2))
+    density = model.density
+    if density is not None and model.latent_dim == 2:
+        import jax
+
+        from vaetraj.model import compute_mixture_log_density
+
+        low, high = mean.min(axis=0), mean.max(axis=0)
+        pad = 0.15 * (high - low + 1e-6)
+        gx = np.linspace(low[0] - pad[0], high[0] + pad[0], 160)
+        gy = np.linspace(low[1] - pad[1], high[1] + pad[1], 160)
+        grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2).astype(np.float32)
+        log_p = np.asarray(
+            jax.jit(jax.vmap(lambda z: compute_mixture_log_density(density, z)))(grid)
+        )
+        axis.contourf(gx, gy, np.exp(log_p).reshape(160, 160), levels=12, cmap="Greys", alpha=0.5)
+    if color == "rg" and "rg" in latent.extras:
+        values, label = latent.extras["rg"], f"R_g ({model.units})"
+    else:
+        values, label = np.arange(len(mean)), "frame"
+    axis.plot(mean[:, 0], mean[:, 1], "-", color="0.4", linewidth=0.5, alpha=0.6)
+    points = axis.scatter(mean[:, 0], mean[:, 1], c=values, s=8, cmap="viridis", zorder=3)
+    figure.colorbar(points, ax=axis, label=label)
+    axis.set(xlabel=labels[0], ylabel=labels[1], title="latent path (posterior means)")
+    _save(figure, path, overwrite)
+
+
+def _marginal_pairs(atoms: int, count: int = 8) -> list[tuple[int, int]]:
+    """Pairs from the first atom to atoms spread along the chain."""
+    others = np.unique(np.linspace(1, atoms - 1, min(count, atoms - 1)).round().astype(int))
+    return [(0, int(j)) for j in others]
+
+
+def plot_marginals(
+    model: Model, data: np.ndarray, samples: np.ndarray, path: Path, *, overwrite: bool = False
+) -> None:
+    plt = _pyplot()
+    pairs = _marginal_pairs(model.atoms)
+    columns = min(4, len(pairs))
+    rows = -(-len(pairs) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False)
+    for axis, (i, j) in zip(axes.ravel(), pairs, strict=False):
+        first = np.linalg.norm(data[:, i] - data[:, j], axis=-1)
+        second = np.linalg.norm(samples[:, i] - samples[:, j], axis=-1)
+        bins = np.linspace(min(first.min(), second.min()), max(first.max(), second.max()), 40)
+        axis.hist(first, bins=bins, density=True, alpha=0.5, label="data")
+        axis.hist(second, bins=bins, density=True, histtype="step", linewidth=1.5, label="samples")
+        axis.set_title(f"distance {i}-{j} ({model.units})", fontsize=9)
+    for axis in axes.ravel()[len(pairs) :]:
+        axis.set_visible(False)
+    axes[0, 0].legend(fontsize=8)
+    figure.tight_layout()
+    _save(figure, path, overwrite)
+
+
+def plot_structures(
+    model: Model, data: np.ndarray, optimized: np.ndarray, path: Path, *, overwrite: bool = False
+) -> None:
+    from vaetraj.pipeline.encode import compute_frame_rg
+    from vaetraj.pipeline.structure import rg_weights
+
+    plt = _pyplot()
+    weights, _ = rg_weights(model.masses, model.atoms)
+    rg = compute_frame_rg(data, weights)
+    lowest = data[int(np.argmin(rg))]
+    optimized_rg = float(compute_frame_rg(optimized[None], weights)[0])
+    figure, axis = plt.subplots(figsize=(5.2, 5.2))
+    for xyz, label in (
+        (lowest, f"training minimum, R_g {rg.min():.3g}"),
+        (optimized, f"optimized, R_g {optimized_rg:.3g}"),
+    ):
+        centred = xyz - xyz.mean(axis=0)
+        axis.plot(centred[:, 0], centred[:, 1], "o-", alpha=0.8, label=label)
+    axis.set_aspect("equal")
+    axis.set(xlabel=f"x ({model.units})", ylabel=f"y ({model.units})", title="most compact")
+    axis.legend(fontsize=8)
+    _save(figure, path, overwrite)
+
+
+@dataclass
+class PlotReport:
+    figures: list[str]
+    skipped: list[str]
+    output: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _read_frames(model: Model, path: Path) -> np.ndarray:
+    """Frames for plotting, aligned as the model's training frames were."""
+    from vaetraj.pipeline.encode import iter_model_frames, open_for_model
+
+    trajectory, _ = open_for_model(model, [path], ReadOptions())
+    return np.concatenate(list(iter_model_frames(model, trajectory)))
+
+
+def _resolve(path: Path | None, default: str, explicit: bool) -> Path | None:
+    """An explicit input must exist; a default one is used only when present."""
+    chosen = Path(path) if path is not None else Path(default)
+    if chosen.exists():
+        return chosen
+    if explicit:
+        raise InputMissingError("no such file", path=chosen)
+    return None
+
+
+def plot_file(
+    model: str | os.PathLike = "model.h5",
+    output: str | os.PathLike = "figures",
+    *,
+    latent: str | os.PathLike | None = None,
+    data: str | os.PathLike | None = None,
+    samples: str | os.PathLike | None = None,
+    optimized: str | os.PathLike | None = None,
+    only: Sequence[str] | None = None,
+    color: str = "time",
+    overwrite: bool = False,
+) -> PlotReport:
+    """Every figure the inputs allow, as PNG files in the folder `output`. Inputs left
+    out default to latent.h5, aligned.h5, samples.npz and optimized.npz in the working
+    directory, each used when present."""
+    wanted = list(only) if only else list(FIGURES)
+    unknown = [name for name in wanted if name not in FIGURES]
+    if unknown:
+        raise UsageError(f"--only takes {', '.join(FIGURES)}; got {', '.join(unknown)}")
+    if color not in ("time", "rg"):
+        raise UsageError(f"--color must be time or rg, got '{color}'")
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise UsageError("the plot output must be a folder", path=output)
+    loaded = load_model(Path(model))
+    inputs = {
+        "latent": _resolve(latent, "latent.h5", latent is not None),
+        "data": _resolve(data, "aligned.h5", data is not None),
+        "samples": _resolve(samples, "samples.npz", samples is not None),
+        "optimized": _resolve(optimized, "optimized.npz", optimized is not None),
+    }
+    needs = {
+        "loss": [],
+        "latent": ["latent"],
+        "marginals": ["data", "samples"],
+        "structures": ["data", "optimized"],
+    }
+    plan = [name for name in wanted if all(inputs[n] is not None for n in needs[name])]
+    skipped = [
+        f"{name} (needs {', '.join(n for n in needs[name] if inputs[n] is None)})"
+        for name in wanted
+        if name not in plan
+    ]
+    if not plan:
+        raise InputMissingError("nothing to plot: " + "; ".join(skipped), path=output)
+    if output.is_dir():
+        for name in plan:
+            check_output(output / f"{name}.png", overwrite=overwrite)
+    output.mkdir(parents=True, exist_ok=True)
+    frames = _read_frames(loaded, inputs["data"]) if inputs["data"] is not None else None
+    figures = []
+    for name in plan:
+        target = output / f"{name}.png"
+        if name == "loss":
+            plot_loss(loaded, target, overwrite=overwrite)
+        elif name == "latent":
+            plot_latent(
+                loaded, read_latent(inputs["latent"]), target, color=color, overwrite=overwrite
+            )
+        elif name == "marginals":
+            plot_marginals(
+                loaded, frames, _structures(inputs["samples"]), target, overwrite=overwrite
+            )
+        else:
+            plot_structures(
+                loaded, frames, _structures(inputs["optimized"])[0], target, overwrite=overwrite
+            )
+        figures.append(str(target))
+    notes = [f"skipped {item}" for item in skipped]
+    return PlotReport(figures=figures, skipped=skipped, output=str(output), notes=notes)
+
+
+def _structures(path: Path) -> np.ndarray:
+    return Trajectory([path]).read_all().astype(np.float32)
