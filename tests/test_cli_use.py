@@ -1,0 +1,357 @@
+"""encode, decode, sample, optimize, evaluate, plot and demo through the CLI: results
+against independent computations, and each bad input with its exit code."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import mdtraj as md
+import numpy as np
+import pytest
+from conftest import random_rotation
+from test_cli import assert_error, run
+
+from vaetraj import align, load_model
+from vaetraj.io.latent import read_latent
+from vaetraj.io.model_file import read_model_file, write_model_file
+from vaetraj.io.trajectory import Trajectory
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def polymer_npz(workdir, polymer_2d):
+    np.savez("polymer.npz", arr=polymer_2d)
+    return workdir / "polymer.npz"
+
+
+def _ok(result) -> dict:
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_encode_aligns_like_training_and_streams(
+    workdir, polymer_npz, polymer_2d, model_2d, monkeypatch
+):
+    record = _ok(run("encode", polymer_npz, "-m", model_2d, "--recon", "--json"))
+    assert record["frames"] == len(polymer_2d) and record["output"] == "latent.h5"
+    latent = read_latent("latent.h5")
+    model = load_model(model_2d)
+    aligned = align(polymer_2d).xyz  # the training alignment, done independently
+    mean, std = model.encode(aligned)
+    np.testing.assert_allclose(latent.mean, mean, atol=1e-5)
+    np.testing.assert_allclose(latent.std, std, rtol=1e-5)
+    recon = np.sqrt(np.mean(np.sum((model.decode(mean) - aligned) ** 2, -1), -1))
+    np.testing.assert_allclose(latent.extras["recon_rmsd"], recon, rtol=1e-4)
+    rg = np.sqrt(np.mean(np.sum((aligned - aligned.mean(1, keepdims=True)) ** 2, -1), -1))
+    np.testing.assert_allclose(latent.extras["rg"], rg, rtol=1e-5)
+    assert json.loads(h5py.File("latent.h5")["/"].attrs["model"])["sha256"]
+    # chunk by chunk (7 frames a chunk) gives the same path; csv and npz hold the same
+    monkeypatch.setattr(Trajectory, "default_chunk_frames", lambda self: 7)
+    for name in ("small.csv", "small.npz"):
+        _ok(run("encode", polymer_npz, "-m", model_2d, "-o", name, "--json"))
+        np.testing.assert_allclose(read_latent(name).mean, latent.mean, atol=1e-5)
+    # an existing output is kept
+    assert_error(run("encode", polymer_npz, "-m", model_2d), 73, "latent.h5")
+
+
+def test_encode_is_invariant_to_rigid_motion_kabsch(workdir, polymer_files, polymer_3d, model_3d):
+    rng = np.random.default_rng(0)
+    moved = polymer_3d @ random_rotation(rng, 3).T + np.array([3.0, -1.0, 2.0])
+    top = polymer_files / "polymer.pdb"
+    md.Trajectory(moved.astype(np.float32), md.load_topology(top)).save_dcd("moved.dcd")
+    _ok(
+        run(
+            "encode",
+            polymer_files / "polymer.dcd",
+            "--top",
+            top,
+            "-m",
+            model_3d,
+            "-o",
+            "a.h5",
+            "--json",
+        )
+    )
+    _ok(run("encode", "moved.dcd", "--top", top, "-m", model_3d, "-o", "b.h5", "--json"))
+    np.testing.assert_allclose(read_latent("a.h5").mean, read_latent("b.h5").mean, atol=2e-4)
+
+
+def test_encode_picks_the_models_atoms_and_checks_names(workdir, polymer_files, polymer_3d):
+    top = polymer_files / "polymer.pdb"
+    dcd = polymer_files / "polymer.dcd"
+    _ok(
+        run(
+            "train",
+            dcd,
+            "--top",
+            top,
+            "--select",
+            "index 0 to 7",
+            "--epochs",
+            "2",
+            "--hidden",
+            "16",
+            "--json",
+        )
+    )
+    record = _ok(run("encode", dcd, "--top", top, "--json"))
+    assert record["frames"] == len(polymer_3d) and record["atoms"] == 8
+    assert any("selected the model's 8 atoms" in note for note in record["notes"])
+    # same count, other names
+    renamed = md.load_topology(top)
+    for atom in renamed.atoms:
+        atom.name = "X" + atom.name
+    md.Trajectory(polymer_3d[:5, :8].astype(np.float32), renamed.subset(range(8))).save_pdb(
+        "renamed.pdb"
+    )
+    assert_error(run("encode", "renamed.pdb", "-o", "r.h5"), 65, "renamed.pdb", "BEA:XB1", "BEA:B1")
+    assert not (workdir / "r.h5").exists()
+
+
+def test_encode_bad_inputs(workdir, polymer_npz, polymer_2d, model_2d, model_3d):
+    np.save("ten.npy", polymer_2d[:, :10])
+    assert_error(run("encode", "ten.npy", "-m", model_2d), 65, "ten.npy", "10 atoms", "12 atoms")
+    assert_error(run("encode", polymer_npz, "-m", model_3d), 65, "in 2D", "in 3D")
+    (workdir / "fake.h5").write_text("not hdf5")
+    assert_error(run("encode", polymer_npz, "-m", "fake.h5"), 65, "fake.h5", "not a vaetraj model")
+    assert_error(run("encode", polymer_npz, "-m", "missing.h5"), 66, "missing.h5")
+    assert_error(run("encode", polymer_npz, "-m", model_2d, "-o", "x.txt"), 2, ".h5, .npz or .csv")
+    assert not any(workdir.glob("latent*")) and not (workdir / "x.txt").exists()
+
+
+def test_decode_inputs_and_errors(workdir, polymer_npz, model_2d):
+    model = load_model(model_2d)
+    _ok(run("encode", polymer_npz, "-m", model_2d, "--json"))
+    _ok(run("decode", "latent.h5", "-m", model_2d, "--json"))
+    mean = read_latent("latent.h5").mean
+    with np.load("decoded.npz") as archive:
+        np.testing.assert_allclose(archive["arr"], model.decode(mean), atol=1e-5)
+    np.save("points.npy", mean[:4])
+    np.savetxt("points.csv", mean[:4], delimiter=",")
+    for source in ("points.npy", "points.csv"):
+        record = _ok(run("decode", source, "-m", model_2d, "-o", f"{source}.npz", "--json"))
+        assert record["structures"] == 4
+        with np.load(f"{source}.npz") as archive:
+            np.testing.assert_allclose(archive["arr"], model.decode(mean[:4]), atol=1e-5)
+    record = _ok(
+        run("decode", "--z", "0.1,-0.3", "--z", "1,2", "-m", model_2d, "-o", "z.pdb", "--json")
+    )
+    pdb = md.load("z.pdb")
+    assert pdb.n_frames == 2 and np.allclose(pdb.xyz[..., 2], 0.0)
+    np.testing.assert_allclose(
+        pdb.xyz[..., :2], model.decode(np.array([[0.1, -0.3], [1, 2]])), atol=2e-3
+    )  # PDB keeps 3 decimals of Angstrom
+    np.save("wrong.npy", np.zeros((3, 5)))
+    assert_error(
+        run("decode", "wrong.npy", "-m", model_2d, "-o", "w.npz"),
+        65,
+        "wrong.npy",
+        "5 dimension",
+        "2",
+    )
+    assert_error(run("decode", "--z", "1,2,3", "-m", model_2d, "-o", "w.npz"), 65, "3 dimension")
+    assert_error(run("decode", "-m", model_2d, "-o", "w.npz"), 2, "LATENT file or --z")
+    assert_error(run("decode", "--z", "a,b", "-m", model_2d, "-o", "w.npz"), 2, "--z")
+    assert not (workdir / "w.npz").exists()
+
+
+def test_sample_is_seeded_checked_and_written(workdir, model_2d):
+    first = _ok(run("sample", "-n", "64", "--seed", "3", "-m", model_2d, "-o", "a.npz", "--json"))
+    _ok(run("sample", "-n", "64", "--seed", "3", "-m", model_2d, "-o", "b.npz", "--json"))
+    with np.load("a.npz") as a, np.load("b.npz") as b:
+        np.testing.assert_array_equal(a["arr"], b["arr"])
+        xyz = a["arr"]
+    assert xyz.shape == (64, 12, 2) and first["structures"] == 64
+    stats = load_model(model_2d).data_stats
+    bonds = np.linalg.norm(xyz[:, 1:] - xyz[:, :-1], axis=-1)
+    assert first["mean_bond"] == pytest.approx(bonds.mean(), rel=1e-4)
+    i, j = np.triu_indices(12, 2)
+    contacts = np.linalg.norm(xyz[:, i] - xyz[:, j], axis=-1)
+    plausible = (
+        (bonds.min(1) >= stats.bond_min)
+        & (bonds.max(1) <= stats.bond_max)
+        & (contacts.min(1) >= stats.nonbonded_min)
+    )
+    assert first["plausible_fraction"] == pytest.approx(plausible.mean())
+    _ok(run("sample", "-n", "5", "-m", model_2d, "-o", "s.pdb", "--prior", "standard", "--json"))
+    assert md.load("s.pdb").n_frames == 5
+    assert_error(
+        run("sample", "-n", "0", "-m", model_2d, "-o", "zero.npz"), 2, "-n must be at least 1"
+    )
+    assert_error(
+        run("sample", "--temperature", "0", "-m", model_2d, "-o", "zero.npz"), 2, "--temperature"
+    )
+    assert not (workdir / "zero.npz").exists()
+
+
+def test_temperature_narrows_the_latent_draws(model_2d):
+    import jax
+
+    model = load_model(model_2d)
+    cold = model.sample_latent(4000, key=jax.random.key(0), temperature=0.5, prior="standard")
+    hot = model.sample_latent(4000, key=jax.random.key(0), temperature=1.0, prior="standard")
+    np.testing.assert_allclose(cold, 0.5 * hot, rtol=1e-6)
+
+
+def test_non_finite_decoder_output_writes_nothing(workdir, model_2d):
+    record = read_model_file(model_2d)
+    record.params["decoder"][-1]["b"][:] = np.nan
+    write_model_file("broken.h5", record, overwrite=False)
+    assert_error(run("sample", "-n", "4", "-m", "broken.h5", "-o", "s.npz"), 3, "non-finite")
+    assert_error(run("decode", "--z", "0,0", "-m", "broken.h5", "-o", "d.npz"), 3, "non-finite")
+    assert not (workdir / "s.npz").exists() and not (workdir / "d.npz").exists()
+
+
+def test_optimize_reports_and_writes_the_best_plausible(workdir, model_2d):
+    record = _ok(
+        run(
+            "optimize",
+            "--objective",
+            "rg",
+            "-m",
+            model_2d,
+            "--restarts",
+            "8",
+            "--steps",
+            "100",
+            "--json",
+        )
+    )
+    with np.load("optimized.npz") as archive:
+        xyz = archive["arr"][0]
+    rg = np.sqrt(np.mean(np.sum((xyz - xyz.mean(0)) ** 2, -1)))
+    assert (
+        record["best_value"] == pytest.approx(rg, rel=1e-4) == pytest.approx(record["rg"], rel=1e-4)
+    )
+    assert len(record["per_restart"]) == 8 and record["candidates"] == 8 * 11
+    plausible_bests = [
+        r["best_plausible_value"]
+        for r in record["per_restart"]
+        if r["best_plausible_value"] is not None
+    ]
+    if record["plausible"]:
+        assert record["best_value"] == pytest.approx(min(plausible_bests), rel=1e-5)
+    stats = load_model(model_2d).data_stats
+    assert record["train_rg_min"] == pytest.approx(stats.rg_min)
+    assert record["beyond_training"] == (record["rg"] < stats.rg_min)
+    # maximizing gives a larger R_g than minimizing
+    high = _ok(
+        run(
+            "optimize",
+            "--direction",
+            "max",
+            "-m",
+            model_2d,
+            "--restarts",
+            "8",
+            "--steps",
+            "100",
+            "-o",
+            "max.npz",
+            "--json",
+        )
+    )
+    assert high["rg"] > record["rg"]
+
+
+def test_optimize_bad_inputs(workdir, model_2d):
+    assert_error(
+        run("optimize", "--objective", "volume", "-m", model_2d), 2, "--objective must be one of"
+    )
+    assert_error(
+        run(
+            "optimize",
+            "--objective",
+            "distance",
+            "--group-a",
+            "index 50",
+            "--group-b",
+            "index 1",
+            "-m",
+            model_2d,
+        ),
+        65,
+        "--group-a 'index 50' matches no atom",
+    )
+    assert_error(
+        run("optimize", "--objective", "distance", "--group-a", "index 0", "-m", model_2d),
+        2,
+        "go together",
+    )
+    assert_error(run("optimize", "--objective", "rmsd", "-m", model_2d), 2, "--target-structure")
+    assert_error(run("optimize", "--steps", "15", "-m", model_2d), 2, "--steps")
+    assert not (workdir / "optimized.npz").exists()
+
+
+def test_trust_region_keeps_restarts_in_the_density(model_2d):
+    from vaetraj.pipeline.optimize import OptimizeConfig, optimize
+
+    model = load_model(model_2d)
+    free = optimize(model, OptimizeConfig(restarts=16, steps=200, trust_weight=0.0)).report
+    held = optimize(model, OptimizeConfig(restarts=16, steps=200, trust_weight=1000.0)).report
+    threshold = held.trust_threshold
+    assert all(r["final_log_density"] > threshold - 0.5 for r in held.per_restart)
+    assert min(r["final_log_density"] for r in free.per_restart) <= min(
+        r["final_log_density"] for r in held.per_restart
+    )
+
+
+def test_evaluate_against_known_answers(workdir, polymer_npz, polymer_2d, model_2d):
+    record = _ok(run("evaluate", polymer_npz, "-m", model_2d, "-k", "16", "--json"))
+    model = load_model(model_2d)
+    aligned = align(polymer_2d).xyz
+    mean, _ = model.encode(aligned)
+    recon = np.sqrt(np.mean(np.sum((model.decode(mean) - aligned) ** 2, -1), -1))
+    assert record["recon_rmsd"] == pytest.approx(recon.mean(), rel=1e-4)
+    assert record["frames"] == len(polymer_2d) and len(record["recon_rmsd_per_atom"]) == 12
+    assert record["iwae_log_likelihood"] >= record["elbo"] - 0.05
+    assert record["elbo"] == pytest.approx(
+        record["reconstruction_log_likelihood"] - record["kl"], rel=1e-5
+    )
+    # the training frames pass the plausibility check at the rate training recorded
+    assert record["data_plausible_fraction"] == pytest.approx(model.data_stats.train_pass_fraction)
+    assert 0 <= record["prior_hole_fraction"] <= 1 and record["w1_pairwise_mean"] > 0
+    # samples evaluated against themselves-like data: a model's own samples are closer
+    # to its samples than the data is
+    np.savez("own.npz", arr=model.sample(len(polymer_2d), key=__import__("jax").random.key(7)))
+    own = _ok(run("evaluate", "own.npz", "-m", model_2d, "-k", "4", "--json"))
+    assert own["w1_pairwise_mean"] < record["w1_pairwise_mean"]
+    assert own["w1_pairwise_mean"] < 0.1
+
+
+def test_plot_and_demo(workdir, polymer_npz, model_2d):
+    shutil.copy(model_2d, "model.h5")
+    _ok(run("align", polymer_npz, "--json"))
+    assert_error(run("plot", "--latent", "nope.h5"), 66, "nope.h5")
+    record = _ok(run("plot", "--only", "loss", "--json"))
+    assert record["figures"] == ["figures/loss.png"]
+    for step in ("encode polymer.npz", "sample -n 100", "optimize --restarts 4 --steps 50"):
+        _ok(run(*step.split(), "--json"))
+    record = _ok(run("plot", "--overwrite", "--color", "rg", "--json"))
+    assert len(record["figures"]) == 4
+    for path in record["figures"]:
+        assert (workdir / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_error(run("plot", "--only", "loss"), 73, "loss.png")
+
+    demo = _ok(run("demo", "d", "--epochs", "3", "-n", "50", "--json"))
+    assert [s["step"] for s in demo["steps"]] == [
+        "align",
+        "train",
+        "encode",
+        "sample",
+        "optimize",
+        "evaluate",
+        "plot",
+    ]
+    for name in ("model.h5", "latent.h5", "samples.pdb", "optimized.pdb", "evaluation.json"):
+        assert (workdir / "d" / name).exists()
+    assert len(list((workdir / "d" / "figures").glob("*.png"))) == 4
+    assert json.loads((workdir / "d" / "evaluation.json").read_text())["frames"] == 2048
+    assert_error(run("demo", "d", "--epochs", "1"), 73, "--overwrite")
