@@ -54,7 +54,17 @@ def test_help_and_version():
     result = run("--help")
     assert result.exit_code == 0
     assert "align" in result.stdout and "simulate" in result.stdout
-    commands = ("demo", "align", "train", "encode", "decode", "sample", "optimize", "evaluate", "plot")
+    commands = (
+        "demo",
+        "align",
+        "train",
+        "encode",
+        "decode",
+        "sample",
+        "optimize",
+        "evaluate",
+        "plot",
+    )
     for command in commands:
         assert f" {command} " in result.stdout
         assert "Example" in run(command, "--help").stdout

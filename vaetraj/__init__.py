@@ -32,12 +32,28 @@ _EXPORTS = {
     "TrainReport": "vaetraj.pipeline.train",
     "Model": "vaetraj.pipeline.model",
     "load_model": "vaetraj.pipeline.model",
+    "encode": "vaetraj.pipeline.encode",
+    "encode_file": "vaetraj.pipeline.encode",
+    "LatentPath": "vaetraj.pipeline.encode",
+    "read_latent": "vaetraj.io.latent",
+    "sample": "vaetraj.pipeline.generate",
+    "sample_file": "vaetraj.pipeline.generate",
+    "decode_file": "vaetraj.pipeline.generate",
+    "optimize": "vaetraj.pipeline.optimize",
+    "optimize_file": "vaetraj.pipeline.optimize",
+    "OptimizeConfig": "vaetraj.pipeline.optimize",
+    "evaluate": "vaetraj.pipeline.evaluate",
+    "evaluate_file": "vaetraj.pipeline.evaluate",
+    "EvaluateConfig": "vaetraj.pipeline.evaluate",
+    "plot_file": "vaetraj.pipeline.plot",
+    "run_demo": "vaetraj.pipeline.demo",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
     from vaetraj.io.aligned import read_aligned
+    from vaetraj.io.latent import read_latent
     from vaetraj.io.trajectory import ReadOptions, Trajectory
     from vaetraj.model import ModelConfig
     from vaetraj.pipeline.align import (
@@ -48,8 +64,14 @@ if TYPE_CHECKING:
         align_file,
     )
     from vaetraj.pipeline.builtin import builtin_polymer
+    from vaetraj.pipeline.demo import run_demo
+    from vaetraj.pipeline.encode import LatentPath, encode, encode_file
+    from vaetraj.pipeline.evaluate import EvaluateConfig, evaluate, evaluate_file
+    from vaetraj.pipeline.generate import decode_file, sample, sample_file
     from vaetraj.pipeline.load import load_trajectory
     from vaetraj.pipeline.model import Model, load_model
+    from vaetraj.pipeline.optimize import OptimizeConfig, optimize, optimize_file
+    from vaetraj.pipeline.plot import plot_file
     from vaetraj.pipeline.simulate import simulate_polymer, simulate_polymer_file
     from vaetraj.pipeline.train import TrainReport, train, train_file
     from vaetraj.simulate import PolymerConfig

@@ -66,6 +66,11 @@ def open_for_model(
     indices when there is no topology to select on). Atom counts must then agree, and
     atom names too when both sides know them. Returns the trajectory and notes."""
     notes: list[str] = []
+    if model.alignment.get("method") not in ("principal", "kabsch", "none"):
+        notes.append(
+            f"the model's frames were aligned outside vaetraj "
+            f"({model.alignment.get('method')}); frames are used as they are"
+        )
     where = ", ".join(str(p) for p in inputs)
     trajectory = Trajectory(list(inputs), dataclasses.replace(read_options))
     if read_options.select is None and trajectory.atoms != model.atoms:

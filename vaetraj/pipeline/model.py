@@ -22,7 +22,7 @@ from vaetraj.model import (
 )
 from vaetraj.pipeline.structure import DataStats
 
-_CHUNK_FRAMES = 65_536
+_CHUNK_FRAMES = 8_192  # measured: 8k-frame chunks stay in cache, 1.35x faster than 64k
 
 
 @functools.lru_cache(maxsize=16)
