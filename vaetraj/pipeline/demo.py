@@ -74,7 +74,7 @@ def run_demo(
 
     def step(name: str, run: Callable[[], Any], summary: Callable[[Any], str]) -> Any:
         if progress:
-            progress(len(steps), 8, "demo", name)
+            progress(len(steps), 7, "demo", name)
         clock = time.perf_counter()
         report = run()
         steps.append(

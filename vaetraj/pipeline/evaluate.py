@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaetraj.errors import BadInputError, UsageError
+from vaetraj.errors import BadInputError, NumericalError, UsageError
 from vaetraj.io.trajectory import ReadOptions
 from vaetraj.metrics import all_pairs, compute_wasserstein_1d
 from vaetraj.model import (
@@ -184,7 +184,7 @@ def evaluate(
     n = config.samples or min(frames, 10_000)
     samples = model.sample(n, key=sample_key, prior=config.prior)
     if not np.isfinite(samples).all():
-        raise BadInputError("the decoder gives non-finite coordinates for sampled points")
+        raise NumericalError("the decoder gives non-finite coordinates for sampled points")
     pairs = all_pairs(model.atoms)
     if len(pairs) > _MAX_PAIRS:
         chosen = np.random.default_rng(config.seed).choice(len(pairs), _MAX_PAIRS, replace=False)
