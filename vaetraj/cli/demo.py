@@ -15,6 +15,9 @@ def demo_command(
         Path("vaetraj-demo"), metavar="[DIR]", help="Folder for every output."
     ),
     epochs: int = typer.Option(250, "--epochs", help="Training epochs."),
+    latent_dim: int = typer.Option(
+        4, "--latent-dim", help="Latent size (4 is recommended; 2 is the textbook's)."
+    ),
     samples: int = typer.Option(1000, "-n", "--samples", help="Conformations to sample."),
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
@@ -37,7 +40,12 @@ def demo_command(
 
         with progress_bar(not json_output) as progress:
             report = run_demo(
-                directory, epochs=epochs, samples=samples, overwrite=overwrite, progress=progress
+                directory,
+                epochs=epochs,
+                latent_dim=latent_dim,
+                samples=samples,
+                overwrite=overwrite,
+                progress=progress,
             )
         return finish_report(report, json_output=json_output, print_summary=_print_summary)
 

@@ -45,12 +45,14 @@ def run_demo(
     directory: str | os.PathLike = "vaetraj-demo",
     *,
     epochs: int = 250,
+    latent_dim: int = 4,
     samples: int = 1000,
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> DemoReport:
     """simulate (cached) -> align -> train -> encode -> sample -> optimize rg ->
-    evaluate -> plot, every output in `directory`."""
+    evaluate -> plot, every output in `directory`. The latent size defaults to 4, the
+    size recommended in docs/use.md (2 is the textbook's, for plotting)."""
     from vaetraj.pipeline.align import AlignConfig, align_file
     from vaetraj.pipeline.encode import encode_file
     from vaetraj.pipeline.evaluate import EvaluateConfig, evaluate_file
@@ -97,7 +99,7 @@ def run_demo(
         lambda: train_file(
             [aligned],
             model,
-            ModelConfig(features=None),
+            ModelConfig(features=None, latent_dim=latent_dim),
             TrainConfig(epochs=epochs),
             checkpoint=folder / "model.ckpt.h5",
             overwrite=overwrite,
