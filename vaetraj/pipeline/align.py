@@ -328,6 +328,19 @@ def _run(
     return report, reference_used
 
 
+def describe_sources(trajectory: Trajectory) -> list[dict[str, Any]]:
+    """Path, format, frame count and SHA-256 of every input file (provenance)."""
+    return [
+        {
+            "path": str(s.path.resolve()),
+            "format": s.format,
+            "frames": s.frames,
+            "sha256": compute_sha256(s.path),
+        }
+        for s in trajectory.sources
+    ]
+
+
 def open_inputs(
     inputs: Sequence[str | os.PathLike] | None, read_options: ReadOptions = ReadOptions()
 ) -> Trajectory:
@@ -404,15 +417,7 @@ def align_file(
         raise UsageError(f"aligned output must be .h5, got '{output.suffix}'", path=output)
     check_output(output, overwrite=overwrite)
     trajectory = open_inputs(inputs, read_options)
-    sources = [
-        {
-            "path": str(s.path.resolve()),
-            "format": s.format,
-            "frames": s.frames,
-            "sha256": compute_sha256(s.path),
-        }
-        for s in trajectory.sources
-    ]
+    sources = describe_sources(trajectory)
     with atomic_output(output, overwrite=overwrite) as tmp:
         writer = AlignedWriter(
             tmp,

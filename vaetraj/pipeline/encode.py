@@ -26,7 +26,7 @@ from vaetraj.io._hash import compute_sha256
 from vaetraj.io.latent import LatentWriter, check_latent_suffix
 from vaetraj.io.trajectory import ReadOptions, Trajectory
 from vaetraj.metrics import compute_rg
-from vaetraj.pipeline.align import FrameAligner
+from vaetraj.pipeline.align import FrameAligner, describe_sources
 from vaetraj.pipeline.model import Model, load_model
 from vaetraj.pipeline.structure import rg_weights
 
@@ -248,15 +248,7 @@ def encode_file(
                     progress(done, total, "encoding")
             if done == 0:
                 raise BadInputError("no frames to encode", path=inputs[0])
-            sources = [
-                {
-                    "path": str(s.path.resolve()),
-                    "format": s.format,
-                    "frames": s.frames,
-                    "sha256": compute_sha256(s.path),
-                }
-                for s in trajectory.sources
-            ]
+            sources = describe_sources(trajectory)
             writer.finish(
                 {
                     "units": loaded.units,
