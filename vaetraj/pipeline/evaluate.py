@@ -41,7 +41,7 @@ from vaetraj.pipeline.encode import (
     open_for_model,
 )
 from vaetraj.pipeline.model import Model, load_model
-from vaetraj.pipeline.structure import check_structures, rg_weights
+from vaetraj.pipeline.structure import check_structures, pair_distances, rg_weights
 
 DEFAULT_MODEL = "model.h5"
 _BATCH = 1024
@@ -124,10 +124,6 @@ def _wasserstein_columns(a, b):
     return jax.vmap(compute_wasserstein_1d, in_axes=(1, 1))(a, b)
 
 
-def _pair_distances(xyz: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(xyz[:, pairs[:, 0]] - xyz[:, pairs[:, 1]], axis=-1)
-
-
 def _likelihoods(model: Model, xyz: np.ndarray, k: int, key) -> tuple[np.ndarray, ...]:
     kernel = _likelihood_kernel(model.config)
     params = jax.tree.map(jnp.asarray, model.params)
@@ -194,7 +190,7 @@ def evaluate(
         )
     w1 = np.asarray(
         _wasserstein_columns(
-            jnp.asarray(_pair_distances(xyz, pairs)), jnp.asarray(_pair_distances(samples, pairs))
+            jnp.asarray(pair_distances(xyz, pairs)), jnp.asarray(pair_distances(samples, pairs))
         )
     )
     weights, _ = rg_weights(model.masses, model.atoms)

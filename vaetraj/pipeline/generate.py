@@ -1,5 +1,5 @@
 """`decode` and `sample`: structures from latent points, and new conformations drawn
-from the model's latent density (or N(0, I)), checked against the training data."""
+out of the model's latent density (or N(0, I)), checked against the training data."""
 
 from __future__ import annotations
 
@@ -87,17 +87,39 @@ def _report(command: str, model: Model, model_path, xyz: np.ndarray, **extra) ->
         train_rg_min=stats.rg_min if stats else None,
         train_rg_max=stats.rg_max if stats else None,
         model=str(model_path),
+        wall_time_s=0.0,
         notes=notes,
         **extra,
     )
 
 
-def _provenance(model_path: Path, model: Model) -> dict[str, Any]:
-    return {
+def _write(
+    report: StructureReport,
+    model: Model,
+    model_path: Path,
+    output,
+    xyz: np.ndarray,
+    attrs: dict[str, Any],
+    overwrite: bool,
+    started: float,
+) -> StructureReport:
+    """Write the structures with the model's topology and provenance; finish the report."""
+    provenance = {
         "model": str(model_path.resolve()),
         "model_sha256": compute_sha256(model_path),
         "data_sha256": model.record.provenance.get("data_sha256"),
     }
+    report.notes += write_structures(
+        output,
+        xyz,
+        topology_json=model.record.topology,
+        units=model.units,
+        attrs={**attrs, **provenance},
+        overwrite=overwrite,
+    )
+    report.output = str(output)
+    report.wall_time_s = time.perf_counter() - started
+    return report
 
 
 def parse_points(text: Sequence[str], latent_dim: int | None = None) -> np.ndarray:
@@ -144,27 +166,9 @@ def decode_file(
         )
     xyz = loaded.decode(z)
     _finite(xyz, source)
-    report = _report(
-        "decode",
-        loaded,
-        model_path,
-        xyz,
-        prior=None,
-        temperature=None,
-        seed=None,
-        wall_time_s=0.0,
-    )
-    report.notes += write_structures(
-        output,
-        xyz,
-        topology_json=loaded.record.topology,
-        units=loaded.units,
-        attrs={"command": "decode", "source": source, **_provenance(model_path, loaded)},
-        overwrite=overwrite,
-    )
-    report.output = str(output)
-    report.wall_time_s = time.perf_counter() - started
-    return report
+    report = _report("decode", loaded, model_path, xyz, prior=None, temperature=None, seed=None)
+    attrs = {"command": "decode", "source": source}
+    return _write(report, loaded, model_path, output, xyz, attrs, overwrite, started)
 
 
 def sample(
@@ -195,29 +199,7 @@ def sample_file(
     _, xyz = sample(loaded, n, seed=seed, prior=prior, temperature=temperature)
     _finite(xyz, model_path)
     report = _report(
-        "sample",
-        loaded,
-        model_path,
-        xyz,
-        prior=prior,
-        temperature=temperature,
-        seed=seed,
-        wall_time_s=0.0,
+        "sample", loaded, model_path, xyz, prior=prior, temperature=temperature, seed=seed
     )
-    report.notes += write_structures(
-        output,
-        xyz,
-        topology_json=loaded.record.topology,
-        units=loaded.units,
-        attrs={
-            "command": "sample",
-            "prior": prior,
-            "temperature": temperature,
-            "seed": seed,
-            **_provenance(model_path, loaded),
-        },
-        overwrite=overwrite,
-    )
-    report.output = str(output)
-    report.wall_time_s = time.perf_counter() - started
-    return report
+    attrs = {"command": "sample", "prior": prior, "temperature": temperature, "seed": seed}
+    return _write(report, loaded, model_path, output, xyz, attrs, overwrite, started)

@@ -74,7 +74,7 @@ def measure_frames(
     return FrameGeometry(*(np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(4)))
 
 
-def _pair_distances(xyz: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+def pair_distances(xyz: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """(frames, pairs) distances, in float32."""
     xyz = np.asarray(xyz, dtype=np.float32)
     return np.linalg.norm(xyz[:, pairs[:, 0]] - xyz[:, pairs[:, 1]], axis=-1)
@@ -121,10 +121,10 @@ def compute_data_stats(
     bonded, nonbonded = split_pairs(atoms, bonds)
     weights, kind = rg_weights(masses, atoms)
     geometry = measure_frames(xyz, bonded, nonbonded, weights)
-    lengths = _pair_distances(xyz, bonded)
+    lengths = pair_distances(xyz, bonded)
     # every non-bonded distance of at most ~_MAX_DISTANCES values (frames subsampled)
     step = max(1, -(-len(xyz) * len(nonbonded) // _MAX_DISTANCES))
-    contacts = _pair_distances(xyz[::step], nonbonded)
+    contacts = pair_distances(xyz[::step], nonbonded)
     limits = fit_structure_limits(lengths, contacts, PLAUSIBILITY_QUANTILE)
     passed = np.asarray(is_plausible(geometry, limits))
     return DataStats(
@@ -158,7 +158,7 @@ def check_structures(xyz: np.ndarray, stats: DataStats, masses: np.ndarray | Non
     bonded, nonbonded = stats.pairs(atoms)
     weights, _ = rg_weights(masses, atoms)
     geometry = measure_frames(xyz, bonded, nonbonded, weights)
-    lengths = _pair_distances(xyz, bonded)
+    lengths = pair_distances(xyz, bonded)
     return StructureCheck(
         plausible=np.asarray(is_plausible(geometry, stats.limits)),
         geometry=geometry,
