@@ -29,6 +29,7 @@ _EXPORTS = {
     "TrainConfig": "vaetraj.train",
     "train": "vaetraj.pipeline.train",
     "train_file": "vaetraj.pipeline.train",
+    "train_features": "vaetraj.pipeline.train",
     "TrainReport": "vaetraj.pipeline.train",
     "Model": "vaetraj.pipeline.model",
     "load_model": "vaetraj.pipeline.model",
@@ -73,7 +74,7 @@ if TYPE_CHECKING:
     from vaetraj.pipeline.optimize import OptimizeConfig, optimize, optimize_file
     from vaetraj.pipeline.plot import plot_file
     from vaetraj.pipeline.simulate import simulate_polymer, simulate_polymer_file
-    from vaetraj.pipeline.train import TrainReport, train, train_file
+    from vaetraj.pipeline.train import TrainReport, train, train_features, train_file
     from vaetraj.simulate import PolymerConfig
     from vaetraj.train import TrainConfig
 

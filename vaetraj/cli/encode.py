@@ -74,13 +74,25 @@ def _print_summary(report) -> None:
     )
     rows = [
         ("output", report.output),
-        ("frames", f"{report.frames:,} ({report.atoms} atoms, aligned: {report.alignment})"),
+        (
+            "frames",
+            f"{report.frames:,} ({report.atoms} features)"
+            if report.alignment == "features"
+            else f"{report.frames:,} ({report.atoms} atoms, aligned: {report.alignment})",
+        ),
         ("latent mean range", ranges),
         ("mean posterior std", ", ".join(f"{s:.3g}" for s in report.std_mean)),
-        (f"R_g ({report.units})", f"{report.rg_min:.4g} to {report.rg_max:.4g}"),
+        *(
+            [(f"R_g ({report.units})", f"{report.rg_min:.4g} to {report.rg_max:.4g}")]
+            if report.rg_min is not None
+            else []
+        ),
     ]
     if report.recon_rmsd_mean is not None:
-        rows.append((f"recon RMSD ({report.units})", f"{report.recon_rmsd_mean:.4g}"))
+        label = (
+            "recon RMS error" if report.alignment == "features" else f"recon RMSD ({report.units})"
+        )
+        rows.append((label, f"{report.recon_rmsd_mean:.4g}"))
     rows += [
         ("throughput", f"{report.frames_per_s:,.0f} frames/s"),
         ("wall time", f"{report.wall_time_s:.1f} s"),

@@ -108,7 +108,11 @@ def print_structures(report) -> None:
     units = report.units
     rows = [
         ("output", report.output),
-        ("structures", f"{report.structures:,} ({report.atoms} atoms in {report.dims}D)"),
+        (
+            ("rows", f"{report.structures:,} ({report.atoms} features)")
+            if report.dims == 1
+            else ("structures", f"{report.structures:,} ({report.atoms} atoms in {report.dims}D)")
+        ),
     ]
     if report.prior is not None:
         rows.append(

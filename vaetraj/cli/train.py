@@ -25,6 +25,7 @@ class Likelihood(str, Enum):
     mse = "mse"
     gaussian = "gaussian"
     gaussian_learned = "gaussian-learned"
+    categorical = "categorical"
 
 
 class Posterior(str, Enum):
@@ -62,7 +63,7 @@ def train_command(
         Likelihood.mse,
         "--likelihood",
         help="mse: sum of squared errors; gaussian: fixed --decoder-std; gaussian-learned: "
-        "the decoder predicts a std per feature.",
+        "the decoder predicts a std per feature; categorical: one-hot rows (with --features).",
     ),
     decoder_std: float = typer.Option(
         1.0, "--decoder-std", help="Decoder std for --likelihood gaussian (normalized units)."
@@ -118,6 +119,12 @@ def train_command(
     stride: int = typer.Option(1, "--stride", min=1, help="Keep every Nth frame of raw DATA."),
     key: str | None = typer.Option(None, "--key", help="Array name in an .npz."),
     equal_masses: bool = typer.Option(False, "--equal-masses"),
+    features: bool = typer.Option(
+        False,
+        "--features",
+        help="DATA is one plain table (.npy, .npz or .csv; frames x features), trained on "
+        "as it is: no alignment, no structure checks.",
+    ),
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
@@ -134,6 +141,8 @@ def train_command(
       vaetraj train long_paths.npz --epochs 250 --latent-dim 2 -o polymer.h5
 
       vaetraj train ala2.dcd --top ala2.pdb --method kabsch --select "not element H"
+
+      vaetraj train classes.npy --features --likelihood categorical --latent-dim 1
     """
 
     def body():
@@ -184,6 +193,7 @@ def train_command(
                 checkpoint=checkpoint,
                 resume=resume,
                 overwrite=overwrite,
+                features=features,
                 progress=progress,
             )
         return finish_report(report, json_output=json_output, print_summary=_print_summary)
@@ -199,7 +209,11 @@ def _print_summary(report) -> None:
         (
             "frames",
             f"{report.train_frames} training, {report.val_frames} validation "
-            f"({report.atoms} atoms in {report.dims}D)",
+            + (
+                f"({report.atoms} features)"
+                if report.dims == 1
+                else f"({report.atoms} atoms in {report.dims}D)"
+            ),
         ),
         (
             "epochs",
@@ -212,7 +226,7 @@ def _print_summary(report) -> None:
             + (f", validation {report.val_loss:.4g}" if report.val_loss is not None else ""),
         ),
         (
-            f"recon RMSD ({units})",
+            "recon RMS error" if report.dims == 1 else f"recon RMSD ({units})",
             f"train {report.recon_rmsd_train:.4g}"
             + (
                 f", validation {report.recon_rmsd_val:.4g}"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from vaetraj.errors import UsageError
 
 ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "softplus", "elu")
-LIKELIHOODS = ("mse", "gaussian", "gaussian-learned")
+LIKELIHOODS = ("mse", "gaussian", "gaussian-learned", "categorical")
 POSTERIORS = ("diagonal", "full")
 
 
@@ -21,7 +21,9 @@ class ModelConfig:
     does: 4 layers = 3 hidden layers of `hidden` units, in the encoder and in the
     decoder alike. likelihood: "mse" (sum of squared errors, the textbook's),
     "gaussian" (fixed decoder_std, in normalized units) or "gaussian-learned" (the
-    decoder also predicts a per-feature std, as in the AEVB notes). posterior:
+    decoder also predicts a per-feature std, as in the AEVB notes) or "categorical" (the
+    features are one class indicator each, e.g. one-hot rows: the decoder gives softmax
+    probabilities over them, the textbook's class VAE). posterior:
     "diagonal" or "full" (a Cholesky factor of the covariance).
     """
 
@@ -37,13 +39,15 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.latent_dim < 1:
             raise UsageError(f"--latent-dim must be at least 1, got {self.latent_dim}")
-        if self.features is not None and self.features < 2:
-            raise UsageError(f"a model needs at least 2 input features, got {self.features}")
-        if self.features is not None and not self.latent_dim < self.features:
+        if self.features is not None and self.features < 1:
+            raise UsageError(f"a model needs at least 1 input feature, got {self.features}")
+        if self.features is not None and self.features > 1 and not self.latent_dim < self.features:
             raise UsageError(
                 f"--latent-dim must be at least 1 and below the {self.features} input "
                 f"features, got {self.latent_dim}"
             )
+        if self.features == 1 and self.latent_dim != 1:
+            raise UsageError(f"one input feature allows --latent-dim 1, got {self.latent_dim}")
         if self.hidden < 1:
             raise UsageError(f"--hidden must be at least 1, got {self.hidden}")
         if self.layers < 2:

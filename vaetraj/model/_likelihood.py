@@ -3,7 +3,8 @@ importance-weighted bound (IWAE) with K posterior draws.
 
 Both need a normalized density p(x|z). For the "mse" likelihood the training loss
 sum((x - mean)^2) is, up to a constant, the Gaussian with variance 1/2, so that is the
-density used here; the "gaussian" likelihoods are used as they are.
+density used here; the "gaussian" likelihoods are used as they are, and "categorical" is
+the log-probability of the one-hot class.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from vaetraj.model._config import ModelConfig
-from vaetraj.model._vae import Posterior, compute_kl, decode_frame, encode_frame, sample_posterior
+from vaetraj.model._vae import (
+    Posterior,
+    compute_kl,
+    decode_frame,
+    encode_frame,
+    log_probabilities,
+    sample_posterior,
+)
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -24,6 +32,8 @@ def compute_log_likelihood(x: jax.Array, mean: jax.Array, std: jax.Array, config
     """log p(x|z), summed over features, of decoder outputs (mean, std)."""
     if config.likelihood == "mse":
         return -jnp.sum((x - mean) ** 2) - 0.5 * x.shape[-1] * math.log(math.pi)
+    if config.likelihood == "categorical":
+        return jnp.sum(x * log_probabilities(mean))
     return -jnp.sum(0.5 * ((x - mean) / std) ** 2 + jnp.log(std) + 0.5 * _LOG_2PI)
 
 

@@ -73,8 +73,17 @@ def decode_frame(params: dict, z: jax.Array, config: ModelConfig) -> tuple[jax.A
     if config.likelihood == "gaussian-learned":
         mean, raw = out[: config.features], out[config.features :]
         return mean, jax.nn.softplus(raw) + _MIN_DECODER_STD
+    if config.likelihood == "categorical":
+        # the mean of a one-hot categorical is its probability vector; std is unused
+        return jax.nn.softmax(out), jnp.ones_like(out)
     std = 1.0 if config.likelihood == "mse" else config.decoder_std
     return out, jnp.full_like(out, std)
+
+
+def log_probabilities(probabilities: jax.Array) -> jax.Array:
+    """log p of decoder probabilities, floored at the smallest normal float so that a
+    class given probability 0 by underflow costs a large finite amount, not inf * 0."""
+    return jnp.log(jnp.maximum(probabilities, jnp.finfo(probabilities.dtype).tiny))
 
 
 def sample_posterior(posterior: Posterior, eps: jax.Array) -> jax.Array:
@@ -93,9 +102,12 @@ def compute_kl(posterior: Posterior) -> jax.Array:
 def compute_negative_log_likelihood(
     x: jax.Array, mean: jax.Array, std: jax.Array, config: ModelConfig
 ) -> jax.Array:
-    """-log p(x|z) summed over features; for "mse" the textbook's sum of squared errors."""
+    """-log p(x|z) summed over features; for "mse" the textbook's sum of squared errors,
+    for "categorical" the cross-entropy -sum x log p (x one-hot, or class weights)."""
     if config.likelihood == "mse":
         return jnp.sum((x - mean) ** 2)
+    if config.likelihood == "categorical":
+        return -jnp.sum(x * log_probabilities(mean))
     return jnp.sum(0.5 * ((x - mean) / std) ** 2 + jnp.log(std) + 0.5 * math.log(2 * math.pi))
 
 

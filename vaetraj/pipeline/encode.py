@@ -23,6 +23,7 @@ import numpy as np
 from vaetraj.errors import BadInputError, UsageError
 from vaetraj.io._atomic import atomic_output, check_output
 from vaetraj.io._hash import compute_sha256
+from vaetraj.io.features import read_features
 from vaetraj.io.latent import LatentWriter, check_latent_suffix
 from vaetraj.io.trajectory import ReadOptions, Trajectory
 from vaetraj.metrics import compute_rg
@@ -151,6 +152,36 @@ def _encode_chunk(model: Model, xyz: np.ndarray, weights: np.ndarray, recon: boo
     return columns
 
 
+def _encode_table_chunk(model: Model, table: np.ndarray, recon: bool):
+    mean, std = model.encode(table)
+    columns = {"mean": mean, "std": std}
+    if recon:  # the RMS error over features of the decoded table
+        columns["recon_rmsd"] = np.sqrt(np.mean((model.decode(mean) - table) ** 2, axis=1))
+    return columns
+
+
+def _open_table(model: Model, inputs, read_options: ReadOptions):
+    """(chunks, frames, sources, notes) of the one feature table a features model takes."""
+    if len(inputs) != 1:
+        raise UsageError("a features model encodes one table (.npy, .npz or .csv) at a time")
+    path = Path(inputs[0])
+    table = read_features(path, key=read_options.key)
+    if table.shape[1] != model.features:
+        raise BadInputError(
+            f"has {table.shape[1]} feature(s) but the model was trained on {model.features}",
+            path=path,
+        )
+    table = table[:: read_options.stride]
+    source = {
+        "path": str(path.resolve()),
+        "format": path.suffix.lower()[1:],
+        "frames": len(table),
+        "sha256": compute_sha256(path),
+    }
+    chunks = (table[start : start + 8192] for start in range(0, len(table), 8192))
+    return chunks, len(table), [source], []
+
+
 def encode(
     model: Model,
     data: np.ndarray | Sequence[str | os.PathLike] | str | os.PathLike,
@@ -187,8 +218,8 @@ class EncodeReport:
     mean_max: list[float]
     std_mean: list[float]
     recon_rmsd_mean: float | None
-    rg_min: float
-    rg_max: float
+    rg_min: float | None  # None for a features model
+    rg_max: float | None
     units: str
     frames_per_s: float
     wall_time_s: float
@@ -220,10 +251,15 @@ def encode_file(
         raise UsageError("no trajectory given: vaetraj encode TRAJ... [--model model.h5]")
     model_path = Path(model)
     loaded = load_model(model_path)
-    trajectory, notes = open_for_model(loaded, inputs, read_options)
-    weights, _ = rg_weights(loaded.masses, loaded.atoms)
-    total = trajectory.frames
-    extras = ["rg"] + (["recon_rmsd"] if recon else [])
+    if loaded.is_features:
+        chunks, total, sources, notes = _open_table(loaded, inputs, read_options)
+        extras = ["recon_rmsd"] if recon else []
+    else:
+        trajectory, notes = open_for_model(loaded, inputs, read_options)
+        weights, _ = rg_weights(loaded.masses, loaded.atoms)
+        chunks, total = iter_model_frames(loaded, trajectory), trajectory.frames
+        sources, notes = None, notes + list(trajectory.notes)
+        extras = ["rg"] + (["recon_rmsd"] if recon else [])
     lows = np.full(loaded.latent_dim, np.inf)
     highs = np.full(loaded.latent_dim, -np.inf)
     std_sum = np.zeros(loaded.latent_dim)
@@ -233,14 +269,18 @@ def encode_file(
             tmp, suffix=suffix, latent_dim=loaded.latent_dim, extras=extras, final_path=output
         )
         try:
-            for xyz in iter_model_frames(loaded, trajectory):
-                columns = _encode_chunk(loaded, xyz, weights, recon)
+            for xyz in chunks:
+                if loaded.is_features:
+                    columns = _encode_table_chunk(loaded, xyz, recon)
+                else:
+                    columns = _encode_chunk(loaded, xyz, weights, recon)
                 writer.append(columns)
                 lows = np.minimum(lows, columns["mean"].min(axis=0))
                 highs = np.maximum(highs, columns["mean"].max(axis=0))
                 std_sum += columns["std"].sum(axis=0, dtype=np.float64)
-                rg_min = min(rg_min, float(columns["rg"].min()))
-                rg_max = max(rg_max, float(columns["rg"].max()))
+                if "rg" in columns:
+                    rg_min = min(rg_min, float(columns["rg"].min()))
+                    rg_max = max(rg_max, float(columns["rg"].max()))
                 if recon:
                     recon_sum += float(columns["recon_rmsd"].sum(dtype=np.float64))
                 done += len(xyz)
@@ -248,7 +288,8 @@ def encode_file(
                     progress(done, total, "encoding")
             if done == 0:
                 raise BadInputError("no frames to encode", path=inputs[0])
-            sources = describe_sources(trajectory)
+            if sources is None:
+                sources = describe_sources(trajectory)
             writer.finish(
                 {
                     "units": loaded.units,
@@ -273,13 +314,13 @@ def encode_file(
         mean_max=highs.tolist(),
         std_mean=(std_sum / done).tolist(),
         recon_rmsd_mean=recon_sum / done if recon else None,
-        rg_min=rg_min,
-        rg_max=rg_max,
+        rg_min=rg_min if np.isfinite(rg_min) else None,
+        rg_max=rg_max if np.isfinite(rg_max) else None,
         units=loaded.units,
         frames_per_s=done / elapsed,
         wall_time_s=elapsed,
         model=str(model_path),
         output=str(output),
         sources=sources,
-        notes=notes + list(trajectory.notes),
+        notes=notes,
     )

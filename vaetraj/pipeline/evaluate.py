@@ -40,7 +40,7 @@ from vaetraj.pipeline.encode import (
     iter_model_frames,
     open_for_model,
 )
-from vaetraj.pipeline.model import Model, load_model
+from vaetraj.pipeline.model import Model, load_model, require_structure_model
 from vaetraj.pipeline.structure import check_structures, pair_distances, rg_weights
 
 DEFAULT_MODEL = "model.h5"
@@ -148,6 +148,7 @@ def evaluate(
     """Evaluate the model on frames: an array in the files' frame of reference, or
     trajectory paths; they are aligned as the training frames were."""
     started = time.perf_counter()
+    require_structure_model(model, "evaluate")
     notes: list[str] = []
     if isinstance(data, np.ndarray):
         if data.ndim != 3 or data.shape[1:] != (model.atoms, model.dims):

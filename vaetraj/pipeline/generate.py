@@ -16,6 +16,7 @@ import numpy as np
 
 from vaetraj.errors import BadInputError, NumericalError, UsageError
 from vaetraj.io._hash import compute_sha256
+from vaetraj.io.features import check_features_output, write_features
 from vaetraj.io.latent import read_latent_points
 from vaetraj.io.structures import check_structure_output, write_structures
 from vaetraj.pipeline.model import Model, load_model
@@ -66,7 +67,9 @@ def _finite(xyz: np.ndarray, where) -> None:
 def _report(command: str, model: Model, model_path, xyz: np.ndarray, **extra) -> StructureReport:
     stats = model.data_stats
     notes = []
-    if stats is None:
+    if model.is_features:  # a table has no structure to check
+        check = None
+    elif stats is None:
         notes.append("the model has no training-data statistics; plausibility not checked")
         check = None
     else:
@@ -109,17 +112,28 @@ def _write(
         "model_sha256": compute_sha256(model_path),
         "data_sha256": model.record.provenance.get("data_sha256"),
     }
-    report.notes += write_structures(
-        output,
-        xyz,
-        topology_json=model.record.topology,
-        units=model.units,
-        attrs={**attrs, **provenance},
-        overwrite=overwrite,
-    )
+    if model.is_features:
+        write_features(output, xyz, overwrite=overwrite)
+    else:
+        report.notes += write_structures(
+            output,
+            xyz,
+            topology_json=model.record.topology,
+            units=model.units,
+            attrs={**attrs, **provenance},
+            overwrite=overwrite,
+        )
     report.output = str(output)
     report.wall_time_s = time.perf_counter() - started
     return report
+
+
+def _check_output(model: Model, output, overwrite: bool) -> None:
+    """Refuse a bad output before any work: a table for a features model, else structures."""
+    if model.is_features:
+        check_features_output(output, overwrite=overwrite)
+    else:
+        check_structure_output(output, overwrite=overwrite)
 
 
 def parse_points(text: Sequence[str], latent_dim: int | None = None) -> np.ndarray:
@@ -153,9 +167,9 @@ def decode_file(
     started = time.perf_counter()
     if (latent is None) == (points is None):
         raise UsageError("give latent points: a LATENT file or --z values (not both)")
-    check_structure_output(output, overwrite=overwrite)
     model_path = Path(model)
     loaded = load_model(model_path)
+    _check_output(loaded, output, overwrite)
     source = "--z" if latent is None else str(latent)
     z = points if latent is None else read_latent_points(latent, key=key)
     if z.shape[1] != loaded.latent_dim:
@@ -193,9 +207,9 @@ def sample_file(
     started = time.perf_counter()
     if n <= 0:
         raise UsageError(f"-n must be at least 1, got {n}")
-    check_structure_output(output, overwrite=overwrite)
     model_path = Path(model)
     loaded = load_model(model_path)
+    _check_output(loaded, output, overwrite)
     _, xyz = sample(loaded, n, seed=seed, prior=prior, temperature=temperature)
     _finite(xyz, model_path)
     report = _report(

@@ -83,6 +83,16 @@ class Model:
         return self.record.dims
 
     @property
+    def is_features(self) -> bool:
+        """True for a model of plain feature tables (frames, features), trained with
+        `vaetraj train --features`: encode takes and decode gives 2-D tables."""
+        return self.record.alignment.get("method") == "features"
+
+    @property
+    def features(self) -> int:
+        return self.config.features
+
+    @property
     def units(self) -> str:
         """Length units of the coordinates: "nm" for mdtraj formats, else as recorded."""
         return self.record.units
@@ -136,8 +146,17 @@ class Model:
     # -- what it does -----------------------------------------------------------------
     def encode(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and std (frames, latent) of aligned frames (frames, atoms,
-        dims). Deterministic: no draw is made."""
+        dims), or of a table (frames, features) for a features model. Deterministic: no
+        draw is made."""
         xyz = np.asarray(xyz, dtype=np.float32)
+        if self.is_features and xyz.ndim in (1, 2):
+            table = xyz[:, None] if xyz.ndim == 1 else xyz
+            if table.shape[1] != self.features:
+                raise BadInputError(
+                    f"a table of {table.shape[1]} features does not match the model's "
+                    f"{self.features}"
+                )
+            xyz = table[:, :, None]
         if xyz.ndim != 3 or xyz.shape[1:] != (self.atoms, self.dims):
             raise BadInputError(
                 f"frames of shape {xyz.shape[1:]} do not match the model's "
@@ -157,7 +176,8 @@ class Model:
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Decoder means as frames (points, atoms, dims) for latent points (points,
-        latent)."""
+        latent); a features model gives a table (points, features), which for the
+        categorical likelihood holds class probabilities."""
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise BadInputError(
@@ -168,6 +188,8 @@ class Model:
         mean, std = self._normalization_arrays()
         parts = [np.asarray(decode(self._params, mean, std, z[part])) for part in _chunks(len(z))]
         flat = np.concatenate(parts) if parts else np.zeros((0, self.config.features), np.float32)
+        if self.is_features:
+            return flat
         return flat.reshape(len(z), self.atoms, self.dims)
 
     def sample_latent(
@@ -193,7 +215,7 @@ class Model:
     def sample(
         self, n: int, *, key: jax.Array, prior: str = "density", temperature: float = 1.0
     ) -> np.ndarray:
-        """n decoded conformations (n, atoms, dims)."""
+        """n decoded conformations (n, atoms, dims), or table rows for a features model."""
         return self.decode(self.sample_latent(n, key=key, prior=prior, temperature=temperature))
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
@@ -202,6 +224,16 @@ class Model:
     def _normalization_arrays(self) -> tuple[jax.Array, jax.Array]:
         return jnp.asarray(self.record.normalization_mean), jnp.asarray(
             self.record.normalization_std
+        )
+
+
+def require_structure_model(model: Model, command: str, *, path=None) -> None:
+    """Refuse a features model where a command needs structures (atoms in 2D or 3D)."""
+    if model.is_features:
+        raise UsageError(
+            f"`{command}` needs a model of structures; this one was trained on a feature "
+            "table (--features): use the Python API (encode, decode, sample) for it",
+            path=path,
         )
 
 

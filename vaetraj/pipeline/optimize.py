@@ -32,7 +32,7 @@ from vaetraj.io.trajectory import ReadOptions
 from vaetraj.metrics import compute_rg
 from vaetraj.model import compute_mixture_log_density, decode_frame
 from vaetraj.optimize import OBJECTIVES, LatentGoal, make_latent_optimizer, make_objective
-from vaetraj.pipeline.model import Model, load_model
+from vaetraj.pipeline.model import Model, load_model, require_structure_model
 from vaetraj.pipeline.structure import check_structures, rg_weights
 
 DEFAULT_MODEL = "model.h5"
@@ -165,6 +165,7 @@ def optimize(
 ) -> OptimizeResult:
     """Optimize `config.objective` over the model's latent space (see module doc)."""
     started = time.perf_counter()
+    require_structure_model(model, "optimize")
     notes: list[str] = []
     weights, _ = rg_weights(model.masses, model.atoms)
     objective_groups = None

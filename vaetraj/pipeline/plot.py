@@ -22,7 +22,7 @@ from vaetraj.errors import InputMissingError, UsageError
 from vaetraj.io._atomic import atomic_output, check_output
 from vaetraj.io.latent import LatentData, read_latent
 from vaetraj.io.trajectory import ReadOptions, Trajectory
-from vaetraj.pipeline.model import Model, load_model
+from vaetraj.pipeline.model import Model, load_model, require_structure_model
 
 FIGURES = ("loss", "latent", "marginals", "structures")
 
@@ -207,6 +207,7 @@ def plot_file(
     if output.exists() and not output.is_dir():
         raise UsageError("the plot output must be a folder", path=output)
     loaded = load_model(Path(model))
+    require_structure_model(loaded, "plot", path=model)
     inputs = {
         "latent": _resolve(latent, "latent.h5", latent is not None),
         "data": _resolve(data, "aligned.h5", data is not None),

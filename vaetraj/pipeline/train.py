@@ -34,10 +34,12 @@ from vaetraj.errors import (
 from vaetraj.io._atomic import check_output
 from vaetraj.io.aligned import AlignedData, read_aligned
 from vaetraj.io.checkpoint import read_checkpoint, read_checkpoint_fields, write_checkpoint
+from vaetraj.io.features import read_features
 from vaetraj.io.model_file import ModelRecord
 from vaetraj.io.trajectory import ALIGNED_FORMAT, ReadOptions
 from vaetraj.model import (
     ModelConfig,
+    Normalization,
     compute_active_units,
     compute_kl_diagonal,
     find_constant_features,
@@ -58,6 +60,7 @@ _RESUME_FIXED = ("batch_size", "optimizer", "clip_norm", "samples", "val_fractio
 _DENSITY_DRAWS_PER_FRAME = 4
 _DENSITY_MAX_POINTS = 200_000
 DEFAULT_DATA = "aligned.h5"
+FEATURES_METHOD = "features"  # the alignment "method" of a model of plain feature tables
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,10 @@ class TrainingSet:
     topology: str | None = None
     sources: list[dict[str, Any]] = field(default_factory=list)
     origin: str = "array"
+
+    @property
+    def is_features(self) -> bool:
+        return self.alignment.get("method") == FEATURES_METHOD
 
     @classmethod
     def from_aligned(cls, data: AlignedData, origin: str) -> TrainingSet:
@@ -112,6 +119,23 @@ class TrainingSet:
             atom_indices=np.arange(xyz.shape[1]),
         )
 
+    @classmethod
+    def from_features(cls, table: np.ndarray, *, origin: str = "array") -> TrainingSet:
+        """A plain table (frames, features): no alignment, no structure. Stored as
+        (frames, features, 1) so that the model file keeps one layout."""
+        table = np.asarray(table)
+        if table.ndim == 1:
+            table = table[:, None]
+        if table.ndim != 2:
+            raise BadInputError(f"expected a table (frames, features), got shape {table.shape}")
+        return cls(
+            xyz=table.astype(np.float32)[:, :, None],
+            units="none",
+            alignment={"method": FEATURES_METHOD, "reference": "none", "weights": "none"},
+            atom_indices=np.arange(table.shape[1]),
+            origin=origin,
+        )
+
 
 @dataclass
 class TrainReport:
@@ -148,8 +172,8 @@ class TrainReport:
         return dataclasses.asdict(self)
 
 
-def _check_frames(xyz: np.ndarray, where: str | None) -> None:
-    if xyz.ndim != 3 or xyz.shape[-1] not in (2, 3):
+def _check_frames(xyz: np.ndarray, where: str | None, *, features: bool = False) -> None:
+    if xyz.ndim != 3 or xyz.shape[-1] not in ((1,) if features else (2, 3)):
         raise BadInputError(f"expected frames (frames, atoms, 2 or 3), got {xyz.shape}", path=where)
     if xyz.shape[0] < 2:
         raise BadInputError(
@@ -160,6 +184,18 @@ def _check_frames(xyz: np.ndarray, where: str | None) -> None:
         frame = int(np.argmin(finite))
         atom = int(np.argwhere(~np.isfinite(xyz[frame]))[0][0])
         raise BadInputError(f"non-finite coordinate at frame {frame}, atom {atom}", path=where)
+
+
+def _check_categorical(table: np.ndarray, where: str | None) -> None:
+    """Rows of class indicators: one-hot, or weights over classes that sum to 1."""
+    bad = (table < 0).any(axis=1) | (np.abs(table.sum(axis=1) - 1) > 1e-3)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise BadInputError(
+            f"--likelihood categorical needs one-hot rows (or class weights summing to 1); "
+            f"row {row} sums to {table[row].sum():.4g}",
+            path=where,
+        )
 
 
 def _split(frames: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -291,9 +327,11 @@ def train(
     elif not isinstance(data, TrainingSet):
         data = TrainingSet.from_array(np.asarray(data))
     where = data.origin if data.origin not in ("array", "aligned data") else None
-    _check_frames(data.xyz, where)
+    _check_frames(data.xyz, where, features=data.is_features)
     frames, atoms, dims = data.xyz.shape
     model_config = dataclasses.replace(model_config, features=atoms * dims)
+    if model_config.likelihood == "categorical":
+        _check_categorical(data.xyz.reshape(frames, -1), where)
     train_index, val_index = _split(frames, train_config)
     if len(train_index) < train_config.batch_size:
         raise BadInputError(
@@ -304,10 +342,15 @@ def train(
         )
     notes: list[str] = []
     flat = data.xyz.reshape(frames, -1)
-    normalization = fit_normalization(flat[train_index])
-    constant = int(np.sum(find_constant_features(flat[train_index])))
-    if constant > 0:
-        notes.append(f"{constant} feature(s) are constant after alignment; they are only centred")
+    if model_config.likelihood == "categorical":  # class indicators are used as they are
+        normalization = Normalization(
+            np.zeros(flat.shape[1], np.float32), np.ones(flat.shape[1], np.float32)
+        )
+    else:
+        normalization = fit_normalization(flat[train_index])
+        constant = int(np.sum(find_constant_features(flat[train_index])))
+        if constant > 0:
+            notes.append(f"{constant} feature(s) are constant; they are only centred")
     normalized = (flat - normalization.mean) / normalization.std
     mesh = _mesh()
     trainer = make_trainer(model_config, train_config, frames=len(train_index), mesh=mesh)
@@ -478,6 +521,18 @@ def train(
     return model, report
 
 
+def train_features(
+    table: np.ndarray,
+    model_config: ModelConfig = ModelConfig(features=None),
+    train_config: TrainConfig = TrainConfig(),
+    **options: Any,
+) -> tuple[Model, TrainReport]:
+    """Train on a plain table (frames, features), with no alignment: one-hot classes
+    (`likelihood="categorical"`), dihedral features, curves, any vectors. The model's
+    encode takes such tables and its decode gives them. Options as for `train`."""
+    return train(TrainingSet.from_features(table), model_config, train_config, **options)
+
+
 def _diagnose(
     model: Model,
     data: TrainingSet,
@@ -490,7 +545,8 @@ def _diagnose(
     """Diagnostics of the kept parameters, and the latent density fitted into the model.
     Every frame is encoded and decoded once."""
     mean, std = model.encode(data.xyz)
-    displacement = np.sum((model.decode(mean) - data.xyz) ** 2, axis=-1)  # (frames, atoms)
+    decoded = model.decode(mean).reshape(data.xyz.shape)
+    displacement = np.sum((decoded - data.xyz) ** 2, axis=-1)  # (frames, atoms)
     rmsd = np.sqrt(displacement.mean(axis=1))
     # The per-dimension KL at the marginal std (exact for a diagonal posterior).
     kl = compute_kl_diagonal(jnp.asarray(mean[train_index]), jnp.asarray(std[train_index]))
@@ -503,7 +559,8 @@ def _diagnose(
     model.record.density = {
         name: np.asarray(value) for name, value in fit.mixture._asdict().items()
     }
-    model.record.data_stats = compute_data_stats(data.xyz, data.topology, data.masses).to_dict()
+    if not data.is_features:
+        model.record.data_stats = compute_data_stats(data.xyz, data.topology, data.masses).to_dict()
     return {
         "recon_rmsd_train": float(rmsd[train_index].mean()),
         "recon_rmsd_val": float(rmsd[val_index].mean()) if len(val_index) else None,
@@ -529,6 +586,18 @@ def _training_set(
         aligned = Path(folder) / "aligned.h5"
         align_file(inputs, aligned, align_config, read_options, progress=progress)
         return TrainingSet.from_aligned(read_aligned(aligned), ", ".join(map(str, inputs)))
+
+
+def _describe_table(path: Path, table: np.ndarray) -> dict[str, Any]:
+    from vaetraj.io._hash import compute_sha256
+
+    return {
+        "path": str(path.resolve()),
+        "format": path.suffix.lower()[1:],
+        "frames": int(table.shape[0]),
+        "features": int(table.shape[1]),
+        "sha256": compute_sha256(path),
+    }
 
 
 def _is_aligned(path: Path) -> bool:
@@ -560,10 +629,14 @@ def train_file(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    features: bool = False,
     progress: Progress | None = None,
 ) -> TrainReport:
     """Train on an aligned .h5 (no inputs: ./aligned.h5) or raw inputs, write the model
-    atomically, and remove the checkpoint once the model is safely written."""
+    atomically, and remove the checkpoint once the model is safely written.
+
+    features=True: the one input is a plain table (.npy, .npz or .csv, frames x
+    features), trained on as it is (see `train_features`)."""
     output = Path(output)
     if output.suffix.lower() not in (".h5", ".hdf5"):
         raise UsageError(f"a model file must be .h5, got '{output.suffix}'", path=output)
@@ -577,14 +650,21 @@ def train_file(
         )
     if resume and not checkpoint.exists():
         raise InputMissingError("no checkpoint to resume from", path=checkpoint)
-    if not inputs:
-        inputs = [DEFAULT_DATA]
-        if not Path(DEFAULT_DATA).exists():
-            raise InputMissingError(
-                "no such file (run `vaetraj align` first, or name the data to train on)",
-                path=DEFAULT_DATA,
-            )
-    data = _training_set(inputs, align_config, read_options, progress)
+    if features:
+        if not inputs or len(inputs) != 1:
+            raise UsageError("--features trains on exactly one table (.npy, .npz or .csv)")
+        table = read_features(inputs[0], key=read_options.key)
+        data = TrainingSet.from_features(table, origin=str(inputs[0]))
+        data = dataclasses.replace(data, sources=[_describe_table(Path(inputs[0]), table)])
+    else:
+        if not inputs:
+            inputs = [DEFAULT_DATA]
+            if not Path(DEFAULT_DATA).exists():
+                raise InputMissingError(
+                    "no such file (run `vaetraj align` first, or name the data to train on)",
+                    path=DEFAULT_DATA,
+                )
+        data = _training_set(inputs, align_config, read_options, progress)
     model, report = train(
         data, model_config, train_config, checkpoint=checkpoint, resume=resume, progress=progress
     )
