@@ -126,17 +126,22 @@ def main(argv: list[str] | None = None) -> dict:
             "atoms": f"{train['atoms']} ({args.atoms})",
             "frames": len(z),
             "recon_rmsd_train_nm": round(train["recon_rmsd_train"], 4),
-            "basin_fractions": dict(zip(BASINS, np.bincount(basin, minlength=3).tolist(),
-                                        strict=True)),  # fmt: skip
+            "basin_fractions": dict(
+                zip(BASINS, np.bincount(basin, minlength=3).tolist(), strict=True)
+            ),  # fmt: skip
             "knn_basin_accuracy": round(accuracy, 4),
             "majority_baseline": round(majority, 4),
             "sample_plausible_fraction": sample["plausible_fraction"],
             "data_plausible_fraction": sample["train_plausible_fraction"],
             "sample_mean_bond_nm": round(sample["mean_bond"], 4),
             "data_mean_bond_nm": round(sample["train_mean_bond"], 4),
-            "sample_basin_fractions": dict(zip(BASINS, (np.bincount(sample_basin, minlength=3)
-                                                        / len(sample_basin)).round(3).tolist(),
-                                               strict=True)),  # fmt: skip
+            "sample_basin_fractions": dict(
+                zip(
+                    BASINS,
+                    (np.bincount(sample_basin, minlength=3) / len(sample_basin)).round(3).tolist(),
+                    strict=True,
+                )
+            ),  # fmt: skip
             "figure": "figures/ramachandran_latent.png",
         },
     )

@@ -72,8 +72,9 @@ def regression_vae(x, epochs: int, seed: int) -> dict:
     decoder_std = 0.1  # the chapter's fixed decoder std, here in standardized units
     model, _ = train_features(
         x,
-        ModelConfig(latent_dim=1, hidden=16, layers=3, likelihood="gaussian",
-                    decoder_std=decoder_std),  # fmt: skip
+        ModelConfig(
+            latent_dim=1, hidden=16, layers=3, likelihood="gaussian", decoder_std=decoder_std
+        ),  # fmt: skip
         TrainConfig(epochs=epochs, beta=1.0, lr=1e-2, batch_size=32, seed=seed),
     )
     mean, std = model.encode(x)
