@@ -20,27 +20,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fresh_folder, parser, shared_data, vaetraj, write_results  # noqa: E402
 
 
-def get_data(folder: Path) -> str:
+def get_data(folder: Path, *, builtin: bool, frames: int) -> str:
     """long_paths.npz (training) and paths.npz (a denser trajectory to encode) in folder:
     the chapter's files, or the built-in simulator's."""
     data = shared_data()
-    if data is not None and (data / "polymer" / "long_paths.npz").exists():
+    if not builtin and data is not None and (data / "polymer" / "long_paths.npz").exists():
         for name in ("long_paths.npz", "paths.npz"):
             shutil.copy(data / "polymer" / name, folder / name)
         return "the chapter's trajectories (shared/data/polymer)"
-    vaetraj("simulate", "polymer", "-o", "long_paths.npz", "--frames", 2048, cwd=folder)
-    vaetraj("simulate", "polymer", "-o", "paths.npz", "--frames", 512, "--stride", 20,
-            "--seed", 1, cwd=folder)  # fmt: skip
-    return "the built-in polymer simulator (shared/data/polymer not found)"
+    vaetraj("simulate", "polymer", "-o", "long_paths.npz", "--frames", frames, cwd=folder)
+    dense = ("--frames", max(frames // 4, 16), "--stride", 20, "--seed", 1)
+    vaetraj("simulate", "polymer", "-o", "paths.npz", *dense, cwd=folder)
+    return "the built-in polymer simulator" + ("" if builtin else " (shared/data not found)")
 
 
 def main(argv: list[str] | None = None) -> dict:
     parse = parser(__doc__.splitlines()[0], "polymer-chapter", epochs=250)
     parse.add_argument("--samples", type=int, default=1000, help="conformations to generate")
     parse.add_argument("--latent-dim", type=int, default=2, help="2: the chapter's")
+    parse.add_argument(
+        "--builtin", action="store_true", help="simulate the polymer even when the data exist"
+    )
+    parse.add_argument("--frames", type=int, default=2048, help="frames to simulate (--builtin)")
     args = parse.parse_args(argv)
     out = fresh_folder(args.output)
-    source = get_data(out)
+    source = get_data(out, builtin=args.builtin, frames=args.frames)
 
     vaetraj("align", "long_paths.npz", "-o", "aligned.h5", "--method", "principal", cwd=out)
     train = vaetraj("train", "aligned.h5", "-o", "model.h5", "--epochs", args.epochs,

@@ -27,7 +27,7 @@ def evaluate_command(
     select: str | None = typer.Option(None, "--select", help="mdtraj selection (see encode)."),
     stride: int = typer.Option(1, "--stride", min=1, help="Keep every Nth frame."),
     key: str | None = typer.Option(None, "--key", help="Array name in an .npz."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the posterior and prior draws."),
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:

@@ -73,7 +73,9 @@ def sample_command(
     temperature: float = typer.Option(
         1.0, "--temperature", help="Multiplies every latent std (below 1: nearer the modes)."
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(
+        0, "--seed", help="Random seed; the same seed gives the same samples."
+    ),
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,

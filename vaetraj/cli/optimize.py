@@ -20,7 +20,9 @@ def optimize_command(
     objective: str = typer.Option(
         "rg", "--objective", help="rg, end-to-end, distance (--group-a/--group-b) or rmsd."
     ),
-    direction: Direction = typer.Option(Direction.min, "--direction"),
+    direction: Direction = typer.Option(
+        Direction.min, "--direction", help="Minimize or maximize the objective (without --target)."
+    ),
     target: float | None = typer.Option(
         None, "--target", help="Reach this value instead of minimizing or maximizing."
     ),
@@ -54,7 +56,7 @@ def optimize_command(
         None, "--target-structure", help="Structure file (--objective rmsd)."
     ),
     top: Path | None = typer.Option(None, "--top", help="Topology for --target-structure."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the starting points."),
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,

@@ -58,7 +58,9 @@ def train_command(
     layers: int = typer.Option(
         4, "--layers", help="Weight layers per network, as the textbook counts: 4 = 3 hidden."
     ),
-    activation: Activation = typer.Option(Activation.relu, "--activation"),
+    activation: Activation = typer.Option(
+        Activation.relu, "--activation", help="Hidden-layer activation."
+    ),
     likelihood: Likelihood = typer.Option(
         Likelihood.mse,
         "--likelihood",
@@ -76,13 +78,15 @@ def train_command(
         0, "--kl-warmup", help="Epochs over which beta ramps up from 0 (against collapse)."
     ),
     samples: int = typer.Option(1, "--samples", help="Reparameterized draws per frame."),
-    epochs: int = typer.Option(250, "--epochs"),
-    batch_size: int = typer.Option(32, "--batch-size"),
+    epochs: int = typer.Option(250, "--epochs", help="Passes over the training frames."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Frames per gradient step."),
     lr: float = typer.Option(1e-2, "--lr", help="Peak learning rate."),
     warmup_epochs: int = typer.Option(
         5, "--warmup-epochs", help="Epochs of linear learning-rate warm-up from 0."
     ),
-    optimizer: Optimizer = typer.Option(Optimizer.adam, "--optimizer"),
+    optimizer: Optimizer = typer.Option(
+        Optimizer.adam, "--optimizer", help="optax optimizer (sgd: with Nesterov momentum)."
+    ),
     schedule: Schedule = typer.Option(
         Schedule.cosine, "--schedule", help="cosine: decay to 1% of --lr; constant."
     ),
@@ -97,7 +101,9 @@ def train_command(
         "--patience",
         help="Stop after this many epochs without validation gain; keep the best epoch.",
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of initialization, split, batches and draws: same seed, same model."
+    ),
     density_components: int = typer.Option(
         8, "--density-components", help="Gaussians in the fitted latent density."
     ),
@@ -118,7 +124,9 @@ def train_command(
     select: str | None = typer.Option(None, "--select", help="mdtraj selection for raw DATA."),
     stride: int = typer.Option(1, "--stride", min=1, help="Keep every Nth frame of raw DATA."),
     key: str | None = typer.Option(None, "--key", help="Array name in an .npz."),
-    equal_masses: bool = typer.Option(False, "--equal-masses"),
+    equal_masses: bool = typer.Option(
+        False, "--equal-masses", help="Weight all atoms alike when aligning raw DATA."
+    ),
     features: bool = typer.Option(
         False,
         "--features",

@@ -1,0 +1,145 @@
+"""Each example in examples/ run with reduced settings, and what it produced checked
+against what the method predicts (independent recomputations where they are cheap)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def load_example(name: str):
+    sys.path.insert(0, str(EXAMPLES))
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG, path
+    assert path.stat().st_size > 5_000, path  # a drawn figure, not an empty canvas
+
+
+def test_polymer_chapter_on_the_builtin_polymer(tmp_path):
+    example = load_example("polymer_chapter")
+    out = tmp_path / "polymer"
+    results = example.main(["-o", str(out), "--builtin", "--frames", "300", "--epochs", "15",
+                            "--samples", "200"])  # fmt: skip
+    assert json.loads((out / "results.json").read_text()) == results
+    for name in ("loss", "latent", "marginals", "structures"):
+        assert_png(out / "figures" / f"{name}.png")
+    paths = np.load(out / "paths.npz")["arr"]
+    assert results["latent_path_frames"] == len(paths)
+    import h5py
+
+    with h5py.File(out / "latent.h5", "r") as handle:
+        assert handle["mean"].shape == (len(paths), 2)
+    with h5py.File(out / "aligned.h5", "r") as handle:
+        xyz = handle["xyz"][()]
+    rg = np.sqrt(((xyz - xyz.mean(axis=1, keepdims=True)) ** 2).sum(-1).mean(-1))
+    np.testing.assert_allclose(results["train_rg_min"], rg.min(), rtol=1e-4)
+    # minimization in latent space reaches the compact end of the training frames
+    assert results["optimized_rg"] < np.quantile(rg, 0.1)
+    optimized = np.load(out / "optimized.npz")["arr"][0]
+    centred = optimized - optimized.mean(axis=0)
+    assert np.sqrt((centred**2).sum(-1).mean()) == pytest.approx(results["optimized_rg"], abs=1e-4)
+    assert 0 <= results["sample_plausible_fraction"] <= 1
+    assert (out / "samples.pdb").stat().st_size > 0
+
+
+@pytest.mark.skipif(
+    not (SHARED_DATA / "alanine-dipeptide" / "ala2.dcd").exists(),
+    reason="the alanine-dipeptide data (../shared/data) are not here",
+)
+def test_alanine_dipeptide_latent_space_separates_the_basins(tmp_path):
+    import mdtraj as md
+
+    example = load_example("alanine_dipeptide")
+    out = tmp_path / "ala2"
+    results = example.main(["-o", str(out), "--stride", "4", "--epochs", "15", "--samples", "100",
+                            "--data", str(SHARED_DATA / "alanine-dipeptide")])  # fmt: skip
+    assert_png(out / "figures" / "ramachandran_latent.png")
+    assert results["frames"] == 2000
+    assert sum(results["basin_fractions"].values()) == 2000
+    # the README of the data: beta/PPII about 53%, alpha-R 47%, no alpha-L
+    assert results["basin_fractions"]["alpha-L"] == 0
+    assert 0.4 < results["basin_fractions"]["alpha-R"] / 2000 < 0.55
+    assert results["knn_basin_accuracy"] > 0.9 > results["majority_baseline"]
+    samples = md.load(out / "samples.pdb")
+    assert samples.n_frames == 100 and samples.n_atoms == 10
+    assert results["sample_plausible_fraction"] > 0.5
+    # samples visit both basins the trajectory visits
+    assert min(results["sample_basin_fractions"]["beta/PPII"],
+               results["sample_basin_fractions"]["alpha-R"]) > 0.1  # fmt: skip
+
+
+def test_basins_of_known_dihedrals():
+    example = load_example("alanine_dipeptide")
+    phi = np.array([-70.0, -140.0, 60.0, -80.0])
+    psi = np.array([-40.0, 150.0, 40.0, -170.0])
+    np.testing.assert_array_equal(example.basins_of(phi, psi), [1, 0, 2, 0])
+
+
+def test_textbook_vaes_reproduce_the_beta_experiment(tmp_path):
+    example = load_example("textbook_vaes")
+    out = tmp_path / "textbook"
+    results = example.main(["-o", str(out), "--epochs", "20", "--regression-epochs", "20"])
+    assert_png(out / "figures" / "textbook_vaes.png")
+    beta_1, beta_02 = results["class_vae"]
+    # beta 1: the KL wins, posteriors stay at N(0, 1) and reconstruction is no better
+    # than the marginal; beta 0.2: posteriors shrink and the class comes back
+    assert beta_1["mean_posterior_std"] > 0.8
+    assert beta_02["mean_posterior_std"] < 0.5 * beta_1["mean_posterior_std"]
+    assert beta_02["reconstruction_accuracy"] > beta_1["reconstruction_accuracy"] + 0.3
+    assert beta_1["reconstruction_accuracy"] < results["majority_class_accuracy"] + 0.1
+    assert beta_1["histogram_total_variation"] < 0.1
+    regression = results["regression_vae"]
+    assert regression["reconstruction_rms"] < 0.3 * regression["data_std"]
+    assert regression["w1_samples_vs_data"] < 0.4
+
+
+def test_rotation_curves_physics_and_latent_parameters(tmp_path):
+    example = load_example("rotation_curves")
+    # the disc + NFW velocities against closed forms: a point mass far outside the disc,
+    # and the NFW curve equals V200 at r200
+    radius = np.array([400.0])
+    np.testing.assert_allclose(
+        example.disc_velocity(radius, 1e10, 2.0), np.sqrt(example.G * 1e10 / radius), rtol=2e-3
+    )
+    mass = 1e12
+    r200 = (2 * example.G * mass / (example.OVERDENSITY * example.HUBBLE**2)) ** (1 / 3)
+    np.testing.assert_allclose(
+        example.halo_velocity(np.array([r200]), mass, 10.0), np.sqrt(example.G * mass / r200)
+    )
+    out = tmp_path / "curves"
+    results = example.main(["-o", str(out), "--galaxies", "600", "--epochs", "30",
+                            "--draws", "8"])  # fmt: skip
+    assert_png(out / "figures" / "rotation_curves.png")
+    for posterior in ("diagonal", "full"):
+        assert np.isfinite(results[posterior]["held_out_log_likelihood"])
+        # the masses set the curve's amplitude: the latent means must carry them
+        assert results[posterior]["r2_from_latent"]["log Mh"] > 0.6
+    assert results["full"]["mean_abs_posterior_correlation"] > 0.05
+
+
+def test_aevb_toy_autoencoder_cannot_generate(tmp_path):
+    example = load_example("aevb_toy")
+    out = tmp_path / "toy"
+    results = example.main(["-o", str(out), "--points", "1500", "--epochs", "80"])
+    assert_png(out / "figures" / "aevb_toy.png")
+    autoencoder = results["autoencoder (beta 0)"]
+    learned = results["VAE, learned std"]
+    # the autoencoder's points lie on a curve: next to no area in at least one cluster
+    assert min(autoencoder["area_ratio_per_cluster"]) < 0.1
+    assert learned["energy_distance_to_data"] < autoencoder["energy_distance_to_data"]
+    assert min(learned["area_ratio_per_cluster"]) > 0.3
+    assert 0.05 < learned["mean_decoder_std"] < 0.9
