@@ -146,3 +146,16 @@ def test_cli_feature_bad_inputs(class_model, tmp_path):
     assert_error(run("optimize", "-m", folder / "classes.h5"), 2, "feature table")
     assert_error(run("train", tmp_path / "missing.npy", "--features", "-o", tmp_path / "m.h5"),
                  66, "missing.npy")  # fmt: skip
+
+
+def test_api_encode_takes_a_table_or_its_path(class_model):
+    from vaetraj import encode
+
+    model = load_model(class_model / "classes.h5")
+    table = np.load(class_model / "classes.npy")
+    from_array = encode(model, table, recon=True)
+    from_path = encode(model, class_model / "classes.npy")
+    np.testing.assert_array_equal(from_array.mean, from_path.mean)
+    assert from_array.rg is None and from_array.recon_rmsd.shape == (len(table),)
+    with pytest.raises(BadInputError, match="8 features"):
+        encode(model, table[:, :5])

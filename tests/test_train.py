@@ -89,6 +89,27 @@ def test_interrupt_writes_checkpoint_and_resume_is_exact(tmp_path):
     np.testing.assert_array_equal(reference.history["loss"], resumed.history["loss"])
 
 
+def test_a_swallowed_sigterm_still_stops_training_at_the_epoch_end(tmp_path):
+    """A KeyboardInterrupt raised inside a __del__ or weakref callback is printed and
+    ignored by Python; the stop request the signal handler records must still stop."""
+    from vaetraj._interrupt import clear_stop, request_stop
+
+    xyz, _ = _two_states(np.random.default_rng(0), 200)
+    checkpoint = tmp_path / "run.ckpt.h5"
+
+    def swallowed_at_two(done, total, phase, detail=""):
+        if done == 2:
+            request_stop()  # what the handler does before its exception is lost
+
+    try:
+        with pytest.raises(InterruptedRunError, match="after epoch 2"):
+            train(xyz, SMALL, TrainConfig(epochs=6, checkpoint_every=0),
+                  checkpoint=checkpoint, progress=swallowed_at_two)  # fmt: skip
+    finally:
+        clear_stop()
+    assert checkpoint.exists()
+
+
 def test_resume_refuses_other_data(tmp_path):
     from vaetraj.errors import BadInputError
 

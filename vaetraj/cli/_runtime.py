@@ -17,6 +17,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from vaetraj._interrupt import clear_stop, request_stop
 from vaetraj.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UsageError, VaetrajError
 
 SETTINGS_FILE = "vaetraj.toml"
@@ -98,6 +99,7 @@ def load_settings(group: TyperGroup, path: Path | None = None) -> dict[str, Any]
 
 
 def _terminate(signum, frame):  # SIGTERM is an interrupt like Ctrl-C: clean up, exit 75
+    request_stop()  # in case the exception below lands where Python ignores it
     raise KeyboardInterrupt
 
 
@@ -107,6 +109,7 @@ def run_command(
     """Run a command body; report its result or its error as DESIGN.md says."""
     debug = debug or bool(os.environ.get("VAETRAJ_DEBUG"))
     previous = signal.signal(signal.SIGTERM, _terminate)
+    clear_stop()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")

@@ -105,6 +105,20 @@ def read_features(path: str | os.PathLike, *, key: str | None = None) -> np.ndar
     return table.astype(np.float32)
 
 
+def describe_table(path: str | os.PathLike, table: np.ndarray) -> dict:
+    """Provenance of a table read from `path`: path, format, frames, features, SHA-256."""
+    from vaetraj.io._hash import compute_sha256
+
+    path = Path(path)
+    return {
+        "path": str(path.resolve()),
+        "format": path.suffix.lower()[1:],
+        "frames": int(table.shape[0]),
+        "features": int(table.shape[1]),
+        "sha256": compute_sha256(path),
+    }
+
+
 def check_features_output(path: str | os.PathLike, *, overwrite: bool) -> Path:
     path = Path(path)
     _check_suffix(path, "a feature output")

@@ -52,7 +52,7 @@ def run_demo(
 ) -> DemoReport:
     """simulate (cached) -> align -> train -> encode -> sample -> optimize rg ->
     evaluate -> plot, every output in `directory`. The latent size defaults to 4, the
-    size recommended in docs/use.md (2 is the textbook's, for plotting)."""
+    size recommended in docs/pages/method.md (2 is the textbook's, for plotting)."""
     from vaetraj.pipeline.align import AlignConfig, align_file
     from vaetraj.pipeline.encode import encode_file
     from vaetraj.pipeline.evaluate import EvaluateConfig, evaluate_file

@@ -23,7 +23,7 @@ import numpy as np
 from vaetraj.errors import BadInputError, UsageError
 from vaetraj.io._atomic import atomic_output, check_output
 from vaetraj.io._hash import compute_sha256
-from vaetraj.io.features import read_features
+from vaetraj.io.features import describe_table, read_features
 from vaetraj.io.latent import LatentWriter, check_latent_suffix
 from vaetraj.io.trajectory import ReadOptions, Trajectory
 from vaetraj.metrics import compute_rg
@@ -135,12 +135,12 @@ def reconstruction_rmsd(model: Model, xyz: np.ndarray, mean: np.ndarray) -> np.n
 
 @dataclass(frozen=True)
 class LatentPath:
-    """Posterior mean and std (frames, latent); R_g (frames,); reconstruction RMSD
-    (frames,) when asked for."""
+    """Posterior mean and std (frames, latent); R_g (frames,) (None for a features
+    model); reconstruction RMSD (frames,) when asked for."""
 
     mean: np.ndarray
     std: np.ndarray
-    rg: np.ndarray
+    rg: np.ndarray | None = None
     recon_rmsd: np.ndarray | None = None
 
 
@@ -172,12 +172,7 @@ def _open_table(model: Model, inputs, read_options: ReadOptions):
             path=path,
         )
     table = table[:: read_options.stride]
-    source = {
-        "path": str(path.resolve()),
-        "format": path.suffix.lower()[1:],
-        "frames": len(table),
-        "sha256": compute_sha256(path),
-    }
+    source = describe_table(path, table)
     chunks = (table[start : start + 8192] for start in range(0, len(table), 8192))
     return chunks, len(table), [source], []
 
@@ -190,7 +185,23 @@ def encode(
     recon: bool = False,
 ) -> LatentPath:
     """Encode frames in memory: an array (frames, atoms, dims) in the files' frame of
-    reference (it is aligned here as the training frames were), or trajectory paths."""
+    reference (it is aligned here as the training frames were), or trajectory paths.
+    A features model takes a table (frames, features) or the path of one."""
+    if model.is_features:
+        if isinstance(data, np.ndarray):
+            table = data[:, None] if data.ndim == 1 else data
+            if table.ndim != 2 or table.shape[1] != model.features:
+                raise BadInputError(
+                    f"a table of shape {data.shape} does not match the model's "
+                    f"{model.features} features"
+                )
+            chunks = iter([np.asarray(table, np.float32)])
+        else:
+            paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+            chunks = _open_table(model, paths, read_options)[0]
+        parts = [_encode_table_chunk(model, table, recon) for table in chunks]
+        columns = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        return LatentPath(**columns)
     weights, _ = rg_weights(model.masses, model.atoms)
     if isinstance(data, np.ndarray):
         if data.ndim != 3 or data.shape[1:] != (model.atoms, model.dims):

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from vaetraj._interrupt import stop_requested
 from vaetraj._version import __version__
 from vaetraj.errors import (
     BadInputError,
@@ -34,7 +35,7 @@ from vaetraj.errors import (
 from vaetraj.io._atomic import check_output
 from vaetraj.io.aligned import AlignedData, read_aligned
 from vaetraj.io.checkpoint import read_checkpoint, read_checkpoint_fields, write_checkpoint
-from vaetraj.io.features import read_features
+from vaetraj.io.features import describe_table, read_features
 from vaetraj.io.model_file import ModelRecord
 from vaetraj.io.trajectory import ALIGNED_FORMAT, ReadOptions
 from vaetraj.model import (
@@ -447,6 +448,8 @@ def train(
                 and (epoch + 1) % train_config.checkpoint_every == 0
             ):
                 _write_checkpoint(checkpoint, run, fields)
+            if stop_requested():  # a SIGTERM whose KeyboardInterrupt Python swallowed
+                raise KeyboardInterrupt
             if train_config.patience is not None and run.since_best >= train_config.patience:
                 stopped_early = True
                 notes.append(
@@ -588,18 +591,6 @@ def _training_set(
         return TrainingSet.from_aligned(read_aligned(aligned), ", ".join(map(str, inputs)))
 
 
-def _describe_table(path: Path, table: np.ndarray) -> dict[str, Any]:
-    from vaetraj.io._hash import compute_sha256
-
-    return {
-        "path": str(path.resolve()),
-        "format": path.suffix.lower()[1:],
-        "frames": int(table.shape[0]),
-        "features": int(table.shape[1]),
-        "sha256": compute_sha256(path),
-    }
-
-
 def _is_aligned(path: Path) -> bool:
     import h5py
 
@@ -655,7 +646,7 @@ def train_file(
             raise UsageError("--features trains on exactly one table (.npy, .npz or .csv)")
         table = read_features(inputs[0], key=read_options.key)
         data = TrainingSet.from_features(table, origin=str(inputs[0]))
-        data = dataclasses.replace(data, sources=[_describe_table(Path(inputs[0]), table)])
+        data = dataclasses.replace(data, sources=[describe_table(inputs[0], table)])
     else:
         if not inputs:
             inputs = [DEFAULT_DATA]
