@@ -1,7 +1,7 @@
 """Galaxy rotation curves: a VAE on synthetic curves of an exponential disc inside an
 NFW dark-matter halo, with a diagonal against a full-covariance Gaussian posterior.
 
-    python examples/rotation_curves.py            # -> rotation-curves/ (about 1 minute)
+    python examples/rotation_curves.py            # -> rotation-curves/ (under a minute)
 
 Each curve is the circular velocity at 50 radii from 0.1 to 50 kpc of a galaxy with
 four physical parameters: disc mass and scale length, halo mass and concentration,
