@@ -152,7 +152,9 @@ def _encode_chunk(model: Model, xyz: np.ndarray, weights: np.ndarray, recon: boo
     return columns
 
 
-def _encode_table_chunk(model: Model, table: np.ndarray, recon: bool):
+def _encode_table(model: Model, table: np.ndarray, recon: bool):
+    table = np.asarray(table, np.float32)
+    table = table[:, None] if table.ndim == 1 else table
     mean, std = model.encode(table)
     columns = {"mean": mean, "std": std}
     if recon:  # the RMS error over features of the decoded table
@@ -160,8 +162,9 @@ def _encode_table_chunk(model: Model, table: np.ndarray, recon: bool):
     return columns
 
 
-def _open_table(model: Model, inputs, read_options: ReadOptions):
-    """(chunks, frames, sources, notes) of the one feature table a features model takes."""
+def _read_table(model: Model, inputs, read_options: ReadOptions) -> tuple[Path, np.ndarray]:
+    """The one feature table a features model takes, checked against the model. It is
+    held whole (tables are small), and Model.encode chunks it."""
     if len(inputs) != 1:
         raise UsageError("a features model encodes one table (.npy, .npz or .csv) at a time")
     path = Path(inputs[0])
@@ -171,10 +174,7 @@ def _open_table(model: Model, inputs, read_options: ReadOptions):
             f"has {table.shape[1]} feature(s) but the model was trained on {model.features}",
             path=path,
         )
-    table = table[:: read_options.stride]
-    source = describe_table(path, table)
-    chunks = (table[start : start + 8192] for start in range(0, len(table), 8192))
-    return chunks, len(table), [source], []
+    return path, table[:: read_options.stride]
 
 
 def encode(
@@ -189,19 +189,11 @@ def encode(
     A features model takes a table (frames, features) or the path of one."""
     if model.is_features:
         if isinstance(data, np.ndarray):
-            table = data[:, None] if data.ndim == 1 else data
-            if table.ndim != 2 or table.shape[1] != model.features:
-                raise BadInputError(
-                    f"a table of shape {data.shape} does not match the model's "
-                    f"{model.features} features"
-                )
-            chunks = iter([np.asarray(table, np.float32)])
+            table = data  # Model.encode checks its shape
         else:
             paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
-            chunks = _open_table(model, paths, read_options)[0]
-        parts = [_encode_table_chunk(model, table, recon) for table in chunks]
-        columns = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-        return LatentPath(**columns)
+            table = _read_table(model, paths, read_options)[1]
+        return LatentPath(**_encode_table(model, table, recon))
     weights, _ = rg_weights(model.masses, model.atoms)
     if isinstance(data, np.ndarray):
         if data.ndim != 3 or data.shape[1:] != (model.atoms, model.dims):
@@ -263,7 +255,8 @@ def encode_file(
     model_path = Path(model)
     loaded = load_model(model_path)
     if loaded.is_features:
-        chunks, total, sources, notes = _open_table(loaded, inputs, read_options)
+        path, table = _read_table(loaded, inputs, read_options)
+        chunks, total, sources, notes = [table], len(table), [describe_table(path, table)], []
         extras = ["recon_rmsd"] if recon else []
     else:
         trajectory, notes = open_for_model(loaded, inputs, read_options)
@@ -282,7 +275,7 @@ def encode_file(
         try:
             for xyz in chunks:
                 if loaded.is_features:
-                    columns = _encode_table_chunk(loaded, xyz, recon)
+                    columns = _encode_table(loaded, xyz, recon)
                 else:
                     columns = _encode_chunk(loaded, xyz, weights, recon)
                 writer.append(columns)

@@ -154,7 +154,7 @@ class Model:
             if table.shape[1] != self.features:
                 raise BadInputError(
                     f"a table of {table.shape[1]} features does not match the model's "
-                    f"{self.features}"
+                    f"{self.features} features"
                 )
             xyz = table[:, :, None]
         if xyz.ndim != 3 or xyz.shape[1:] != (self.atoms, self.dims):
