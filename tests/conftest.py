@@ -88,7 +88,7 @@ def model_2d(tmp_path_factory, polymer_2d) -> Path:
         [folder / "polymer.npz"],
         folder / "model.h5",
         ModelConfig(features=None, hidden=64),
-        TrainConfig(epochs=15, batch_size=64, checkpoint_every=0),
+        TrainConfig(epochs=80, batch_size=64, checkpoint_every=0),
     )
     return folder / "model.h5"
 
@@ -103,7 +103,7 @@ def model_3d(tmp_path_factory, polymer_files) -> Path:
         [polymer_files / "polymer.dcd"],
         folder / "model.h5",
         ModelConfig(features=None, hidden=64),
-        TrainConfig(epochs=10, batch_size=64, checkpoint_every=0),
+        TrainConfig(epochs=150, batch_size=64, checkpoint_every=0),
         align_config=AlignConfig(method="kabsch"),
         read_options=ReadOptions(top=polymer_files / "polymer.pdb"),
     )

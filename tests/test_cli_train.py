@@ -11,7 +11,9 @@ from test_cli import assert_error, run
 
 from vaetraj.pipeline.model import load_model
 
-TINY = ("--hidden", "32", "--layers", "3")
+# a network too small and too briefly trained to learn: the runs test files and errors,
+# so the check that a model works is off
+TINY = ("--hidden", "32", "--layers", "3", "--min-explained", "0")
 
 
 @pytest.fixture
@@ -101,4 +103,31 @@ def test_resume_checks(workdir, polymer_2d):
         run("train", "data.npy", "--resume", "--method", "none", *TINY),
         65,
         "6 atoms in 2D but the data have 12 atoms",
+    )
+
+
+def test_train_options_default_to_the_configs_defaults():
+    """The command restates every default of TrainConfig and ModelConfig (to keep
+    `vaetraj --help` free of JAX); they must not drift apart."""
+    import dataclasses
+    from enum import Enum
+
+    import typer
+
+    from vaetraj.cli.app import app
+    from vaetraj.model import ModelConfig
+    from vaetraj.train import TrainConfig
+
+    command = typer.main.get_command(app).commands["train"]
+    defaults = {param.name: param.default for param in command.params}
+    checked = []
+    for config in (TrainConfig(), ModelConfig()):
+        for name in (f.name for f in dataclasses.fields(config)):
+            if name in defaults and name != "features":  # --features: a table, not a size
+                default = defaults[name]
+                default = default.value if isinstance(default, Enum) else default
+                assert default == getattr(config, name), name
+                checked.append(name)
+    assert {"lr", "weight_decay", "input_noise", "keep", "min_explained", "latent_dim"} <= set(
+        checked
     )

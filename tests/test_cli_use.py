@@ -99,6 +99,8 @@ def test_encode_picks_the_models_atoms_and_checks_names(workdir, polymer_files, 
             "2",
             "--hidden",
             "16",
+            "--min-explained",
+            "0",
             "--json",
         )
     )
@@ -345,7 +347,7 @@ def test_plot_and_demo(workdir, polymer_npz, model_2d):
         assert (workdir / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert_error(run("plot", "--only", "loss"), 73, "loss.png")
 
-    demo = _ok(run("demo", "d", "--epochs", "3", "-n", "50", "--json"))
+    demo = _ok(run("demo", "d", "--epochs", "30", "-n", "50", "--json"))
     assert [s["step"] for s in demo["steps"]] == [
         "align",
         "train",

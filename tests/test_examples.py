@@ -65,7 +65,7 @@ def test_alanine_dipeptide_latent_space_separates_the_basins(tmp_path):
 
     example = load_example("alanine_dipeptide")
     out = tmp_path / "ala2"
-    results = example.main(["-o", str(out), "--stride", "4", "--epochs", "15", "--samples", "100",
+    results = example.main(["-o", str(out), "--stride", "4", "--epochs", "50", "--samples", "100",
                             "--data", str(SHARED_DATA / "alanine-dipeptide")])  # fmt: skip
     assert_png(out / "figures" / "ramachandran_latent.png")
     assert results["frames"] == 2000

@@ -101,7 +101,7 @@ def class_model(tmp_path_factory):
     np.save(folder / "classes.npy", table)
     result = run(
         "train", folder / "classes.npy", "--features", "--likelihood", "categorical",
-        "--latent-dim", "1", "--hidden", "16", "--layers", "3", "--epochs", "3",
+        "--latent-dim", "1", "--hidden", "16", "--layers", "3", "--epochs", "3", "--min-explained", "0",
         "-o", folder / "classes.h5",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr

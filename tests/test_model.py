@@ -25,7 +25,11 @@ from vaetraj.model import (
     init_vae,
     sample_mixture,
 )
-from vaetraj.model._diagnostics import compute_active_units
+from vaetraj.model._diagnostics import (
+    compute_active_units,
+    compute_explained_variance,
+    compute_pca_explained_variance,
+)
 
 
 def test_diagonal_kl_matches_monte_carlo():
@@ -204,3 +208,36 @@ def test_active_units_count_informative_dimensions():
         [rng.normal(size=1000), rng.normal(size=1000) * 1e-3, rng.normal(size=1000) * 0.5], 1
     )
     assert int(compute_active_units(jnp.asarray(means))) == 2
+
+
+@pytest.mark.parametrize("frames, features", [(500, 12), (30, 200)])
+def test_pca_explained_variance_matches_the_singular_values(frames, features):
+    """Against np.linalg.svd of the centred data, on both sides of frames = features
+    (the kernel takes the smaller Gram matrix)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(frames, 3)) * [5.0, 2.0, 1.0] @ rng.normal(size=(3, features))
+    x = x + 0.1 * rng.normal(size=x.shape) + 7.0
+    singular = np.linalg.svd(x - x.mean(0), compute_uv=False) ** 2
+    for k in (1, 2, 3):
+        expected = singular[:k].sum() / singular.sum()
+        assert compute_pca_explained_variance(x, k) == pytest.approx(expected, rel=1e-9)
+    assert np.isnan(compute_pca_explained_variance(np.ones((10, 4)), 1))
+
+
+def test_explained_variance_against_its_definition_and_known_values():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 5, 3))
+    centre = x.mean(0)
+    recon = x + 0.3 * rng.normal(size=x.shape)
+    expected = 1 - np.sum((x - recon) ** 2) / np.sum((x - centre) ** 2)
+    assert compute_explained_variance(x, recon, centre) == pytest.approx(expected, rel=1e-12)
+    assert compute_explained_variance(x, x, centre) == 1.0
+    # the mean structure for every frame (a decoder that ignores z) explains nothing
+    assert compute_explained_variance(x, np.broadcast_to(centre, x.shape), centre) == 0.0
+    # a PCA reconstruction with k components explains what the PCA yardstick says
+    flat = x.reshape(200, -1)
+    u, s, vt = np.linalg.svd(flat - flat.mean(0), full_matrices=False)
+    projected = (u[:, :2] * s[:2]) @ vt[:2] + flat.mean(0)
+    assert compute_explained_variance(flat, projected, flat.mean(0)) == pytest.approx(
+        compute_pca_explained_variance(flat, 2), rel=1e-9
+    )

@@ -6,6 +6,8 @@ exits 1.
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
@@ -21,6 +23,7 @@ class VaetrajError(Exception):
     """A problem with what the user gave us, reported as one line."""
 
     exit_code = EXIT_INTERNAL
+    record: dict[str, Any] | None = None  # what --json prints beside the error, if any
 
     def __init__(self, message: str, *, path: object | None = None) -> None:
         self.path = None if path is None else str(path)
@@ -57,3 +60,14 @@ class WriteError(VaetrajError):
 
 class InterruptedRunError(VaetrajError):
     exit_code = EXIT_INTERRUPTED
+
+
+class TrainingFailedError(NumericalError):
+    """Training ran to its end, but the model it left does not work (its reconstructions
+    explain almost none of the data). `model` and `report` hold it for inspection;
+    `record` is what --json prints beside the error."""
+
+    def __init__(self, message: str, *, model: Any, report: Any, path: object | None = None):
+        super().__init__(message, path=path)
+        self.model, self.report = model, report
+        self.record = report.to_dict()

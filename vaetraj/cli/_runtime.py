@@ -118,7 +118,7 @@ def run_command(
     except VaetrajError as error:
         if debug:
             traceback.print_exc()
-        _fail(str(error), error.exit_code, json_output)
+        _fail(str(error), error.exit_code, json_output, error.record)
     except KeyboardInterrupt:
         _fail("interrupted; no output was written", EXIT_INTERRUPTED, json_output)
     except typer.Exit:
@@ -143,10 +143,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         print(f"warning: {message}", file=sys.stderr)
 
 
-def _fail(message: str, code: int, json_output: bool) -> None:
+def _fail(message: str, code: int, json_output: bool, record: dict[str, Any] | None = None) -> None:
+    """The error line; with --json, the error record (and what the command got done
+    before it failed, when the error carries that)."""
     print(f"error: {message}", file=sys.stderr)
     if json_output:
-        typer.echo(json.dumps({"ok": False, "error": message, "exit_code": code}))
+        failure = {"ok": False, "error": message, "exit_code": code, **(record or {})}
+        typer.echo(json.dumps(failure, default=str))
     raise typer.Exit(code)
 
 

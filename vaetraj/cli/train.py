@@ -45,6 +45,16 @@ class Schedule(str, Enum):
     cosine = "cosine"
 
 
+class LrScaling(str, Enum):
+    fan_in = "fan-in"
+    uniform = "uniform"
+
+
+class Keep(str, Enum):
+    best = "best"
+    last = "last"
+
+
 def train_command(
     inputs: list[Path] | None = typer.Argument(
         None,
@@ -73,6 +83,12 @@ def train_command(
     posterior: Posterior = typer.Option(
         Posterior.diagonal, "--posterior", help="diagonal, or full (Cholesky) covariance."
     ),
+    input_noise: float = typer.Option(
+        0.7,
+        "--input-noise",
+        help="Std of the noise on the (standardized) frames the encoder sees in training; "
+        "the loss scores the clean frame (denoising). 0: off.",
+    ),
     beta: float = typer.Option(0.01, "--beta", help="Weight of the KL term."),
     kl_warmup: int = typer.Option(
         0, "--kl-warmup", help="Epochs over which beta ramps up from 0 (against collapse)."
@@ -80,9 +96,12 @@ def train_command(
     samples: int = typer.Option(1, "--samples", help="Reparameterized draws per frame."),
     epochs: int = typer.Option(250, "--epochs", help="Passes over the training frames."),
     batch_size: int = typer.Option(32, "--batch-size", help="Frames per gradient step."),
-    lr: float = typer.Option(1e-2, "--lr", help="Peak learning rate."),
-    warmup_epochs: int = typer.Option(
-        5, "--warmup-epochs", help="Epochs of linear learning-rate warm-up from 0."
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
+    warmup_epochs: int | None = typer.Option(
+        None,
+        "--warmup-epochs",
+        help="Epochs of linear learning-rate warm-up from 0. Default: 5, at most a tenth "
+        "of --epochs.",
     ),
     optimizer: Optimizer = typer.Option(
         Optimizer.adam, "--optimizer", help="optax optimizer (sgd: with Nesterov momentum)."
@@ -93,13 +112,43 @@ def train_command(
     clip_norm: float | None = typer.Option(
         None, "--clip-norm", help="Clip the global gradient norm to this."
     ),
+    lr_scaling: LrScaling = typer.Option(
+        LrScaling.fan_in,
+        "--lr-scaling",
+        help="fan-in: the first layer's rate times hidden/features when features are more "
+        "(same defaults for any molecule size); uniform: --lr for every layer.",
+    ),
+    weight_decay: float = typer.Option(
+        1.0,
+        "--weight-decay",
+        help="Decoupled (AdamW) weight decay on the weight matrices, times the rate per "
+        "step; 0 for none.",
+    ),
     val_fraction: float = typer.Option(
-        0.1, "--val-fraction", help="Frames held out to validate (and pick the best epoch)."
+        0.1,
+        "--val-fraction",
+        help="Share of each trajectory held out to validate (and pick the kept epoch).",
+    ),
+    val_blocks: int = typer.Option(
+        5, "--val-blocks", help="Contiguous blocks per trajectory the held-out frames form."
+    ),
+    keep: Keep = typer.Option(
+        Keep.best, "--keep", help="Parameters kept: best (validation) epoch, or last."
     ),
     patience: int | None = typer.Option(
-        None,
-        "--patience",
-        help="Stop after this many epochs without validation gain; keep the best epoch.",
+        None, "--patience", help="Stop after this many epochs without validation gain."
+    ),
+    max_recoveries: int = typer.Option(
+        5,
+        "--max-recoveries",
+        help="Divergences (loss spike, non-finite step) rolled back at half the rate "
+        "before training stops (exit 3).",
+    ),
+    min_explained: float = typer.Option(
+        0.5,
+        "--min-explained",
+        help="Fail (exit 3) when the model explains less than this share of what PCA "
+        "with as many components explains; 0 accepts any model.",
     ),
     seed: int = typer.Option(
         0, "--seed", help="Seed of initialization, split, batches and draws: same seed, same model."
@@ -154,6 +203,7 @@ def train_command(
     """
 
     def body():
+        from vaetraj.errors import TrainingFailedError
         from vaetraj.io.trajectory import ReadOptions
         from vaetraj.model import ModelConfig
         from vaetraj.pipeline.align import AlignConfig
@@ -177,11 +227,18 @@ def train_command(
             optimizer=optimizer.value,
             schedule=schedule.value,
             clip_norm=clip_norm,
+            lr_scaling=lr_scaling.value,
+            weight_decay=weight_decay,
+            input_noise=input_noise,
             beta=beta,
             kl_warmup=kl_warmup,
             samples=samples,
             val_fraction=val_fraction,
+            val_blocks=val_blocks,
+            keep=keep.value,
             patience=patience,
+            max_recoveries=max_recoveries,
+            min_explained=min_explained,
             seed=seed,
             checkpoint_every=checkpoint_every,
             density_components=density_components,
@@ -191,19 +248,23 @@ def train_command(
         )
         options = ReadOptions(top=top, select=select, stride=stride, key=key)
         with progress_bar(not json_output) as progress:
-            report = train_file(
-                inputs,
-                output,
-                model_config,
-                train_config,
-                align_config=align_config,
-                read_options=options,
-                checkpoint=checkpoint,
-                resume=resume,
-                overwrite=overwrite,
-                features=features,
-                progress=progress,
-            )
+            try:
+                report = train_file(
+                    inputs,
+                    output,
+                    model_config,
+                    train_config,
+                    align_config=align_config,
+                    read_options=options,
+                    checkpoint=checkpoint,
+                    resume=resume,
+                    overwrite=overwrite,
+                    features=features,
+                    progress=progress,
+                )
+            except TrainingFailedError as failure:  # the numbers first, then the error line
+                finish_report(failure.report, json_output=json_output, print_summary=_print_summary)
+                raise
         return finish_report(report, json_output=json_output, print_summary=_print_summary)
 
     run_command(body, json_output=json_output, debug=debug)
@@ -212,14 +273,25 @@ def train_command(
 def _print_summary(report) -> None:
     units = report.units
     kl = ", ".join(f"{value:.3g}" for value in report.kl_per_dim)
+    table = report.dims == 1
+    components = f"{report.latent_dim} component" + ("s" if report.latent_dim > 1 else "")
     rows = [
-        ("output", report.output),
+        (
+            "output",
+            f"{report.output}"
+            + ("  (FAILED: see the error below)" if report.status == "failed" else ""),
+        ),
         (
             "frames",
-            f"{report.train_frames} training, {report.val_frames} validation "
+            f"{report.train_frames} training, {report.val_frames} validation"
+            + (
+                f" (blocks of {report.trajectories} trajectories) "
+                if report.trajectories > 1
+                else " "
+            )
             + (
                 f"({report.atoms} features)"
-                if report.dims == 1
+                if table
                 else f"({report.atoms} atoms in {report.dims}D)"
             ),
         ),
@@ -234,17 +306,36 @@ def _print_summary(report) -> None:
             + (f", validation {report.val_loss:.4g}" if report.val_loss is not None else ""),
         ),
         (
-            "recon RMS error" if report.dims == 1 else f"recon RMSD ({units})",
+            "recon RMS error" if table else f"recon RMSD ({units})",
             f"train {report.recon_rmsd_train:.4g}"
             + (
-                f", validation {report.recon_rmsd_val:.4g}"
-                if report.recon_rmsd_val is not None
+                f", validation {report.recon_rmsd_val:.4g} ({report.val_gap:.2f}x)"
+                if report.recon_rmsd_val is not None and report.val_gap is not None
                 else ""
             ),
+        ),
+        (
+            "variance explained",
+            f"train {report.explained_variance_train:.1%}"
+            + (
+                f", validation {report.explained_variance_val:.1%}"
+                if report.explained_variance_val is not None
+                else ""
+            )
+            + f" (PCA with {components}: {report.pca_explained_variance:.1%})",
         ),
         ("KL per dim", kl),
         ("active units", f"{report.active_units} of {report.latent_dim}"),
         ("latent density", f"{report.density_components}-component Gaussian mixture"),
+    ]
+    if report.recoveries:
+        rows.append(
+            (
+                "recoveries",
+                f"{len(report.recoveries)} (rolled back; learning rate now {report.final_lr:.2g})",
+            )
+        )
+    rows += [
         ("throughput", f"{report.frames_per_s:,.0f} frames/s on {report.devices} device(s)"),
         ("wall time", f"{report.wall_time_s:.1f} s"),
     ]

@@ -1,9 +1,9 @@
-"""Training checkpoints (format `vaetraj-checkpoint`, version 1): HDF5, written
+"""Training checkpoints (format `vaetraj-checkpoint`, version 2): HDF5, written
 atomically, so a run killed at any moment (even with kill -9) leaves the previous
 checkpoint whole.
 
 Layout: attrs format, format_version and the run's JSON fields (configs, epoch, data
-fingerprint, ...); one group per pytree (/state/params, /state/opt_state, /best/params),
+fingerprint, ...); one group per pytree (/state/params, /state/opt_state, /state/guard, /best/params),
 a dataset per leaf named by its path; /history/<metric>.
 """
 
@@ -22,7 +22,7 @@ from vaetraj.io._atomic import atomic_output
 from vaetraj.io._pytree import read_pytree, write_pytree
 
 CHECKPOINT_FORMAT = "vaetraj-checkpoint"
-CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 2
 
 
 def write_checkpoint(

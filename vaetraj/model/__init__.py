@@ -9,7 +9,11 @@ from vaetraj.model._density import (
     fit_gaussian_mixture,
     sample_mixture,
 )
-from vaetraj.model._diagnostics import compute_active_units
+from vaetraj.model._diagnostics import (
+    compute_active_units,
+    compute_explained_variance,
+    compute_pca_explained_variance,
+)
 from vaetraj.model._kl import compute_kl_diagonal, compute_kl_full
 from vaetraj.model._likelihood import (
     compute_elbo_terms,
@@ -43,6 +47,8 @@ __all__ = [
     "apply_mlp",
     "compute_active_units",
     "compute_aggregate_log_density",
+    "compute_explained_variance",
+    "compute_pca_explained_variance",
     "find_constant_features",
     "compute_elbo_terms",
     "compute_importance_weighted_bound",

@@ -1,11 +1,40 @@
-"""What a trained encoder's latent space looks like."""
+"""What a trained model's latent space and reconstructions look like."""
 
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 
 def compute_active_units(means: jnp.ndarray, threshold: float = 0.01) -> jnp.ndarray:
     """Latent dimensions whose posterior mean varies over the data (variance over frames
     above `threshold`, Burda et al.'s criterion): the rest carry no information."""
     return jnp.sum(jnp.var(means, axis=0) > threshold)
+
+
+def compute_explained_variance(
+    x: np.ndarray, reconstruction: np.ndarray, centre: np.ndarray
+) -> float:
+    """1 - sum |x - reconstruction|^2 / sum |x - centre|^2 over frames (frames, ...): the
+    share of the data's variance about `centre` (the training mean) that the
+    reconstructions explain. 1 is perfect; 0 is what returning `centre` for every frame
+    scores; below 0 is worse than that. nan when the data do not vary."""
+    x = np.asarray(x, np.float64)
+    residual = np.sum((x - np.asarray(reconstruction, np.float64)) ** 2)
+    spread = np.sum((x - np.asarray(centre, np.float64)) ** 2)
+    return float(1.0 - residual / spread) if spread > 0 else float("nan")
+
+
+def compute_pca_explained_variance(x: np.ndarray, components: int) -> float:
+    """The share of the variance of x (frames, features) about its mean that its first
+    `components` principal components explain: what a linear map to as many latent
+    dimensions reaches on the same frames, the yardstick for a VAE's reconstructions.
+    nan when the data do not vary."""
+    x = np.asarray(x, np.float64)
+    x = x - x.mean(axis=0)
+    gram = x @ x.T if x.shape[0] < x.shape[1] else x.T @ x  # the smaller of the two
+    eigenvalues = np.clip(np.linalg.eigvalsh(gram), 0.0, None)
+    total = eigenvalues.sum()
+    if total <= 0:
+        return float("nan")
+    return float(np.sort(eigenvalues)[::-1][:components].sum() / total)

@@ -112,14 +112,21 @@ def compute_negative_log_likelihood(
 
 
 def compute_loss_terms(
-    params: dict, x: jax.Array, noise: jax.Array, config: ModelConfig
+    params: dict,
+    x: jax.Array,
+    noise: jax.Array,
+    config: ModelConfig,
+    *,
+    seen: jax.Array | None = None,
 ) -> LossTerms:
-    """Reconstruction averaged over the reparameterized draws given by noise
+    """Reconstruction of x averaged over the reparameterized draws given by noise
     (samples, latent) of standard normal values, and the analytic KL.
 
+    seen: what the encoder is given instead of x, e.g. a corrupted copy of x (a
+    denoising autoencoder's input); the reconstruction is still scored against x.
     The caller draws the noise (one `jax.random.normal` for a whole batch is much
     cheaper than a key per frame)."""
-    posterior = encode_frame(params, x, config)
+    posterior = encode_frame(params, x if seen is None else seen, config)
 
     def reconstruction(eps):
         mean, std = decode_frame(params, sample_posterior(posterior, eps), config)

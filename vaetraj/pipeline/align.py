@@ -94,6 +94,7 @@ class AlignReport:
     sign_flips: int
     mean_iterations: int
     wall_time_s: float
+    trajectory_frames: list[int] = field(default_factory=list)  # aligned frames per input
     output: str | None = None
     sources: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -275,10 +276,13 @@ def _run(
     rmsd_min, rmsd_max = np.inf, -np.inf
     ambiguous = swaps = flips = 0
     done = 0
+    per_source: list[int] = []
     previous_rotation = None
     previous_source = -1
     for chunk in frames.chunks(block):
         xyz = _to_float32_centred(chunk.xyz)
+        per_source.extend([0] * (chunk.source + 1 - len(per_source)))
+        per_source[chunk.source] += xyz.shape[0]
         if aligner.target is None:  # principal/none: RMSD against the first aligned frame
             aligner.set_reference(np.zeros((atoms, dims)))
             first = aligner(xyz[:1]).xyz[0]
@@ -320,6 +324,7 @@ def _run(
         sign_flips=flips,
         mean_iterations=iterations,
         wall_time_s=time.perf_counter() - started,
+        trajectory_frames=per_source,
         notes=list(trajectory.notes) if trajectory is not None else [],
     )
     reference_used = (

@@ -105,8 +105,10 @@ def run_demo(
             overwrite=overwrite,
         ),
         lambda r: (
-            f"{r.epochs_run} epochs, recon RMSD {r.recon_rmsd_train:.3g} "
-            f"(validation {r.recon_rmsd_val:.3g}), {r.active_units}/{r.latent_dim} active units"
+            f"{r.epochs_run} epochs (kept {r.kept_epoch}), recon RMSD {r.recon_rmsd_train:.3g} "
+            f"(validation {r.recon_rmsd_val:.3g}, {r.val_gap:.2f}x), variance explained "
+            f"{r.explained_variance_train:.0%} (PCA {r.pca_explained_variance:.0%}), "
+            f"{r.active_units}/{r.latent_dim} active units"
         ),
     )
     step(

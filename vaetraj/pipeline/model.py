@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Iterator
 
 import jax
@@ -12,6 +13,7 @@ import numpy as np
 
 from vaetraj.errors import BadInputError, UsageError
 from vaetraj.io.model_file import ModelRecord, read_model_file, write_model_file
+from vaetraj.io.trajectory import VaetrajWarning
 from vaetraj.model import (
     GaussianMixture,
     ModelConfig,
@@ -238,5 +240,17 @@ def require_structure_model(model: Model, command: str, *, path=None) -> None:
 
 
 def load_model(path: str | os.PathLike) -> Model:
-    """Read a model file written by `vaetraj train` (or `Model.save`)."""
-    return Model(read_model_file(path))
+    """Read a model file written by `vaetraj train` (or `Model.save`). A model whose
+    training failed its check (written for inspection) loads with a VaetrajWarning."""
+    model = Model(read_model_file(path))
+    summary = model.record.summary
+    if summary.get("status") == "failed":
+        warnings.warn(
+            f"{path}: this model failed the check after training (its reconstructions "
+            f"explain {summary.get('explained_variance_train', float('nan')):.1%} of the "
+            f"training variance, PCA {summary.get('pca_explained_variance', float('nan')):.1%})"
+            "; what it gives means little",
+            VaetrajWarning,
+            stacklevel=2,
+        )
+    return model

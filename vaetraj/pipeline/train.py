@@ -1,7 +1,14 @@
 """`train` and `train_file`: aligned frames in, a `Model` (and model file) out.
 
-The Python loop here is what the kernels leave to it: one jit-compiled epoch per
-iteration, then validation, early stopping, progress, checkpoints and interrupts.
+`train` runs in three phases, each a function with a small record out:
+
+1. `_prepare`: checks, the split into training and validation blocks, normalization.
+2. `_fit`: the Python loop around the jit-compiled epoch: validation, the epoch kept,
+   progress, checkpoints, interrupts, and the divergence guard (a bad epoch is rolled
+   back and run again at half the rate, up to `max_recoveries` times).
+3. `_assess`: what the kept parameters are worth (explained variance against PCA's,
+   the validation gap, the latent density); a model that explains almost nothing is a
+   failed training (`TrainingFailedError`), not a file that looks normal.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from vaetraj.errors import (
     InputMissingError,
     InterruptedRunError,
     NumericalError,
+    TrainingFailedError,
     UsageError,
 )
 from vaetraj.io._atomic import check_output
@@ -42,7 +50,9 @@ from vaetraj.model import (
     ModelConfig,
     Normalization,
     compute_active_units,
+    compute_explained_variance,
     compute_kl_diagonal,
+    compute_pca_explained_variance,
     find_constant_features,
     fit_gaussian_mixture,
     fit_normalization,
@@ -50,23 +60,36 @@ from vaetraj.model import (
 from vaetraj.pipeline.align import AlignConfig, align_file
 from vaetraj.pipeline.model import Model
 from vaetraj.pipeline.structure import compute_data_stats
-from vaetraj.train import TrainConfig, make_trainer
+from vaetraj.train import NON_FINITE, TrainConfig, TrainState, make_trainer, split_blocks
 
 Progress = Callable[..., None]
 
 # Train-config fields a resumed run must share with its checkpoint: they fix the shapes
 # of the optimizer state, the data split or the random stream. The others (epochs, lr,
 # schedule, beta, patience, ...) may be changed on resume, e.g. to lower the rate.
-_RESUME_FIXED = ("batch_size", "optimizer", "clip_norm", "samples", "val_fraction", "seed")
+_RESUME_FIXED = (
+    "batch_size",
+    "optimizer",
+    "clip_norm",
+    "weight_decay",
+    "samples",
+    "val_fraction",
+    "val_blocks",
+    "seed",
+)
 _DENSITY_DRAWS_PER_FRAME = 4
 _DENSITY_MAX_POINTS = 200_000
+_PCA_MAX_FRAMES = 4096  # the PCA yardstick is fitted on at most this many training frames
+_RATE_BACKOFF = 0.5  # the divergence guard's factor on the rate at each recovery
+_GAP_NOTE = 1.5  # validation RMSD above this many times the training RMSD earns a note
 DEFAULT_DATA = "aligned.h5"
 FEATURES_METHOD = "features"  # the alignment "method" of a model of plain feature tables
 
 
 @dataclass(frozen=True)
 class TrainingSet:
-    """Aligned frames and what a model must remember about them."""
+    """Aligned frames and what a model must remember about them. lengths: frames of
+    each trajectory (input file) in order; empty means one trajectory."""
 
     xyz: np.ndarray  # (frames, atoms, dims) float32
     units: str
@@ -77,16 +100,25 @@ class TrainingSet:
     topology: str | None = None
     sources: list[dict[str, Any]] = field(default_factory=list)
     origin: str = "array"
+    lengths: tuple[int, ...] = ()
 
     @property
     def is_features(self) -> bool:
         return self.alignment.get("method") == FEATURES_METHOD
+
+    @property
+    def trajectory_lengths(self) -> list[int]:
+        frames = self.xyz.shape[0]
+        return list(self.lengths) if sum(self.lengths) == frames else [frames]
 
     @classmethod
     def from_aligned(cls, data: AlignedData, origin: str) -> TrainingSet:
         attrs = data.attrs
         topology = attrs.get("topology")
         sources = attrs.get("sources")
+        sources = json.loads(sources) if isinstance(sources, str) else list(sources or [])
+        summary = attrs.get("summary")
+        summary = json.loads(summary) if isinstance(summary, str) else dict(summary or {})
         return cls(
             xyz=np.asarray(data.xyz, np.float32),
             units=str(attrs.get("units", "unknown")),
@@ -103,8 +135,9 @@ class TrainingSet:
             reference=data.reference,
             masses=data.masses,
             topology=None if topology is None or str(topology) == "None" else str(topology),
-            sources=json.loads(sources) if isinstance(sources, str) else list(sources or []),
+            sources=sources,
             origin=origin,
+            lengths=tuple(int(n) for n in summary.get("trajectory_frames", [])),
         )
 
     @classmethod
@@ -140,27 +173,44 @@ class TrainingSet:
 
 @dataclass
 class TrainReport:
-    """What a training run did: the summary printed, stored in the model, --json'd."""
+    """What a training run did: the summary printed, stored in the model, --json'd.
+
+    explained_variance_*: 1 - (squared reconstruction error) / (squared deviation from
+    the training mean), of the kept model on training and validation frames;
+    pca_explained_variance: the same for PCA with latent_dim components on the training
+    frames, the linear yardstick; decoded_variance: the spread of the decoded frames as
+    a share of the data's (about 0 when the decoder ignores z); val_gap: validation over
+    training reconstruction RMSD. status: "ok", or "failed" for a model that explains
+    less than `min_explained` of what PCA does (or gives non-finite output)."""
 
     frames: int
     train_frames: int
     val_frames: int
+    trajectories: int
     atoms: int
     dims: int
     latent_dim: int
     epochs_run: int
-    best_epoch: int  # by validation loss (training loss without a validation set)
-    kept_epoch: int  # whose parameters the model has: best_epoch with --patience, else last
+    best_epoch: int  # by validation loss at the final beta (training loss without one)
+    kept_epoch: int  # whose parameters the model has
     stopped_early: bool
     resumed_from_epoch: int | None
     train_loss: float
     val_loss: float | None
     recon_rmsd_train: float
     recon_rmsd_val: float | None
+    val_gap: float | None
+    explained_variance_train: float
+    explained_variance_val: float | None
+    pca_explained_variance: float
+    decoded_variance: float
     recon_rmsd_per_atom_train: list[float]
     kl_per_dim: list[float]
     active_units: int
     density_components: int
+    recoveries: list[dict[str, Any]]
+    final_lr: float
+    status: str
     units: str
     devices: int
     frames_per_s: float
@@ -171,6 +221,20 @@ class TrainReport:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Phase 1's result: normalized frames split into training and validation."""
+
+    model_config: ModelConfig
+    normalization: Normalization
+    train_index: np.ndarray
+    val_index: np.ndarray
+    train_data: np.ndarray  # (train frames, features) normalized
+    val_data: np.ndarray | None
+    feature_std: np.ndarray | None  # spread of each feature of train_data; None: 1
+    notes: list[str]
 
 
 def _check_frames(xyz: np.ndarray, where: str | None, *, features: bool = False) -> None:
@@ -199,15 +263,51 @@ def _check_categorical(table: np.ndarray, where: str | None) -> None:
         )
 
 
-def _split(frames: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Training and validation frame indices: a seeded random split. (Frames of a
-    trajectory are correlated, so the validation loss is optimistic; it is still what
-    tells overfitting apart from progress.)"""
-    val = int(round(frames * config.val_fraction))
-    if config.val_fraction > 0:
-        val = min(max(val, 1), frames - 1)
-    order = np.random.default_rng(config.seed).permutation(frames)
-    return np.sort(order[val:]), np.sort(order[:val])
+def _prepare(
+    data: TrainingSet, model_config: ModelConfig, train_config: TrainConfig, where: str | None
+) -> _Prepared:
+    _check_frames(data.xyz, where, features=data.is_features)
+    frames, atoms, dims = data.xyz.shape
+    model_config = dataclasses.replace(model_config, features=atoms * dims)
+    flat = data.xyz.reshape(frames, -1)
+    if model_config.likelihood == "categorical":
+        _check_categorical(flat, where)
+    train_index, val_index = split_blocks(
+        data.trajectory_lengths,
+        train_config.val_fraction,
+        blocks=train_config.val_blocks,
+        seed=train_config.seed,
+    )
+    if len(train_index) < train_config.batch_size:
+        raise BadInputError(
+            f"{len(train_index)} training frames (after holding out "
+            f"{len(val_index)} for validation) are fewer than one batch of "
+            f"{train_config.batch_size}; lower --batch-size or --val-fraction",
+            path=where,
+        )
+    notes: list[str] = []
+    feature_std = None
+    if model_config.likelihood == "categorical":  # class indicators are used as they are
+        normalization = Normalization(
+            np.zeros(flat.shape[1], np.float32), np.ones(flat.shape[1], np.float32)
+        )
+        feature_std = fit_normalization(flat[train_index]).std
+    else:
+        normalization = fit_normalization(flat[train_index])
+        constant = int(np.sum(find_constant_features(flat[train_index])))
+        if constant > 0:
+            notes.append(f"{constant} feature(s) are constant; they are only centred")
+    normalized = (flat - normalization.mean) / normalization.std
+    return _Prepared(
+        model_config=model_config,
+        normalization=normalization,
+        train_index=train_index,
+        val_index=val_index,
+        train_data=normalized[train_index],
+        val_data=normalized[val_index] if len(val_index) else None,
+        feature_std=feature_std,
+        notes=notes,
+    )
 
 
 def _fingerprint(xyz: np.ndarray) -> str:
@@ -221,52 +321,97 @@ def _mesh() -> Mesh | None:
     return Mesh(np.array(devices), ("batch",)) if len(devices) > 1 else None
 
 
-class _Run:
-    """The mutable state of the loop, updated whole at the end of each epoch so that an
-    interrupt at any point sees a consistent (state, best, history) triple."""
+@dataclass(frozen=True)
+class _Point:
+    """Where a run stands after some epochs. Immutable: the loop commits an epoch by
+    replacing the whole point, so an interrupt at any moment sees a consistent one, and
+    a snapshot (the guard's anchor) is a reference. history: one value per epoch."""
 
-    def __init__(self, state, best_params, history):
-        self.state = state
-        self.best_params = best_params
-        self.best_loss = math.inf
-        self.best_epoch = 0
-        self.since_best = 0
-        self.history: dict[str, list] = history
+    state: TrainState
+    best_params: dict
+    best_loss: float = math.inf  # by validation loss at the final beta
+    best_epoch: int = 0
+    since_best: int = 0
+    history: dict[str, list] = field(default_factory=dict)
 
+    @property
     def epoch(self) -> int:
         return int(self.state.epoch)
+
+
+class _Run:
+    """The loop's mutable record: the current point; the anchor, the end of the last
+    clean epoch (no step far above the loss floor), which a bad epoch rolls back to;
+    the recoveries so far."""
+
+    def __init__(self, point: _Point):
+        self.point = point
+        self.anchor = point
+        self.recoveries: list[dict[str, Any]] = []
+
+    def epoch(self) -> int:
+        return self.point.epoch
+
+
+def _guard_tree(state: TrainState) -> dict[str, jax.Array]:
+    """The TrainState scalars besides epoch, as a pytree a checkpoint holds bit for bit."""
+    return {
+        "lr_scale": state.lr_scale,
+        "loss_level": state.loss_level,
+        "loss_spread": state.loss_spread,
+        "loss_floor": state.loss_floor,
+        "over": state.over,
+    }
 
 
 def _history_arrays(history: dict[str, list]) -> dict[str, np.ndarray]:
     return {name: np.asarray(values) for name, values in history.items()}
 
 
+def _point_fields(point: _Point) -> dict[str, Any]:
+    return {
+        "epoch": point.epoch,
+        "best_loss": point.best_loss if math.isfinite(point.best_loss) else None,
+        "best_epoch": point.best_epoch,
+        "since_best": point.since_best,
+    }
+
+
+def _point_trees(prefix: str, point: _Point) -> dict[str, Any]:
+    return {
+        f"{prefix}state/params": point.state.params,
+        f"{prefix}state/opt_state": point.state.opt_state,
+        f"{prefix}state/guard": _guard_tree(point.state),
+        f"{prefix}best/params": point.best_params,
+    }
+
+
 def _write_checkpoint(path: Path, run: _Run, fields: dict[str, Any]) -> None:
+    """The current point, and the anchor when it is an earlier one (its history is the
+    current history's first anchor-epoch entries)."""
+    anchored = run.anchor is not run.point
     write_checkpoint(
         path,
         fields={
             **fields,
-            "epoch": run.epoch(),
-            "best_loss": run.best_loss if math.isfinite(run.best_loss) else None,
-            "best_epoch": run.best_epoch,
-            "since_best": run.since_best,
+            **_point_fields(run.point),
+            "anchor": _point_fields(run.anchor) if anchored else None,
+            "recoveries": run.recoveries,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
         trees={
-            "state/params": run.state.params,
-            "state/opt_state": run.state.opt_state,
-            "best/params": run.best_params,
+            **_point_trees("", run.point),
+            **(_point_trees("anchor/", run.anchor) if anchored else {}),
         },
-        history=_history_arrays(run.history),
+        history=_history_arrays(run.point.history),
     )
 
 
-def _restore(path: Path, run: _Run, fields: dict[str, Any], data_atoms: int, data_dims: int):
-    saved = read_checkpoint_fields(path)
-    if (saved.get("atoms"), saved.get("dims")) != (data_atoms, data_dims):
+def _check_resumable(saved: dict[str, Any], fields: dict[str, Any], path: Path) -> None:
+    if (saved.get("atoms"), saved.get("dims")) != (fields["atoms"], fields["dims"]):
         raise BadInputError(
             f"the checkpoint was trained on {saved.get('atoms')} atoms in {saved.get('dims')}D "
-            f"but the data have {data_atoms} atoms in {data_dims}D",
+            f"but the data have {fields['atoms']} atoms in {fields['dims']}D",
             path=path,
         )
     if saved.get("data_sha256") != fields["data_sha256"]:
@@ -289,23 +434,195 @@ def _restore(path: Path, run: _Run, fields: dict[str, Any], data_atoms: int, dat
             f"({', '.join(f'{saved_train.get(k)!r}' for k in changed)})",
             path=path,
         )
+
+
+def _restore(path: Path, run: _Run, fields: dict[str, Any]) -> int:
+    """Continue `run` from the checkpoint at `path`; returns the epoch it was at."""
+    saved = read_checkpoint_fields(path)
+    _check_resumable(saved, fields, path)
+    template = run.point
+    anchored = saved.get("anchor") is not None
     templates = {
-        "state/params": run.state.params,
-        "state/opt_state": run.state.opt_state,
-        "best/params": run.best_params,
+        **_point_trees("", template),
+        **(_point_trees("anchor/", template) if anchored else {}),
     }
     saved, trees, history = read_checkpoint(path, templates)
-    run.state = run.state._replace(
-        params=jax.tree.map(jnp.asarray, trees["state/params"]),
-        opt_state=jax.tree.map(jnp.asarray, trees["state/opt_state"]),
-        epoch=jnp.array(saved["epoch"], jnp.int32),
-    )
-    run.best_params = trees["best/params"]
-    run.best_loss = math.inf if saved["best_loss"] is None else saved["best_loss"]
-    run.best_epoch = saved["best_epoch"]
-    run.since_best = saved["since_best"]
-    run.history = {name: list(values) for name, values in history.items()}
+    history = {name: list(values) for name, values in history.items()}
+
+    def point(prefix: str, values: dict[str, Any]) -> _Point:
+        state = template.state._replace(
+            params=jax.tree.map(jnp.asarray, trees[f"{prefix}state/params"]),
+            opt_state=jax.tree.map(jnp.asarray, trees[f"{prefix}state/opt_state"]),
+            epoch=jnp.array(values["epoch"], jnp.int32),
+            **{k: jnp.asarray(v) for k, v in trees[f"{prefix}state/guard"].items()},
+        )
+        return _Point(
+            state=state,
+            best_params=trees[f"{prefix}best/params"],
+            best_loss=math.inf if values["best_loss"] is None else values["best_loss"],
+            best_epoch=values["best_epoch"],
+            since_best=values["since_best"],
+            history={name: v[: values["epoch"]] for name, v in history.items()},
+        )
+
+    run.point = point("", saved)
+    run.anchor = point("anchor/", saved["anchor"]) if anchored else run.point
+    run.recoveries = list(saved.get("recoveries", []))
+    saved_lr = json.loads(saved["train_config"]).get("lr")
+    if run.recoveries and saved_lr != json.loads(fields["train_config"])["lr"]:
+        # a new --lr replaces the rate the guard had lowered: it applies as given
+        def as_given(p: _Point) -> _Point:
+            state = p.state._replace(lr_scale=jnp.ones_like(p.state.lr_scale))
+            return dataclasses.replace(p, state=state)
+
+        current = as_given(run.point)
+        run.anchor = as_given(run.anchor) if anchored else current
+        run.point = current
     return saved["epoch"]
+
+
+@dataclass
+class _Timing:
+    seconds: float = 0.0  # in epochs after the first of the process (which compiles)
+    epochs: int = 0
+    stopped_early: bool = False
+
+
+def _recover(
+    run: _Run,
+    failed: TrainState,
+    metrics: Any,
+    train_config: TrainConfig,
+    checkpoint: Path | None,
+    fields: dict[str, Any],
+    notes: list[str],
+) -> None:
+    """A bad epoch (run from the state `failed`): roll back to the anchor, the end of
+    the last clean epoch, at half the rate; or stop (exit 3) when the recoveries are
+    spent. Deterministic, so a resumed run recovers alike."""
+    epoch = int(failed.epoch) + 1
+    step = int(metrics.bad_step) + 1
+    what = (
+        "a non-finite loss or gradient" if int(metrics.bad_kind) == NON_FINITE else "a loss spike"
+    )
+    rate = train_config.lr * float(failed.lr_scale)
+    if len(run.recoveries) >= train_config.max_recoveries:
+        run.point = run.anchor  # the last good state
+        where_saved = ""
+        if checkpoint is not None:
+            _write_checkpoint(checkpoint, run, fields)
+            where_saved = f"; the last good state (epoch {run.anchor.epoch}) is in {checkpoint}"
+        tries = len(run.recoveries)
+        raise NumericalError(
+            f"training diverged: {what} at epoch {epoch}, step {step}"
+            + (f", after {tries} recoveries that lowered the rate to {rate:.2g}" if tries else "")
+            + f"{where_saved}; try a lower --lr (below {rate:.2g}), --clip-norm 1 or --kl-warmup 20"
+        )
+    scale = float(failed.lr_scale) * _RATE_BACKOFF
+    anchor = run.anchor
+    state = anchor.state._replace(
+        lr_scale=jnp.asarray(scale, jnp.float32), over=anchor.state.over * 0
+    )
+    run.point = run.anchor = dataclasses.replace(anchor, state=state)
+    run.recoveries.append(
+        {"epoch": epoch, "step": step, "kind": what, "lr": train_config.lr * scale}
+    )
+    notes.append(
+        f"epoch {epoch}: {what} at step {step}; rolled back to the end of epoch {anchor.epoch} "
+        f"and halved the learning rate to {train_config.lr * scale:.2g}"
+    )
+
+
+def _fit(
+    run: _Run,
+    trainer: Any,
+    train_data: jax.Array,
+    val_data: jax.Array | None,
+    train_config: TrainConfig,
+    *,
+    keys: tuple[jax.Array, jax.Array],
+    checkpoint: Path | None,
+    fields: dict[str, Any],
+    progress: Progress | None,
+    notes: list[str],
+) -> _Timing:
+    """Run the epochs left; `run` holds the outcome. The epoch kept as best is judged by
+    its loss at the final beta, so a KL warm-up does not favour its own early epochs."""
+    epoch_key, val_key = keys
+    final_beta = train_config.beta
+    timing = _Timing()
+    compiled = False
+    while run.epoch() < train_config.epochs:
+        point, epoch = run.point, run.epoch()
+        beta = jnp.float32(train_config.beta_at(epoch))
+        tick = time.perf_counter()
+        before = point.state
+        if epoch > 0 and train_config.beta_at(epoch) != train_config.beta_at(epoch - 1):
+            # a rising beta raises the reconstruction loss on purpose: judge spikes
+            # against the level reached under this beta, not an earlier one
+            before = before._replace(loss_floor=before.loss_level)
+        state, metrics = trainer.run_epoch(before, train_data, beta, key=epoch_key)
+        if int(metrics.bad_step) >= 0:
+            _recover(run, before, metrics, train_config, checkpoint, fields, notes)
+            continue
+        val = (
+            None
+            if val_data is None
+            else trainer.evaluate(state.params, val_data, beta, key=val_key)
+        )
+        kl = np.asarray(metrics.kl).tolist()
+        record = {
+            "loss": float(metrics.loss),
+            "reconstruction": float(metrics.reconstruction),
+            "kl": kl,
+            "beta": float(beta),
+            "val_loss": math.nan if val is None else float(val.loss),
+            "val_reconstruction": math.nan if val is None else float(val.reconstruction),
+            "val_kl": [math.nan] * len(kl) if val is None else np.asarray(val.kl).tolist(),
+            "lr_scale": float(state.lr_scale),
+        }
+        elapsed = time.perf_counter() - tick
+        if compiled:
+            timing.seconds += elapsed
+            timing.epochs += 1
+        compiled = True
+        watched_terms = metrics if val is None else val
+        watched = float(watched_terms.reconstruction) + final_beta * float(
+            jnp.sum(watched_terms.kl)
+        )
+        record["seconds"] = elapsed
+        history = {name: [*point.history.get(name, []), value] for name, value in record.items()}
+        if watched < point.best_loss:
+            best = {"best_params": jax.device_get(state.params), "best_loss": watched,
+                    "best_epoch": epoch + 1, "since_best": 0}  # fmt: skip
+        else:
+            best = {"since_best": point.since_best + 1}
+        run.point = dataclasses.replace(point, state=state, history=history, **best)  # commit
+        if int(metrics.high_steps) == 0:
+            run.anchor = run.point
+        if progress is not None:
+            rate = len(train_data) / elapsed if elapsed > 0 else math.nan
+            detail = f"loss {record['loss']:.4g}"
+            if val is not None:
+                detail += f"  val {record['val_loss']:.4g}"
+            detail += f"  KL {sum(record['kl']):.3g}  {rate:,.0f} frames/s"
+            progress(epoch + 1, train_config.epochs, "training", detail)
+        if (
+            checkpoint is not None
+            and train_config.checkpoint_every
+            and (epoch + 1) % train_config.checkpoint_every == 0
+        ):
+            _write_checkpoint(checkpoint, run, fields)
+        if stop_requested():  # a SIGTERM whose KeyboardInterrupt Python swallowed
+            raise KeyboardInterrupt
+        if train_config.patience is not None and run.point.since_best >= train_config.patience:
+            timing.stopped_early = True
+            notes.append(
+                f"stopped early after epoch {epoch + 1}: no validation gain in "
+                f"{train_config.patience} epochs"
+            )
+            break
+    return timing
 
 
 def train(
@@ -321,6 +638,9 @@ def train(
 
     checkpoint: a file written every `train_config.checkpoint_every` epochs and on
     interrupt (then InterruptedRunError); resume=True continues from it exactly.
+    Raises NumericalError when training diverges beyond recovery, and
+    TrainingFailedError (holding the model and report) when the model it leaves
+    explains almost none of the data.
     """
     started = time.perf_counter()
     if isinstance(data, AlignedData):
@@ -328,44 +648,28 @@ def train(
     elif not isinstance(data, TrainingSet):
         data = TrainingSet.from_array(np.asarray(data))
     where = data.origin if data.origin not in ("array", "aligned data") else None
-    _check_frames(data.xyz, where, features=data.is_features)
+    prepared = _prepare(data, model_config, train_config, where)
+    model_config, notes = prepared.model_config, list(prepared.notes)
     frames, atoms, dims = data.xyz.shape
-    model_config = dataclasses.replace(model_config, features=atoms * dims)
-    if model_config.likelihood == "categorical":
-        _check_categorical(data.xyz.reshape(frames, -1), where)
-    train_index, val_index = _split(frames, train_config)
-    if len(train_index) < train_config.batch_size:
-        raise BadInputError(
-            f"{len(train_index)} training frames (after holding out "
-            f"{len(val_index)} for validation) are fewer than one batch of "
-            f"{train_config.batch_size}; lower --batch-size or --val-fraction",
-            path=where,
-        )
-    notes: list[str] = []
-    flat = data.xyz.reshape(frames, -1)
-    if model_config.likelihood == "categorical":  # class indicators are used as they are
-        normalization = Normalization(
-            np.zeros(flat.shape[1], np.float32), np.ones(flat.shape[1], np.float32)
-        )
-    else:
-        normalization = fit_normalization(flat[train_index])
-        constant = int(np.sum(find_constant_features(flat[train_index])))
-        if constant > 0:
-            notes.append(f"{constant} feature(s) are constant; they are only centred")
-    normalized = (flat - normalization.mean) / normalization.std
     mesh = _mesh()
-    trainer = make_trainer(model_config, train_config, frames=len(train_index), mesh=mesh)
+    trainer = make_trainer(
+        model_config,
+        train_config,
+        frames=len(prepared.train_index),
+        mesh=mesh,
+        feature_std=prepared.feature_std,
+    )
     key = jax.random.key(train_config.seed)
     init_key, epoch_key, val_key, density_key = (jax.random.fold_in(key, i) for i in range(4))
-    train_data = jnp.asarray(normalized[train_index])
-    val_data = jnp.asarray(normalized[val_index]) if len(val_index) else None
+    train_data = jnp.asarray(prepared.train_data)
+    val_data = None if prepared.val_data is None else jnp.asarray(prepared.val_data)
     state = trainer.init(key=init_key)
     if mesh is not None:
         replicated = NamedSharding(mesh, PartitionSpec())
         state, train_data = jax.device_put((state, train_data), replicated)
         if val_data is not None:
             val_data = jax.device_put(val_data, replicated)
-    run = _Run(state, jax.device_get(state.params), {})
+    run = _Run(_Point(state, jax.device_get(state.params)))
     fields = {
         "model_config": model_config.to_json(),
         "train_config": train_config.to_json(),
@@ -378,85 +682,36 @@ def train(
     if resume:
         if checkpoint is None:
             raise UsageError("resume needs a checkpoint file")
-        resumed_from = _restore(checkpoint, run, fields, atoms, dims)
+        resumed_from = _restore(checkpoint, run, fields)
         if mesh is not None:
-            run.state = jax.device_put(run.state, NamedSharding(mesh, PartitionSpec()))
-        notes.append(f"resumed from {checkpoint} after epoch {resumed_from}")
-
-    stopped_early = False
-    epoch_time = 0.0
-    trained_epochs = 0
-    compiled = False
-    try:
-        for epoch in range(run.epoch(), train_config.epochs):
-            beta = jnp.float32(train_config.beta_at(epoch))
-            tick = time.perf_counter()
-            state, metrics = trainer.run_epoch(run.state, train_data, beta, key=epoch_key)
-            bad_step = int(metrics.bad_step)
-            if bad_step >= 0:
-                run.state = state  # the parameters before the bad step
-                where_saved = ""
-                if checkpoint is not None:
-                    _write_checkpoint(checkpoint, run, fields)
-                    where_saved = f"; the last good parameters are in {checkpoint}"
-                raise NumericalError(
-                    f"non-finite loss or gradient at epoch {epoch + 1}, step {bad_step + 1}"
-                    f"{where_saved}; try a lower --lr, --clip-norm 1, or --kl-warmup 20"
-                )
-            val = (
-                trainer.evaluate(state.params, val_data, beta, key=val_key)
-                if val_data is not None
-                else None
+            replicated = NamedSharding(mesh, PartitionSpec())
+            run.point = dataclasses.replace(
+                run.point, state=jax.device_put(run.point.state, replicated)
             )
-            record = {
-                "loss": float(metrics.loss),
-                "reconstruction": float(metrics.reconstruction),
-                "kl": np.asarray(metrics.kl).tolist(),
-                "beta": float(beta),
-                "val_loss": float(val.loss) if val is not None else math.nan,
-                "val_reconstruction": float(val.reconstruction) if val is not None else math.nan,
-                "val_kl": np.asarray(val.kl).tolist()
-                if val is not None
-                else [math.nan] * model_config.latent_dim,
-            }
-            elapsed = time.perf_counter() - tick
-            if compiled:  # the first epoch of a process also compiles
-                epoch_time += elapsed
-                trained_epochs += 1
-            compiled = True
-            watched = record["val_loss"] if val is not None else record["loss"]
-            improved = watched < run.best_loss
-            best_params = jax.device_get(state.params) if improved else run.best_params
-            record["seconds"] = elapsed
-            history = {name: [*run.history.get(name, []), value] for name, value in record.items()}
-            # commit the epoch in one go
-            run.state, run.best_params, run.history = state, best_params, history
-            if improved:
-                run.best_loss, run.best_epoch, run.since_best = watched, epoch + 1, 0
+            if run.anchor.epoch == run.point.epoch:
+                run.anchor = run.point
             else:
-                run.since_best += 1
-            if progress is not None:
-                rate = len(train_index) / elapsed if elapsed > 0 else math.nan
-                detail = f"loss {record['loss']:.4g}"
-                if val is not None:
-                    detail += f"  val {record['val_loss']:.4g}"
-                detail += f"  KL {sum(record['kl']):.3g}  {rate:,.0f} frames/s"
-                progress(epoch + 1, train_config.epochs, "training", detail)
-            if (
-                checkpoint is not None
-                and train_config.checkpoint_every
-                and (epoch + 1) % train_config.checkpoint_every == 0
-            ):
-                _write_checkpoint(checkpoint, run, fields)
-            if stop_requested():  # a SIGTERM whose KeyboardInterrupt Python swallowed
-                raise KeyboardInterrupt
-            if train_config.patience is not None and run.since_best >= train_config.patience:
-                stopped_early = True
-                notes.append(
-                    f"stopped early after epoch {epoch + 1}: no validation gain in "
-                    f"{train_config.patience} epochs"
+                run.anchor = dataclasses.replace(
+                    run.anchor, state=jax.device_put(run.anchor.state, replicated)
                 )
-                break
+        notes.append(f"resumed from {checkpoint} after epoch {resumed_from}")
+        notes.extend(
+            f"epoch {r['epoch']}: {r['kind']} at step {r['step']}; recovered at rate {r['lr']:.2g}"
+            for r in run.recoveries
+        )
+    try:
+        timing = _fit(
+            run,
+            trainer,
+            train_data,
+            val_data,
+            train_config,
+            keys=(epoch_key, val_key),
+            checkpoint=checkpoint,
+            fields=fields,
+            progress=progress,
+            notes=notes,
+        )
     except KeyboardInterrupt:
         if checkpoint is None:
             raise
@@ -467,13 +722,13 @@ def train(
             path=checkpoint,
         ) from None
 
+    point = run.point
+    keep_best = train_config.keep == "best" and point.best_epoch > 0
     record = ModelRecord(
         model_config=model_config,
-        params=jax.tree.map(
-            np.asarray, run.best_params if train_config.patience is not None else run.state.params
-        ),
-        normalization_mean=normalization.mean,
-        normalization_std=normalization.std,
+        params=jax.tree.map(np.asarray, point.best_params if keep_best else point.state.params),
+        normalization_mean=prepared.normalization.mean,
+        normalization_std=prepared.normalization.std,
         alignment=data.alignment,
         atom_indices=data.atom_indices,
         atoms=atoms,
@@ -483,31 +738,39 @@ def train(
         masses=data.masses,
         topology=data.topology,
         train_config=train_config.to_json(),
-        history=_history_arrays(run.history),
+        history=_history_arrays(point.history),
     )
     model = Model(record)
-    diagnostics = _diagnose(model, data, train_index, val_index, train_config, key=density_key)
-    history = run.history
+    quality = _assess(model, data, prepared, train_config, key=density_key)
+    history = point.history
     report = TrainReport(
         frames=frames,
-        train_frames=len(train_index),
-        val_frames=len(val_index),
+        train_frames=len(prepared.train_index),
+        val_frames=len(prepared.val_index),
+        trajectories=len(data.trajectory_lengths),
         atoms=atoms,
         dims=dims,
         latent_dim=model_config.latent_dim,
         epochs_run=run.epoch(),
-        best_epoch=run.best_epoch,
-        kept_epoch=run.best_epoch if train_config.patience is not None else run.epoch(),
-        stopped_early=stopped_early,
+        best_epoch=point.best_epoch,
+        kept_epoch=point.best_epoch if keep_best else point.epoch,
+        stopped_early=timing.stopped_early,
         resumed_from_epoch=resumed_from,
         train_loss=float(history["loss"][-1]) if history.get("loss") else math.nan,
-        val_loss=float(history["val_loss"][-1]) if len(val_index) and history else None,
-        **diagnostics,
+        val_loss=float(history["val_loss"][-1])
+        if len(prepared.val_index) and history.get("val_loss")
+        else None,
+        **quality.fields,
+        recoveries=list(run.recoveries),
+        final_lr=train_config.lr * float(point.state.lr_scale),
+        status="failed" if quality.failure else "ok",
         units=data.units,
         devices=1 if mesh is None else mesh.size,
-        frames_per_s=len(train_index) * trained_epochs / epoch_time if epoch_time else math.nan,
+        frames_per_s=len(prepared.train_index) * timing.epochs / timing.seconds
+        if timing.seconds
+        else math.nan,
         wall_time_s=time.perf_counter() - started,
-        notes=notes,
+        notes=notes + quality.notes,
     )
     record.summary = {k: v for k, v in report.to_dict().items() if k not in ("notes",)}
     record.provenance = {
@@ -515,13 +778,24 @@ def train(
         "origin": data.origin,
         "data_sha256": fields["data_sha256"],
         "seed": train_config.seed,
-        "train_frames": len(train_index),
-        "val_frames": len(val_index),
+        "train_frames": len(prepared.train_index),
+        "val_frames": len(prepared.val_index),
+        "val_blocks": _blocks(prepared.val_index),
         "vaetraj_version": __version__,
         "jax_version": jax.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if quality.failure:
+        raise TrainingFailedError(quality.failure, model=model, report=report)
     return model, report
+
+
+def _blocks(index: np.ndarray) -> list[list[int]]:
+    """[first, last + 1) of each run of consecutive frames in a sorted index."""
+    if len(index) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(index) != 1) + 1
+    return [[int(run[0]), int(run[-1]) + 1] for run in np.split(index, breaks)]
 
 
 def train_features(
@@ -536,23 +810,105 @@ def train_features(
     return train(TrainingSet.from_features(table), model_config, train_config, **options)
 
 
-def _diagnose(
+@dataclass(frozen=True)
+class _Quality:
+    fields: dict[str, Any]  # TrainReport fields
+    notes: list[str]
+    failure: str | None  # why the model does not work, or None
+
+
+def _assess(
     model: Model,
     data: TrainingSet,
-    train_index: np.ndarray,
-    val_index: np.ndarray,
+    prepared: _Prepared,
     train_config: TrainConfig,
     *,
     key: jax.Array,
-) -> dict[str, Any]:
+) -> _Quality:
     """Diagnostics of the kept parameters, and the latent density fitted into the model.
     Every frame is encoded and decoded once."""
-    mean, std = model.encode(data.xyz)
-    decoded = model.decode(mean).reshape(data.xyz.shape)
-    displacement = np.sum((decoded - data.xyz) ** 2, axis=-1)  # (frames, atoms)
+    train_index, val_index = prepared.train_index, prepared.val_index
+    xyz = data.xyz
+    mean, std = model.encode(xyz)
+    decoded = model.decode(mean).reshape(xyz.shape)
+    finite = bool(np.isfinite(decoded).all() and np.isfinite(mean).all() and np.isfinite(std).all())
+    displacement = np.sum((decoded - xyz) ** 2, axis=-1)  # (frames, atoms)
     rmsd = np.sqrt(displacement.mean(axis=1))
+    centre = xyz[train_index].mean(axis=0, dtype=np.float64)
+    explained_train = compute_explained_variance(xyz[train_index], decoded[train_index], centre)
+    explained_val = (
+        compute_explained_variance(xyz[val_index], decoded[val_index], centre)
+        if len(val_index)
+        else None
+    )
+    yardstick = train_index[:: max(1, math.ceil(len(train_index) / _PCA_MAX_FRAMES))]
+    latent_dim = model.config.latent_dim
+    pca = compute_pca_explained_variance(xyz[yardstick].reshape(len(yardstick), -1), latent_dim)
+    # the decoded frames' spread about their own mean, as a share of the data's
+    decoded_train = decoded[train_index].astype(np.float64)
+    spread = np.sum((xyz[train_index] - centre) ** 2)
+    decoded_variance = (
+        float(np.sum((decoded_train - decoded_train.mean(axis=0)) ** 2) / spread)
+        if spread > 0
+        else math.nan
+    )
+    recon_train = float(rmsd[train_index].mean())
+    recon_val = float(rmsd[val_index].mean()) if len(val_index) else None
+    gap = recon_val / recon_train if recon_val is not None and recon_train > 0 else None
+    fields = {
+        "recon_rmsd_train": recon_train,
+        "recon_rmsd_val": recon_val,
+        "val_gap": gap,
+        "explained_variance_train": explained_train,
+        "explained_variance_val": explained_val,
+        "pca_explained_variance": pca,
+        "decoded_variance": decoded_variance,
+        "recon_rmsd_per_atom_train": np.sqrt(displacement[train_index].mean(axis=0)).tolist(),
+        "kl_per_dim": [],
+        "active_units": 0,
+        "density_components": 0,
+    }
+    notes: list[str] = []
+    if not finite:
+        return _Quality(fields, notes, "the trained model gives non-finite output")
     # The per-dimension KL at the marginal std (exact for a diagonal posterior).
     kl = compute_kl_diagonal(jnp.asarray(mean[train_index]), jnp.asarray(std[train_index]))
+    fields["kl_per_dim"] = np.asarray(jnp.mean(kl, axis=0)).tolist()
+    fields["active_units"] = int(compute_active_units(mean[train_index]))
+    fields["density_components"] = _fit_density(model, mean, std, train_config, key=key)
+    if not data.is_features:
+        model.record.data_stats = compute_data_stats(xyz, data.topology, data.masses).to_dict()
+    if gap is not None and gap > _GAP_NOTE:
+        notes.append(
+            f"validation RMSD is {gap:.2f}x the training RMSD: the model fits its training "
+            "frames better than new ones (more frames, a smaller --hidden or --weight-decay "
+            "help)"
+        )
+    return _Quality(fields, notes, _judge(fields, train_config, latent_dim))
+
+
+def _judge(fields: dict[str, Any], train_config: TrainConfig, latent_dim: int) -> str | None:
+    """Why the model does not work, or None: it explains less than min_explained of
+    what PCA with as many components explains on the same frames."""
+    pca, explained = fields["pca_explained_variance"], fields["explained_variance_train"]
+    demanded = train_config.min_explained * pca
+    if train_config.min_explained == 0 or not (math.isfinite(pca) and pca > 0):
+        return None
+    if explained >= demanded:
+        return None
+    components = f"{latent_dim} component" + ("s" if latent_dim > 1 else "")
+    ignored = fields["decoded_variance"] < 0.1 * pca
+    return (
+        f"the model does not work: its reconstructions explain {explained:.1%} of the "
+        f"training frames' variance, PCA with {components} {pca:.1%}"
+        + ("; the decoder gives about the same structure whatever z is" if ignored else "")
+    )
+
+
+def _fit_density(
+    model: Model, mean: np.ndarray, std: np.ndarray, train_config: TrainConfig, *, key: jax.Array
+) -> int:
+    """Fit the latent Gaussian mixture into the model; returns its component count."""
     draw_key, fit_key = jax.random.split(key)
     draws = min(_DENSITY_DRAWS_PER_FRAME, max(1, _DENSITY_MAX_POINTS // len(mean)))
     eps = np.asarray(jax.random.normal(draw_key, (draws, *mean.shape)))
@@ -562,16 +918,7 @@ def _diagnose(
     model.record.density = {
         name: np.asarray(value) for name, value in fit.mixture._asdict().items()
     }
-    if not data.is_features:
-        model.record.data_stats = compute_data_stats(data.xyz, data.topology, data.masses).to_dict()
-    return {
-        "recon_rmsd_train": float(rmsd[train_index].mean()),
-        "recon_rmsd_val": float(rmsd[val_index].mean()) if len(val_index) else None,
-        "recon_rmsd_per_atom_train": np.sqrt(displacement[train_index].mean(axis=0)).tolist(),
-        "kl_per_dim": np.asarray(jnp.mean(kl, axis=0)).tolist(),
-        "active_units": int(compute_active_units(mean[train_index])),
-        "density_components": components,
-    }
+    return components
 
 
 def _training_set(
@@ -627,7 +974,10 @@ def train_file(
     atomically, and remove the checkpoint once the model is safely written.
 
     features=True: the one input is a plain table (.npy, .npz or .csv, frames x
-    features), trained on as it is (see `train_features`)."""
+    features), trained on as it is (see `train_features`).
+
+    A model that does not work is written all the same, for inspection, and then
+    TrainingFailedError names the file."""
     output = Path(output)
     if output.suffix.lower() not in (".h5", ".hdf5"):
         raise UsageError(f"a model file must be .h5, got '{output.suffix}'", path=output)
@@ -656,11 +1006,40 @@ def train_file(
                     path=DEFAULT_DATA,
                 )
         data = _training_set(inputs, align_config, read_options, progress)
-    model, report = train(
-        data, model_config, train_config, checkpoint=checkpoint, resume=resume, progress=progress
-    )
+    try:
+        model, report = train(
+            data,
+            model_config,
+            train_config,
+            checkpoint=checkpoint,
+            resume=resume,
+            progress=progress,
+        )
+    except TrainingFailedError as failure:
+        failure.model.save(output, overwrite=overwrite)
+        checkpoint.unlink(missing_ok=True)
+        failure.report.output, failure.report.checkpoint = str(output), str(checkpoint)
+        raise TrainingFailedError(
+            f"{failure.args[0]}; the model is written here for inspection only; "
+            f"{_what_to_try(failure.report, train_config)}",
+            model=failure.model,
+            report=failure.report,
+            path=output,
+        ) from None
     model.save(output, overwrite=overwrite)
     checkpoint.unlink(missing_ok=True)
     report.output = str(output)
     report.checkpoint = str(checkpoint)
     return report
+
+
+def _what_to_try(report: TrainReport, train_config: TrainConfig) -> str:
+    """The first thing to change for a model that does not work, by what the run did."""
+    lower = f"--lr {min(report.final_lr, train_config.lr) / 10:.1g}"
+    if report.recoveries or train_config.lr > 1e-2:
+        return f"try {lower}, or --clip-norm 1"
+    if report.epochs_run < 50:
+        return f"try more --epochs (this run had {report.epochs_run})"
+    if report.decoded_variance < 0.1 * report.pca_explained_variance:
+        return f"try {lower}, a lower --beta (now {train_config.beta:g}) or --kl-warmup 20"
+    return "try more --epochs or a larger --latent-dim"

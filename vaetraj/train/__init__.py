@@ -1,14 +1,29 @@
 """Training kernels: the config, and one jit-compiled epoch over a TrainState."""
 
-from vaetraj.train._config import OPTIMIZERS, SCHEDULES, TrainConfig
-from vaetraj.train._trainer import EpochMetrics, Trainer, TrainState, make_trainer
+from vaetraj.train._config import KEEP, LR_SCALINGS, OPTIMIZERS, SCHEDULES, TrainConfig
+from vaetraj.train._split import split_blocks
+from vaetraj.train._trainer import (
+    NON_FINITE,
+    SPIKE,
+    EpochMetrics,
+    Trainer,
+    TrainState,
+    compute_layer_rates,
+    make_trainer,
+)
 
 __all__ = [
+    "KEEP",
+    "LR_SCALINGS",
+    "NON_FINITE",
     "OPTIMIZERS",
     "SCHEDULES",
+    "SPIKE",
     "EpochMetrics",
     "TrainConfig",
     "TrainState",
     "Trainer",
+    "compute_layer_rates",
     "make_trainer",
+    "split_blocks",
 ]

@@ -6,6 +6,14 @@ An epoch is a `lax.scan` over its batches; the ragged last batch is padded and m
 so every epoch has the same shapes and compiles once. With a `jax.sharding.Mesh` the
 batch axis is sharded over its devices and the parameters are replicated: data
 parallelism that XLA turns into a gradient all-reduce.
+
+The epoch also watches for divergence: a step whose loss or gradient is not finite, or
+a reconstruction loss that stays far above the lowest level the run has reached for
+SPIKE_STEPS steps in a row, stops the updates and is reported in `EpochMetrics`, so
+that the caller can roll back to a good state and lower `TrainState.lr_scale`.
+Measuring against the lowest level (not the recent one) catches a loss that climbs
+over many steps as well as a sudden jump; the reconstruction term alone is watched
+because a KL warm-up raises the whole loss on purpose.
 """
 
 from __future__ import annotations
@@ -15,28 +23,52 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vaetraj.model import ModelConfig, compute_loss_terms, init_vae
 from vaetraj.train._config import TrainConfig
 
+# A reconstruction loss above floor + SPIKE_FACTOR * (|floor| + spread) is far out of line:
+# about 4x the lowest running level for a positive loss, as when a trained network dies
+# back to the mean structure. SPIKE_STEPS such steps in a row are a spike (one batch of
+# unusual frames is not). LEVEL_DECAY: per step, of the running level and spread.
+SPIKE_FACTOR = 3.0
+SPIKE_STEPS = 3
+LEVEL_DECAY = 0.95
+NON_FINITE, SPIKE = 1, 2  # EpochMetrics.bad_kind
+
 
 class TrainState(NamedTuple):
+    """params and opt_state; epoch () int32, epochs completed; lr_scale () float32, the
+    factor on every update (the divergence guard lowers it); loss_level, loss_spread ()
+    float32, running mean and mean absolute deviation of the per-frame reconstruction
+    loss of the batches (nan before the first step); loss_floor () float32, the lowest
+    loss_level so far; over () int32, steps in a row far above the floor."""
+
     params: dict
     opt_state: optax.OptState
-    epoch: jax.Array  # () int32: epochs completed
+    epoch: jax.Array
+    lr_scale: jax.Array
+    loss_level: jax.Array
+    loss_spread: jax.Array
+    loss_floor: jax.Array
+    over: jax.Array
 
 
 class EpochMetrics(NamedTuple):
-    """Frame-weighted means over an epoch; bad_step is the first step (0-based, within
-    the epoch) whose loss or gradient was not finite, or -1. From that step on no update
-    is applied, so the returned parameters are the last good ones."""
+    """Frame-weighted means over an epoch. bad_step is the step (0-based, within the
+    epoch) at which the loss or gradient was not finite (bad_kind NON_FINITE) or a loss
+    spike began (SPIKE), else -1; from then on no update is applied. high_steps counts
+    the steps far above the floor (an epoch with none is clean)."""
 
     loss: jax.Array
     reconstruction: jax.Array
     kl: jax.Array  # (latent,)
     bad_step: jax.Array
+    bad_kind: jax.Array
+    high_steps: jax.Array
 
 
 class Trainer(NamedTuple):
@@ -46,10 +78,32 @@ class Trainer(NamedTuple):
     batches_per_epoch: int
 
 
-def _weighted_terms(params, batch, mask, noise, beta, model_config):
-    terms = jax.vmap(compute_loss_terms, in_axes=(None, 0, 0, None))(
-        params, batch, noise, model_config
-    )
+def compute_layer_rates(model_config: ModelConfig, train_config: TrainConfig) -> dict:
+    """Factors on each parameter's rate, a pytree like the parameters. "fan-in": the
+    first encoder layer's weights get min(1, hidden / features). With Adam a step moves
+    every weight by about the rate, so it moves a unit's input by the rate times the sum
+    of |inputs|: hundreds of features would move the first layer's units many times
+    further than a hidden layer's, and kill them."""
+    params = jax.eval_shape(lambda: init_vae(model_config, key=jax.random.key(0)))
+    rates = jax.tree.map(lambda _: 1.0, params)
+    if train_config.lr_scaling == "fan-in":
+        rates["encoder"][0]["w"] = min(1.0, model_config.hidden / model_config.features)
+    return rates
+
+
+def _update_level(level, spread, loss):
+    first = jnp.isnan(level)
+    new_level = jnp.where(first, loss, LEVEL_DECAY * level + (1 - LEVEL_DECAY) * loss)
+    deviation = jnp.abs(loss - jnp.where(first, loss, level))
+    new_spread = jnp.where(first, 0.0, LEVEL_DECAY * spread + (1 - LEVEL_DECAY) * deviation)
+    return new_level, new_spread
+
+
+def _weighted_terms(params, batch, seen, mask, noise, beta, model_config):
+    def terms_of(x, x_seen, eps):
+        return compute_loss_terms(params, x, eps, model_config, seen=x_seen)
+
+    terms = jax.vmap(terms_of)(batch, seen, noise)
     weights = mask / jnp.sum(mask)
     reconstruction = weights @ terms.reconstruction
     kl = weights @ terms.kl
@@ -62,20 +116,40 @@ def make_trainer(
     *,
     frames: int,
     mesh: Mesh | None = None,
+    feature_std: np.ndarray | None = None,
 ) -> Trainer:
     """A trainer for a training set of `frames` frames. With `mesh` (one axis named
-    "batch"), batches are padded to a multiple of its size and sharded over it."""
+    "batch"), batches are padded to a multiple of its size and sharded over it.
+    feature_std (features,): the spread of each feature of the data it is given, the
+    unit of train_config.input_noise (None: 1, standardized data)."""
     batch_size = min(train_config.batch_size, frames)
     batches = math.ceil(frames / batch_size)
     shards = 1 if mesh is None else mesh.size
     rows = math.ceil(batch_size / shards) * shards
-    optimizer = train_config.make_optimizer(batches)
+    optimizer = train_config.make_optimizer(
+        batches, layer_rates=compute_layer_rates(model_config, train_config)
+    )
     samples = train_config.samples
+    features = model_config.features
+    input_noise = train_config.input_noise * (
+        jnp.ones(features, jnp.float32)
+        if feature_std is None
+        else jnp.asarray(feature_std, jnp.float32)
+    )
     batch_sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec("batch"))
 
     def init(*, key: jax.Array) -> TrainState:
         params = init_vae(model_config, key=key)
-        return TrainState(params, optimizer.init(params), jnp.array(0, jnp.int32))
+        return TrainState(
+            params,
+            optimizer.init(params),
+            epoch=jnp.array(0, jnp.int32),
+            lr_scale=jnp.array(1.0, jnp.float32),
+            loss_level=jnp.array(jnp.nan, jnp.float32),
+            loss_spread=jnp.array(0.0, jnp.float32),
+            loss_floor=jnp.array(jnp.nan, jnp.float32),
+            over=jnp.array(0, jnp.int32),
+        )
 
     def _batch_layout(key):
         order = jax.random.permutation(key, frames)
@@ -89,12 +163,13 @@ def make_trainer(
         return index, mask
 
     def _apply_update(operands):
-        grads, params, opt_state = operands
+        grads, params, opt_state, lr_scale = operands
         updates, opt_state = optimizer.update(grads, opt_state, params)
+        updates = jax.tree.map(lambda u: lr_scale * u, updates)
         return optax.apply_updates(params, updates), opt_state
 
     def _skip_update(operands):
-        _, params, opt_state = operands
+        _, params, opt_state, _ = operands
         return params, opt_state
 
     @jax.jit
@@ -109,36 +184,77 @@ def make_trainer(
         step_keys = jax.random.split(steps_key, batches)
 
         def step(carry, inputs):
-            params, opt_state, bad_step = carry
+            params, opt_state, level, spread, floor, over, bad_step, bad_kind = carry
             batch_index, batch_mask, step_key, i = inputs
             batch = data[batch_index]
             if batch_sharding is not None:
                 batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-            noise = jax.random.normal(step_key, (rows, samples, model_config.latent_dim))
+            noise_key, input_key = jax.random.split(step_key)
+            noise = jax.random.normal(noise_key, (rows, samples, model_config.latent_dim))
+            seen = batch  # the encoder's input; the loss scores the clean batch
+            if train_config.input_noise > 0:
+                corruption = jax.random.normal(input_key, batch.shape)
+                seen = batch + jnp.reshape(input_noise, (1, -1)) * corruption
             (loss, (reconstruction, kl)), grads = jax.value_and_grad(_weighted_terms, has_aux=True)(
-                params, batch, batch_mask, noise, beta, model_config
+                params, batch, seen, batch_mask, noise, beta, model_config
             )
             # A finite squared norm means every gradient entry is finite (and not huge).
-            good = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads, squared=True))
+            finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads, squared=True))
+            high = reconstruction > floor + SPIKE_FACTOR * (jnp.abs(floor) + spread)  # not nan
+            over = jnp.where(high, over + 1, 0)
+            healthy = bad_step < 0
+            spike = healthy & finite & (over >= SPIKE_STEPS)
+            broken = healthy & ~finite
             params, opt_state = jax.lax.cond(
-                good & (bad_step < 0), _apply_update, _skip_update, (grads, params, opt_state)
+                healthy & finite & ~spike,
+                _apply_update,
+                _skip_update,
+                (grads, params, opt_state, state.lr_scale),
             )
-            bad_step = jnp.where(~good & (bad_step < 0), i, bad_step)
+            typical = healthy & finite & ~high
+            level, spread = jax.tree.map(
+                lambda new, old: jnp.where(typical, new, old),
+                _update_level(level, spread, reconstruction),
+                (level, spread),
+            )
+            floor = jnp.where(jnp.isnan(floor), level, jnp.minimum(floor, level))
+            # a spike is dated to its first high step, or to step 0 when its run of high
+            # steps began in the previous epoch
+            began = jnp.maximum(i - SPIKE_STEPS + 1, 0)
+            bad_step = jnp.where(broken, i, jnp.where(spike, began, bad_step))
+            bad_kind = jnp.where(broken, NON_FINITE, jnp.where(spike, SPIKE, bad_kind))
             count = jnp.sum(batch_mask)
-            return (params, opt_state, bad_step), (loss * count, reconstruction * count, kl * count)
+            carry = (params, opt_state, level, spread, floor, over, bad_step, bad_kind)
+            return carry, (loss * count, reconstruction * count, kl * count, high)
 
-        (params, opt_state, bad_step), (loss, reconstruction, kl) = jax.lax.scan(
-            step,
-            (state.params, state.opt_state, jnp.array(-1, jnp.int32)),
-            (index, mask, step_keys, jnp.arange(batches, dtype=jnp.int32)),
+        start = (
+            state.params,
+            state.opt_state,
+            state.loss_level,
+            state.loss_spread,
+            state.loss_floor,
+            state.over,
+            jnp.array(-1, jnp.int32),
+            jnp.array(0, jnp.int32),
+        )
+        (
+            (params, opt_state, level, spread, floor, over, bad_step, bad_kind),
+            (loss, reconstruction, kl, high),
+        ) = jax.lax.scan(
+            step, start, (index, mask, step_keys, jnp.arange(batches, dtype=jnp.int32))
         )
         metrics = EpochMetrics(
             jnp.sum(loss) / frames,
             jnp.sum(reconstruction) / frames,
             jnp.sum(kl, axis=0) / frames,
             bad_step,
+            bad_kind,
+            jnp.sum(high, dtype=jnp.int32),
         )
-        return TrainState(params, opt_state, state.epoch + 1), metrics
+        new_state = TrainState(
+            params, opt_state, state.epoch + 1, state.lr_scale, level, spread, floor, over
+        )
+        return new_state, metrics
 
     @jax.jit
     def evaluate(params: dict, data: jax.Array, beta: jax.Array, *, key: jax.Array) -> EpochMetrics:
@@ -152,8 +268,9 @@ def make_trainer(
         terms = jax.lax.map(one, (data, noise), batch_size=4096)
         reconstruction = jnp.mean(terms.reconstruction)
         kl = jnp.mean(terms.kl, axis=0)
+        none = jnp.array(-1, jnp.int32)
         return EpochMetrics(
-            reconstruction + beta * jnp.sum(kl), reconstruction, kl, jnp.array(-1, jnp.int32)
+            reconstruction + beta * jnp.sum(kl), reconstruction, kl, none, none, none + 1
         )
 
     return Trainer(init, run_epoch, evaluate, batches)
