@@ -241,3 +241,34 @@ def test_explained_variance_against_its_definition_and_known_values():
     assert compute_explained_variance(flat, projected, flat.mean(0)) == pytest.approx(
         compute_pca_explained_variance(flat, 2), rel=1e-9
     )
+
+
+def test_loss_terms_squared_error_is_the_decoded_means_error():
+    """squared_error: sum |x - decoder mean|^2 at each draw, averaged, for any likelihood
+    (the class VAE's is the Brier score of its probabilities)."""
+    for likelihood in ("mse", "gaussian-learned", "categorical"):
+        config = ModelConfig(features=6, latent_dim=2, hidden=8, layers=3, likelihood=likelihood)
+        params = init_vae(config, key=jax.random.key(0))
+        x = (
+            jnp.eye(6)[2]
+            if likelihood == "categorical"
+            else jax.random.normal(jax.random.key(1), (6,))
+        )
+        noise = jax.random.normal(jax.random.key(2), (3, 2))
+        posterior = encode_frame(params, x, config)
+        expected = np.mean(
+            [
+                np.sum(
+                    (
+                        np.asarray(x)
+                        - np.asarray(
+                            decode_frame(params, posterior.mean + posterior.std * eps, config)[0]
+                        )
+                    )
+                    ** 2
+                )
+                for eps in noise
+            ]
+        )
+        terms = compute_loss_terms(params, x, noise, config)
+        assert float(terms.squared_error) == pytest.approx(expected, rel=1e-5)

@@ -19,7 +19,7 @@ from vaetraj.io.trajectory import VaetrajWarning
 from vaetraj.model import ModelConfig
 from vaetraj.pipeline import train as train_module
 from vaetraj.pipeline.model import load_model
-from vaetraj.pipeline.train import train
+from vaetraj.pipeline.train import train, train_features
 from vaetraj.train import NON_FINITE, SPIKE, TrainConfig, make_trainer
 
 KERNEL = ModelConfig(features=12, hidden=16, layers=3)
@@ -61,6 +61,59 @@ def test_a_spike_whose_high_steps_began_in_the_previous_epoch_is_still_caught():
     assert int(metrics.bad_step) == -1 and int(metrics.high_steps) == 2
     _, metrics = trainer.run_epoch(state, 30.0 * data, jnp.float32(0.01), key=jax.random.key(1))
     assert int(metrics.bad_kind) == SPIKE and int(metrics.bad_step) == 0
+
+
+def test_the_guard_watches_the_squared_error_whatever_the_likelihoods_offset():
+    """Two Gaussian likelihoods that differ only in their fixed std: same parameters,
+    same decoded means, losses far apart (the std's log and its 1/std^2). The level the
+    guard judges spikes by is the squared error, the same for both: a log-likelihood's
+    offset (negative for a small or learned std) cannot make a ratio trip."""
+    data = jax.random.normal(jax.random.key(2), (100, 12))
+    frozen = TrainConfig(batch_size=10, lr=1e-30, schedule="constant", warmup_epochs=0,
+                         input_noise=0.0)  # fmt: skip
+    levels, losses = [], []
+    for std in (1.0, 0.01):
+        config = ModelConfig(features=12, hidden=16, layers=3, likelihood="gaussian",
+                             decoder_std=std)  # fmt: skip
+        trainer = make_trainer(config, frozen, frames=100)
+        state, metrics = trainer.run_epoch(
+            trainer.init(key=jax.random.key(0)), data, jnp.float32(0.01), key=jax.random.key(1)
+        )
+        levels.append(float(state.loss_level))
+        losses.append(float(metrics.loss))
+    assert losses[1] > 100 * losses[0]
+    assert levels[0] == pytest.approx(levels[1], rel=1e-5)
+    assert 0 < levels[0] < 100  # about the feature count (12) for an untrained decoder
+
+
+@pytest.mark.slow
+def test_a_learned_std_model_trains_without_false_spikes():
+    """The AEVB example's learned-std VAE at its own settings: its loss goes negative as
+    the std shrinks, and judging spikes by the loss once stopped it as diverged."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "aevb_toy.py"
+    spec = importlib.util.spec_from_file_location("aevb_toy", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    data, _ = example.clusters(4000, 0)
+    config = ModelConfig(latent_dim=1, hidden=64, layers=3, likelihood="gaussian-learned")
+    _, report = train_features(
+        data,
+        config,
+        TrainConfig(
+            epochs=300,
+            batch_size=128,
+            lr=3e-3,
+            weight_decay=0.0,
+            input_noise=0.0,
+            beta=1.0,
+            samples=3,
+            kl_warmup=50,
+        ),  # fmt: skip
+    )
+    assert report.recoveries == [] and report.status == "ok"
 
 
 def test_one_batch_of_unusual_frames_is_not_a_spike():

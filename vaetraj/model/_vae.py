@@ -31,10 +31,14 @@ class Posterior(NamedTuple):
 
 class LossTerms(NamedTuple):
     """Per-frame terms: reconstruction is -log p(x|z) (up to a constant for mse) averaged
-    over the K draws; kl is per latent dimension."""
+    over the K draws; kl is per latent dimension; squared_error is sum |x - decoder
+    mean|^2 averaged over the draws, whatever the likelihood: positive, 0 for a perfect
+    reconstruction, and about the feature count for the mean structure (standardized
+    data), so it compares across likelihoods where the log-likelihood's offset does not."""
 
     reconstruction: jax.Array  # ()
     kl: jax.Array  # (latent,)
+    squared_error: jax.Array  # ()
 
 
 def init_vae(config: ModelConfig, *, key: jax.Array) -> dict:
@@ -130,6 +134,9 @@ def compute_loss_terms(
 
     def reconstruction(eps):
         mean, std = decode_frame(params, sample_posterior(posterior, eps), config)
-        return compute_negative_log_likelihood(x, mean, std, config)
+        return compute_negative_log_likelihood(x, mean, std, config), jnp.sum((x - mean) ** 2)
 
-    return LossTerms(jnp.mean(jax.vmap(reconstruction)(noise)), compute_kl(posterior))
+    negative_log_likelihood, squared_error = jax.vmap(reconstruction)(noise)
+    return LossTerms(
+        jnp.mean(negative_log_likelihood), compute_kl(posterior), jnp.mean(squared_error)
+    )

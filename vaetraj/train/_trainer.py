@@ -8,12 +8,14 @@ batch axis is sharded over its devices and the parameters are replicated: data
 parallelism that XLA turns into a gradient all-reduce.
 
 The epoch also watches for divergence: a step whose loss or gradient is not finite, or
-a reconstruction loss that stays far above the lowest level the run has reached for
+a reconstruction error that stays far above the lowest level the run has reached for
 SPIKE_STEPS steps in a row, stops the updates and is reported in `EpochMetrics`, so
 that the caller can roll back to a good state and lower `TrainState.lr_scale`.
-Measuring against the lowest level (not the recent one) catches a loss that climbs
-over many steps as well as a sudden jump; the reconstruction term alone is watched
-because a KL warm-up raises the whole loss on purpose.
+Measuring against the lowest level (not the recent one) catches an error that climbs
+over many steps as well as a sudden jump. The squared error of the decoder's mean is
+watched, not the loss: it is positive and 0 at best for every likelihood (a Gaussian
+with a small or learned std has a log-likelihood with an arbitrary offset, which no
+ratio can judge), and a KL warm-up does not raise it on purpose.
 """
 
 from __future__ import annotations
@@ -30,9 +32,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from vaetraj.model import ModelConfig, compute_loss_terms, init_vae
 from vaetraj.train._config import TrainConfig
 
-# A reconstruction loss above floor + SPIKE_FACTOR * (|floor| + spread) is far out of line:
-# about 4x the lowest running level for a positive loss, as when a trained network dies
-# back to the mean structure. SPIKE_STEPS such steps in a row are a spike (one batch of
+# A squared error above floor + SPIKE_FACTOR * (floor + spread) is far out of line: about
+# 4x the lowest running level, as when a trained network dies back to the mean structure. SPIKE_STEPS such steps in a row are a spike (one batch of
 # unusual frames is not). LEVEL_DECAY: per step, of the running level and spread.
 SPIKE_FACTOR = 3.0
 SPIKE_STEPS = 3
@@ -43,8 +44,8 @@ NON_FINITE, SPIKE = 1, 2  # EpochMetrics.bad_kind
 class TrainState(NamedTuple):
     """params and opt_state; epoch () int32, epochs completed; lr_scale () float32, the
     factor on every update (the divergence guard lowers it); loss_level, loss_spread ()
-    float32, running mean and mean absolute deviation of the per-frame reconstruction
-    loss of the batches (nan before the first step); loss_floor () float32, the lowest
+    float32, running mean and mean absolute deviation of the per-frame squared error of
+    the batches (nan before the first step); loss_floor () float32, the lowest
     loss_level so far; over () int32, steps in a row far above the floor."""
 
     params: dict
@@ -107,7 +108,7 @@ def _weighted_terms(params, batch, seen, mask, noise, beta, model_config):
     weights = mask / jnp.sum(mask)
     reconstruction = weights @ terms.reconstruction
     kl = weights @ terms.kl
-    return reconstruction + beta * jnp.sum(kl), (reconstruction, kl)
+    return reconstruction + beta * jnp.sum(kl), (reconstruction, kl, weights @ terms.squared_error)
 
 
 def make_trainer(
@@ -195,12 +196,12 @@ def make_trainer(
             if train_config.input_noise > 0:
                 corruption = jax.random.normal(input_key, batch.shape)
                 seen = batch + jnp.reshape(input_noise, (1, -1)) * corruption
-            (loss, (reconstruction, kl)), grads = jax.value_and_grad(_weighted_terms, has_aux=True)(
-                params, batch, seen, batch_mask, noise, beta, model_config
-            )
+            (loss, (reconstruction, kl, error)), grads = jax.value_and_grad(
+                _weighted_terms, has_aux=True
+            )(params, batch, seen, batch_mask, noise, beta, model_config)
             # A finite squared norm means every gradient entry is finite (and not huge).
             finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads, squared=True))
-            high = reconstruction > floor + SPIKE_FACTOR * (jnp.abs(floor) + spread)  # not nan
+            high = error > floor + SPIKE_FACTOR * (floor + spread)  # never while nan
             over = jnp.where(high, over + 1, 0)
             healthy = bad_step < 0
             spike = healthy & finite & (over >= SPIKE_STEPS)
@@ -214,7 +215,7 @@ def make_trainer(
             typical = healthy & finite & ~high
             level, spread = jax.tree.map(
                 lambda new, old: jnp.where(typical, new, old),
-                _update_level(level, spread, reconstruction),
+                _update_level(level, spread, error),
                 (level, spread),
             )
             floor = jnp.where(jnp.isnan(floor), level, jnp.minimum(floor, level))
