@@ -50,13 +50,17 @@ def plot_loss(model: Model, path: Path, *, overwrite: bool = False) -> None:
     left.plot(epochs, history["loss"], label="training")
     if "val_loss" in history and len(history["val_loss"]):
         left.plot(epochs, history["val_loss"], label="validation")
+    kept = model.record.summary.get("kept_epoch")
+    if kept:  # the epoch whose parameters the model holds (the best validated, by default)
+        left.axvline(kept, color="grey", linestyle="--", linewidth=1, label=f"kept: epoch {kept}")
     left.set(xlabel="epoch", ylabel="loss (normalized units)", title="beta-VAE loss")
     left.set_yscale("log")
     left.legend()
     if "reconstruction" in history:
         right.plot(epochs, history["reconstruction"], label="reconstruction")
     if "kl" in history:
-        right.plot(epochs, history["kl"], label="KL (summed over dimensions)")
+        kl = np.asarray(history["kl"])  # (epochs, latent)
+        right.plot(epochs, kl.reshape(len(kl), -1).sum(axis=1), label="KL (summed over dimensions)")
     right.set(xlabel="epoch", title="loss terms")
     right.set_yscale("log")
     right.legend()
