@@ -301,7 +301,7 @@ def _print_summary(report) -> None:
             + (" (stopped early)" if report.stopped_early else ""),
         ),
         (
-            "loss",
+            "loss (kept epoch)",
             f"train {report.train_loss:.4g}"
             + (f", validation {report.val_loss:.4g}" if report.val_loss is not None else ""),
         ),

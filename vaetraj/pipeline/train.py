@@ -192,7 +192,7 @@ class TrainReport:
     latent_dim: int
     epochs_run: int
     best_epoch: int  # by validation loss at the final beta (training loss without one)
-    kept_epoch: int  # whose parameters the model has
+    kept_epoch: int  # whose parameters the model has; the losses below are this epoch's
     stopped_early: bool
     resumed_from_epoch: int | None
     train_loss: float
@@ -684,16 +684,7 @@ def train(
             raise UsageError("resume needs a checkpoint file")
         resumed_from = _restore(checkpoint, run, fields)
         if mesh is not None:
-            replicated = NamedSharding(mesh, PartitionSpec())
-            run.point = dataclasses.replace(
-                run.point, state=jax.device_put(run.point.state, replicated)
-            )
-            if run.anchor.epoch == run.point.epoch:
-                run.anchor = run.point
-            else:
-                run.anchor = dataclasses.replace(
-                    run.anchor, state=jax.device_put(run.anchor.state, replicated)
-                )
+            _replicate(run, NamedSharding(mesh, PartitionSpec()))
         notes.append(f"resumed from {checkpoint} after epoch {resumed_from}")
         notes.extend(
             f"epoch {r['epoch']}: {r['kind']} at step {r['step']}; recovered at rate {r['lr']:.2g}"
@@ -743,6 +734,7 @@ def train(
     model = Model(record)
     quality = _assess(model, data, prepared, train_config, key=density_key)
     history = point.history
+    kept_epoch = point.best_epoch if keep_best else point.epoch
     report = TrainReport(
         frames=frames,
         train_frames=len(prepared.train_index),
@@ -753,13 +745,11 @@ def train(
         latent_dim=model_config.latent_dim,
         epochs_run=run.epoch(),
         best_epoch=point.best_epoch,
-        kept_epoch=point.best_epoch if keep_best else point.epoch,
+        kept_epoch=kept_epoch,
         stopped_early=timing.stopped_early,
         resumed_from_epoch=resumed_from,
-        train_loss=float(history["loss"][-1]) if history.get("loss") else math.nan,
-        val_loss=float(history["val_loss"][-1])
-        if len(prepared.val_index) and history.get("val_loss")
-        else None,
+        train_loss=_at_epoch(history, "loss", kept_epoch),
+        val_loss=_at_epoch(history, "val_loss", kept_epoch) if len(prepared.val_index) else None,
         **quality.fields,
         recoveries=list(run.recoveries),
         final_lr=train_config.lr * float(point.state.lr_scale),
@@ -788,6 +778,23 @@ def train(
     if quality.failure:
         raise TrainingFailedError(quality.failure, model=model, report=report)
     return model, report
+
+
+def _replicate(run: _Run, sharding: NamedSharding) -> None:
+    """Put a restored run's states on every device of the mesh."""
+
+    def placed(point: _Point) -> _Point:
+        return dataclasses.replace(point, state=jax.device_put(point.state, sharding))
+
+    same = run.anchor is run.point
+    run.point = placed(run.point)
+    run.anchor = run.point if same else placed(run.anchor)
+
+
+def _at_epoch(history: dict[str, list], name: str, epoch: int) -> float:
+    """history[name] of 1-based `epoch` (nan when there is none)."""
+    values = history.get(name, [])
+    return float(values[epoch - 1]) if 0 < epoch <= len(values) else math.nan
 
 
 def _blocks(index: np.ndarray) -> list[list[int]]:
