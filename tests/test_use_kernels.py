@@ -13,14 +13,7 @@ from conftest import random_rotation
 from scipy.stats import norm, wasserstein_distance
 
 from vaetraj.io.topology import polymer_topology
-from vaetraj.metrics import (
-    StructureLimits,
-    compute_wasserstein_1d,
-    fit_structure_limits,
-    is_plausible,
-    measure_frame,
-    split_pairs,
-)
+from vaetraj.metrics import compute_wasserstein_1d
 from vaetraj.model import (
     ModelConfig,
     compute_aggregate_log_density,
@@ -46,43 +39,6 @@ def test_wasserstein_of_a_shift_is_the_shift():
     assert float(compute_wasserstein_1d(jnp.asarray(a), jnp.asarray(a + 0.3))) == pytest.approx(
         0.3, rel=1e-5
     )
-
-
-def test_split_pairs_and_measure_frame_against_numpy():
-    rng = np.random.default_rng(1)
-    xyz = rng.normal(size=(6, 3))
-    bonds = np.array([[1, 0], [1, 2], [4, 3]])
-    bonded, nonbonded = split_pairs(6, bonds)
-    assert bonded.tolist() == [[0, 1], [1, 2], [3, 4]]
-    assert len(nonbonded) == 15 - 3 and not {tuple(p) for p in nonbonded} & {(0, 1), (1, 2), (3, 4)}
-    weights = np.full(6, 1 / 6)
-    geometry = measure_frame(
-        jnp.asarray(xyz), jnp.asarray(bonded), jnp.asarray(nonbonded), jnp.asarray(weights)
-    )
-    lengths = [np.linalg.norm(xyz[i] - xyz[j]) for i, j in bonded]
-    contacts = [np.linalg.norm(xyz[i] - xyz[j]) for i, j in nonbonded]
-    assert float(geometry.min_bond) == pytest.approx(min(lengths), rel=1e-5)
-    assert float(geometry.max_bond) == pytest.approx(max(lengths), rel=1e-5)
-    assert float(geometry.min_nonbonded) == pytest.approx(min(contacts), rel=1e-5)
-    centred = xyz - xyz.mean(0)
-    assert float(geometry.rg) == pytest.approx(np.sqrt((centred**2).sum(1).mean()), rel=1e-5)
-
-
-def test_plausibility_limits_and_verdicts():
-    lengths = np.linspace(0.5, 1.5, 10_001)
-    contacts = np.linspace(0.2, 3.0, 10_001)
-    limits = fit_structure_limits(lengths, contacts, 0.001)
-    assert limits.bond_min == pytest.approx(0.5 + 0.001, abs=1e-4)
-    assert limits.bond_max == pytest.approx(1.5 - 0.001, abs=1e-4)
-    assert limits.nonbonded_min == pytest.approx(0.2 + 0.0028, abs=1e-4)
-    chain = np.array([[0.0, 0], [1, 0], [2, 0], [3, 0]])
-    bonded, nonbonded = split_pairs(4, np.array([[0, 1], [1, 2], [2, 3]]))
-    args = (jnp.asarray(bonded), jnp.asarray(nonbonded), jnp.full(4, 0.25))
-    ok = StructureLimits(0.9, 1.1, 1.5)
-    assert bool(is_plausible(measure_frame(jnp.asarray(chain), *args), ok))
-    folded = chain.copy()
-    folded[3] = [1.0, 0.2]  # bead 3 lands next to bead 1: a close contact, a long bond
-    assert not bool(is_plausible(measure_frame(jnp.asarray(folded), *args), ok))
 
 
 def test_rg_objective_matches_mdtraj():

@@ -81,9 +81,14 @@ def _print_summary(report) -> None:
     if report.sample_plausible_fraction is not None:
         rows += [
             (
-                "plausible",
-                f"samples {report.sample_plausible_fraction:.1%}, data "
-                f"{report.data_plausible_fraction:.1%}",
+                "geometry check",
+                f"samples {report.sample_plausible_fraction:.1%} pass, data "
+                f"{report.data_plausible_fraction:.1%}"
+                + (
+                    f" (samples before refinement {report.raw_sample_plausible_fraction:.1%})"
+                    if report.raw_sample_plausible_fraction is not None
+                    else ""
+                ),
             ),
             (
                 f"mean bond ({units})",

@@ -16,6 +16,14 @@ class Prior(str, Enum):
     standard = "standard"
 
 
+RefineOption = typer.Option(
+    True,
+    "--refine/--no-refine",
+    help="Relax each decoded structure to the training data's bonds, angles, contacts "
+    "and handedness (the decoder's mean has short bonds and overlapping atoms).",
+)
+
+
 def decode_command(
     latent: Path | None = typer.Argument(
         None,
@@ -33,6 +41,7 @@ def decode_command(
         help="Structures: .npz, .h5 or any mdtraj format (.pdb, .dcd, .xtc, ...).",
     ),
     key: str | None = typer.Option(None, "--key", help="Array name in an .npz."),
+    refine: bool = RefineOption,
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
@@ -50,7 +59,9 @@ def decode_command(
         from vaetraj.pipeline.generate import decode_file, parse_points
 
         points = parse_points(z) if z else None
-        report = decode_file(latent, model, output, points=points, key=key, overwrite=overwrite)
+        report = decode_file(
+            latent, model, output, points=points, key=key, refine=refine, overwrite=overwrite
+        )
         return finish_report(report, json_output=json_output, print_summary=print_structures)
 
     run_command(body, json_output=json_output, debug=debug)
@@ -76,6 +87,7 @@ def sample_command(
     seed: int = typer.Option(
         0, "--seed", help="Random seed; the same seed gives the same samples."
     ),
+    refine: bool = RefineOption,
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
@@ -99,6 +111,7 @@ def sample_command(
             seed=seed,
             prior=prior.value,
             temperature=temperature,
+            refine=refine,
             overwrite=overwrite,
         )
         return finish_report(report, json_output=json_output, print_summary=print_structures)
@@ -124,11 +137,24 @@ def print_structures(report) -> None:
             )
         )
     if report.plausible_fraction is not None:
+        if report.refined:
+            rows.append(
+                (
+                    "refined",
+                    f"moved {report.moved_median:.3g} {units} RMSD (median, max "
+                    f"{report.moved_max:.3g}); {report.raw_plausible_fraction:.1%} passed "
+                    "before",
+                )
+            )
+        failing = ", ".join(
+            f"{kind} {share:.1%}" for kind, share in report.failures.items() if share > 0
+        )
         rows += [
             (
-                "plausible",
-                f"{report.plausible_fraction:.1%} (training frames: "
-                f"{report.train_plausible_fraction:.1%})",
+                "geometry check",
+                f"{report.plausible_fraction:.1%} pass (MD frames: "
+                f"{report.train_plausible_fraction:.1%})"
+                + (f"; failing {failing}" if failing else ""),
             ),
             (
                 f"mean bond ({units})",

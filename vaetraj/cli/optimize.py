@@ -57,6 +57,24 @@ def optimize_command(
     ),
     top: Path | None = typer.Option(None, "--top", help="Topology for --target-structure."),
     seed: int = typer.Option(0, "--seed", help="Seed of the starting points."),
+    data_starts: float = typer.Option(
+        0.5,
+        "--data-starts",
+        help="Share of restarts that start at the training frames scoring best on the "
+        "objective (the rest are density draws).",
+    ),
+    refine: bool = typer.Option(
+        True,
+        "--refine/--no-refine",
+        help="Relax every candidate to the training data's bonds, angles, contacts and "
+        "handedness before judging it.",
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="The aligned training file, for the RMSD to the nearest training frame "
+        "(default: the file the model was trained from, if still there).",
+    ),
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
@@ -64,8 +82,10 @@ def optimize_command(
     """Find structures that optimize an objective, by gradient descent in latent space.
 
     Every restart runs in one compiled loop; the latent density keeps them where the
-    decoder is trustworthy. The best candidate that passes the plausibility check
-    (bonds and contacts against the training data) is written.
+    decoder is trustworthy. Half the restarts start at the training frames that score
+    best. Every candidate is refined to the training data's local geometry, and the
+    best one that passes the geometry check (bonds, angles, contacts, handedness) is
+    written.
 
     Examples:
 
@@ -87,6 +107,8 @@ def optimize_command(
             trust_weight=trust_weight,
             trust_quantile=trust_quantile,
             seed=seed,
+            refine=refine,
+            data_starts=data_starts,
         )
         groups = None
         if group_a is not None or group_b is not None:
@@ -102,6 +124,7 @@ def optimize_command(
             groups=groups,
             target_structure=target_structure,
             top=top,
+            data=data,
             overwrite=overwrite,
         )
         return finish_report(report, json_output=json_output, print_summary=_print_summary)
@@ -133,24 +156,26 @@ def _print_summary(report) -> None:
                 f"{report.train_rg_max:.4g})",
             )
         )
+    if report.nearest_frame_rmsd is not None:
+        rows.append(("nearest training frame", f"RMSD {report.nearest_frame_rmsd:.4g} {units}"))
     if report.plausible is not None:
-        limits = report.limits
-        rows += [
+        failing = [kind for kind, failed in report.failures.items() if failed]
+        rows.append(
             (
-                "plausible",
-                f"{'yes' if report.plausible else 'NO'} ({report.plausible_candidates} of "
-                f"{report.candidates} candidates)",
-            ),
+                "geometry check",
+                ("pass" if report.plausible else f"FAIL ({', '.join(failing)})")
+                + f" ({report.plausible_candidates} of {report.candidates} candidates pass)",
+            )
+        )
+        if report.refined:
+            rows.append(("refined", f"moved {report.moved:.3g} {units} RMSD"))
+        rows.append(
             (
                 "bonds",
-                f"{report.min_bond:.3g} to {report.max_bond:.3g} (data: {limits['bond_min']:.3g} "
-                f"to {limits['bond_max']:.3g})",
-            ),
-            (
-                "closest non-bonded",
-                f"{report.closest_nonbonded:.3g} (data: above {limits['nonbonded_min']:.3g})",
-            ),
-        ]
+                f"{report.min_bond:.3g} to {report.max_bond:.3g}; closest non-bonded "
+                f"{report.closest_nonbonded:.3g}",
+            )
+        )
     rows += [
         (
             "trust region",
@@ -161,7 +186,8 @@ def _print_summary(report) -> None:
         ),
         (
             "restarts",
-            f"{report.restarts} x {report.steps} steps in {report.optimize_time_s:.2f} s",
+            f"{report.restarts} x {report.steps} steps in {report.optimize_time_s:.2f} s "
+            f"({report.data_starts} from training frames)",
         ),
         ("wall time", f"{report.wall_time_s:.1f} s"),
     ]

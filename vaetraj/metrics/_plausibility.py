@@ -1,82 +1,197 @@
-"""Is a structure physically plausible? Bond lengths and close contacts of one frame,
-compared with limits taken from the training data.
+"""Is a structure one that could exist? The local geometry of one frame (every bond,
+every bond angle, the closest non-bonded contact, the handedness of stereocentres),
+judged against windows taken from the training frames.
 
-A frame is described by its shortest and longest bond, its closest non-bonded pair and
-its R_g (`measure_frame`); the limits are percentiles of every bond length and every
-non-bonded distance in the training frames (`fit_structure_limits`).
+The terms come from the bond graph (`geometry_terms`): bonds, the angles of bonds that
+share an atom, non-bonded pairs at graph distance 3 or more (1-2 and 1-3 pairs are held
+by the bond and angle windows), and stereocentres: atoms with three or more bonded
+neighbours whose signed volume keeps one sign in every training frame (a C-alpha keeps
+its L form; a planar carbonyl carbon does not qualify). `fit_geometry_limits` turns
+per-frame measurements of the training frames into per-bond and per-angle windows;
+`check_frame` judges one frame (vmap over frames).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaetraj.metrics._structure import compute_pair_distances, compute_rg
+from vaetraj.metrics._structure import compute_rg
+
+# Windows hold the data's whole range and at least mean +- WINDOW_SIGMAS std; std is at
+# least MIN_RELATIVE_STD of the mean (constrained bonds, float32 rounding).
+WINDOW_SIGMAS = 5.0
+MIN_RELATIVE_STD = 0.005
+MIN_ANGLE_STD = 0.01  # radians
+CONTACT_TOLERANCE = 0.05  # a contact may come this fraction closer than the data's closest
+_TINY = 1e-12
 
 
-class FrameGeometry(NamedTuple):
-    """Per-frame extremes: shortest and longest bond, closest non-bonded pair, R_g."""
+class GeometryTerms(NamedTuple):
+    """Index arrays of the terms a structure is judged on (NumPy, int32).
 
-    min_bond: jnp.ndarray
-    max_bond: jnp.ndarray
-    min_nonbonded: jnp.ndarray
-    rg: jnp.ndarray
+    bonds (n, 2); angles (n, 3) as (end, vertex, end); pairs (n, 2) non-bonded at graph
+    distance >= 3; centres (n, 4) as (centre, three neighbours), candidates for
+    stereocentres (which of them keep a handedness is the data's to say)."""
 
-
-class StructureLimits(NamedTuple):
-    """A frame is plausible when every bond lies in [bond_min, bond_max] and no
-    non-bonded pair is closer than nonbonded_min."""
-
-    bond_min: float
-    bond_max: float
-    nonbonded_min: float
+    bonds: np.ndarray
+    angles: np.ndarray
+    pairs: np.ndarray
+    centres: np.ndarray
 
 
-def split_pairs(atoms: int, bonds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(bonded, non-bonded) atom pairs i < j; bonds (n, 2) in any order."""
-    bonded = np.sort(np.asarray(bonds, dtype=np.int32).reshape(-1, 2), axis=1)
-    is_bond = np.zeros((atoms, atoms), dtype=bool)
-    is_bond[bonded[:, 0], bonded[:, 1]] = True
+class GeometryLimits(NamedTuple):
+    """Windows a plausible frame lies in, as arrays (a pytree for jit).
+
+    bond_lo/bond_hi per bond, angle_lo/angle_hi per angle (radians), contact_min one
+    distance for every non-bonded pair, handedness +1/-1 per kept stereocentre (its
+    signed volume's sign) and 0 for a candidate that is not one."""
+
+    bonds: jax.Array
+    bond_lo: jax.Array
+    bond_hi: jax.Array
+    angles: jax.Array
+    angle_lo: jax.Array
+    angle_hi: jax.Array
+    pairs: jax.Array
+    contact_min: jax.Array
+    centres: jax.Array
+    handedness: jax.Array
+
+
+class FrameCheck(NamedTuple):
+    """One frame's verdict per kind of term, and its extremes."""
+
+    bonds_ok: jax.Array
+    angles_ok: jax.Array
+    contacts_ok: jax.Array
+    chirality_ok: jax.Array
+    min_bond: jax.Array
+    max_bond: jax.Array
+    min_nonbonded: jax.Array
+    rg: jax.Array
+
+    @property
+    def plausible(self) -> jax.Array:
+        return self.bonds_ok & self.angles_ok & self.contacts_ok & self.chirality_ok
+
+
+def geometry_terms(atoms: int, bonds: np.ndarray, dims: int = 3) -> GeometryTerms:
+    """Bonds, angles, non-bonded pairs (graph distance >= 3) and stereocentre candidates
+    (3D only) of `atoms` atoms with bonds (n, 2) in any order."""
+    bonds = np.unique(np.sort(np.asarray(bonds, dtype=np.int64).reshape(-1, 2), axis=1), axis=0)
+    bonds = bonds[bonds[:, 0] != bonds[:, 1]]
+    neighbours: list[list[int]] = [[] for _ in range(atoms)]
+    for first, second in bonds:
+        neighbours[first].append(int(second))
+        neighbours[second].append(int(first))
+    angles = [
+        (ends[i], vertex, ends[k])
+        for vertex, ends in enumerate(map(sorted, neighbours))
+        for i in range(len(ends))
+        for k in range(i + 1, len(ends))
+    ]
+    angles_array = np.asarray(angles, dtype=np.int64).reshape(-1, 3)
+    near = np.concatenate([bonds, np.sort(angles_array[:, [0, 2]], axis=1)])
     first, second = np.triu_indices(atoms, k=1)
-    keep = ~is_bond[first, second]
-    nonbonded = np.stack([first[keep], second[keep]], axis=1).astype(np.int32)
-    return np.unique(bonded, axis=0), nonbonded
+    excluded = np.isin(first * atoms + second, near[:, 0] * atoms + near[:, 1])
+    pairs = np.stack([first[~excluded], second[~excluded]], axis=1)
+    centres = (
+        [(atom, *sorted(ends)[:3]) for atom, ends in enumerate(neighbours) if len(ends) >= 3]
+        if dims == 3
+        else []
+    )
+    return GeometryTerms(
+        bonds=bonds.astype(np.int32),
+        angles=angles_array.astype(np.int32),
+        pairs=pairs.astype(np.int32),
+        centres=np.asarray(centres, dtype=np.int32).reshape(-1, 4),
+    )
 
 
-def measure_frame(
-    xyz: jnp.ndarray, bonds: jnp.ndarray, nonbonded: jnp.ndarray, weights: jnp.ndarray
-) -> FrameGeometry:
-    """Extremes of one frame (atoms, dims); an empty pair list gives +-inf."""
-    bond = compute_pair_distances(xyz, bonds)
-    contact = compute_pair_distances(xyz, nonbonded)
-    return FrameGeometry(
+def _safe_norm(v: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.sum(v**2, axis=-1) + _TINY)
+
+
+def compute_distances(xyz: jax.Array, pairs: jax.Array) -> jax.Array:
+    """(pairs,) distances of one frame, with a gradient at zero distance."""
+    return _safe_norm(xyz[pairs[:, 0]] - xyz[pairs[:, 1]])
+
+
+def compute_angles(xyz: jax.Array, angles: jax.Array) -> jax.Array:
+    """(angles,) bond angles in radians of one frame (2D or 3D), atan2 form."""
+    u = xyz[angles[:, 0]] - xyz[angles[:, 1]]
+    v = xyz[angles[:, 2]] - xyz[angles[:, 1]]
+    if xyz.shape[-1] == 2:
+        cross = jnp.abs(u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0])
+        cross = jnp.sqrt(cross**2 + _TINY)
+    else:
+        cross = _safe_norm(jnp.cross(u, v))
+    return jnp.arctan2(cross, jnp.sum(u * v, axis=-1))
+
+
+def compute_signed_volumes(xyz: jax.Array, centres: jax.Array) -> jax.Array:
+    """(centres,) signed volume a . (b x c) of the bond vectors from each centre to its
+    three listed neighbours (3D)."""
+    origin = xyz[centres[:, 0]]
+    a, b, c = (xyz[centres[:, k]] - origin for k in (1, 2, 3))
+    return jnp.sum(a * jnp.cross(b, c), axis=-1)
+
+
+def check_frame(xyz: jax.Array, limits: GeometryLimits, weights: jax.Array) -> FrameCheck:
+    """Judge one frame (atoms, dims) against the windows; empty term lists pass."""
+    bond = compute_distances(xyz, limits.bonds)
+    angle = compute_angles(xyz, limits.angles)
+    contact = compute_distances(xyz, limits.pairs)
+    if xyz.shape[-1] == 3 and limits.centres.shape[0]:
+        volume = compute_signed_volumes(xyz, limits.centres)
+        chirality_ok = jnp.all(limits.handedness * volume >= 0)
+    else:
+        chirality_ok = jnp.bool_(True)
+    min_contact = jnp.min(contact, initial=jnp.inf)
+    return FrameCheck(
+        bonds_ok=jnp.all((bond >= limits.bond_lo) & (bond <= limits.bond_hi)),
+        angles_ok=jnp.all((angle >= limits.angle_lo) & (angle <= limits.angle_hi)),
+        contacts_ok=min_contact >= limits.contact_min,
+        chirality_ok=chirality_ok,
         min_bond=jnp.min(bond, initial=jnp.inf),
         max_bond=jnp.max(bond, initial=-jnp.inf),
-        min_nonbonded=jnp.min(contact, initial=jnp.inf),
+        min_nonbonded=min_contact,
         rg=compute_rg(xyz, weights),
     )
 
 
-def is_plausible(geometry: FrameGeometry, limits: StructureLimits) -> jnp.ndarray:
-    """True where every bond is in range and no non-bonded pair is too close."""
-    return (
-        (geometry.min_bond >= limits.bond_min)
-        & (geometry.max_bond <= limits.bond_max)
-        & (geometry.min_nonbonded >= limits.nonbonded_min)
-    )
+class TermStats(NamedTuple):
+    """Per-term summary of the training frames (NumPy, float64): min, max, mean, std."""
+
+    min: np.ndarray
+    max: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
 
 
-def fit_structure_limits(
-    bond_lengths: np.ndarray, nonbonded_distances: np.ndarray, quantile: float = 0.001
-) -> StructureLimits:
-    """Limits from the training frames' bond lengths and non-bonded distances (any
-    shape): bonds within their [quantile, 1 - quantile] range, contacts above their
-    `quantile`. No non-bonded pair at all gives a limit of 0."""
-    nonbonded = np.ravel(nonbonded_distances)
-    return StructureLimits(
-        bond_min=float(np.quantile(bond_lengths, quantile)),
-        bond_max=float(np.quantile(bond_lengths, 1 - quantile)),
-        nonbonded_min=float(np.quantile(nonbonded, quantile)) if nonbonded.size else 0.0,
-    )
+def term_windows(
+    stats: TermStats,
+    min_std: np.ndarray | float,
+    *,
+    lower: float = -np.inf,
+    upper: float = np.inf,
+) -> tuple[np.ndarray, np.ndarray]:
+    """[lo, hi] per term: the data's range, widened to at least mean +- WINDOW_SIGMAS
+    std (std at least `min_std`), clipped to [lower, upper]."""
+    std = np.maximum(stats.std, min_std)
+    lo = np.minimum(stats.min, stats.mean - WINDOW_SIGMAS * std)
+    hi = np.maximum(stats.max, stats.mean + WINDOW_SIGMAS * std)
+    return np.clip(lo, lower, upper), np.clip(hi, lower, upper)
+
+
+def stereocentre_handedness(volume: TermStats) -> np.ndarray:
+    """+1/-1 per candidate centre whose signed volume keeps one sign in every training
+    frame and stays clear of zero (|mean| > 3 std: not a planar centre that happened to
+    keep its sign), 0 for the rest."""
+    same = (volume.min > 0) | (volume.max < 0)
+    clear = np.abs(volume.mean) > 3 * volume.std
+    return np.where(same & clear, np.sign(volume.mean), 0.0).astype(np.float32)

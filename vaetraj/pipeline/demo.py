@@ -126,8 +126,9 @@ def run_demo(
             overwrite,
         ),
         lambda r: (
-            f"{r.structures} conformations, {r.plausible_fraction:.0%} plausible "
-            f"(training frames {r.train_plausible_fraction:.0%}), mean bond {r.mean_bond:.3g} "
+            f"{r.structures} conformations, {r.plausible_fraction:.0%} pass the geometry "
+            f"check (held-out MD frames {r.train_plausible_fraction:.0%}; decoder before "
+            f"refinement {r.raw_plausible_fraction:.0%}), mean bond {r.mean_bond:.3g} "
             f"(data {r.train_mean_bond:.3g})"
         ),
     )
@@ -140,7 +141,12 @@ def run_demo(
         ),
         lambda r: (
             f"R_g {r.rg:.3g} vs training minimum {r.train_rg_min:.3g}, "
-            f"{'plausible' if r.plausible else 'NOT plausible'}"
+            f"{'passes' if r.plausible else 'FAILS'} the geometry check"
+            + (
+                f", {r.nearest_frame_rmsd:.3g} RMSD from the nearest training frame"
+                if r.nearest_frame_rmsd is not None
+                else ""
+            )
         ),
     )
 

@@ -40,6 +40,7 @@ from vaetraj.pipeline.encode import (
     iter_model_frames,
     open_for_model,
 )
+from vaetraj.pipeline.generate import generate
 from vaetraj.pipeline.model import Model, load_model, require_structure_model
 from vaetraj.pipeline.structure import check_structures, pair_distances, rg_weights
 
@@ -59,6 +60,7 @@ class EvaluateConfig:
     samples: int | None = None
     prior: str = "density"
     seed: int = 0
+    refine: bool = True  # samples refined to the data's local geometry, as `sample` does
 
     def __post_init__(self) -> None:
         if self.iwae_samples < 1:
@@ -92,6 +94,7 @@ class EvaluateReport:
     sample_mean_bond: float | None
     data_mean_bond: float | None
     sample_plausible_fraction: float | None
+    raw_sample_plausible_fraction: float | None  # before refinement
     data_plausible_fraction: float | None
     prior_hole_fraction: float
     wall_time_s: float
@@ -179,7 +182,11 @@ def evaluate(
 
     # sample fidelity and plausibility
     n = config.samples or min(frames, 10_000)
-    samples = model.sample(n, key=sample_key, prior=config.prior)
+    made = generate(
+        model, model.sample_latent(n, key=sample_key, prior=config.prior), refine=config.refine
+    )
+    samples = made.xyz
+    notes += made.notes
     if not np.isfinite(samples).all():
         raise NumericalError("the decoder gives non-finite coordinates for sampled points")
     pairs = all_pairs(model.atoms)
@@ -202,12 +209,8 @@ def evaluate(
         )
     )
     stats = model.data_stats
-    if stats is not None:
-        sample_check = check_structures(samples, stats, model.masses)
-        data_check = check_structures(xyz, stats, model.masses)
-    else:
-        sample_check = data_check = None
-        notes.append("the model has no training-data statistics; plausibility not checked")
+    sample_check = made.check
+    data_check = check_structures(xyz, stats, model.masses) if stats is not None else None
 
     # prior holes: N(0, I) mass where the aggregate posterior is thin
     subset = np.random.default_rng(config.seed).permutation(frames)[:_HOLE_POINTS]
@@ -239,6 +242,9 @@ def evaluate(
         sample_mean_bond=float(sample_check.mean_bond.mean()) if sample_check else None,
         data_mean_bond=float(data_check.mean_bond.mean()) if data_check else None,
         sample_plausible_fraction=float(sample_check.plausible.mean()) if sample_check else None,
+        raw_sample_plausible_fraction=(
+            float(made.raw_check.plausible.mean()) if made.raw_check else None
+        ),
         data_plausible_fraction=float(data_check.plausible.mean()) if data_check else None,
         prior_hole_fraction=holes,
         wall_time_s=time.perf_counter() - started,

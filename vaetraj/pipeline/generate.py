@@ -1,5 +1,11 @@
 """`decode` and `sample`: structures from latent points, and new conformations drawn
-out of the model's latent density (or N(0, I)), checked against the training data."""
+out of the model's latent density (or N(0, I)), refined to the training data's local
+geometry and checked against it.
+
+The decoder's mean is an average of conformations, with short bonds and overlapping
+atoms; by default each decoded structure is relaxed to the nearest one with the data's
+bonds, angles, contacts and handedness (`vaetraj.refine`), and the report says how far
+the structures moved and how many passed the check before and after."""
 
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from vaetraj.io.features import check_features_output, write_features
 from vaetraj.io.latent import read_latent_points
 from vaetraj.io.structures import check_structure_output, write_structures
 from vaetraj.pipeline.model import Model, load_model
-from vaetraj.pipeline.structure import check_structures
+from vaetraj.pipeline.structure import StructureCheck, check_structures, refine_structures
 
 DEFAULT_MODEL = "model.h5"
 
@@ -40,6 +46,11 @@ class StructureReport:
     seed: int | None
     plausible_fraction: float | None
     train_plausible_fraction: float | None
+    raw_plausible_fraction: float | None  # the decoder's own output, before refinement
+    failures: dict[str, float] | None  # the share failing bonds, angles, contacts, chirality
+    refined: bool
+    moved_median: float | None  # RMSD each structure moved in refinement
+    moved_max: float | None
     mean_bond: float | None
     train_mean_bond: float | None
     rg_min: float | None
@@ -64,34 +75,65 @@ def _finite(xyz: np.ndarray, where) -> None:
         )
 
 
-def _report(command: str, model: Model, model_path, xyz: np.ndarray, **extra) -> StructureReport:
+def generate(model: Model, z: np.ndarray, *, refine: bool = True) -> Generated:
+    """Decode latent points (n, latent); refine and check the structures when the model
+    has the training data's geometry (a features model gives its table unchecked)."""
+    xyz = model.decode(z)
     stats = model.data_stats
-    notes = []
     if model.is_features:  # a table has no structure to check
-        check = None
-    elif stats is None:
-        notes.append("the model has no training-data statistics; plausibility not checked")
-        check = None
-    else:
-        check = check_structures(xyz, stats, model.masses)
+        return Generated(xyz, None, None, None, [])
+    if stats is None:
+        note = "the model has no per-bond training geometry (retrain it); not refined or checked"
+        return Generated(xyz, None, None, None, [note])
+    notes = []
+    raw_check = check_structures(xyz, stats, model.masses) if refine else None
+    moved = None
+    if refine:
+        refined = refine_structures(xyz, stats)
+        xyz, moved = refined.xyz, refined.moved
+        if not stats.tether_std:
+            notes.append("the model does not record its decoder's error; refined untethered")
+    return Generated(xyz, check_structures(xyz, stats, model.masses), raw_check, moved, notes)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """Structures (n, atoms, dims), their check (None: not checked), the decoder's raw
+    output's check (None: not refined) and how far refinement moved each (n,)."""
+
+    xyz: np.ndarray
+    check: StructureCheck | None
+    raw_check: StructureCheck | None
+    moved: np.ndarray | None
+    notes: list[str]
+
+
+def _report(command: str, model: Model, model_path, made: Generated, **extra) -> StructureReport:
+    stats = model.data_stats
+    check, raw, moved = made.check, made.raw_check, made.moved
     return StructureReport(
         command=command,
-        structures=len(xyz),
+        structures=len(made.xyz),
         atoms=model.atoms,
         dims=model.dims,
         latent_dim=model.latent_dim,
         units=model.units,
         plausible_fraction=float(check.plausible.mean()) if check else None,
-        train_plausible_fraction=stats.train_pass_fraction if stats else None,
+        train_plausible_fraction=stats.train_pass_fraction if check else None,
+        raw_plausible_fraction=float(raw.plausible.mean()) if raw else None,
+        failures=check.failures() if check else None,
+        refined=moved is not None,
+        moved_median=float(np.median(moved)) if moved is not None else None,
+        moved_max=float(np.max(moved)) if moved is not None else None,
         mean_bond=float(check.mean_bond.mean()) if check else None,
-        train_mean_bond=stats.mean_bond if stats else None,
+        train_mean_bond=stats.mean_bond if check else None,
         rg_min=float(check.geometry.rg.min()) if check else None,
         rg_max=float(check.geometry.rg.max()) if check else None,
-        train_rg_min=stats.rg_min if stats else None,
-        train_rg_max=stats.rg_max if stats else None,
+        train_rg_min=stats.rg_min if check else None,
+        train_rg_max=stats.rg_max if check else None,
         model=str(model_path),
         wall_time_s=0.0,
-        notes=notes,
+        notes=list(made.notes),
         **extra,
     )
 
@@ -161,9 +203,11 @@ def decode_file(
     *,
     points: np.ndarray | None = None,
     key: str | None = None,
+    refine: bool = True,
     overwrite: bool = False,
 ) -> StructureReport:
-    """Decode latent points (a latent file, or `points`) into a structure file."""
+    """Decode latent points (a latent file, or `points`) into a structure file, refined
+    to the training data's local geometry unless `refine` is False."""
     started = time.perf_counter()
     if (latent is None) == (points is None):
         raise UsageError("give latent points: a LATENT file or --z values (not both)")
@@ -178,19 +222,25 @@ def decode_file(
             f"{loaded.latent_dim}",
             path=source,
         )
-    xyz = loaded.decode(z)
-    _finite(xyz, source)
-    report = _report("decode", loaded, model_path, xyz, prior=None, temperature=None, seed=None)
-    attrs = {"command": "decode", "source": source}
-    return _write(report, loaded, model_path, output, xyz, attrs, overwrite, started)
+    made = generate(loaded, z, refine=refine)
+    _finite(made.xyz, source)
+    report = _report("decode", loaded, model_path, made, prior=None, temperature=None, seed=None)
+    attrs = {"command": "decode", "source": source, "refined": report.refined}
+    return _write(report, loaded, model_path, output, made.xyz, attrs, overwrite, started)
 
 
 def sample(
-    model: Model, n: int, *, seed: int = 0, prior: str = "density", temperature: float = 1.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """(z (n, latent), structures (n, atoms, dims)) drawn with a seeded key."""
+    model: Model,
+    n: int,
+    *,
+    seed: int = 0,
+    prior: str = "density",
+    temperature: float = 1.0,
+    refine: bool = True,
+) -> tuple[np.ndarray, Generated]:
+    """(z (n, latent), the generated structures) drawn with a seeded key."""
     z = model.sample_latent(n, key=jax.random.key(seed), prior=prior, temperature=temperature)
-    return z, model.decode(z)
+    return z, generate(model, z, refine=refine)
 
 
 def sample_file(
@@ -201,19 +251,27 @@ def sample_file(
     seed: int = 0,
     prior: str = "density",
     temperature: float = 1.0,
+    refine: bool = True,
     overwrite: bool = False,
 ) -> StructureReport:
-    """Sample n conformations into a structure file."""
+    """Sample n conformations into a structure file, refined to the training data's
+    local geometry unless `refine` is False."""
     started = time.perf_counter()
     if n <= 0:
         raise UsageError(f"-n must be at least 1, got {n}")
     model_path = Path(model)
     loaded = load_model(model_path)
     _check_output(loaded, output, overwrite)
-    _, xyz = sample(loaded, n, seed=seed, prior=prior, temperature=temperature)
-    _finite(xyz, model_path)
+    _, made = sample(loaded, n, seed=seed, prior=prior, temperature=temperature, refine=refine)
+    _finite(made.xyz, model_path)
     report = _report(
-        "sample", loaded, model_path, xyz, prior=prior, temperature=temperature, seed=seed
+        "sample", loaded, model_path, made, prior=prior, temperature=temperature, seed=seed
     )
-    attrs = {"command": "sample", "prior": prior, "temperature": temperature, "seed": seed}
-    return _write(report, loaded, model_path, output, xyz, attrs, overwrite, started)
+    attrs = {
+        "command": "sample",
+        "prior": prior,
+        "temperature": temperature,
+        "seed": seed,
+        "refined": report.refined,
+    }
+    return _write(report, loaded, model_path, output, made.xyz, attrs, overwrite, started)

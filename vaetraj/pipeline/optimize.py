@@ -5,8 +5,11 @@ The textbook's plain descent runs to the centre of latent space, where the decod
 returns an averaged blob with overlapping beads. Here the model's latent density is a
 trust region: a penalty on log p(z) below its `trust_quantile` (by default the 1st
 percentile of log p over the density's own draws) keeps z where training frames were
-encoded. Every `record_every` steps of every restart is a candidate; the answer is the
-best candidate that passes the plausibility check against the training data.
+encoded. Half the restarts start from density draws, half from the training frames
+that score best on the objective (the model keeps the latent points of frames spread
+over the data's R_g range). Every `record_every` steps of every restart is a candidate;
+each candidate is refined to the data's local geometry (`vaetraj.refine`) and the answer
+is the best refined candidate that passes the geometry check.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaetraj.errors import BadInputError, NumericalError, UsageError
+from vaetraj.geometry import make_kabsch_target, superpose_frame
 from vaetraj.io._hash import compute_sha256
 from vaetraj.io.structures import check_structure_output, write_structures
 from vaetraj.io.topology import placeholder_topology
@@ -33,7 +37,7 @@ from vaetraj.metrics import compute_rg
 from vaetraj.model import compute_mixture_log_density, decode_frame
 from vaetraj.optimize import OBJECTIVES, LatentGoal, make_latent_optimizer, make_objective
 from vaetraj.pipeline.model import Model, load_model, require_structure_model
-from vaetraj.pipeline.structure import check_structures, rg_weights
+from vaetraj.pipeline.structure import check_structures, refine_structures, rg_weights
 
 DEFAULT_MODEL = "model.h5"
 _REFERENCE_DRAWS = 4096
@@ -58,6 +62,8 @@ class OptimizeConfig:
     trust_quantile: float = 0.01
     record_every: int = 10
     seed: int = 0
+    refine: bool = True
+    data_starts: float = 0.5  # the share of restarts that start from training frames
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -78,6 +84,8 @@ class OptimizeConfig:
             raise UsageError(f"--lr must be positive, got {self.learning_rate}")
         if not self.trust_weight >= 0:
             raise UsageError(f"--trust-weight must be 0 or more, got {self.trust_weight}")
+        if not 0 <= self.data_starts <= 1:
+            raise UsageError(f"--data-starts must be in [0, 1], got {self.data_starts}")
         if not 0 < self.trust_quantile < 1:
             raise UsageError(f"--trust-quantile must be in (0, 1), got {self.trust_quantile}")
 
@@ -109,6 +117,11 @@ class OptimizeReport:
     plausible: bool | None
     plausible_candidates: int | None
     candidates: int
+    refined: bool
+    moved: float | None  # RMSD the best structure moved in refinement
+    failures: dict[str, bool] | None  # which kinds of term the best structure fails
+    data_starts: int  # restarts that began at training frames' latent points
+    nearest_frame_rmsd: float | None  # to the nearest training frame after superposition
     rg: float
     train_rg_min: float | None
     train_rg_max: float | None
@@ -128,6 +141,65 @@ class OptimizeReport:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _starts(model: Model, config: OptimizeConfig, stats, objective, decode, key, prior):
+    """Restart points (restarts, latent): a share from the training frames' latent points
+    that score best on the objective (their decoded, refined structures), the rest drawn
+    from the density; and how many came from the data."""
+    anchors = np.asarray(stats.anchor_z if stats is not None else [], np.float32)
+    from_data = min(len(anchors), round(config.restarts * config.data_starts))
+    drawn = model.sample_latent(config.restarts - from_data, key=key, prior=prior)
+    if from_data == 0:
+        return np.asarray(drawn), 0
+    structures = np.asarray(jax.jit(jax.vmap(decode))(jnp.asarray(anchors)))
+    if config.refine:
+        structures = refine_structures(structures, stats).xyz
+    values = np.asarray(jax.jit(jax.vmap(objective))(jnp.asarray(structures)))
+    if config.target is not None:
+        badness = np.abs(values - config.target)
+    else:
+        badness = values if config.direction == "min" else -values
+    best = np.argsort(np.where(np.isfinite(badness), badness, np.inf), kind="stable")[:from_data]
+    return np.concatenate([anchors[best], np.asarray(drawn)]), from_data
+
+
+def nearest_frame_rmsd(xyz: np.ndarray, frames: np.ndarray, weights: np.ndarray) -> float:
+    """RMSD of one structure (atoms, dims) to the nearest of `frames` (n, atoms, dims),
+    each superposed onto it (Kabsch)."""
+    target = make_kabsch_target(xyz, weights)
+    kernel = jax.jit(jax.vmap(lambda frame: superpose_frame(frame, target).rmsd))
+    return float(
+        min(
+            float(np.min(kernel(jnp.asarray(frames[i : i + 8192], jnp.float32))))
+            for i in range(0, len(frames), 8192)
+        )
+    )
+
+
+def _one(check, index: int):
+    """The check of one structure, as a StructureCheck of one."""
+    return dataclasses.replace(
+        check,
+        frame=type(check.frame)(*(np.asarray(field)[index : index + 1] for field in check.frame)),
+        mean_bond=check.mean_bond[index : index + 1],
+    )
+
+
+def _training_frames(model: Model, data) -> tuple[np.ndarray | None, str]:
+    """The aligned training frames (or None) and where they came from (or why not)."""
+    from vaetraj.io.aligned import read_aligned
+
+    path = Path(data) if data is not None else Path(str(model.record.provenance.get("origin")))
+    if data is None and not (path.suffix in (".h5", ".hdf5") and path.is_file()):
+        return None, "the model's training file is not at hand (give it with --data)"
+    xyz = read_aligned(path).xyz
+    if xyz.shape[1:] != (model.atoms, model.dims):
+        raise BadInputError(
+            f"frames of {xyz.shape[1]} atoms in {xyz.shape[2]}D do not match the model",
+            path=path,
+        )
+    return xyz, str(path)
 
 
 def _standard_log_density(z):
@@ -162,8 +234,11 @@ def optimize(
     groups: tuple[str, str] | None = None,
     target_structure: str | os.PathLike | None = None,
     top: str | os.PathLike | None = None,
+    training_frames: np.ndarray | None = None,
 ) -> OptimizeResult:
-    """Optimize `config.objective` over the model's latent space (see module doc)."""
+    """Optimize `config.objective` over the model's latent space (see module doc);
+    training_frames (n, atoms, dims), when given, say how far the answer is from the
+    nearest of them."""
     started = time.perf_counter()
     require_structure_model(model, "optimize")
     notes: list[str] = []
@@ -212,7 +287,8 @@ def optimize(
     reference_values, reference_log_density = (np.asarray(a) for a in measure(reference_z))
     threshold = float(np.quantile(reference_log_density, config.trust_quantile))
     scale = float(np.std(reference_values)) or 1.0
-    start = model.sample_latent(config.restarts, key=start_key, prior=prior)
+    stats = model.data_stats
+    start, from_data = _starts(model, config, stats, objective, decode, start_key, prior)
 
     goal = LatentGoal(
         sign=jnp.float32(1.0 if config.direction == "min" else -1.0),
@@ -244,8 +320,13 @@ def optimize(
     if not finite.any():
         raise NumericalError("every restart diverged to non-finite latent points; lower --lr")
     safe = np.where(finite[:, None], flat, 0.0)
-    values, log_p = (np.asarray(a) for a in measure(jnp.asarray(safe)))
+    _, log_p = (np.asarray(a) for a in measure(jnp.asarray(safe)))
     structures = np.asarray(jax.jit(jax.vmap(decode))(jnp.asarray(safe)))
+    moved = None
+    if stats is not None and config.refine:
+        refined = refine_structures(structures, stats)
+        structures, moved = refined.xyz, refined.moved
+    values = np.asarray(jax.jit(jax.vmap(objective))(jnp.asarray(structures)))
     finite &= np.isfinite(values) & np.isfinite(structures).all(axis=(1, 2))
     if not finite.all():
         notes.append(f"{int((~finite).sum())} candidate point(s) were non-finite and dropped")
@@ -257,12 +338,13 @@ def optimize(
         badness = values if config.direction == "min" else -values
     badness = np.where(finite, badness, np.inf)
 
-    stats = model.data_stats
     if stats is not None:
         check = check_structures(structures, stats, model.masses)
         plausible = check.plausible & finite
     else:
-        notes.append("the model has no training-data statistics; plausibility not checked")
+        notes.append(
+            "the model has no per-bond training geometry (retrain it); not refined or checked"
+        )
         check, plausible = None, finite
     if plausible.any():
         best = int(np.argmin(np.where(plausible, badness, np.inf)))
@@ -292,6 +374,9 @@ def optimize(
 
     best_xyz = structures[best]
     geometry = check.geometry if check is not None else None
+    novelty = None
+    if training_frames is not None and len(training_frames):
+        novelty = nearest_frame_rmsd(best_xyz, training_frames, weights)
     rg = float(compute_rg(jnp.asarray(best_xyz), jnp.asarray(weights, jnp.float32)))
     beyond = None
     if stats is not None and config.objective == "rg" and config.target is None:
@@ -319,6 +404,15 @@ def optimize(
         plausible=bool(plausible[best]) if stats is not None else None,
         plausible_candidates=int(plausible.sum()) if stats is not None else None,
         candidates=int(len(flat)),
+        refined=moved is not None,
+        moved=float(moved[best]) if moved is not None else None,
+        failures=(
+            {kind: share > 0 for kind, share in _one(check, best).failures().items()}
+            if check is not None
+            else None
+        ),
+        data_starts=from_data,
+        nearest_frame_rmsd=novelty,
         rg=rg,
         train_rg_min=stats.rg_min if stats else None,
         train_rg_max=stats.rg_max if stats else None,
@@ -326,7 +420,15 @@ def optimize(
         min_bond=float(geometry.min_bond[best]) if geometry is not None else math.nan,
         max_bond=float(geometry.max_bond[best]) if geometry is not None else math.nan,
         closest_nonbonded=float(geometry.min_nonbonded[best]) if geometry is not None else math.nan,
-        limits=stats.limits._asdict() if stats is not None else None,
+        limits=(
+            {
+                "bond_min": stats.bond_min,
+                "bond_max": stats.bond_max,
+                "nonbonded_min": stats.contact_min,
+            }
+            if stats is not None
+            else None
+        ),
         sample_value_range=[float(reference_values.min()), float(reference_values.max())],
         units=model.units,
         optimize_time_s=optimize_time,
@@ -347,15 +449,28 @@ def optimize_file(
     groups: tuple[str, str] | None = None,
     target_structure: str | os.PathLike | None = None,
     top: str | os.PathLike | None = None,
+    data: str | os.PathLike | None = None,
     overwrite: bool = False,
 ) -> OptimizeReport:
-    """Optimize and write the best structure (one frame) to `output`."""
+    """Optimize and write the best structure (one frame) to `output`. `data`: the
+    aligned training file, to say how far the answer is from its nearest frame (by
+    default the file the model was trained from, when it is still there)."""
     check_structure_output(output, overwrite=overwrite)
     model_path = Path(model)
     loaded = load_model(model_path)
-    result = optimize(loaded, config, groups=groups, target_structure=target_structure, top=top)
+    frames, where = _training_frames(loaded, data)
+    result = optimize(
+        loaded,
+        config,
+        groups=groups,
+        target_structure=target_structure,
+        top=top,
+        training_frames=frames,
+    )
     report = result.report
     report.model = str(model_path)
+    if frames is None:
+        report.notes.append(f"{where}; the distance to the nearest training frame is not given")
     report.notes += write_structures(
         output,
         result.xyz[None],

@@ -1,37 +1,59 @@
-"""What the training frames looked like: bonds, the plausibility limits taken from the
-training data, and its R_g range. Stored in the model (`data_stats`) so that sampling,
-optimization and evaluation can judge new structures without the data at hand.
+"""What the training frames looked like, and how new structures are judged and refined
+against it. Stored in the model (`data_stats`) so that decode, sample, optimize and
+evaluate can work without the data at hand.
 
 Bonds come from the topology when it has any; otherwise the atoms are taken as one chain
-in file order (a bead-spring polymer). A structure is plausible when every bond length
-lies within the 0.1-99.9 percentile range of the training frames' bond lengths and no
-non-bonded pair is closer than the 0.1th percentile of their non-bonded distances. A
-training frame with one unusual pair fails too, so `train_pass_fraction` (the share of
-training frames that pass) is the baseline to read a sample's pass rate against.
+in file order (a bead-spring polymer). From the bond graph come the angles, the
+non-bonded pairs (graph distance >= 3) and the stereocentre candidates
+(`vaetraj.metrics.geometry_terms`). Every bond and every angle gets its own window: the
+range the training frames visit, and at least its mean +- 5 std. A contact may come 5%
+closer than the closest non-bonded contact of any training frame, and a stereocentre
+keeps the handedness it has in every training frame.
+
+The windows are fitted on the training frames; the pass rate reported beside every
+generated set (`data_pass_fraction`) is that of the held-out validation frames when
+there are any, so it says how often new MD frames of the same system pass: a check
+that only passed the frames it was fitted on would say nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, field
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from vaetraj.metrics import (
-    FrameGeometry,
-    StructureLimits,
-    fit_structure_limits,
-    is_plausible,
-    measure_frame,
-    split_pairs,
+    CONTACT_TOLERANCE,
+    MIN_ANGLE_STD,
+    MIN_RELATIVE_STD,
+    FrameCheck,
+    GeometryLimits,
+    GeometryTerms,
+    TermStats,
+    check_frame,
+    compute_angles,
+    compute_distances,
+    compute_rg,
+    compute_signed_volumes,
+    geometry_terms,
+    stereocentre_handedness,
+    term_windows,
 )
+from vaetraj.refine import Refined, Restraints, make_refiner
 
-_CHUNK = 16_384
-_MAX_DISTANCES = 20_000_000
-PLAUSIBILITY_QUANTILE = 0.001
+_CHUNK = 4096
+STATS_VERSION = 2
+REFINE_STEPS = 2000
+ANCHORS = 256
+TETHER_WIDTH = 3.0  # the tether's std, in units of the decoder's per-atom error
+REFINE_STEP = 0.05  # the first refinement step, as a share of the mean bond length
+_CONTACT_STIFFNESS = 0.02  # the contact wall's width, as a share of the contact distance
 
 
 def bonds_of(topology_json: str | None, atoms: int) -> tuple[np.ndarray, str]:
@@ -52,94 +74,267 @@ def rg_weights(masses: np.ndarray | None, atoms: int) -> tuple[np.ndarray, str]:
     return masses / masses.sum(), "mass"
 
 
-@functools.cache
-def _measure_kernel():
-    return jax.jit(jax.vmap(measure_frame, in_axes=(0, None, None, None)))
-
-
-def measure_frames(
-    xyz: np.ndarray, bonds: np.ndarray, nonbonded: np.ndarray, weights: np.ndarray
-) -> FrameGeometry:
-    """Per-frame extremes and R_g of (frames, atoms, dims), as NumPy arrays."""
-    kernel = _measure_kernel()
-    args = (
-        jnp.asarray(bonds, jnp.int32),
-        jnp.asarray(nonbonded, jnp.int32),
-        jnp.asarray(weights, jnp.float32),
-    )
-    parts = [
-        kernel(jnp.asarray(xyz[start : start + _CHUNK], jnp.float32), *args)
-        for start in range(0, len(xyz), _CHUNK)
-    ]
-    return FrameGeometry(*(np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(4)))
-
-
 def pair_distances(xyz: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """(frames, pairs) distances, in float32."""
     xyz = np.asarray(xyz, dtype=np.float32)
     return np.linalg.norm(xyz[:, pairs[:, 0]] - xyz[:, pairs[:, 1]], axis=-1)
 
 
+def _chunks(n: int):
+    return (slice(start, start + _CHUNK) for start in range(0, n, _CHUNK))
+
+
+@functools.cache
+def _measure_kernel():
+    def measure(xyz, terms, weights):
+        bonds, angles, pairs, centres = terms
+        volumes = (
+            compute_signed_volumes(xyz, centres)
+            if xyz.shape[-1] == 3
+            else jnp.zeros((0,), xyz.dtype)
+        )
+        contact = compute_distances(xyz, pairs)
+        return (
+            compute_distances(xyz, bonds),
+            compute_angles(xyz, angles),
+            volumes,
+            jnp.min(contact, initial=jnp.inf),
+            compute_rg(xyz, weights),
+        )
+
+    return jax.jit(jax.vmap(measure, in_axes=(0, None, None)))
+
+
+@functools.cache
+def _check_kernel():
+    return jax.jit(jax.vmap(check_frame, in_axes=(0, None, None)))
+
+
+class _Running:
+    """Column-wise min, max, mean and std over chunks of (frames, terms) values."""
+
+    def __init__(self) -> None:
+        self.n, self.parts = 0, None
+
+    def add(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        part = (values.min(0), values.max(0), values.sum(0), (values**2).sum(0))
+        if self.parts is None:
+            self.parts = part
+        else:
+            low, high, total, squares = self.parts
+            self.parts = (
+                np.minimum(low, part[0]),
+                np.maximum(high, part[1]),
+                total + part[2],
+                squares + part[3],
+            )
+        self.n += len(values)
+
+    def stats(self) -> TermStats:
+        low, high, total, squares = self.parts
+        mean = total / self.n
+        std = np.sqrt(np.maximum(squares / self.n - mean**2, 0.0))
+        return TermStats(low, high, mean, std)
+
+
 @dataclass(frozen=True)
 class DataStats:
-    """The training data's geometry, as the model file stores it (JSON)."""
+    """The training data's geometry, as the model file stores it (JSON). Per-term lists
+    follow `terms` (bonds, then the angles, pairs and centres the bond graph gives)."""
 
     bonds: list[list[int]]
     bond_source: str
-    bond_min: float
-    bond_max: float
-    nonbonded_min: float
+    bond_mean: list[float]
+    bond_std: list[float]
+    bond_lo: list[float]
+    bond_hi: list[float]
+    angle_min: list[float]
+    angle_max: list[float]
+    angle_std: list[float]
+    angle_lo: list[float]
+    angle_hi: list[float]
+    closest_contact: float
+    contact_min: float
+    handedness: list[float]
+    volume_min: list[float]
+    volume_std: list[float]
     mean_bond: float
     rg_min: float
     rg_max: float
     rg_mean: float
     rg_weights: str
-    train_pass_fraction: float
     frames: int
+    dims: int
+    data_pass_fraction: float
+    data_pass_frames: int
+    data_pass_on: str  # "validation": held-out frames; "training": no split was made
+    tether_std: list[float] = field(default_factory=list)
+    refine_steps: int = REFINE_STEPS
+    anchor_z: list[list[float]] = field(default_factory=list)
+    anchor_rg: list[float] = field(default_factory=list)
+    version: int = STATS_VERSION
+
+    # -- derived --------------------------------------------------------------------
+    @property
+    def train_pass_fraction(self) -> float:
+        """The MD frames' pass rate that generated structures are read against."""
+        return self.data_pass_fraction
 
     @property
-    def limits(self) -> StructureLimits:
-        return StructureLimits(self.bond_min, self.bond_max, self.nonbonded_min)
+    def bond_min(self) -> float:
+        return float(min(self.bond_lo, default=math.nan))
 
-    def pairs(self, atoms: int) -> tuple[np.ndarray, np.ndarray]:
-        return split_pairs(atoms, np.asarray(self.bonds, dtype=np.int32).reshape(-1, 2))
+    @property
+    def bond_max(self) -> float:
+        return float(max(self.bond_hi, default=math.nan))
+
+    def terms(self, atoms: int) -> GeometryTerms:
+        return geometry_terms(atoms, np.asarray(self.bonds, np.int32).reshape(-1, 2), self.dims)
+
+    def limits(self, atoms: int) -> GeometryLimits:
+        terms = self.terms(atoms)
+        f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+        return GeometryLimits(
+            bonds=jnp.asarray(terms.bonds),
+            bond_lo=f32(self.bond_lo),
+            bond_hi=f32(self.bond_hi),
+            angles=jnp.asarray(terms.angles),
+            angle_lo=f32(self.angle_lo),
+            angle_hi=f32(self.angle_hi),
+            pairs=jnp.asarray(terms.pairs),
+            contact_min=f32(self.contact_min),
+            centres=jnp.asarray(terms.centres),
+            handedness=f32(self.handedness),
+        )
+
+    def restraints(self, atoms: int) -> Restraints:
+        """The refinement energy's parameters (see vaetraj.refine)."""
+        terms = self.terms(atoms)
+        f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+        tether = np.asarray(self.tether_std or [math.inf] * atoms) * TETHER_WIDTH
+        return Restraints(
+            bonds=jnp.asarray(terms.bonds),
+            bond_mean=f32(self.bond_mean),
+            bond_std=f32(np.maximum(self.bond_std, MIN_RELATIVE_STD * np.asarray(self.bond_mean))),
+            angles=jnp.asarray(terms.angles),
+            angle_lo=f32(self.angle_min),
+            angle_hi=f32(self.angle_max),
+            angle_std=f32(np.maximum(self.angle_std, MIN_ANGLE_STD)),
+            pairs=jnp.asarray(terms.pairs),
+            contact=f32(self.closest_contact),
+            contact_scale=f32(_CONTACT_STIFFNESS * self.closest_contact),
+            centres=jnp.asarray(terms.centres),
+            handedness=f32(self.handedness),
+            volume_min=f32(self.volume_min),
+            volume_std=f32(np.maximum(self.volume_std, 1e-6)),
+            tether_std=f32(tether),
+            step_size=f32(REFINE_STEP * self.mean_bond),
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> DataStats:
+    def from_dict(cls, data: dict) -> DataStats | None:
+        """The statistics, or None for a model written before version 2 (one pooled
+        bond window): those cannot be judged by the per-term check."""
+        if data.get("version") != STATS_VERSION:
+            return None
         return cls(**data)
 
 
+def _measure(xyz: np.ndarray, terms: GeometryTerms, weights: np.ndarray):
+    """Running statistics of bonds, angles and volumes; per-frame closest contact and R_g."""
+    kernel = _measure_kernel()
+    args = (tuple(jnp.asarray(t) for t in terms), jnp.asarray(weights, jnp.float32))
+    bonds, angles, volumes = _Running(), _Running(), _Running()
+    contacts, rgs = [], []
+    for part in _chunks(len(xyz)):
+        bond, angle, volume, contact, rg = kernel(jnp.asarray(xyz[part], jnp.float32), *args)
+        bonds.add(bond)
+        angles.add(angle)
+        volumes.add(volume)
+        contacts.append(np.asarray(contact))
+        rgs.append(np.asarray(rg))
+    return (
+        bonds.stats(),
+        angles.stats(),
+        volumes.stats(),
+        np.concatenate(contacts),
+        np.concatenate(rgs),
+    )
+
+
 def compute_data_stats(
-    xyz: np.ndarray, topology_json: str | None, masses: np.ndarray | None
+    xyz: np.ndarray,
+    topology_json: str | None,
+    masses: np.ndarray | None,
+    *,
+    held_out: np.ndarray | None = None,
+    tether_std: np.ndarray | None = None,
+    latent: np.ndarray | None = None,
 ) -> DataStats:
-    """The statistics of training frames (frames, atoms, dims)."""
-    atoms = xyz.shape[1]
+    """The geometry of training frames (frames, atoms, dims); the pass rate is that of
+    `held_out` frames when given (and not empty), else of the training frames.
+    tether_std (atoms,): the decoder's per-atom error per dimension; latent (frames,
+    latent): the frames' posterior means, of which ANCHORS frames evenly spread in R_g
+    order (both extremes included) are kept as places `optimize` may start from."""
+    atoms, dims = xyz.shape[1], xyz.shape[2]
     bonds, source = bonds_of(topology_json, atoms)
-    bonded, nonbonded = split_pairs(atoms, bonds)
+    terms = geometry_terms(atoms, bonds, dims)
     weights, kind = rg_weights(masses, atoms)
-    geometry = measure_frames(xyz, bonded, nonbonded, weights)
-    lengths = pair_distances(xyz, bonded)
-    # every non-bonded distance of at most ~_MAX_DISTANCES values (frames subsampled)
-    step = max(1, -(-len(xyz) * len(nonbonded) // _MAX_DISTANCES))
-    contacts = pair_distances(xyz[::step], nonbonded)
-    limits = fit_structure_limits(lengths, contacts, PLAUSIBILITY_QUANTILE)
-    passed = np.asarray(is_plausible(geometry, limits))
-    return DataStats(
-        bonds=bonded.tolist(),
+    bond, angle, volume, contact, rg = _measure(xyz, terms, weights)
+    bond_lo, bond_hi = term_windows(bond, MIN_RELATIVE_STD * bond.mean, lower=0.0)
+    angle_lo, angle_hi = term_windows(angle, MIN_ANGLE_STD, lower=0.0, upper=math.pi)
+    closest = float(contact.min()) if np.isfinite(contact).any() else 0.0
+    handedness = stereocentre_handedness(volume)
+    order = np.argsort(rg, kind="stable")
+    anchors = order[
+        np.unique(np.linspace(0, len(order) - 1, min(ANCHORS, len(order))).round().astype(int))
+    ]
+    stats = DataStats(
+        bonds=terms.bonds.tolist(),
         bond_source=source,
-        bond_min=limits.bond_min,
-        bond_max=limits.bond_max,
-        nonbonded_min=limits.nonbonded_min,
-        mean_bond=float(lengths.mean()),
-        rg_min=float(geometry.rg.min()),
-        rg_max=float(geometry.rg.max()),
-        rg_mean=float(geometry.rg.mean()),
+        bond_mean=bond.mean.tolist(),
+        bond_std=bond.std.tolist(),
+        bond_lo=bond_lo.tolist(),
+        bond_hi=bond_hi.tolist(),
+        angle_min=angle.min.tolist(),
+        angle_max=angle.max.tolist(),
+        angle_std=angle.std.tolist(),
+        angle_lo=angle_lo.tolist(),
+        angle_hi=angle_hi.tolist(),
+        closest_contact=closest,
+        contact_min=(1 - CONTACT_TOLERANCE) * closest,
+        handedness=handedness.tolist(),
+        volume_min=np.where(
+            handedness > 0, volume.min, np.where(handedness < 0, -volume.max, 0.0)
+        ).tolist(),
+        volume_std=volume.std.tolist(),
+        mean_bond=float(np.mean(bond.mean)) if len(terms.bonds) else math.nan,
+        rg_min=float(rg.min()),
+        rg_max=float(rg.max()),
+        rg_mean=float(rg.mean()),
         rg_weights=kind,
-        train_pass_fraction=float(passed.mean()),
         frames=int(len(xyz)),
+        dims=int(dims),
+        data_pass_fraction=math.nan,
+        data_pass_frames=0,
+        data_pass_on="training",
+        tether_std=[] if tether_std is None else np.asarray(tether_std, float).tolist(),
+        anchor_z=[] if latent is None else np.asarray(latent[anchors], float).tolist(),
+        anchor_rg=rg[anchors].tolist(),
+    )
+    judged, on = (
+        (held_out, "validation") if held_out is not None and len(held_out) else (xyz, "training")
+    )
+    check = check_structures(judged, stats, masses)
+    return dataclasses.replace(
+        stats,
+        data_pass_fraction=float(check.plausible.mean()),
+        data_pass_frames=int(len(judged)),
+        data_pass_on=on,
     )
 
 
@@ -147,20 +342,60 @@ def compute_data_stats(
 class StructureCheck:
     """Per-structure verdicts and measurements: NumPy arrays (structures,)."""
 
-    plausible: np.ndarray
-    geometry: FrameGeometry
+    frame: FrameCheck
     mean_bond: np.ndarray
 
+    @property
+    def plausible(self) -> np.ndarray:
+        return np.asarray(self.frame.plausible)
 
-def check_structures(xyz: np.ndarray, stats: DataStats, masses: np.ndarray | None):
-    """Judge structures (n, atoms, dims) against the training data's limits."""
+    @property
+    def geometry(self) -> FrameCheck:  # min_bond, max_bond, min_nonbonded, rg
+        return self.frame
+
+    def failures(self) -> dict[str, float]:
+        """The share of structures that fail each kind of term."""
+        return {
+            "bonds": float(1 - np.mean(self.frame.bonds_ok)),
+            "angles": float(1 - np.mean(self.frame.angles_ok)),
+            "contacts": float(1 - np.mean(self.frame.contacts_ok)),
+            "chirality": float(1 - np.mean(self.frame.chirality_ok)),
+        }
+
+
+def check_structures(
+    xyz: np.ndarray, stats: DataStats, masses: np.ndarray | None
+) -> StructureCheck:
+    """Judge structures (n, atoms, dims) against the training data's windows."""
     atoms = xyz.shape[1]
-    bonded, nonbonded = stats.pairs(atoms)
-    weights, _ = rg_weights(masses, atoms)
-    geometry = measure_frames(xyz, bonded, nonbonded, weights)
-    lengths = pair_distances(xyz, bonded)
-    return StructureCheck(
-        plausible=np.asarray(is_plausible(geometry, stats.limits)),
-        geometry=geometry,
-        mean_bond=lengths.mean(axis=1),
+    limits = stats.limits(atoms)
+    weights = jnp.asarray(rg_weights(masses, atoms)[0], jnp.float32)
+    kernel = _check_kernel()
+    parts = [
+        kernel(jnp.asarray(xyz[part], jnp.float32), limits, weights) for part in _chunks(len(xyz))
+    ]
+    frame = FrameCheck(*(np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(8)))
+    bonds = limits.bonds
+    mean_bond = (
+        pair_distances(xyz, np.asarray(bonds)).mean(axis=1)
+        if len(bonds)
+        else np.full(len(xyz), np.nan)
     )
+    return StructureCheck(frame=frame, mean_bond=mean_bond)
+
+
+@functools.cache
+def _refiner(steps: int):
+    return make_refiner(steps)
+
+
+def refine_structures(xyz: np.ndarray, stats: DataStats) -> Refined:
+    """Relax decoded structures (n, atoms, dims) to the data's local geometry, in chunks;
+    NumPy arrays."""
+    restraints = stats.restraints(xyz.shape[1])
+    refine = _refiner(stats.refine_steps)
+    parts = [refine(jnp.asarray(xyz[part], jnp.float32), restraints) for part in _chunks(len(xyz))]
+    if not parts:
+        empty = np.zeros((0,), np.float32)
+        return Refined(np.asarray(xyz, np.float32), empty, empty, empty)
+    return Refined(*(np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(4)))

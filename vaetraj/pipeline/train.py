@@ -884,7 +884,15 @@ def _assess(
     fields["active_units"] = int(compute_active_units(mean[train_index]))
     fields["density_components"] = _fit_density(model, mean, std, train_config, key=key)
     if not data.is_features:
-        model.record.data_stats = compute_data_stats(xyz, data.topology, data.masses).to_dict()
+        per_atom = np.sqrt(displacement[train_index].mean(axis=0) / xyz.shape[2])
+        model.record.data_stats = compute_data_stats(
+            xyz[train_index],
+            data.topology,
+            data.masses,
+            held_out=xyz[val_index],
+            tether_std=per_atom,
+            latent=mean[train_index],
+        ).to_dict()
     if gap is not None and gap > _GAP_NOTE:
         notes.append(
             f"validation RMSD is {gap:.2f}x the training RMSD: the model fits its training "
