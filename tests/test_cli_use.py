@@ -391,3 +391,14 @@ def test_plot_and_demo(workdir, polymer_npz, model_2d):
     assert len(list((workdir / "d" / "figures").glob("*.png"))) == 4
     assert json.loads((workdir / "d" / "evaluation.json").read_text())["frames"] == 2048
     assert_error(run("demo", "d", "--epochs", "1"), 73, "--overwrite")
+
+
+def test_a_model_without_per_term_geometry_is_not_judged(workdir, model_2d):
+    """A model written before the per-term check (data_stats without a version) is
+    sampled unrefined and unjudged, with a note, rather than judged by the wrong rules."""
+    record = read_model_file(model_2d)
+    record.data_stats = {"bond_min": 0.5, "bond_max": 1.0, "nonbonded_min": 0.3}
+    write_model_file("old.h5", record, overwrite=False)
+    report = _ok(run("sample", "-n", "8", "-m", "old.h5", "-o", "s.npz", "--json"))
+    assert report["plausible_fraction"] is None and not report["refined"]
+    assert any("retrain" in note for note in report["notes"])

@@ -202,3 +202,16 @@ def test_refinement_keeps_a_stereocentre_and_the_check_sees_a_flip():
     assert not check.frame.chirality_ok.any() and check.frame.bonds_ok.all()
     refined = refine_structures(mirrored.astype(np.float32), stats)
     assert check_structures(refined.xyz, stats, None).frame.chirality_ok.all()
+
+
+@pytest.mark.parametrize("frames", [100, 400])
+def test_held_out_md_frames_pass_even_from_small_data(polymer_2d, frames):
+    """The check fitted on 90% of a built-in polymer run passes >= 95% of the other 10%
+    (contiguous blocks, as training splits them), from 100 frames as from 400."""
+    from vaetraj import align
+    from vaetraj.train._split import split_blocks
+
+    xyz = align(polymer_2d[:frames]).xyz
+    train, held_out = split_blocks([frames], 0.1, blocks=5, seed=0)
+    stats = compute_data_stats(xyz[train], None, None, held_out=xyz[held_out])
+    assert stats.data_pass_frames == len(held_out) and stats.data_pass_fraction >= 0.95

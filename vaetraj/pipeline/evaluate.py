@@ -219,6 +219,12 @@ def evaluate(
     threshold = np.quantile(np.asarray(_aggregate_log_density(means, stds, own)), 0.01)
     prior_draws = jax.random.normal(hole_key, (_HOLE_POINTS, model.latent_dim))
     holes = float(np.mean(np.asarray(_aggregate_log_density(means, stds, prior_draws)) < threshold))
+    if holes > 0.5:
+        notes.append(
+            f"{holes:.0%} of N(0, I) draws land where no frame is encoded: at a small beta the "
+            "encoded cloud is much smaller than N(0, I). This is why sample and optimize draw "
+            "from the latent density fitted to the encoded frames, not from N(0, I)"
+        )
 
     return EvaluateReport(
         frames=frames,

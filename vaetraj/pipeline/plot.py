@@ -59,8 +59,11 @@ def plot_loss(model: Model, path: Path, *, overwrite: bool = False) -> None:
     if "reconstruction" in history:
         right.plot(epochs, history["reconstruction"], label="reconstruction")
     if "kl" in history:
-        kl = np.asarray(history["kl"])  # (epochs, latent)
-        right.plot(epochs, kl.reshape(len(kl), -1).sum(axis=1), label="KL (summed over dimensions)")
+        kl = np.asarray(history["kl"]).reshape(len(epochs), -1)  # (epochs, latent)
+        right.plot(epochs, kl.sum(axis=1), label="KL (summed over dimensions)")
+        if kl.shape[1] > 1:  # each dimension's share: a collapsed one lies near zero
+            for dimension in range(kl.shape[1]):
+                right.plot(epochs, kl[:, dimension], linewidth=0.8, label=f"KL z{dimension}")
     right.set(xlabel="epoch", title="loss terms")
     right.set_yscale("log")
     right.legend()
