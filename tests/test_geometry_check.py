@@ -215,3 +215,10 @@ def test_held_out_md_frames_pass_even_from_small_data(polymer_2d, frames):
     train, held_out = split_blocks([frames], 0.1, blocks=5, seed=0)
     stats = compute_data_stats(xyz[train], None, None, held_out=xyz[held_out])
     assert stats.data_pass_frames == len(held_out) and stats.data_pass_fraction >= 0.95
+
+
+def test_no_structures_give_empty_verdicts():
+    stats = compute_data_stats(_chains(50, 10, 3, seed=4), None, None)
+    empty = np.zeros((0, 10, 3), np.float32)
+    assert check_structures(empty, stats, None).plausible.shape == (0,)
+    assert refine_structures(empty, stats).xyz.shape == (0, 10, 3)

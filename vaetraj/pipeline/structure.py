@@ -48,6 +48,7 @@ from vaetraj.metrics import (
 from vaetraj.refine import Refined, Restraints, make_refiner
 
 _CHUNK = 4096
+_PAIR_BUDGET = 20_000_000
 STATS_VERSION = 2
 REFINE_STEPS = 2000
 ANCHORS = 256
@@ -80,8 +81,11 @@ def pair_distances(xyz: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return np.linalg.norm(xyz[:, pairs[:, 0]] - xyz[:, pairs[:, 1]], axis=-1)
 
 
-def _chunks(n: int):
-    return (slice(start, start + _CHUNK) for start in range(0, n, _CHUNK))
+def _chunks(n: int, pairs: int = 0):
+    """Slices of at most _CHUNK structures, fewer when each has many pairs (about
+    _PAIR_BUDGET pair distances in memory at once); one empty slice for n = 0."""
+    size = max(1, min(_CHUNK, _PAIR_BUDGET // max(1, pairs)))
+    return [slice(start, start + size) for start in range(0, n, size)] or [slice(0, 0)]
 
 
 @functools.cache
@@ -250,7 +254,7 @@ def _measure(xyz: np.ndarray, terms: GeometryTerms, weights: np.ndarray):
     args = (tuple(jnp.asarray(t) for t in terms), jnp.asarray(weights, jnp.float32))
     bonds, angles, volumes = _Running(), _Running(), _Running()
     contacts, rgs = [], []
-    for part in _chunks(len(xyz)):
+    for part in _chunks(len(xyz), len(terms.pairs)):
         bond, angle, volume, contact, rg = kernel(jnp.asarray(xyz[part], jnp.float32), *args)
         bonds.add(bond)
         angles.add(angle)
@@ -372,7 +376,8 @@ def check_structures(
     weights = jnp.asarray(rg_weights(masses, atoms)[0], jnp.float32)
     kernel = _check_kernel()
     parts = [
-        kernel(jnp.asarray(xyz[part], jnp.float32), limits, weights) for part in _chunks(len(xyz))
+        kernel(jnp.asarray(xyz[part], jnp.float32), limits, weights)
+        for part in _chunks(len(xyz), len(limits.pairs))
     ]
     frame = FrameCheck(*(np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(8)))
     bonds = limits.bonds
@@ -394,8 +399,8 @@ def refine_structures(xyz: np.ndarray, stats: DataStats) -> Refined:
     NumPy arrays."""
     restraints = stats.restraints(xyz.shape[1])
     refine = _refiner(stats.refine_steps)
-    parts = [refine(jnp.asarray(xyz[part], jnp.float32), restraints) for part in _chunks(len(xyz))]
-    if not parts:
-        empty = np.zeros((0,), np.float32)
-        return Refined(np.asarray(xyz, np.float32), empty, empty, empty)
+    parts = [
+        refine(jnp.asarray(xyz[part], jnp.float32), restraints)
+        for part in _chunks(len(xyz), len(restraints.pairs))
+    ]
     return Refined(*(np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(4)))
