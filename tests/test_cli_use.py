@@ -402,3 +402,33 @@ def test_a_model_without_per_term_geometry_is_not_judged(workdir, model_2d):
     report = _ok(run("sample", "-n", "8", "-m", "old.h5", "-o", "s.npz", "--json"))
     assert report["plausible_fraction"] is None and not report["refined"]
     assert any("retrain" in note for note in report["notes"])
+
+
+def test_optimize_from_training_frames_says_how_new_its_answer_is(workdir, polymer_2d, model_2d):
+    """Every restart from the data (--data-starts 1), and the RMSD to the nearest training
+    frame recomputed with a NumPy Kabsch superposition."""
+    _ok(run("align", _save(polymer_2d), "-o", "al.h5", "--json"))
+    record = _ok(
+        run(
+            "optimize",
+            *("-m", model_2d, "--restarts", "4", "--steps", "50", "--data-starts", "1"),
+            *("--data", "al.h5", "-o", "o.npz", "--json"),
+        )
+    )
+    assert record["data_starts"] == 4 and record["refined"]
+    with np.load("o.npz") as archive:
+        best = archive["arr"][0].astype(np.float64)
+    frames = align(polymer_2d).xyz.astype(np.float64)
+    centred = best - best.mean(0)
+    rmsd = []
+    for frame in frames:
+        moved = frame - frame.mean(0)
+        u, _, vt = np.linalg.svd(moved.T @ centred)
+        rotation = u @ np.diag([1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
+        rmsd.append(np.sqrt(np.mean(np.sum((moved @ rotation - centred) ** 2, -1))))
+    assert record["nearest_frame_rmsd"] == pytest.approx(min(rmsd), rel=1e-3, abs=1e-4)
+
+
+def _save(xyz: np.ndarray) -> str:
+    np.savez("frames.npz", arr=xyz)
+    return "frames.npz"

@@ -143,23 +143,31 @@ class OptimizeReport:
         return dataclasses.asdict(self)
 
 
+def _badness(values: np.ndarray, config: OptimizeConfig) -> np.ndarray:
+    """Lower is better: the distance to --target, or the objective signed by direction."""
+    if config.target is not None:
+        return np.abs(values - config.target)
+    return values if config.direction == "min" else -values
+
+
 def _starts(model: Model, config: OptimizeConfig, stats, objective, decode, key, prior):
     """Restart points (restarts, latent): a share from the training frames' latent points
     that score best on the objective (their decoded, refined structures), the rest drawn
     from the density; and how many came from the data."""
     anchors = np.asarray(stats.anchor_z if stats is not None else [], np.float32)
     from_data = min(len(anchors), round(config.restarts * config.data_starts))
-    drawn = model.sample_latent(config.restarts - from_data, key=key, prior=prior)
+    drawn = (
+        model.sample_latent(config.restarts - from_data, key=key, prior=prior)
+        if from_data < config.restarts
+        else np.zeros((0, model.latent_dim), np.float32)
+    )
     if from_data == 0:
         return np.asarray(drawn), 0
     structures = np.asarray(jax.jit(jax.vmap(decode))(jnp.asarray(anchors)))
     if config.refine:
         structures = refine_structures(structures, stats).xyz
     values = np.asarray(jax.jit(jax.vmap(objective))(jnp.asarray(structures)))
-    if config.target is not None:
-        badness = np.abs(values - config.target)
-    else:
-        badness = values if config.direction == "min" else -values
+    badness = _badness(values, config)
     best = np.argsort(np.where(np.isfinite(badness), badness, np.inf), kind="stable")[:from_data]
     return np.concatenate([anchors[best], np.asarray(drawn)]), from_data
 
@@ -332,11 +340,7 @@ def optimize(
         notes.append(f"{int((~finite).sum())} candidate point(s) were non-finite and dropped")
     if not finite.any():
         raise NumericalError("every candidate structure was non-finite; lower --lr")
-    if config.target is not None:
-        badness = np.abs(values - config.target)
-    else:
-        badness = values if config.direction == "min" else -values
-    badness = np.where(finite, badness, np.inf)
+    badness = np.where(finite, _badness(values, config), np.inf)
 
     if stats is not None:
         check = check_structures(structures, stats, model.masses)
