@@ -20,7 +20,9 @@ def evaluate_command(
         64, "--iwae-samples", "-k", help="K draws per frame of the importance-weighted bound."
     ),
     samples: int | None = typer.Option(
-        None, "--samples", help="Conformations drawn for fidelity (default: frames, <= 10000)."
+        None,
+        "--samples",
+        help="Conformations drawn for fidelity (default: frames, <= 2000; <= 10000 with --no-refine).",
     ),
     prior: Prior = typer.Option(Prior.density, "--prior", help="Where samples come from."),
     top: Path | None = typer.Option(None, "--top", help="Topology for formats without one."),
@@ -28,6 +30,11 @@ def evaluate_command(
     stride: int = typer.Option(1, "--stride", min=1, help="Keep every Nth frame."),
     key: str | None = typer.Option(None, "--key", help="Array name in an .npz."),
     seed: int = typer.Option(0, "--seed", help="Seed of the posterior and prior draws."),
+    refine: bool = typer.Option(
+        True,
+        "--refine/--no-refine",
+        help="Refine the samples to the training data's local geometry, as sample does.",
+    ),
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:
@@ -50,7 +57,11 @@ def evaluate_command(
         from vaetraj.pipeline.evaluate import EvaluateConfig, evaluate_file
 
         config = EvaluateConfig(
-            iwae_samples=iwae_samples, samples=samples, prior=prior.value, seed=seed
+            iwae_samples=iwae_samples,
+            samples=samples,
+            prior=prior.value,
+            seed=seed,
+            refine=refine,
         )
         options = ReadOptions(top=top, select=select, stride=stride, key=key)
         report = evaluate_file(inputs, model, config, options)
