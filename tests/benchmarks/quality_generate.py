@@ -5,13 +5,15 @@ bond against the data's, the share of samples that keep every stereocentre, and 
 optimized R_g against the training minimum.
 
     python tests/benchmarks/quality_generate.py [--cases textbook demo ...] [--adk DIR]
-        [--no-refine] [--json]
+        [--no-refine] [--tether-width W] [--json]
 
 Cases: textbook (../shared/data/polymer/long_paths.npz, latent 2), demo (built-in
 12-bead 2D polymer, latent 4), alanine-heavy (../shared/data/alanine-dipeptide, Kabsch,
 latent 2), polymer-50x3d (built-in 50-bead 3D polymer, latent 2), adk-ca (C-alpha trace
 of the AdK transition from the MDAnalysis test data in --adk DIR, latent 2, 400 epochs
-at batch 16). Work files go to a temporary folder.
+at batch 16). --tether-width sets the refinement's tether in units of the decoder's error
+(default 3, vaetraj.pipeline.structure.TETHER_WIDTH). Work files go to a temporary
+folder.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from vaetraj import AlignConfig, PolymerConfig, ReadOptions
 from vaetraj.errors import TrainingFailedError
 from vaetraj.model import ModelConfig
+from vaetraj.pipeline import structure
 from vaetraj.pipeline.align import align_file
 from vaetraj.pipeline.builtin import builtin_polymer
 from vaetraj.pipeline.generate import sample_file
@@ -120,8 +123,11 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=list(CASES))
     parser.add_argument("--adk", type=Path, default=None)
     parser.add_argument("--no-refine", action="store_true")
+    parser.add_argument("--tether-width", type=float, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.tether_width is not None:
+        structure.TETHER_WIDTH = args.tether_width
     columns = ("case", "train", "data_pass", "raw_pass", "sample_pass", "pass_ratio",
                "mean_bond_ratio", "chirality_kept", "moved_median", "opt_rg", "train_rg_min",
                "opt_plausible", "opt_nearest_rmsd", "seconds")  # fmt: skip

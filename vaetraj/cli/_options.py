@@ -1,4 +1,4 @@
-"""Options every command has."""
+"""Options every command has, and those the commands that generate structures share."""
 
 from pathlib import Path
 
@@ -9,4 +9,11 @@ JsonOption = typer.Option(False, "--json", help="Print one JSON result record on
 DebugOption = typer.Option(False, "--debug", help="Show the traceback of an error.")
 ModelOption = typer.Option(
     Path("model.h5"), "--model", "-m", help="Model file from `vaetraj train`."
+)
+RefineOption = typer.Option(
+    True,
+    "--refine/--no-refine",
+    help="Relax each decoded structure to the training data's bonds, angles, contacts "
+    "and handedness before it is judged or written (the decoder's mean has short bonds "
+    "and overlapping atoms).",
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vaetraj.cli._options import DebugOption, JsonOption, ModelOption
+from vaetraj.cli._options import DebugOption, JsonOption, ModelOption, RefineOption
 from vaetraj.cli._runtime import finish_report, print_table, run_command
 from vaetraj.cli.generate import Prior
 
@@ -30,11 +30,7 @@ def evaluate_command(
     stride: int = typer.Option(1, "--stride", min=1, help="Keep every Nth frame."),
     key: str | None = typer.Option(None, "--key", help="Array name in an .npz."),
     seed: int = typer.Option(0, "--seed", help="Seed of the posterior and prior draws."),
-    refine: bool = typer.Option(
-        True,
-        "--refine/--no-refine",
-        help="Refine the samples to the training data's local geometry, as sample does.",
-    ),
+    refine: bool = RefineOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:

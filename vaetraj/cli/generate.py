@@ -7,21 +7,19 @@ from pathlib import Path
 
 import typer
 
-from vaetraj.cli._options import DebugOption, JsonOption, ModelOption, OverwriteOption
+from vaetraj.cli._options import (
+    DebugOption,
+    JsonOption,
+    ModelOption,
+    OverwriteOption,
+    RefineOption,
+)
 from vaetraj.cli._runtime import finish_report, print_table, run_command
 
 
 class Prior(str, Enum):
     density = "density"
     standard = "standard"
-
-
-RefineOption = typer.Option(
-    True,
-    "--refine/--no-refine",
-    help="Relax each decoded structure to the training data's bonds, angles, contacts "
-    "and handedness (the decoder's mean has short bonds and overlapping atoms).",
-)
 
 
 def decode_command(

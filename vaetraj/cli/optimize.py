@@ -7,7 +7,13 @@ from pathlib import Path
 
 import typer
 
-from vaetraj.cli._options import DebugOption, JsonOption, ModelOption, OverwriteOption
+from vaetraj.cli._options import (
+    DebugOption,
+    JsonOption,
+    ModelOption,
+    OverwriteOption,
+    RefineOption,
+)
 from vaetraj.cli._runtime import finish_report, print_table, run_command
 
 
@@ -63,12 +69,7 @@ def optimize_command(
         help="Share of restarts that start at the training frames scoring best on the "
         "objective (the rest are density draws).",
     ),
-    refine: bool = typer.Option(
-        True,
-        "--refine/--no-refine",
-        help="Relax every candidate to the training data's bonds, angles, contacts and "
-        "handedness before judging it.",
-    ),
+    refine: bool = RefineOption,
     data: Path | None = typer.Option(
         None,
         "--data",

@@ -7,8 +7,8 @@ share an atom, non-bonded pairs at graph distance 3 or more (1-2 and 1-3 pairs a
 by the bond and angle windows), and stereocentres: atoms with three or more bonded
 neighbours whose signed volume keeps one sign in every training frame (a C-alpha keeps
 its L form; a planar carbonyl carbon does not qualify). `fit_geometry_limits` turns
-per-frame measurements of the training frames into per-bond and per-angle windows;
-`check_frame` judges one frame (vmap over frames).
+`term_windows` turns the training frames' per-term statistics into per-bond and
+per-angle windows; `check_frame` judges one frame (vmap over frames).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaetraj.metrics._structure import compute_rg
+from vaetraj.metrics._structure import compute_pair_distances, compute_rg
 
 # Windows hold the data's whole range and at least mean +- WINDOW_SIGMAS std; std is at
 # least MIN_RELATIVE_STD of the mean (constrained bonds, float32 rounding).
@@ -71,6 +71,7 @@ class FrameCheck(NamedTuple):
     chirality_ok: jax.Array
     min_bond: jax.Array
     max_bond: jax.Array
+    mean_bond: jax.Array  # nan without bonds
     min_nonbonded: jax.Array
     rg: jax.Array
 
@@ -116,11 +117,6 @@ def _safe_norm(v: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.sum(v**2, axis=-1) + _TINY)
 
 
-def compute_distances(xyz: jax.Array, pairs: jax.Array) -> jax.Array:
-    """(pairs,) distances of one frame, with a gradient at zero distance."""
-    return _safe_norm(xyz[pairs[:, 0]] - xyz[pairs[:, 1]])
-
-
 def compute_angles(xyz: jax.Array, angles: jax.Array) -> jax.Array:
     """(angles,) bond angles in radians of one frame (2D or 3D), atan2 form."""
     u = xyz[angles[:, 0]] - xyz[angles[:, 1]]
@@ -143,9 +139,9 @@ def compute_signed_volumes(xyz: jax.Array, centres: jax.Array) -> jax.Array:
 
 def check_frame(xyz: jax.Array, limits: GeometryLimits, weights: jax.Array) -> FrameCheck:
     """Judge one frame (atoms, dims) against the windows; empty term lists pass."""
-    bond = compute_distances(xyz, limits.bonds)
+    bond = compute_pair_distances(xyz, limits.bonds)
     angle = compute_angles(xyz, limits.angles)
-    contact = compute_distances(xyz, limits.pairs)
+    contact = compute_pair_distances(xyz, limits.pairs)
     if xyz.shape[-1] == 3 and limits.centres.shape[0]:
         volume = compute_signed_volumes(xyz, limits.centres)
         chirality_ok = jnp.all(limits.handedness * volume >= 0)
@@ -159,6 +155,7 @@ def check_frame(xyz: jax.Array, limits: GeometryLimits, weights: jax.Array) -> F
         chirality_ok=chirality_ok,
         min_bond=jnp.min(bond, initial=jnp.inf),
         max_bond=jnp.max(bond, initial=-jnp.inf),
+        mean_bond=jnp.mean(bond) if bond.size else jnp.float32(jnp.nan),
         min_nonbonded=min_contact,
         rg=compute_rg(xyz, weights),
     )

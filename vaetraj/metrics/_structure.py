@@ -14,8 +14,9 @@ def compute_rg(xyz: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarray:
 
 
 def compute_pair_distances(xyz: jnp.ndarray, pairs: jnp.ndarray) -> jnp.ndarray:
-    """Distances of the given atom pairs (pairs, 2): (pairs,)."""
-    return jnp.sqrt(jnp.sum((xyz[pairs[:, 0]] - xyz[pairs[:, 1]]) ** 2, axis=-1))
+    """Distances of the given atom pairs (pairs, 2): (pairs,). A 1e-12 under the root
+    gives a finite gradient at zero distance (refinement pulls overlapping atoms apart)."""
+    return jnp.sqrt(jnp.sum((xyz[pairs[:, 0]] - xyz[pairs[:, 1]]) ** 2, axis=-1) + 1e-12)
 
 
 def all_pairs(atoms: int) -> np.ndarray:

@@ -150,10 +150,10 @@ def _badness(values: np.ndarray, config: OptimizeConfig) -> np.ndarray:
     return values if config.direction == "min" else -values
 
 
-def _starts(model: Model, config: OptimizeConfig, stats, objective, decode, key, prior):
+def _starts(model: Model, config: OptimizeConfig, stats, score, decode, key, prior):
     """Restart points (restarts, latent): a share from the training frames' latent points
     that score best on the objective (their decoded, refined structures), the rest drawn
-    from the density; and how many came from the data."""
+    from the density; and how many came from the data. score and decode are batched."""
     anchors = np.asarray(stats.anchor_z if stats is not None else [], np.float32)
     from_data = min(len(anchors), round(config.restarts * config.data_starts))
     drawn = (
@@ -163,10 +163,10 @@ def _starts(model: Model, config: OptimizeConfig, stats, objective, decode, key,
     )
     if from_data == 0:
         return np.asarray(drawn), 0
-    structures = np.asarray(jax.jit(jax.vmap(decode))(jnp.asarray(anchors)))
+    structures = np.asarray(decode(jnp.asarray(anchors)))
     if config.refine:
         structures = refine_structures(structures, stats).xyz
-    values = np.asarray(jax.jit(jax.vmap(objective))(jnp.asarray(structures)))
+    values = np.asarray(score(jnp.asarray(structures)))
     badness = _badness(values, config)
     best = np.argsort(np.where(np.isfinite(badness), badness, np.inf), kind="stable")[:from_data]
     return np.concatenate([anchors[best], np.asarray(drawn)]), from_data
@@ -177,20 +177,9 @@ def nearest_frame_rmsd(xyz: np.ndarray, frames: np.ndarray, weights: np.ndarray)
     each superposed onto it (Kabsch)."""
     target = make_kabsch_target(xyz, weights)
     kernel = jax.jit(jax.vmap(lambda frame: superpose_frame(frame, target).rmsd))
-    return float(
-        min(
-            float(np.min(kernel(jnp.asarray(frames[i : i + 8192], jnp.float32))))
-            for i in range(0, len(frames), 8192)
-        )
-    )
-
-
-def _one(check, index: int):
-    """The check of one structure, as a StructureCheck of one."""
-    return dataclasses.replace(
-        check,
-        frame=type(check.frame)(*(np.asarray(field)[index : index + 1] for field in check.frame)),
-        mean_bond=check.mean_bond[index : index + 1],
+    return min(
+        float(np.min(kernel(jnp.asarray(frames[i : i + 8192], jnp.float32))))
+        for i in range(0, len(frames), 8192)
     )
 
 
@@ -291,12 +280,15 @@ def optimize(
     reference_key, start_key = jax.random.split(key)
     prior = "density" if density is not None else "standard"
     reference_z = model.sample_latent(_REFERENCE_DRAWS, key=reference_key, prior=prior)
-    measure = jax.jit(jax.vmap(lambda z: (objective(decode(z)), log_density(z))))
-    reference_values, reference_log_density = (np.asarray(a) for a in measure(reference_z))
+    decode_all, score_all = jax.jit(jax.vmap(decode)), jax.jit(jax.vmap(objective))
+    log_density_all = jax.jit(jax.vmap(log_density))
+    reference_z = jnp.asarray(reference_z)
+    reference_values = np.asarray(score_all(decode_all(reference_z)))
+    reference_log_density = np.asarray(log_density_all(reference_z))
     threshold = float(np.quantile(reference_log_density, config.trust_quantile))
     scale = float(np.std(reference_values)) or 1.0
     stats = model.data_stats
-    start, from_data = _starts(model, config, stats, objective, decode, start_key, prior)
+    start, from_data = _starts(model, config, stats, score_all, decode_all, start_key, prior)
 
     goal = LatentGoal(
         sign=jnp.float32(1.0 if config.direction == "min" else -1.0),
@@ -328,13 +320,13 @@ def optimize(
     if not finite.any():
         raise NumericalError("every restart diverged to non-finite latent points; lower --lr")
     safe = np.where(finite[:, None], flat, 0.0)
-    _, log_p = (np.asarray(a) for a in measure(jnp.asarray(safe)))
-    structures = np.asarray(jax.jit(jax.vmap(decode))(jnp.asarray(safe)))
+    log_p = np.asarray(log_density_all(jnp.asarray(safe)))
+    structures = np.asarray(decode_all(jnp.asarray(safe)))
     moved = None
     if stats is not None and config.refine:
         refined = refine_structures(structures, stats)
         structures, moved = refined.xyz, refined.moved
-    values = np.asarray(jax.jit(jax.vmap(objective))(jnp.asarray(structures)))
+    values = np.asarray(score_all(jnp.asarray(structures)))
     finite &= np.isfinite(values) & np.isfinite(structures).all(axis=(1, 2))
     if not finite.all():
         notes.append(f"{int((~finite).sum())} candidate point(s) were non-finite and dropped")
@@ -377,7 +369,7 @@ def optimize(
         )
 
     best_xyz = structures[best]
-    geometry = check.geometry if check is not None else None
+    geometry = check.frame if check is not None else None
     novelty = None
     if training_frames is not None and len(training_frames):
         novelty = nearest_frame_rmsd(best_xyz, training_frames, weights)
@@ -410,11 +402,7 @@ def optimize(
         candidates=int(len(flat)),
         refined=moved is not None,
         moved=float(moved[best]) if moved is not None else None,
-        failures=(
-            {kind: share > 0 for kind, share in _one(check, best).failures().items()}
-            if check is not None
-            else None
-        ),
+        failures=check.failed_at(best) if check is not None else None,
         data_starts=from_data,
         nearest_frame_rmsd=novelty,
         rg=rg,

@@ -38,7 +38,7 @@ from vaetraj.metrics import (
     TermStats,
     check_frame,
     compute_angles,
-    compute_distances,
+    compute_pair_distances,
     compute_rg,
     compute_signed_volumes,
     geometry_terms,
@@ -97,9 +97,9 @@ def _measure_kernel():
             if xyz.shape[-1] == 3
             else jnp.zeros((0,), xyz.dtype)
         )
-        contact = compute_distances(xyz, pairs)
+        contact = compute_pair_distances(xyz, pairs)
         return (
-            compute_distances(xyz, bonds),
+            compute_pair_distances(xyz, bonds),
             compute_angles(xyz, angles),
             volumes,
             jnp.min(contact, initial=jnp.inf),
@@ -194,7 +194,13 @@ class DataStats:
         return float(max(self.bond_hi, default=math.nan))
 
     def terms(self, atoms: int) -> GeometryTerms:
-        return geometry_terms(atoms, np.asarray(self.bonds, np.int32).reshape(-1, 2), self.dims)
+        """The bond graph's terms, built once per DataStats (the pair list grows as
+        atoms squared, and a generate call checks, refines and checks again)."""
+        cache = self.__dict__.setdefault("_terms", {})  # frozen: not an attribute write
+        if atoms not in cache:
+            bonds = np.asarray(self.bonds, np.int32).reshape(-1, 2)
+            cache[atoms] = geometry_terms(atoms, bonds, self.dims)
+        return cache[atoms]
 
     def limits(self, atoms: int) -> GeometryLimits:
         terms = self.terms(atoms)
@@ -342,29 +348,31 @@ def compute_data_stats(
     )
 
 
+_KINDS = {"bonds": "bonds_ok", "angles": "angles_ok", "contacts": "contacts_ok",
+          "chirality": "chirality_ok"}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class StructureCheck:
-    """Per-structure verdicts and measurements: NumPy arrays (structures,)."""
+    """Per-structure verdicts and measurements: `frame` holds NumPy arrays (structures,)."""
 
     frame: FrameCheck
-    mean_bond: np.ndarray
 
     @property
     def plausible(self) -> np.ndarray:
         return np.asarray(self.frame.plausible)
 
     @property
-    def geometry(self) -> FrameCheck:  # min_bond, max_bond, min_nonbonded, rg
-        return self.frame
+    def mean_bond(self) -> np.ndarray:
+        return self.frame.mean_bond
 
     def failures(self) -> dict[str, float]:
         """The share of structures that fail each kind of term."""
-        return {
-            "bonds": float(1 - np.mean(self.frame.bonds_ok)),
-            "angles": float(1 - np.mean(self.frame.angles_ok)),
-            "contacts": float(1 - np.mean(self.frame.contacts_ok)),
-            "chirality": float(1 - np.mean(self.frame.chirality_ok)),
-        }
+        return {kind: float(1 - np.mean(getattr(self.frame, ok))) for kind, ok in _KINDS.items()}
+
+    def failed_at(self, index: int) -> dict[str, bool]:
+        """Which kinds of term structure `index` fails."""
+        return {kind: not bool(getattr(self.frame, ok)[index]) for kind, ok in _KINDS.items()}
 
 
 def check_structures(
@@ -379,14 +387,14 @@ def check_structures(
         kernel(jnp.asarray(xyz[part], jnp.float32), limits, weights)
         for part in _chunks(len(xyz), len(limits.pairs))
     ]
-    frame = FrameCheck(*(np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(8)))
-    bonds = limits.bonds
-    mean_bond = (
-        pair_distances(xyz, np.asarray(bonds)).mean(axis=1)
-        if len(bonds)
-        else np.full(len(xyz), np.nan)
+    return StructureCheck(
+        FrameCheck(
+            *(
+                np.concatenate([np.asarray(part) for part in kind])
+                for kind in zip(*parts, strict=True)
+            )
+        )
     )
-    return StructureCheck(frame=frame, mean_bond=mean_bond)
 
 
 @functools.cache
@@ -403,4 +411,6 @@ def refine_structures(xyz: np.ndarray, stats: DataStats) -> Refined:
         refine(jnp.asarray(xyz[part], jnp.float32), restraints)
         for part in _chunks(len(xyz), len(restraints.pairs))
     ]
-    return Refined(*(np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(4)))
+    return Refined(
+        *(np.concatenate([np.asarray(part) for part in kind]) for kind in zip(*parts, strict=True))
+    )

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vaetraj.metrics._plausibility import compute_angles, compute_distances, compute_signed_volumes
+from vaetraj.metrics import compute_angles, compute_pair_distances, compute_signed_volumes
 
 
 class Restraints(NamedTuple):
@@ -64,12 +64,12 @@ class Restraints(NamedTuple):
 def compute_restraint_energy(xyz: jax.Array, x0: jax.Array, restraints: Restraints) -> jax.Array:
     """E(x) of one structure (atoms, dims) refined from x0 (see module doc), in kT."""
     r = restraints
-    bond = compute_distances(xyz, r.bonds)
+    bond = compute_pair_distances(xyz, r.bonds)
     energy = jnp.sum(((bond - r.bond_mean) / r.bond_std) ** 2)
     angle = compute_angles(xyz, r.angles)
     outside = jax.nn.relu(r.angle_lo - angle) + jax.nn.relu(angle - r.angle_hi)
     energy += jnp.sum((outside / r.angle_std) ** 2)
-    contact = compute_distances(xyz, r.pairs)
+    contact = compute_pair_distances(xyz, r.pairs)
     energy += jnp.sum((jax.nn.relu(r.contact - contact) / r.contact_scale) ** 2)
     if xyz.shape[-1] == 3 and r.centres.shape[0]:
         volume = compute_signed_volumes(xyz, r.centres)
@@ -119,7 +119,7 @@ def make_refiner(
         def nearest(x):
             if listed == len(pairs):
                 return pairs
-            _, index = jax.lax.top_k(-compute_distances(x, pairs), listed)
+            _, index = jax.lax.top_k(-compute_pair_distances(x, pairs), listed)
             return pairs[index]
 
         solver = optax.adam(
@@ -146,12 +146,8 @@ def make_refiner(
 
         start = (x0, solver.init(x0), 0, jnp.asarray(jnp.inf, x0.dtype), jnp.bool_(False))
         x, *_ = jax.lax.while_loop(going, block, start)
-        return x, *_finish(x, x0, restraints, nearest(x))
-
-    def _finish(x, x0, restraints, near):
         moved = jnp.sqrt(jnp.mean(jnp.sum((x - x0) ** 2, axis=-1)))
-        at_start = compute_restraint_energy(x0, x0, restraints)
-        return moved, at_start, compute_restraint_energy(x, x0, restraints._replace(pairs=near))
+        return x, moved, energy(x0, pairs), energy(x, pairs)
 
     @jax.jit
     def refine(xyz: jax.Array, restraints: Restraints) -> Refined:
