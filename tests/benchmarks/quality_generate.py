@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from vaetraj import AlignConfig, PolymerConfig, ReadOptions
@@ -67,16 +68,49 @@ def _inputs(name: str, adk: Path | None):
     raise SystemExit(f"unknown case {name}")
 
 
-def run_case(name: str, folder: Path, adk: Path | None, refine: bool) -> dict | None:
+def _latent_rg_r2(model_path: Path, aligned: Path) -> float:
+    """How well the latent map tells R_g: R^2 of a 10-nearest-neighbour regression of
+    R_g on the latent means, held-out frames predicted from the training frames."""
+    from vaetraj.io.aligned import read_aligned
+    from vaetraj.metrics import compute_rg
+    from vaetraj.pipeline.model import load_model
+    from vaetraj.train import TrainConfig, split_blocks
+
+    data = read_aligned(aligned)
+    model = load_model(model_path)
+    xyz = data.xyz.astype(np.float32)
+    weights, _ = structure.rg_weights(data.masses, xyz.shape[1])
+    rg = np.asarray(jax.vmap(compute_rg, in_axes=(0, None))(xyz, weights))
+    config = TrainConfig.from_json(model.record.train_config)
+    train, val = split_blocks(
+        [len(xyz)], config.val_fraction, blocks=config.val_blocks, seed=config.seed
+    )
+    z, _ = model.encode(xyz)
+    distance = np.linalg.norm(z[val][:, None, :] - z[train][None, :, :], axis=-1)
+    nearest = np.argsort(distance, axis=1)[:, :10]
+    predicted = rg[train][nearest].mean(axis=1)
+    return float(1 - np.sum((rg[val] - predicted) ** 2) / np.sum((rg[val] - rg[val].mean()) ** 2))
+
+
+def run_case(
+    name: str,
+    folder: Path,
+    adk: Path | None,
+    refine: bool,
+    overrides: dict,
+    latent_dim: int | None,
+) -> dict | None:
     inputs = _inputs(name, adk)
     if inputs is None:
         return None
     paths, align_config, options, latent, settings = inputs
+    settings = {**settings, **overrides}
+    latent = latent if latent_dim is None else latent_dim
     started = time.perf_counter()
     aligned, model = folder / f"{name}-aligned.h5", folder / f"{name}-model.h5"
     align_file([str(p) for p in paths], aligned, align_config, options, overwrite=True)
     try:
-        train_file(
+        report = train_file(
             [aligned],
             model,
             ModelConfig(latent_dim=latent),
@@ -84,8 +118,8 @@ def run_case(name: str, folder: Path, adk: Path | None, refine: bool) -> dict | 
             overwrite=True,
         )
         status = "ok"
-    except TrainingFailedError:  # the model is written, marked failed
-        status = "failed"
+    except TrainingFailedError as failure:  # the model is written, marked failed
+        report, status = failure.report, "failed"
     sampled = sample_file(
         model, folder / f"{name}-samples.npz", 1000, refine=refine, overwrite=True
     )
@@ -99,6 +133,8 @@ def run_case(name: str, folder: Path, adk: Path | None, refine: bool) -> dict | 
     return {
         "case": name,
         "train": status,
+        "ev_val": round(report.explained_variance_val, 3),
+        "latent_rg_r2": round(_latent_rg_r2(model, aligned), 3),
         "data_pass": round(sampled.train_plausible_fraction, 3),
         "raw_pass": round(sampled.raw_plausible_fraction, 3)
         if sampled.raw_plausible_fraction is not None
@@ -125,10 +161,19 @@ def main() -> None:
     parser.add_argument("--no-refine", action="store_true")
     parser.add_argument("--tether-width", type=float, default=None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--latent-dim", type=int, default=None)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE",
+        help="a TrainConfig field for every case, e.g. --set geometry_weight=1",
+    )  # fmt: skip
     args = parser.parse_args()
+    overrides = {}
+    for item in args.set:
+        field, value = item.split("=", 1)
+        overrides[field] = json.loads(value)
     if args.tether_width is not None:
         structure.TETHER_WIDTH = args.tether_width
-    columns = ("case", "train", "data_pass", "raw_pass", "sample_pass", "pass_ratio",
+    columns = ("case", "train", "ev_val", "latent_rg_r2", "data_pass", "raw_pass", "sample_pass", "pass_ratio",
                "mean_bond_ratio", "chirality_kept", "moved_median", "opt_rg", "train_rg_min",
                "opt_plausible", "opt_nearest_rmsd", "seconds")  # fmt: skip
     if not args.json:
@@ -136,7 +181,9 @@ def main() -> None:
         print("|" + " --- |" * len(columns))
     with tempfile.TemporaryDirectory() as folder:
         for name in args.cases:
-            row = run_case(name, Path(folder), args.adk, not args.no_refine)
+            row = run_case(
+                name, Path(folder), args.adk, not args.no_refine, overrides, args.latent_dim
+            )
             if row is None:
                 print(f"skipping {name}: its data is not here", file=sys.stderr)
                 continue
