@@ -164,7 +164,7 @@ def main() -> None:
     parser.add_argument("--latent-dim", type=int, default=None)
     parser.add_argument(
         "--set", action="append", default=[], metavar="FIELD=VALUE",
-        help="a TrainConfig field for every case, e.g. --set geometry_weight=1",
+        help="a TrainConfig field for every case, e.g. --set beta=0.001",
     )  # fmt: skip
     args = parser.parse_args()
     overrides = {}

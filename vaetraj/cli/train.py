@@ -90,12 +90,6 @@ def train_command(
         "the loss scores the clean frame (denoising). 0: off.",
     ),
     beta: float = typer.Option(0.01, "--beta", help="Weight of the KL term."),
-    geometry_weight: float = typer.Option(
-        0.0,
-        "--geometry-weight",
-        help="Weight of the local-geometry term: decoded bond and 1-3 distances against "
-        "the frame's, in units of their spread. 0: off.",
-    ),
     kl_warmup: int = typer.Option(
         0, "--kl-warmup", help="Epochs over which beta ramps up from 0 (against collapse)."
     ),
@@ -237,7 +231,6 @@ def train_command(
             weight_decay=weight_decay,
             input_noise=input_noise,
             beta=beta,
-            geometry_weight=geometry_weight,
             kl_warmup=kl_warmup,
             samples=samples,
             val_fraction=val_fraction,

@@ -14,7 +14,6 @@ from vaetraj.model._diagnostics import (
     compute_explained_variance,
     compute_pca_explained_variance,
 )
-from vaetraj.model._geometry_loss import GeometryLoss, compute_geometry_penalty
 from vaetraj.model._kl import compute_kl_diagonal, compute_kl_full
 from vaetraj.model._likelihood import (
     compute_elbo_terms,
@@ -40,7 +39,6 @@ __all__ = [
     "LIKELIHOODS",
     "POSTERIORS",
     "GaussianMixture",
-    "GeometryLoss",
     "LossTerms",
     "MixtureFit",
     "ModelConfig",
@@ -50,7 +48,6 @@ __all__ = [
     "compute_active_units",
     "compute_aggregate_log_density",
     "compute_explained_variance",
-    "compute_geometry_penalty",
     "compute_pca_explained_variance",
     "find_constant_features",
     "compute_elbo_terms",

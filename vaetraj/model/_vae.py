@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 
 from vaetraj.model._config import ModelConfig
-from vaetraj.model._geometry_loss import GeometryLoss, compute_geometry_penalty
 from vaetraj.model._kl import compute_kl_diagonal, compute_kl_full
 from vaetraj.model._mlp import apply_mlp, init_mlp
 
@@ -35,14 +34,11 @@ class LossTerms(NamedTuple):
     over the K draws; kl is per latent dimension; squared_error is sum |x - decoder
     mean|^2 averaged over the draws, whatever the likelihood: positive, 0 for a perfect
     reconstruction, and about the feature count for the mean structure (standardized
-    data), so it compares across likelihoods where the log-likelihood's offset does not.
-    geometry: the local-geometry penalty of the decoder's mean (`compute_geometry_penalty`)
-    averaged over the draws; 0 without a GeometryLoss."""
+    data), so it compares across likelihoods where the log-likelihood's offset does not."""
 
     reconstruction: jax.Array  # ()
     kl: jax.Array  # (latent,)
     squared_error: jax.Array  # ()
-    geometry: jax.Array  # ()
 
 
 def init_vae(config: ModelConfig, *, key: jax.Array) -> dict:
@@ -126,7 +122,6 @@ def compute_loss_terms(
     config: ModelConfig,
     *,
     seen: jax.Array | None = None,
-    geometry: GeometryLoss | None = None,
 ) -> LossTerms:
     """Reconstruction of x averaged over the reparameterized draws given by noise
     (samples, latent) of standard normal values, and the analytic KL.
@@ -134,27 +129,14 @@ def compute_loss_terms(
     seen: what the encoder is given instead of x, e.g. a corrupted copy of x (a
     denoising autoencoder's input); the reconstruction is still scored against x.
     The caller draws the noise (one `jax.random.normal` for a whole batch is much
-    cheaper than a key per frame). geometry: score the decoder's mean on local geometry
-    too (`GeometryLoss`)."""
+    cheaper than a key per frame)."""
     posterior = encode_frame(params, x if seen is None else seen, config)
 
     def reconstruction(eps):
         mean, std = decode_frame(params, sample_posterior(posterior, eps), config)
-        penalty = (
-            jnp.zeros((), mean.dtype)
-            if geometry is None
-            else compute_geometry_penalty(x, mean, geometry)
-        )
-        return (
-            compute_negative_log_likelihood(x, mean, std, config),
-            jnp.sum((x - mean) ** 2),
-            penalty,
-        )
+        return compute_negative_log_likelihood(x, mean, std, config), jnp.sum((x - mean) ** 2)
 
-    negative_log_likelihood, squared_error, penalty = jax.vmap(reconstruction)(noise)
+    negative_log_likelihood, squared_error = jax.vmap(reconstruction)(noise)
     return LossTerms(
-        jnp.mean(negative_log_likelihood),
-        compute_kl(posterior),
-        jnp.mean(squared_error),
-        jnp.mean(penalty),
+        jnp.mean(negative_log_likelihood), compute_kl(posterior), jnp.mean(squared_error)
     )

@@ -45,7 +45,6 @@ from vaetraj.metrics import (
     stereocentre_handedness,
     term_windows,
 )
-from vaetraj.model import GeometryLoss
 from vaetraj.refine import Refined, Restraints, make_refiner
 
 _CHUNK = 4096
@@ -66,32 +65,6 @@ def bonds_of(topology_json: str | None, atoms: int) -> tuple[np.ndarray, str]:
             return np.asarray(bonds, dtype=np.int32).reshape(-1, 2), "topology"
     chain = np.arange(atoms - 1, dtype=np.int32)
     return np.stack([chain, chain + 1], axis=1), "chain"
-
-
-def geometry_loss_for(
-    xyz_train: np.ndarray, topology_json: str | None, normalization
-) -> GeometryLoss | None:
-    """The training loss's local-geometry term for these frames (frames, atoms, dims):
-    bonded and 1-3 pairs, each scaled by its spread over the training frames (at least
-    MIN_RELATIVE_STD of its mean length, so a rigid bond does not dominate). None for a
-    single atom."""
-    frames, atoms, dims = xyz_train.shape
-    bonds, _ = bonds_of(topology_json, atoms)
-    terms = geometry_terms(atoms, bonds, dims)
-    pairs = np.concatenate([terms.bonds, np.sort(terms.angles[:, [0, 2]], axis=1)])
-    pairs = np.unique(pairs, axis=0).astype(np.int32)
-    if len(pairs) == 0:
-        return None
-    lengths = pair_distances(xyz_train, pairs)
-    scale = np.maximum(lengths.std(axis=0), MIN_RELATIVE_STD * lengths.mean(axis=0))
-    scale = np.maximum(scale, np.finfo(np.float32).tiny)
-    return GeometryLoss(
-        pairs=jnp.asarray(pairs),
-        scale=jnp.asarray(scale, jnp.float32),
-        mean=jnp.asarray(normalization.mean, jnp.float32),
-        std=jnp.asarray(normalization.std, jnp.float32),
-        dims=dims,
-    )
 
 
 def rg_weights(masses: np.ndarray | None, atoms: int) -> tuple[np.ndarray, str]:

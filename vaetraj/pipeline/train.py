@@ -59,7 +59,7 @@ from vaetraj.model import (
 )
 from vaetraj.pipeline.align import AlignConfig, align_file
 from vaetraj.pipeline.model import Model
-from vaetraj.pipeline.structure import compute_data_stats, geometry_loss_for
+from vaetraj.pipeline.structure import compute_data_stats
 from vaetraj.train import NON_FINITE, TrainConfig, TrainState, make_trainer, split_blocks
 
 Progress = Callable[..., None]
@@ -652,22 +652,12 @@ def train(
     model_config, notes = prepared.model_config, list(prepared.notes)
     frames, atoms, dims = data.xyz.shape
     mesh = _mesh()
-    geometry = None
-    if (
-        train_config.geometry_weight > 0
-        and not data.is_features
-        and model_config.likelihood != "categorical"
-    ):
-        geometry = geometry_loss_for(
-            data.xyz[prepared.train_index], data.topology, prepared.normalization
-        )
     trainer = make_trainer(
         model_config,
         train_config,
         frames=len(prepared.train_index),
         mesh=mesh,
         feature_std=prepared.feature_std,
-        geometry=geometry,
     )
     key = jax.random.key(train_config.seed)
     init_key, epoch_key, val_key, density_key = (jax.random.fold_in(key, i) for i in range(4))

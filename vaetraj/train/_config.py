@@ -73,7 +73,6 @@ class TrainConfig:
     weight_decay: float = 1.0
     input_noise: float = 0.7
     beta: float = 0.01
-    geometry_weight: float = 0.0
     kl_warmup: int = 0
     samples: int = 1
     val_fraction: float = 0.1
@@ -118,10 +117,6 @@ class TrainConfig:
             "weight_decay": (self.weight_decay >= 0, "--weight-decay must be zero or more"),
             "input_noise": (self.input_noise >= 0, "--input-noise must be zero or more"),
             "beta": (self.beta >= 0, "--beta must be zero or more"),
-            "geometry_weight": (
-                self.geometry_weight >= 0,
-                "--geometry-weight must be zero or more",
-            ),
             "kl_warmup": (self.kl_warmup >= 0, "--kl-warmup must be zero or more"),
             "samples": (self.samples >= 1, "--samples must be at least 1"),
             "val_fraction": (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1)"),

@@ -29,7 +29,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from vaetraj.model import GeometryLoss, ModelConfig, compute_loss_terms, init_vae
+from vaetraj.model import ModelConfig, compute_loss_terms, init_vae
 from vaetraj.train._config import TrainConfig
 
 # A squared error above floor + SPIKE_FACTOR * (floor + spread) is far out of line: about
@@ -100,16 +100,15 @@ def _update_level(level, spread, loss):
     return new_level, new_spread
 
 
-def _weighted_terms(params, batch, seen, mask, noise, beta, model_config, geometry, weight):
+def _weighted_terms(params, batch, seen, mask, noise, beta, model_config):
     def terms_of(x, x_seen, eps):
-        return compute_loss_terms(params, x, eps, model_config, seen=x_seen, geometry=geometry)
+        return compute_loss_terms(params, x, eps, model_config, seen=x_seen)
 
     terms = jax.vmap(terms_of)(batch, seen, noise)
     weights = mask / jnp.sum(mask)
     reconstruction = weights @ terms.reconstruction
     kl = weights @ terms.kl
-    loss = reconstruction + beta * jnp.sum(kl) + weight * (weights @ terms.geometry)
-    return loss, (reconstruction, kl, weights @ terms.squared_error)
+    return reconstruction + beta * jnp.sum(kl), (reconstruction, kl, weights @ terms.squared_error)
 
 
 def make_trainer(
@@ -119,13 +118,11 @@ def make_trainer(
     frames: int,
     mesh: Mesh | None = None,
     feature_std: np.ndarray | None = None,
-    geometry: GeometryLoss | None = None,
 ) -> Trainer:
     """A trainer for a training set of `frames` frames. With `mesh` (one axis named
     "batch"), batches are padded to a multiple of its size and sharded over it.
     feature_std (features,): the spread of each feature of the data it is given, the
-    unit of train_config.input_noise (None: 1, standardized data). geometry: the
-    local-geometry term, weighted by train_config.geometry_weight (None: no term)."""
+    unit of train_config.input_noise (None: 1, standardized data)."""
     batch_size = min(train_config.batch_size, frames)
     batches = math.ceil(frames / batch_size)
     shards = 1 if mesh is None else mesh.size
@@ -140,9 +137,6 @@ def make_trainer(
         if feature_std is None
         else jnp.asarray(feature_std, jnp.float32)
     )
-    if train_config.geometry_weight == 0:
-        geometry = None
-    weight = train_config.geometry_weight if geometry is not None else 0.0
     batch_sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec("batch"))
 
     def init(*, key: jax.Array) -> TrainState:
@@ -204,7 +198,7 @@ def make_trainer(
                 seen = batch + jnp.reshape(input_noise, (1, -1)) * corruption
             (loss, (reconstruction, kl, error)), grads = jax.value_and_grad(
                 _weighted_terms, has_aux=True
-            )(params, batch, seen, batch_mask, noise, beta, model_config, geometry, weight)
+            )(params, batch, seen, batch_mask, noise, beta, model_config)
             # A finite squared norm means every gradient entry is finite (and not huge).
             finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads, squared=True))
             high = error > floor + SPIKE_FACTOR * (floor + spread)  # never while nan
@@ -270,13 +264,14 @@ def make_trainer(
         noise = jax.random.normal(key, (data.shape[0], samples, model_config.latent_dim))
 
         def one(inputs):
-            return compute_loss_terms(params, *inputs, model_config, geometry=geometry)
+            return compute_loss_terms(params, *inputs, model_config)
 
         terms = jax.lax.map(one, (data, noise), batch_size=4096)
         reconstruction = jnp.mean(terms.reconstruction)
         kl = jnp.mean(terms.kl, axis=0)
-        loss = reconstruction + beta * jnp.sum(kl) + weight * jnp.mean(terms.geometry)
         none = jnp.array(-1, jnp.int32)
-        return EpochMetrics(loss, reconstruction, kl, none, none, none + 1)
+        return EpochMetrics(
+            reconstruction + beta * jnp.sum(kl), reconstruction, kl, none, none, none + 1
+        )
 
     return Trainer(init, run_epoch, evaluate, batches)
