@@ -37,7 +37,9 @@ def get_data(folder: Path, *, builtin: bool, frames: int) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parse = parser(__doc__.splitlines()[0], "polymer-chapter", epochs=250)
     parse.add_argument("--samples", type=int, default=1000, help="conformations to generate")
-    parse.add_argument("--latent-dim", type=int, default=2, help="2: the chapter's")
+    parse.add_argument(
+        "--latent-dim", type=int, default=None, help="default: vaetraj's (2, the chapter's)"
+    )
     parse.add_argument(
         "--builtin", action="store_true", help="simulate the polymer even when the data exist"
     )
@@ -47,8 +49,9 @@ def main(argv: list[str] | None = None) -> dict:
     source = get_data(out, builtin=args.builtin, frames=args.frames)
 
     vaetraj("align", "long_paths.npz", "-o", "aligned.h5", "--method", "principal", cwd=out)
+    latent = () if args.latent_dim is None else ("--latent-dim", args.latent_dim)
     train = vaetraj("train", "aligned.h5", "-o", "model.h5", "--epochs", args.epochs,
-                    "--latent-dim", args.latent_dim, "--seed", args.seed, cwd=out)  # fmt: skip
+                    *latent, "--seed", args.seed, cwd=out)  # fmt: skip
     encode = vaetraj("encode", "paths.npz", "-o", "latent.h5", cwd=out)
     sample = vaetraj("sample", "-n", args.samples, "-o", "samples.npz", "--seed", args.seed,
                      cwd=out)  # fmt: skip

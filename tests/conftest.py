@@ -87,7 +87,7 @@ def model_2d(tmp_path_factory, polymer_2d) -> Path:
     train_file(
         [folder / "polymer.npz"],
         folder / "model.h5",
-        ModelConfig(features=None, hidden=64),
+        ModelConfig(features=None, latent_dim=2, hidden=64),
         TrainConfig(epochs=80, batch_size=64, checkpoint_every=0),
     )
     return folder / "model.h5"
@@ -102,7 +102,7 @@ def model_3d(tmp_path_factory, polymer_files) -> Path:
     train_file(
         [polymer_files / "polymer.dcd"],
         folder / "model.h5",
-        ModelConfig(features=None, hidden=64),
+        ModelConfig(features=None, latent_dim=2, hidden=64),
         TrainConfig(epochs=150, batch_size=64, checkpoint_every=0),
         align_config=AlignConfig(method="kabsch"),
         read_options=ReadOptions(top=polymer_files / "polymer.pdb"),

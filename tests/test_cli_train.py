@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from test_cli import assert_error, run
 
+from vaetraj.model import DEFAULT_LATENT_DIM
 from vaetraj.pipeline.model import load_model
 
 # a network too small and too briefly trained to learn: the runs test files and errors,
@@ -30,7 +31,7 @@ def test_align_then_train_defaults_to_aligned_h5(workdir, polymer_2d):
     record = json.loads(result.stdout)
     assert record["ok"] and record["output"] == "model.h5" and record["epochs_run"] == 3
     assert record["train_frames"] + record["val_frames"] == len(polymer_2d)
-    assert len(record["kl_per_dim"]) == 2 and record["recon_rmsd_train"] > 0
+    assert len(record["kl_per_dim"]) == DEFAULT_LATENT_DIM and record["recon_rmsd_train"] > 0
     model = load_model("model.h5")
     assert model.alignment["method"] == "principal" and model.atoms == 12
     assert model.record.density is not None and len(model.history["loss"]) == 3

@@ -263,6 +263,11 @@ def test_optimize_reports_and_writes_the_best_plausible(workdir, model_2d):
         assert record["plausible"] is False and record["plausible_candidates"] == 0
     stats = load_model(model_2d).data_stats
     assert record["train_rg_min"] == pytest.approx(stats.rg_min)
+    # refined on the decoder's own error; the mean bond is the written structure's
+    assert record["refined"] and record["tether_width"] == 1.0
+    bonds = np.linalg.norm(xyz[1:] - xyz[:-1], axis=-1)
+    assert record["mean_bond"] == pytest.approx(bonds.mean(), rel=1e-4)
+    assert record["train_mean_bond"] == pytest.approx(stats.mean_bond)
     assert record["beyond_training"] == (record["rg"] < stats.rg_min)
     # maximizing gives a larger R_g than minimizing
     high = _ok(
@@ -310,6 +315,7 @@ def test_optimize_bad_inputs(workdir, model_2d):
     )
     assert_error(run("optimize", "--objective", "rmsd", "-m", model_2d), 2, "--target-structure")
     assert_error(run("optimize", "--steps", "15", "-m", model_2d), 2, "--steps")
+    assert_error(run("optimize", "--tether-width", "0", "-m", model_2d), 2, "--tether-width")
     assert not (workdir / "optimized.npz").exists()
 
 

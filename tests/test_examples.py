@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
+from vaetraj.model import DEFAULT_LATENT_DIM
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -42,7 +44,7 @@ def test_polymer_chapter_on_the_builtin_polymer(tmp_path):
     import h5py
 
     with h5py.File(out / "latent.h5", "r") as handle:
-        assert handle["mean"].shape == (len(paths), 2)
+        assert handle["mean"].shape == (len(paths), DEFAULT_LATENT_DIM)
     with h5py.File(out / "aligned.h5", "r") as handle:
         xyz = handle["xyz"][()]
     rg = np.sqrt(((xyz - xyz.mean(axis=1, keepdims=True)) ** 2).sum(-1).mean(-1))

@@ -177,6 +177,12 @@ def test_refinement_restores_bonds_contacts_and_handedness():
     # a structure that already passes barely moves
     still = refine_structures(xyz[:4], stats)
     assert np.max(still.moved) < 0.1
+    # a tighter tether (optimize's: the decoder's error itself) moves the blobs less and
+    # restores less of their bonds
+    tight = refine_structures(blobs, stats, tether_width=1.0)
+    assert np.median(tight.moved) < np.median(refined.moved)
+    tight_bond = check_structures(tight.xyz, stats, None).mean_bond.mean()
+    assert before.mean_bond.mean() < tight_bond < after.mean_bond.mean()
 
 
 def test_refinement_keeps_a_stereocentre_and_the_check_sees_a_flip():

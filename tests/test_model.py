@@ -3,6 +3,8 @@ against scipy, gradients against finite differences, EM against a known mixture.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +13,7 @@ from scipy import stats
 
 from vaetraj.errors import UsageError
 from vaetraj.model import (
+    DEFAULT_LATENT_DIM,
     GaussianMixture,
     ModelConfig,
     compute_kl_diagonal,
@@ -74,7 +77,9 @@ def test_full_posterior_is_a_valid_cholesky_factor():
 
 @pytest.mark.parametrize("likelihood", ["gaussian", "gaussian-learned"])
 def test_gaussian_likelihood_matches_scipy(likelihood):
-    config = ModelConfig(features=6, hidden=8, layers=2, likelihood=likelihood, decoder_std=0.3)
+    config = ModelConfig(
+        features=6, latent_dim=2, hidden=8, layers=2, likelihood=likelihood, decoder_std=0.3
+    )
     params = init_vae(config, key=jax.random.key(0))
     mean, std = decode_frame(params, jnp.array([0.2, -0.1]), config)
     x = np.random.default_rng(0).normal(size=6).astype(np.float32)
@@ -91,7 +96,7 @@ def test_gaussian_likelihood_matches_scipy(likelihood):
 
 def test_loss_gradient_matches_finite_differences():
     with jax.enable_x64(True):
-        config = ModelConfig(features=6, hidden=5, layers=3, activation="tanh")
+        config = ModelConfig(features=6, latent_dim=2, hidden=5, layers=3, activation="tanh")
         params = jax.tree.map(
             lambda a: a.astype(jnp.float64), init_vae(config, key=jax.random.key(0))
         )
@@ -146,6 +151,16 @@ def test_config_validation_names_the_option():
         ModelConfig(activation="sigmoid")
     config = ModelConfig(features=24, posterior="full", likelihood="gaussian-learned")
     assert ModelConfig.from_json(config.to_json()) == config
+
+
+def test_default_latent_size_fits_the_input():
+    """No --latent-dim: 2, or one below the feature count for tiny inputs; resolved once
+    the features are known, and stored as a number."""
+    assert ModelConfig().latent_dim is None
+    assert ModelConfig(features=24).latent_dim == DEFAULT_LATENT_DIM == 2
+    assert [ModelConfig(features=n).latent_dim for n in (1, 2, 3, 5)] == [1, 1, 2, 2]
+    resolved = dataclasses.replace(ModelConfig(hidden=8), features=3)
+    assert resolved.latent_dim == 2 and ModelConfig.from_json(resolved.to_json()) == resolved
 
 
 def _three_clusters(rng, n=3000):

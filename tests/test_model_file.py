@@ -21,7 +21,7 @@ def trained(polymer_2d):
     xyz = align(polymer_2d, AlignConfig()).xyz
     model, report = train(
         xyz,
-        ModelConfig(hidden=32, layers=3, posterior="full"),
+        ModelConfig(latent_dim=2, hidden=32, layers=3, posterior="full"),
         TrainConfig(epochs=3, min_explained=0),  # a file to read back, not a good model
     )
     return model, report, xyz

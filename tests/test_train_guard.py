@@ -22,9 +22,9 @@ from vaetraj.pipeline.model import load_model
 from vaetraj.pipeline.train import train, train_features
 from vaetraj.train import NON_FINITE, SPIKE, TrainConfig, make_trainer
 
-KERNEL = ModelConfig(features=12, hidden=16, layers=3)
+KERNEL = ModelConfig(features=12, latent_dim=2, hidden=16, layers=3)
 STEADY = TrainConfig(batch_size=10, lr=1e-3, schedule="constant", warmup_epochs=0)
-SMALL = ModelConfig(hidden=32, layers=3)
+SMALL = ModelConfig(latent_dim=2, hidden=32, layers=3)
 
 
 def _settled(data):
@@ -73,8 +73,8 @@ def test_the_guard_watches_the_squared_error_whatever_the_likelihoods_offset():
                          input_noise=0.0)  # fmt: skip
     levels, losses = [], []
     for std in (1.0, 0.01):
-        config = ModelConfig(features=12, hidden=16, layers=3, likelihood="gaussian",
-                             decoder_std=std)  # fmt: skip
+        config = ModelConfig(features=12, latent_dim=2, hidden=16, layers=3,
+                             likelihood="gaussian", decoder_std=std)  # fmt: skip
         trainer = make_trainer(config, frozen, frames=100)
         state, metrics = trainer.run_epoch(
             trainer.init(key=jax.random.key(0)), data, jnp.float32(0.01), key=jax.random.key(1)

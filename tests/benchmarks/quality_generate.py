@@ -7,13 +7,13 @@ optimized R_g against the training minimum.
     python tests/benchmarks/quality_generate.py [--cases textbook demo ...] [--adk DIR]
         [--no-refine] [--tether-width W] [--json]
 
-Cases: textbook (../shared/data/polymer/long_paths.npz, latent 2), demo (built-in
-12-bead 2D polymer, latent 4), alanine-heavy (../shared/data/alanine-dipeptide, Kabsch,
-latent 2), polymer-50x3d (built-in 50-bead 3D polymer, latent 2), adk-ca (C-alpha trace
-of the AdK transition from the MDAnalysis test data in --adk DIR, latent 2, 400 epochs
-at batch 16). --tether-width sets the refinement's tether in units of the decoder's error
-(default 3, vaetraj.pipeline.structure.TETHER_WIDTH). Work files go to a temporary
-folder.
+Cases (the default latent size unless --latent-dim): textbook
+(../shared/data/polymer/long_paths.npz), demo (built-in 12-bead 2D polymer),
+alanine-heavy (../shared/data/alanine-dipeptide, Kabsch), polymer-50x3d (built-in
+50-bead 3D polymer), adk-ca (C-alpha trace of the AdK transition from the MDAnalysis test
+data in --adk DIR, 400 epochs at batch 16). --tether-width sets sampling's refinement
+tether in units of the decoder's error (default 3, TETHER_WIDTH), --optimize-tether-width
+optimize's (default 1, OPTIMIZE_TETHER_WIDTH). Work files go to a temporary folder.
 """
 
 from __future__ import annotations
@@ -44,27 +44,28 @@ CASES = ("textbook", "demo", "alanine-heavy", "polymer-50x3d", "adk-ca")
 
 
 def _inputs(name: str, adk: Path | None):
-    """(inputs, align config, read options, latent size, train settings) or None."""
+    """(inputs, align config, read options, latent size (None: the default), train
+    settings) or None."""
     kabsch = AlignConfig(method="kabsch")
     if name == "textbook":
         path = SHARED / "polymer" / "long_paths.npz"
-        return ([path], AlignConfig(), ReadOptions(), 2, {}) if path.exists() else None
+        return ([path], AlignConfig(), ReadOptions(), None, {}) if path.exists() else None
     if name == "demo":
-        return [builtin_polymer(PolymerConfig())[0]], AlignConfig(), ReadOptions(), 4, {}
+        return [builtin_polymer(PolymerConfig())[0]], AlignConfig(), ReadOptions(), None, {}
     if name == "polymer-50x3d":
         path, _ = builtin_polymer(PolymerConfig(beads=50, dim=3))
-        return [path], AlignConfig(), ReadOptions(), 2, {}
+        return [path], AlignConfig(), ReadOptions(), None, {}
     if name == "alanine-heavy":
         data = SHARED / "alanine-dipeptide"
         if not data.exists():
             return None
         options = ReadOptions(top=data / "ala2.pdb", select="not element H")
-        return [data / "ala2.dcd"], kabsch, options, 2, {}
+        return [data / "ala2.dcd"], kabsch, options, None, {}
     if name == "adk-ca":
         if adk is None:
             return None
         options = ReadOptions(top=adk / "adk_closed.pdb", select="name CA")
-        return [adk / "adk_dims.dcd"], kabsch, options, 2, {"epochs": 400, "batch_size": 16}
+        return [adk / "adk_dims.dcd"], kabsch, options, None, {"epochs": 400, "batch_size": 16}
     raise SystemExit(f"unknown case {name}")
 
 
@@ -99,6 +100,7 @@ def run_case(
     refine: bool,
     overrides: dict,
     latent_dim: int | None,
+    optimize_settings: dict,
 ) -> dict | None:
     inputs = _inputs(name, adk)
     if inputs is None:
@@ -126,7 +128,7 @@ def run_case(
     optimized = optimize_file(
         model,
         folder / f"{name}-optimized.npz",
-        OptimizeConfig(refine=refine),
+        OptimizeConfig(refine=refine, **optimize_settings),
         data=aligned,
         overwrite=True,
     )
@@ -145,6 +147,7 @@ def run_case(
         "chirality_kept": round(1 - sampled.failures["chirality"], 4),
         "moved_median": None if sampled.moved_median is None else round(sampled.moved_median, 3),
         "opt_rg": round(optimized.rg, 3),
+        "opt_bond_ratio": round(optimized.mean_bond / optimized.train_mean_bond, 3),
         "train_rg_min": round(optimized.train_rg_min, 3),
         "opt_plausible": optimized.plausible,
         "opt_nearest_rmsd": None
@@ -160,6 +163,7 @@ def main() -> None:
     parser.add_argument("--adk", type=Path, default=None)
     parser.add_argument("--no-refine", action="store_true")
     parser.add_argument("--tether-width", type=float, default=None)
+    parser.add_argument("--optimize-tether-width", type=float, default=None)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--latent-dim", type=int, default=None)
     parser.add_argument(
@@ -173,8 +177,11 @@ def main() -> None:
         overrides[field] = json.loads(value)
     if args.tether_width is not None:
         structure.TETHER_WIDTH = args.tether_width
+    optimize_settings = {}
+    if args.optimize_tether_width is not None:
+        optimize_settings["tether_width"] = args.optimize_tether_width
     columns = ("case", "train", "ev_val", "latent_rg_r2", "data_pass", "raw_pass", "sample_pass", "pass_ratio",
-               "mean_bond_ratio", "chirality_kept", "moved_median", "opt_rg", "train_rg_min",
+               "mean_bond_ratio", "chirality_kept", "moved_median", "opt_rg", "opt_bond_ratio", "train_rg_min",
                "opt_plausible", "opt_nearest_rmsd", "seconds")  # fmt: skip
     if not args.json:
         print("| " + " | ".join(columns) + " |")
@@ -182,7 +189,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name in args.cases:
             row = run_case(
-                name, Path(folder), args.adk, not args.no_refine, overrides, args.latent_dim
+                name,
+                Path(folder),
+                args.adk,
+                not args.no_refine,
+                overrides,
+                args.latent_dim,
+                optimize_settings,
             )
             if row is None:
                 print(f"skipping {name}: its data is not here", file=sys.stderr)

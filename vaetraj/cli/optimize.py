@@ -70,6 +70,12 @@ def optimize_command(
         "objective (the rest are density draws).",
     ),
     refine: bool = RefineOption,
+    tether_width: float = typer.Option(
+        1.0,
+        "--tether-width",
+        help="How far refinement may move a candidate, in units of the decoder's own "
+        "per-atom error (sample's refinement uses 3).",
+    ),
     data: Path | None = typer.Option(
         None,
         "--data",
@@ -109,6 +115,7 @@ def optimize_command(
             trust_quantile=trust_quantile,
             seed=seed,
             refine=refine,
+            tether_width=tether_width,
             data_starts=data_starts,
         )
         groups = None
@@ -169,11 +176,18 @@ def _print_summary(report) -> None:
             )
         )
         if report.refined:
-            rows.append(("refined", f"moved {report.moved:.3g} {units} RMSD"))
+            rows.append(
+                (
+                    "refined",
+                    f"moved {report.moved:.3g} {units} RMSD (tether "
+                    f"{report.tether_width:g}x the decoder's error)",
+                )
+            )
         rows.append(
             (
                 "bonds",
-                f"{report.min_bond:.3g} to {report.max_bond:.3g}; closest non-bonded "
+                f"{report.min_bond:.3g} to {report.max_bond:.3g}, mean {report.mean_bond:.3g} "
+                f"(training frames' mean {report.train_mean_bond:.3g}); closest non-bonded "
                 f"{report.closest_nonbonded:.3g}",
             )
         )

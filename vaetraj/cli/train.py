@@ -63,7 +63,12 @@ def train_command(
         "with the --method/--reference/--select options of `align`.",
     ),
     output: Path = typer.Option(Path("model.h5"), "-o", "--output", help="Model .h5 to write."),
-    latent_dim: int = typer.Option(2, "--latent-dim", help="Latent dimensions."),
+    latent_dim: int | None = typer.Option(
+        None,
+        "--latent-dim",
+        help="Latent dimensions [default: 2, the textbook's; 1 for an input of 2 features].",
+        show_default=False,
+    ),
     hidden: int = typer.Option(256, "--hidden", help="Units per hidden layer."),
     layers: int = typer.Option(
         4, "--layers", help="Weight layers per network, as the textbook counts: 4 = 3 hidden."

@@ -1,6 +1,12 @@
 """VAE kernels: config, per-frame encode/decode/loss, KL, normalization, latent density."""
 
-from vaetraj.model._config import ACTIVATIONS, LIKELIHOODS, POSTERIORS, ModelConfig
+from vaetraj.model._config import (
+    ACTIVATIONS,
+    DEFAULT_LATENT_DIM,
+    LIKELIHOODS,
+    POSTERIORS,
+    ModelConfig,
+)
 from vaetraj.model._density import (
     GaussianMixture,
     MixtureFit,
@@ -36,6 +42,7 @@ from vaetraj.model._vae import (
 
 __all__ = [
     "ACTIVATIONS",
+    "DEFAULT_LATENT_DIM",
     "LIKELIHOODS",
     "POSTERIORS",
     "GaussianMixture",

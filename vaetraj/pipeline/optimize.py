@@ -37,7 +37,12 @@ from vaetraj.metrics import compute_rg
 from vaetraj.model import compute_mixture_log_density, decode_frame
 from vaetraj.optimize import OBJECTIVES, LatentGoal, make_latent_optimizer, make_objective
 from vaetraj.pipeline.model import Model, load_model, require_structure_model
-from vaetraj.pipeline.structure import check_structures, refine_structures, rg_weights
+from vaetraj.pipeline.structure import (
+    OPTIMIZE_TETHER_WIDTH,
+    check_structures,
+    refine_structures,
+    rg_weights,
+)
 
 DEFAULT_MODEL = "model.h5"
 _REFERENCE_DRAWS = 4096
@@ -63,6 +68,7 @@ class OptimizeConfig:
     record_every: int = 10
     seed: int = 0
     refine: bool = True
+    tether_width: float = OPTIMIZE_TETHER_WIDTH  # the refinement's, x the decoder's error
     data_starts: float = 0.5  # the share of restarts that start from training frames
 
     def __post_init__(self) -> None:
@@ -84,6 +90,8 @@ class OptimizeConfig:
             raise UsageError(f"--lr must be positive, got {self.learning_rate}")
         if not self.trust_weight >= 0:
             raise UsageError(f"--trust-weight must be 0 or more, got {self.trust_weight}")
+        if not (self.tether_width > 0 and math.isfinite(self.tether_width)):
+            raise UsageError(f"--tether-width must be positive, got {self.tether_width}")
         if not 0 <= self.data_starts <= 1:
             raise UsageError(f"--data-starts must be in [0, 1], got {self.data_starts}")
         if not 0 < self.trust_quantile < 1:
@@ -119,6 +127,7 @@ class OptimizeReport:
     candidates: int
     refined: bool
     moved: float | None  # RMSD the best structure moved in refinement
+    tether_width: float | None  # the refinement's tether, x the decoder's per-atom error
     failures: dict[str, bool] | None  # which kinds of term the best structure fails
     data_starts: int  # restarts that began at training frames' latent points
     nearest_frame_rmsd: float | None  # to the nearest training frame after superposition
@@ -128,6 +137,8 @@ class OptimizeReport:
     beyond_training: bool | None
     min_bond: float
     max_bond: float
+    mean_bond: float
+    train_mean_bond: float | None
     closest_nonbonded: float
     limits: dict[str, float] | None
     sample_value_range: list[float]
@@ -165,7 +176,7 @@ def _starts(model: Model, config: OptimizeConfig, stats, score, decode, key, pri
         return np.asarray(drawn), 0
     structures = np.asarray(decode(jnp.asarray(anchors)))
     if config.refine:
-        structures = refine_structures(structures, stats).xyz
+        structures = refine_structures(structures, stats, config.tether_width).xyz
     values = np.asarray(score(jnp.asarray(structures)))
     badness = _badness(values, config)
     best = np.argsort(np.where(np.isfinite(badness), badness, np.inf), kind="stable")[:from_data]
@@ -324,7 +335,7 @@ def optimize(
     structures = np.asarray(decode_all(jnp.asarray(safe)))
     moved = None
     if stats is not None and config.refine:
-        refined = refine_structures(structures, stats)
+        refined = refine_structures(structures, stats, config.tether_width)
         structures, moved = refined.xyz, refined.moved
     values = np.asarray(score_all(jnp.asarray(structures)))
     finite &= np.isfinite(values) & np.isfinite(structures).all(axis=(1, 2))
@@ -402,6 +413,7 @@ def optimize(
         candidates=int(len(flat)),
         refined=moved is not None,
         moved=float(moved[best]) if moved is not None else None,
+        tether_width=config.tether_width if moved is not None else None,
         failures=check.failed_at(best) if check is not None else None,
         data_starts=from_data,
         nearest_frame_rmsd=novelty,
@@ -411,6 +423,8 @@ def optimize(
         beyond_training=beyond,
         min_bond=float(geometry.min_bond[best]) if geometry is not None else math.nan,
         max_bond=float(geometry.max_bond[best]) if geometry is not None else math.nan,
+        mean_bond=float(geometry.mean_bond[best]) if geometry is not None else math.nan,
+        train_mean_bond=stats.mean_bond if stats else None,
         closest_nonbonded=float(geometry.min_nonbonded[best]) if geometry is not None else math.nan,
         limits=(
             {

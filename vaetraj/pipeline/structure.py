@@ -52,7 +52,13 @@ _PAIR_BUDGET = 20_000_000
 STATS_VERSION = 2
 REFINE_STEPS = 2000
 ANCHORS = 256
-TETHER_WIDTH = 3.0  # the tether's std, in units of the decoder's per-atom error
+# The tether's std, in units of the decoder's per-atom error. Generating (decode, sample,
+# evaluate) wants structures distributed like the data's, and the mean of many
+# conformations is shorter than one per-atom error can restore: 3x gives the data's mean
+# bond. Optimizing wants the most extreme structure the model itself vouches for: the
+# decoder's own error (1x), so the answer stays what the model says its latent point is.
+TETHER_WIDTH = 3.0
+OPTIMIZE_TETHER_WIDTH = 1.0
 REFINE_STEP = 0.05  # the first refinement step, as a share of the mean bond length
 _CONTACT_STIFFNESS = 0.02  # the contact wall's width, as a share of the contact distance
 
@@ -218,11 +224,13 @@ class DataStats:
             handedness=f32(self.handedness),
         )
 
-    def restraints(self, atoms: int) -> Restraints:
-        """The refinement energy's parameters (see vaetraj.refine)."""
+    def restraints(self, atoms: int, tether_width: float | None = None) -> Restraints:
+        """The refinement energy's parameters (see vaetraj.refine); tether_width in
+        units of the decoder's per-atom error (None: TETHER_WIDTH)."""
         terms = self.terms(atoms)
         f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
-        tether = np.asarray(self.tether_std or [math.inf] * atoms) * TETHER_WIDTH
+        width = TETHER_WIDTH if tether_width is None else tether_width
+        tether = np.asarray(self.tether_std or [math.inf] * atoms) * width
         return Restraints(
             bonds=jnp.asarray(terms.bonds),
             bond_mean=f32(self.bond_mean),
@@ -402,10 +410,12 @@ def _refiner(steps: int):
     return make_refiner(steps)
 
 
-def refine_structures(xyz: np.ndarray, stats: DataStats) -> Refined:
+def refine_structures(
+    xyz: np.ndarray, stats: DataStats, tether_width: float | None = None
+) -> Refined:
     """Relax decoded structures (n, atoms, dims) to the data's local geometry, in chunks;
-    NumPy arrays."""
-    restraints = stats.restraints(xyz.shape[1])
+    NumPy arrays. tether_width: see `DataStats.restraints`."""
+    restraints = stats.restraints(xyz.shape[1], tether_width)
     refine = _refiner(stats.refine_steps)
     parts = [
         refine(jnp.asarray(xyz[part], jnp.float32), restraints)
