@@ -30,14 +30,17 @@ import numpy as np
 
 from vaetraj import AlignConfig, PolymerConfig, ReadOptions
 from vaetraj.errors import TrainingFailedError
+from vaetraj.io.aligned import read_aligned
+from vaetraj.metrics import compute_rg
 from vaetraj.model import ModelConfig
 from vaetraj.pipeline import structure
 from vaetraj.pipeline.align import align_file
 from vaetraj.pipeline.builtin import builtin_polymer
 from vaetraj.pipeline.generate import sample_file
+from vaetraj.pipeline.model import load_model
 from vaetraj.pipeline.optimize import OptimizeConfig, optimize_file
 from vaetraj.pipeline.train import train_file
-from vaetraj.train import TrainConfig
+from vaetraj.train import TrainConfig, split_blocks
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 CASES = ("textbook", "demo", "alanine-heavy", "polymer-50x3d", "adk-ca")
@@ -72,11 +75,6 @@ def _inputs(name: str, adk: Path | None):
 def _latent_rg_r2(model_path: Path, aligned: Path) -> float:
     """How well the latent map tells R_g: R^2 of a 10-nearest-neighbour regression of
     R_g on the latent means, held-out frames predicted from the training frames."""
-    from vaetraj.io.aligned import read_aligned
-    from vaetraj.metrics import compute_rg
-    from vaetraj.pipeline.model import load_model
-    from vaetraj.train import TrainConfig, split_blocks
-
     data = read_aligned(aligned)
     model = load_model(model_path)
     xyz = data.xyz.astype(np.float32)

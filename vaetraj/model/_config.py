@@ -24,8 +24,8 @@ class ModelConfig:
     """Encoder and decoder MLPs of a (beta-)VAE on flattened, normalized frames.
 
     features: input size (atoms * dims). latent_dim None: DEFAULT_LATENT_DIM, or
-    features - 1 when that is smaller (set once features is known). layers counts weight layers as the textbook
-    does: 4 layers = 3 hidden layers of `hidden` units, in the encoder and in the
+    features - 1 when that is smaller (set once features is known). layers counts
+    weight layers as the textbook does: 4 layers = 3 hidden layers of `hidden` units, in the encoder and in the
     decoder alike. likelihood: "mse" (sum of squared errors, the textbook's),
     "gaussian" (fixed decoder_std, in normalized units) or "gaussian-learned" (the
     decoder also predicts a per-feature std, as in the AEVB notes) or "categorical" (the
