@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     parse = parser(__doc__.splitlines()[0], "polymer-chapter", epochs=250)
     parse.add_argument("--samples", type=int, default=1000, help="conformations to generate")
     parse.add_argument(
-        "--latent-dim", type=int, default=None, help="default: vaetraj's (2, the chapter's)"
+        "--latent-dim", type=int, default=None, help="default: vaetraj's (4; the chapter's is 2)"
     )
     parse.add_argument(
         "--builtin", action="store_true", help="simulate the polymer even when the data exist"

@@ -154,11 +154,11 @@ def test_config_validation_names_the_option():
 
 
 def test_default_latent_size_fits_the_input():
-    """No --latent-dim: 2, or one below the feature count for tiny inputs; resolved once
+    """No --latent-dim: 4, or one below the feature count for tiny inputs; resolved once
     the features are known, and stored as a number."""
     assert ModelConfig().latent_dim is None
-    assert ModelConfig(features=24).latent_dim == DEFAULT_LATENT_DIM == 2
-    assert [ModelConfig(features=n).latent_dim for n in (1, 2, 3, 5)] == [1, 1, 2, 2]
+    assert ModelConfig(features=24).latent_dim == DEFAULT_LATENT_DIM == 4
+    assert [ModelConfig(features=n).latent_dim for n in (1, 2, 3, 5, 6)] == [1, 1, 2, 4, 4]
     resolved = dataclasses.replace(ModelConfig(hidden=8), features=3)
     assert resolved.latent_dim == 2 and ModelConfig.from_json(resolved.to_json()) == resolved
 

@@ -43,20 +43,21 @@ def _polymer(beads: int, dim: int) -> np.ndarray:
 
 
 def _case_data(name: str, adk: Path | None) -> tuple[np.ndarray, int, dict]:
-    """(aligned frames, latent size, train settings of the case)."""
+    """(aligned frames, latent size (None: the tool's default), train settings of the
+    case)."""
     if name in ("textbook", "case4"):  # case 4: --lr 1.0, far too high
         xyz = align(np.load(SHARED / "polymer" / "long_paths.npz")["arr"]).xyz
-        return xyz, 2, {"lr": 1.0} if name == "case4" else {}
+        return xyz, None, {"lr": 1.0} if name == "case4" else {}
     if name == "demo":
         return align(_polymer(12, 2)).xyz, 4, {}
     if name.startswith("polymer-"):  # polymer-50x3d
         beads, dim = name.removeprefix("polymer-").removesuffix("d").split("x")
-        return align(_polymer(int(beads), int(dim))).xyz, 2, {}
+        return align(_polymer(int(beads), int(dim))).xyz, None, {}
     if name.startswith("alanine-"):
         select = "not element H" if name == "alanine-heavy" else None
         data = SHARED / "alanine-dipeptide"
         options = ReadOptions(top=data / "ala2.pdb", select=select)
-        return align(str(data / "ala2.dcd"), KABSCH, options).xyz, 2, {}
+        return align(str(data / "ala2.dcd"), KABSCH, options).xyz, None, {}
     path = {"epochs": 400, "batch_size": 16}
     chain = _polymer(214, 3)
     if name == "case1":  # the first 98 frames of the 214-bead chain
@@ -91,8 +92,10 @@ def run_case(name: str, seed: int, extra: dict, adk: Path | None) -> dict:
     started = time.perf_counter()
     config = TrainConfig(**{**extra, **settings, "seed": seed})  # the case's own settings win
     row = {"case": name, "seed": seed, "frames": xyz.shape[0], "features": xyz[0].size}
+    model_config = ModelConfig(features=xyz[0].size, latent_dim=latent)
+    row["latent"] = model_config.latent_dim
     try:
-        model, report = train(xyz, ModelConfig(latent_dim=latent), config)
+        model, report = train(xyz, model_config, config)
         row["status"] = "ok"
     except TrainingFailedError as failure:  # exit 3, the model written for inspection
         model, report = failure.model, failure.report
@@ -107,7 +110,7 @@ def run_case(name: str, seed: int, extra: dict, adk: Path | None) -> dict:
         kept_epoch=report.kept_epoch,
         recoveries=len(report.recoveries),
     )
-    if latent == 1:
+    if model_config.latent_dim == 1:
         mean, _ = model.encode(xyz)
         row["rank_correlation"] = round(_rank_correlation(mean[:, 0]), 3)
     if name == "textbook":
@@ -127,7 +130,7 @@ def main() -> None:
     parser.add_argument("--adk", type=Path, default=None)
     parser.add_argument("--json", action="store_true", help="one JSON row per line")
     args = parser.parse_args()
-    columns = ("case", "seed", "frames", "features", "status", "explained_train",
+    columns = ("case", "seed", "frames", "features", "latent", "status", "explained_train",
                "explained_val", "pca", "val_gap", "rank_correlation", "paths_rmsd",
                "kept_epoch", "recoveries", "seconds")  # fmt: skip
     if not args.json:

@@ -15,8 +15,8 @@ def demo_command(
         Path("vaetraj-demo"), metavar="[DIR]", help="Folder for every output."
     ),
     epochs: int = typer.Option(250, "--epochs", help="Training epochs."),
-    latent_dim: int = typer.Option(
-        4, "--latent-dim", help="Latent size (4 is recommended; 2 is the textbook's)."
+    latent_dim: int | None = typer.Option(
+        None, "--latent-dim", help="Latent size (default: train's, 4; 2 is the textbook's)."
     ),
     samples: int = typer.Option(1000, "-n", "--samples", help="Conformations to sample."),
     overwrite: bool = OverwriteOption,

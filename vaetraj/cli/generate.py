@@ -50,7 +50,7 @@ def decode_command(
 
       vaetraj decode latent.h5 -o path.pdb
 
-      vaetraj decode --z 0.1,-0.3 --z 1.0,2.0 -o two.npz
+      vaetraj decode --z 0.1,-0.3,0,0 --z 1,2,0,0 -o two.npz
     """
 
     def body():

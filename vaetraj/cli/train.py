@@ -66,7 +66,8 @@ def train_command(
     latent_dim: int | None = typer.Option(
         None,
         "--latent-dim",
-        help="Latent dimensions [default: 2, the textbook's; 1 for an input of 2 features].",
+        help="Latent dimensions [default: 4; fewer for an input of at most 4 features; "
+        "the textbook's is 2].",
         show_default=False,
     ),
     hidden: int = typer.Option(256, "--hidden", help="Units per hidden layer."),
@@ -89,7 +90,7 @@ def train_command(
         Posterior.diagonal, "--posterior", help="diagonal, or full (Cholesky) covariance."
     ),
     input_noise: float = typer.Option(
-        0.7,
+        0.5,
         "--input-noise",
         help="Std of the noise on the (standardized) frames the encoder sees in training; "
         "the loss scores the clean frame (denoising). 0: off.",

@@ -11,12 +11,12 @@ from vaetraj.errors import UsageError
 ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "softplus", "elu")
 LIKELIHOODS = ("mse", "gaussian", "gaussian-learned", "categorical")
 POSTERIORS = ("diagonal", "full")
-# The latent size when none is given (1 for an input of 2 features), the textbook's. 4
-# explains more (textbook polymer: 63% of held-out variance against 49%) and decodes
-# structures more compact than the training frames, which 2 cannot; it is not the
-# default yet because one default training run of it (50-bead 3D polymer, seed 0) kept
-# epoch 7, a dead model (docs/pages/method.md, "Choosing the latent size").
-DEFAULT_LATENT_DIM = 2
+# The latent size when none is given (fewer for an input of at most 4 features). The
+# textbook's 2 is for pictures: its decoder averages so many conformations per latent
+# point that it cannot give a structure more compact than the training frames; 4 can,
+# and explains more (textbook polymer: 64% of held-out variance against 49%;
+# docs/pages/method.md, "Choosing the latent size").
+DEFAULT_LATENT_DIM = 4
 
 
 @dataclass(frozen=True)

@@ -45,14 +45,14 @@ def run_demo(
     directory: str | os.PathLike = "vaetraj-demo",
     *,
     epochs: int = 250,
-    latent_dim: int = 4,
+    latent_dim: int | None = None,
     samples: int = 1000,
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> DemoReport:
     """simulate (cached) -> align -> train -> encode -> sample -> optimize rg ->
-    evaluate -> plot, every output in `directory`. The latent size defaults to 4, the
-    size recommended in docs/pages/method.md (2 is the textbook's, for plotting)."""
+    evaluate -> plot, every output in `directory`. latent_dim None: train's default (4;
+    docs/pages/method.md, "Choosing the latent size")."""
     from vaetraj.pipeline.align import AlignConfig, align_file
     from vaetraj.pipeline.encode import encode_file
     from vaetraj.pipeline.evaluate import EvaluateConfig, evaluate_file

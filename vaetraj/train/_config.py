@@ -26,7 +26,7 @@ class TrainConfig:
     that one set trains all of them. The textbook's are epochs 250, batch 32, beta 0.01
     (ours too) and adam at a constant 1e-2 with no regularization; ours differ in:
 
-    - weight_decay 1.0, input_noise 0.7 and keep "best" on contiguous validation
+    - weight_decay 1.0, input_noise 0.5 and keep "best" on contiguous validation
       blocks: they keep the network from memorizing its training frames, and together
       they keep the networks of large molecules alive (at the textbook's rate, without
       them, molecules of hundreds of atoms end with a decoder that ignores z);
@@ -71,7 +71,7 @@ class TrainConfig:
     clip_norm: float | None = None
     lr_scaling: str = "fan-in"
     weight_decay: float = 1.0
-    input_noise: float = 0.7
+    input_noise: float = 0.5
     beta: float = 0.01
     kl_warmup: int = 0
     samples: int = 1
