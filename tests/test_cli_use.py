@@ -4,7 +4,9 @@ against independent computations, and each bad input with its exit code."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import h5py
 import mdtraj as md
@@ -438,3 +440,29 @@ def test_optimize_from_training_frames_says_how_new_its_answer_is(workdir, polym
 def _save(xyz: np.ndarray) -> str:
     np.savez("frames.npz", arr=xyz)
     return "frames.npz"
+
+
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(workdir, model_2d, polymer_npz):
+    """`-o` naming one of the command's inputs (by name, through a symbolic link or a
+    hard link) is refused with exit 2 before any work, even with --overwrite, and the
+    input file is left byte for byte as it was."""
+    shutil.copy(model_2d, "model.h5")
+    _ok(run("align", "polymer.npz", "-o", "aligned.h5", "--json"))
+    np.savez("z.npz", arr=np.zeros((2, 2), dtype=np.float32))
+    Path("link.h5").symlink_to("model.h5")
+    os.link("model.h5", "hard.h5")
+    before = {name: Path(name).read_bytes() for name in ("model.h5", "aligned.h5", "z.npz")}
+    cases = [
+        (("train", "aligned.h5", "-o", "aligned.h5", "--epochs", "1"), "aligned.h5"),
+        (("train", "polymer.npz", "-o", "m.h5", "--checkpoint", "m.h5"), "m.h5"),
+        (("align", "aligned.h5", "-o", "./aligned.h5"), "aligned.h5"),
+        (("encode", "polymer.npz", "-m", "model.h5", "-o", "model.h5"), "model.h5"),
+        (("encode", "polymer.npz", "-m", "link.h5", "-o", "model.h5"), "link.h5"),
+        (("sample", "-n", "2", "-m", "hard.h5", "-o", "model.h5"), "hard.h5"),
+        (("decode", "z.npz", "-m", "model.h5", "-o", "z.npz"), "z.npz"),
+        (("optimize", "-m", "model.h5", "-o", "model.h5"), "model.h5"),
+    ]
+    for args, named in cases:
+        assert_error(run(*args, "--overwrite"), 2, "output is the input", named)
+    assert {name: Path(name).read_bytes() for name in before} == before
+    assert not Path("m.h5").exists() and not list(workdir.glob(".*.tmp"))

@@ -6,18 +6,47 @@ import contextlib
 import errno
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from vaetraj.errors import OutputError, WriteError
+from vaetraj.errors import OutputError, UsageError, WriteError
 
 # errors that mean the medium failed us, not that the path was wrong
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EIO, errno.EDQUOT, errno.EFBIG}
 
 
-def check_output(path: str | os.PathLike, *, overwrite: bool) -> Path:
-    """Refuse an existing output (unless `overwrite`) or one whose folder is unusable."""
+def refuse_input_as_output(
+    path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None]
+) -> None:
+    """Refuse an output that is one of the command's inputs: the same file by name, by a
+    symbolic link or by a hard link. --overwrite would otherwise replace the data (or
+    the model) with what was made from it."""
     path = Path(path)
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given)
+        try:
+            same = os.path.samefile(path, source)
+        except OSError:  # one of them does not exist (yet): compare the names
+            same = path.resolve() == source.resolve()
+        if same:
+            raise UsageError(
+                f"output is the input {source}: it would be replaced; write to another file",
+                path=path,
+            )
+
+
+def check_output(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool,
+    inputs: Iterable[str | os.PathLike | None] = (),
+) -> Path:
+    """Refuse an output that is one of `inputs`, an existing output (unless
+    `overwrite`) or one whose folder is unusable."""
+    path = Path(path)
+    refuse_input_as_output(path, inputs)
     if path.exists() and not overwrite:
         raise OutputError("output exists (pass --overwrite to replace it)", path=path)
     if path.is_dir():

@@ -420,7 +420,7 @@ def align_file(
     output = Path(output)
     if output.suffix.lower() not in (".h5", ".hdf5"):
         raise UsageError(f"aligned output must be .h5, got '{output.suffix}'", path=output)
-    check_output(output, overwrite=overwrite)
+    check_output(output, overwrite=overwrite, inputs=[*(inputs or []), read_options.top])
     trajectory = open_inputs(inputs, read_options)
     sources = describe_sources(trajectory)
     with atomic_output(output, overwrite=overwrite) as tmp:

@@ -249,7 +249,7 @@ def encode_file(
     started = time.perf_counter()
     output = Path(output)
     suffix = check_latent_suffix(output)
-    check_output(output, overwrite=overwrite)
+    check_output(output, overwrite=overwrite, inputs=[*(inputs or []), model, read_options.top])
     if not inputs:
         raise UsageError("no trajectory given: vaetraj encode TRAJ... [--model model.h5]")
     model_path = Path(model)

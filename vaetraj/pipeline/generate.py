@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from vaetraj.errors import BadInputError, NumericalError, UsageError
+from vaetraj.io._atomic import refuse_input_as_output
 from vaetraj.io._hash import compute_sha256
 from vaetraj.io.features import check_features_output, write_features
 from vaetraj.io.latent import read_latent_points
@@ -170,8 +171,10 @@ def _write(
     return report
 
 
-def _check_output(model: Model, output, overwrite: bool) -> None:
-    """Refuse a bad output before any work: a table for a features model, else structures."""
+def _check_output(model: Model, output, overwrite: bool, inputs: list) -> None:
+    """Refuse a bad output before any work: one of the inputs; a table for a features
+    model, else structures."""
+    refuse_input_as_output(output, inputs)
     if model.is_features:
         check_features_output(output, overwrite=overwrite)
     else:
@@ -213,7 +216,7 @@ def decode_file(
         raise UsageError("give latent points: a LATENT file or --z values (not both)")
     model_path = Path(model)
     loaded = load_model(model_path)
-    _check_output(loaded, output, overwrite)
+    _check_output(loaded, output, overwrite, [model_path, latent])
     source = "--z" if latent is None else str(latent)
     z = points if latent is None else read_latent_points(latent, key=key)
     if z.shape[1] != loaded.latent_dim:
@@ -261,7 +264,7 @@ def sample_file(
         raise UsageError(f"-n must be at least 1, got {n}")
     model_path = Path(model)
     loaded = load_model(model_path)
-    _check_output(loaded, output, overwrite)
+    _check_output(loaded, output, overwrite, [model_path])
     _, made = sample(loaded, n, seed=seed, prior=prior, temperature=temperature, refine=refine)
     _finite(made.xyz, model_path)
     report = _report(

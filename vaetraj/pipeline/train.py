@@ -996,7 +996,8 @@ def train_file(
     output = Path(output)
     if output.suffix.lower() not in (".h5", ".hdf5"):
         raise UsageError(f"a model file must be .h5, got '{output.suffix}'", path=output)
-    check_output(output, overwrite=overwrite)
+    given = [*(inputs or [DEFAULT_DATA]), read_options.top, checkpoint]
+    check_output(output, overwrite=overwrite, inputs=given)
     checkpoint = Path(checkpoint) if checkpoint is not None else default_checkpoint(output)
     if not resume and checkpoint.exists() and not overwrite:
         raise UsageError(
