@@ -466,3 +466,18 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(workdir, model
         assert_error(run(*args, "--overwrite"), 2, "output is the input", named)
     assert {name: Path(name).read_bytes() for name in before} == before
     assert not Path("m.h5").exists() and not list(workdir.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("option", "fragment"),
+    [
+        (("--epochs", "0"), "--epochs"),
+        (("--latent-dim", "0"), "--latent-dim"),
+        (("-n", "0"), "--samples"),
+    ],  # fmt: skip
+)
+def test_demo_checks_every_option_before_writing(workdir, option, fragment):
+    """A bad option is refused (exit 2, one line) before the demo folder is made: no
+    aligned.h5 (or anything else) is left behind."""
+    assert_error(run("demo", "d", *option), 2, fragment)
+    assert not (workdir / "d").exists()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vaetraj.errors import OutputError
+from vaetraj.errors import OutputError, UsageError
 from vaetraj.io._atomic import atomic_output
 from vaetraj.model import ModelConfig
 from vaetraj.train import TrainConfig
@@ -62,6 +62,11 @@ def run_demo(
     from vaetraj.pipeline.train import train_file
 
     started = time.perf_counter()
+    # every option is checked before anything is written
+    model_config = ModelConfig(features=None, latent_dim=latent_dim)
+    train_config = TrainConfig(epochs=epochs)
+    if samples < 1:
+        raise UsageError(f"--samples must be at least 1, got {samples}")
     folder = Path(directory)
     if folder.exists() and not folder.is_dir():
         raise OutputError("demo output must be a folder", path=folder)
@@ -99,8 +104,8 @@ def run_demo(
         lambda: train_file(
             [aligned],
             model,
-            ModelConfig(features=None, latent_dim=latent_dim),
-            TrainConfig(epochs=epochs),
+            model_config,
+            train_config,
             checkpoint=folder / "model.ckpt.h5",
             overwrite=overwrite,
         ),
