@@ -161,5 +161,4 @@ def test_latent_4_trains_a_50_bead_coil_where_the_old_input_noise_killed_it():
     assert TrainConfig().input_noise == 0.5
     for seed in (0, 5):
         _, report = train(xyz, config, TrainConfig(seed=seed))
-        assert report.status == "ok"
         assert report.explained_variance_val >= 0.5 * report.pca_explained_variance

@@ -15,7 +15,7 @@ from vaetraj.errors import OutputError, UsageError, WriteError
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EIO, errno.EDQUOT, errno.EFBIG}
 
 
-def refuse_input_as_output(
+def _refuse_input_as_output(
     path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None]
 ) -> None:
     """Refuse an output that is one of the command's inputs: the same file by name, by a
@@ -46,7 +46,7 @@ def check_output(
     """Refuse an output that is one of `inputs`, an existing output (unless
     `overwrite`) or one whose folder is unusable."""
     path = Path(path)
-    refuse_input_as_output(path, inputs)
+    _refuse_input_as_output(path, inputs)
     if path.exists() and not overwrite:
         raise OutputError("output exists (pass --overwrite to replace it)", path=path)
     if path.is_dir():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -119,10 +120,12 @@ def describe_table(path: str | os.PathLike, table: np.ndarray) -> dict:
     }
 
 
-def check_features_output(path: str | os.PathLike, *, overwrite: bool) -> Path:
+def check_features_output(
+    path: str | os.PathLike, *, overwrite: bool, inputs: Iterable[str | os.PathLike | None] = ()
+) -> Path:
     path = Path(path)
     _check_suffix(path, "a feature output")
-    return check_output(path, overwrite=overwrite)
+    return check_output(path, overwrite=overwrite, inputs=inputs)
 
 
 def write_features(path: str | os.PathLike, table: np.ndarray, *, overwrite: bool = False) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,11 @@ MDTRAJ_WRITERS = (
 )
 
 
-def check_structure_output(path: str | os.PathLike, *, overwrite: bool) -> Path:
-    """Refuse an unknown extension or an existing output before any work is done."""
+def check_structure_output(
+    path: str | os.PathLike, *, overwrite: bool, inputs: Iterable[str | os.PathLike | None] = ()
+) -> Path:
+    """Refuse an unknown extension, one of the command's `inputs` or an existing output
+    before any work is done."""
     path = Path(path)
     suffix = suffix_of(path)
     if suffix not in _OWN and suffix not in MDTRAJ_WRITERS:
@@ -58,7 +62,7 @@ def check_structure_output(path: str | os.PathLike, *, overwrite: bool) -> Path:
             "(.pdb, .dcd, .xtc, ...)",
             path=path,
         )
-    return check_output(path, overwrite=overwrite)
+    return check_output(path, overwrite=overwrite, inputs=inputs)
 
 
 def _topology(topology_json: str | None, atoms: int) -> md.Topology:

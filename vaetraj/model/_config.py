@@ -25,13 +25,13 @@ class ModelConfig:
 
     features: input size (atoms * dims). latent_dim None: DEFAULT_LATENT_DIM, or
     features - 1 when that is smaller (set once features is known). layers counts
-    weight layers as the textbook does: 4 layers = 3 hidden layers of `hidden` units, in the encoder and in the
-    decoder alike. likelihood: "mse" (sum of squared errors, the textbook's),
-    "gaussian" (fixed decoder_std, in normalized units) or "gaussian-learned" (the
-    decoder also predicts a per-feature std, as in the AEVB notes) or "categorical" (the
-    features are one class indicator each, e.g. one-hot rows: the decoder gives softmax
-    probabilities over them, the textbook's class VAE). posterior:
-    "diagonal" or "full" (a Cholesky factor of the covariance).
+    weight layers as the textbook does: 4 layers = 3 hidden layers of `hidden` units,
+    in the encoder and in the decoder alike. likelihood: "mse" (sum of squared errors,
+    the textbook's), "gaussian" (fixed decoder_std, in normalized units) or
+    "gaussian-learned" (the decoder also predicts a per-feature std, as in the AEVB
+    notes) or "categorical" (the features are one class indicator each, e.g. one-hot
+    rows: the decoder gives softmax probabilities over them, the textbook's class VAE).
+    posterior: "diagonal" or "full" (a Cholesky factor of the covariance).
     """
 
     features: int | None = None

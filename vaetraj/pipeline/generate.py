@@ -21,7 +21,6 @@ import jax
 import numpy as np
 
 from vaetraj.errors import BadInputError, NumericalError, UsageError
-from vaetraj.io._atomic import refuse_input_as_output
 from vaetraj.io._hash import compute_sha256
 from vaetraj.io.features import check_features_output, write_features
 from vaetraj.io.latent import read_latent_points
@@ -174,11 +173,10 @@ def _write(
 def _check_output(model: Model, output, overwrite: bool, inputs: list) -> None:
     """Refuse a bad output before any work: one of the inputs; a table for a features
     model, else structures."""
-    refuse_input_as_output(output, inputs)
     if model.is_features:
-        check_features_output(output, overwrite=overwrite)
+        check_features_output(output, overwrite=overwrite, inputs=inputs)
     else:
-        check_structure_output(output, overwrite=overwrite)
+        check_structure_output(output, overwrite=overwrite, inputs=inputs)
 
 
 def parse_points(text: Sequence[str], latent_dim: int | None = None) -> np.ndarray:

@@ -29,7 +29,6 @@ import numpy as np
 
 from vaetraj.errors import BadInputError, NumericalError, UsageError
 from vaetraj.geometry import make_kabsch_target, superpose_frame
-from vaetraj.io._atomic import refuse_input_as_output
 from vaetraj.io._hash import compute_sha256
 from vaetraj.io.structures import check_structure_output, write_structures
 from vaetraj.io.topology import placeholder_topology
@@ -462,8 +461,7 @@ def optimize_file(
     """Optimize and write the best structure (one frame) to `output`. `data`: the
     aligned training file, to say how far the answer is from its nearest frame (by
     default the file the model was trained from, when it is still there)."""
-    refuse_input_as_output(output, [model, target_structure, top, data])
-    check_structure_output(output, overwrite=overwrite)
+    check_structure_output(output, overwrite=overwrite, inputs=[model, target_structure, top, data])
     model_path = Path(model)
     loaded = load_model(model_path)
     frames, where = _training_frames(loaded, data)
