@@ -363,3 +363,45 @@ def test_read_aligned_checks_format_and_version(workdir, polymer_npz):
         handle.attrs["format_version"] = 99
     with pytest.raises(BadInputError, match="version 99"):
         read_aligned(workdir / "aligned.h5")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["train", "x.npy", "--epochs", "two"], "'--epochs'"),
+        (["align", "x.npy", "--stride", "0"], "'--stride'"),
+        (["align", "--bogus"], "--bogus"),
+        (["trian"], "'trian'"),
+    ],
+)
+def test_a_bad_command_line_is_one_line_from_the_program(workdir, args, fragment):
+    """The installed program (not the in-process runner): click's usage text and
+    error box become one line, exit 2."""
+    done = subprocess.run(
+        [sys.executable, "-m", "vaetraj", *args], capture_output=True, text=True, cwd=workdir
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: vaetraj") and fragment in lines[0]
+
+
+def test_a_selection_that_does_not_parse_is_one_short_line(workdir, polymer_files):
+    result = run("align", polymer_files / "polymer.dcd", "--top", polymer_files / "polymer.pdb",
+                 "--select", "name CA and (")  # fmt: skip
+    assert_error(result, 2, "--select 'name CA and ('", "column 14")
+    assert len(result.stderr) < 200  # not pyparsing's grammar
+
+
+def test_mdtraj_hdf5_trajectories_are_read(workdir, polymer_files, polymer_3d):
+    """mdtraj's own .h5 format (PyTables, a declared dependency) reads like any input;
+    its topology comes from the file."""
+    trajectory = md.load(str(polymer_files / "polymer.dcd"), top=str(polymer_files / "polymer.pdb"))
+    trajectory.save_hdf5(str(workdir / "traj.h5"))
+    result = run("align", "traj.h5", "-o", "aligned.h5", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["frames"] == len(polymer_3d)
+    dcd = run("align", polymer_files / "polymer.dcd", "--top", polymer_files / "polymer.pdb",
+              "-o", "from_dcd.h5")  # fmt: skip
+    assert dcd.exit_code == 0, dcd.stderr
+    with h5py.File("aligned.h5") as a, h5py.File("from_dcd.h5") as b:
+        np.testing.assert_allclose(a["xyz"][()], b["xyz"][()], atol=1e-5)

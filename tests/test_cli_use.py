@@ -222,12 +222,46 @@ def test_temperature_narrows_the_latent_draws(model_2d):
 
 
 def test_non_finite_decoder_output_writes_nothing(workdir, model_2d):
+    """Finite parameters whose decoding overflows float32 (a model with NaN parameters
+    is refused when it is read: test_damaged_files)."""
     record = read_model_file(model_2d)
-    record.params["decoder"][-1]["b"][:] = np.nan
+    record.params["decoder"][-1]["b"][:] = 3e38
+    record.normalization_std[:] = 1e10
     write_model_file("broken.h5", record, overwrite=False)
     assert_error(run("sample", "-n", "4", "-m", "broken.h5", "-o", "s.npz"), 3, "non-finite")
     assert_error(run("decode", "--z", "0,0", "-m", "broken.h5", "-o", "d.npz"), 3, "non-finite")
     assert not (workdir / "s.npz").exists() and not (workdir / "d.npz").exists()
+
+
+def test_non_finite_encoder_output_writes_nothing(workdir, model_2d, polymer_npz):
+    """An encoder whose finite weights overflow: encode stops (exit 3) and leaves no
+    latent file and no temporary, in every latent format."""
+    record = read_model_file(model_2d)
+    record.params["encoder"][-1]["w"][:] = 3e38
+    write_model_file("broken.h5", record, overwrite=False)
+    for suffix in ("h5", "npz", "csv"):
+        result = run("encode", polymer_npz, "-m", "broken.h5", "-o", f"l.{suffix}")
+        assert_error(result, 3, "non-finite", f"l.{suffix}")
+    assert sorted(p.name for p in workdir.iterdir()) == ["broken.h5", "polymer.npz"]
+
+
+def test_coordinates_beyond_float32_are_refused_and_far_float32_warns(workdir, polymer_2d):
+    """1e20 (float64) would overflow the float32 alignment to NaN: refused (65) by
+    align and encode alike; float32 frames 1e6 from the origin keep 0.06 resolution:
+    a warning, and the run goes on."""
+    np.savez("huge.npz", arr=polymer_2d.astype(np.float64) * 1e20)
+    assert_error(run("align", "huge.npz", "-o", "a.h5"), 65, "huge.npz", "beyond")
+    np.savez("huger.npz", arr=polymer_2d.astype(np.float64) * 1e300)
+    assert_error(run("align", "huger.npz", "-o", "a.h5"), 65, "huger.npz", "frame 0")
+    assert not Path("a.h5").exists()
+    np.savez("far.npz", arr=(polymer_2d + 1e6).astype(np.float32))
+    result = run("align", "far.npz", "-o", "far.h5")
+    assert result.exit_code == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and "far.npz" in warned[0] and "0.0625" in warned[0]
+    np.savez("near.npz", arr=polymer_2d.astype(np.float64) + 1e6)  # float64: no loss
+    result = run("align", "near.npz", "-o", "near.h5")
+    assert result.exit_code == 0 and "warning" not in result.stderr
 
 
 def test_optimize_reports_and_writes_the_best_plausible(workdir, model_2d):
@@ -481,3 +515,17 @@ def test_demo_checks_every_option_before_writing(workdir, option, fragment):
     aligned.h5 (or anything else) is left behind."""
     assert_error(run("demo", "d", *option), 2, fragment)
     assert not (workdir / "d").exists()
+
+
+def test_requests_larger_than_memory_are_refused_up_front(workdir, model_2d, polymer_npz):
+    """Each once aborted in XLA (exit 134) or ran out of memory with a traceback."""
+    huge = [
+        (["sample", "-n", "1000000000000", "-m", model_2d, "-o", "s.npz"], "-n 1,000,000,000,000"),
+        (["optimize", "--restarts", "100000000", "-m", model_2d, "-o", "o.npz"], "--restarts"),
+        (["train", polymer_npz, "-o", "m.h5", "--hidden", "10000000"], "--hidden 10000000"),
+    ]
+    for args, fragment in huge:
+        assert_error(run(*args), 2, fragment, "of memory at once")
+    np.save("points.npy", np.zeros((10**6, 2), np.float32))  # a million points: fine
+    assert _ok(run("decode", "points.npy", "-m", model_2d, "--no-refine", "--json"))["structures"]
+    assert sorted(p.name for p in workdir.iterdir()) == ["decoded.npz", "points.npy", "polymer.npz"]

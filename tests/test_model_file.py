@@ -65,6 +65,19 @@ def test_model_api_shapes_and_sampling(trained):
         model.encode(xyz[:, :5])
 
 
+def _stats(change):
+    """An action that edits the model's data_stats JSON with `change(dict)`."""
+
+    def action(handle):
+        import json
+
+        stats = json.loads(handle.attrs["data_stats"])
+        change(stats)
+        handle.attrs["data_stats"] = json.dumps(stats)
+
+    return action
+
+
 def _damage(path, action):
     with h5py.File(path, "a") as handle:
         action(handle)
@@ -77,7 +90,20 @@ def _damage(path, action):
         (lambda h: h.attrs.__delitem__("model_config"), "missing model_config"),
         (lambda h: h.__delitem__("params/decoder/0/w"), "params/decoder/0/w missing"),
         (lambda h: h.attrs.__setitem__("format", "vaetraj-aligned"), "not a vaetraj model"),
-        (lambda h: h.attrs.__setitem__("model_config", "{]"), "bad model_config"),
+        (lambda h: h.attrs.__setitem__("model_config", "{]"), "'model_config' is not valid JSON"),
+        (lambda h: h["params/encoder/0/w"].__setitem__((0, 0), np.nan), "encoder/0/w holds nan"),
+        (lambda h: h["normalization/std"].__setitem__(0, 0.0), "std must be positive"),
+        (_stats(lambda d: d["bond_mean"].__setitem__(0, float("nan"))), "bond_mean holds a non"),
+        (_stats(lambda d: d["angle_lo"].pop()), "bad data_stats \\(angle_lo must hold"),
+        (_stats(lambda d: d.__setitem__("bonds", [[0, 99]])), "bonds name atoms outside"),
+        (_stats(lambda d: d.__setitem__("surprise", 1)), "bad data_stats"),
+        (  # the config's own check, naming the file's field and not the CLI's flag
+            lambda h: h.attrs.__setitem__(
+                "model_config",
+                h.attrs["model_config"].replace('"latent_dim": 2', '"latent_dim": -1'),
+            ),
+            r"bad model_config \(latent_dim must be at least 1, got -1\)",
+        ),
     ],
 )
 def test_damaged_model_files_fail_with_one_line(trained, tmp_path, action, message):

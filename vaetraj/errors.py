@@ -19,6 +19,10 @@ EXIT_WRITE = 74
 EXIT_INTERRUPTED = 75
 
 
+class VaetrajWarning(UserWarning):
+    """Something the user should know that does not stop the run."""
+
+
 class VaetrajError(Exception):
     """A problem with what the user gave us, reported as one line."""
 

@@ -17,7 +17,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from vaetraj._interrupt import clear_stop, request_stop
+from vaetraj._interrupt import clear_stop, should_raise_now
 from vaetraj.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UsageError, VaetrajError
 
 SETTINGS_FILE = "vaetraj.toml"
@@ -99,8 +99,17 @@ def load_settings(group: TyperGroup, path: Path | None = None) -> dict[str, Any]
 
 
 def _terminate(signum, frame):  # SIGTERM is an interrupt like Ctrl-C: clean up, exit 75
-    request_stop()  # in case the exception below lands where Python ignores it
-    raise KeyboardInterrupt
+    if should_raise_now():  # else training stops at the end of its epoch
+        raise KeyboardInterrupt
+
+
+class _Exit:
+    """Set by `main` (the installed `vaetraj` program, not an in-process caller): a
+    failed command leaves with os._exit once it has reported and cleaned up. JAX's
+    compiler threads or an HDF5 file whose write failed otherwise crash the interpreter
+    as it shuts down (segfault, exit 139) after the error line."""
+
+    hard = False
 
 
 def run_command(
@@ -109,6 +118,7 @@ def run_command(
     """Run a command body; report its result or its error as DESIGN.md says."""
     debug = debug or bool(os.environ.get("VAETRAJ_DEBUG"))
     previous = signal.signal(signal.SIGTERM, _terminate)
+    previous_int = signal.signal(signal.SIGINT, _terminate)
     clear_stop()
     try:
         with warnings.catch_warnings():
@@ -132,12 +142,13 @@ def run_command(
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     if json_output:
         typer.echo(json.dumps({"ok": True, **(record or {})}, default=str))
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    from vaetraj.io.trajectory import VaetrajWarning
+    from vaetraj.errors import VaetrajWarning
 
     if issubclass(category, VaetrajWarning):
         print(f"warning: {message}", file=sys.stderr)
@@ -150,6 +161,10 @@ def _fail(message: str, code: int, json_output: bool, record: dict[str, Any] | N
     if json_output:
         failure = {"ok": False, "error": message, "exit_code": code, **(record or {})}
         typer.echo(json.dumps(failure, default=str))
+    if _Exit.hard:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     raise typer.Exit(code)
 
 

@@ -69,5 +69,31 @@ def main_callback(
     run_command(apply_settings, json_output=False, debug=debug)
 
 
+def _click_exception() -> type[Exception]:
+    """click's base exception, from click or from the copy typer >= 0.20 vendors."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main() -> None:
-    app(prog_name="vaetraj")
+    """The `vaetraj` program. A bad command line is one line on stderr, like every
+    other user error (click would draw a usage text and a box)."""
+    import sys
+
+    from vaetraj.cli._runtime import _Exit
+
+    _Exit.hard = True
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(prog_name="vaetraj", standalone_mode=False)
+    except _click_exception() as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # a bare command: its help
+            app(prog_name="vaetraj")
+        message = " ".join(error.format_message().split())
+        ctx = getattr(error, "ctx", None)
+        name = ctx.command_path if ctx is not None else "vaetraj"
+        print(f"error: {name}: {message[:1].lower()}{message[1:]} (see {name} -h)", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(75)
+    sys.exit(code if isinstance(code, int) else 0)

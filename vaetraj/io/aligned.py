@@ -23,10 +23,36 @@ import h5py
 import numpy as np
 
 from vaetraj._version import __version__
-from vaetraj.errors import BadInputError, InputMissingError, WriteError
-from vaetraj.io.trajectory import ALIGNED_FORMAT
+from vaetraj.errors import BadInputError, InputMissingError, NumericalError, WriteError
+from vaetraj.io._atomic import require_space
+from vaetraj.io._schema import Attr, Data, Fields, check_values, read_fields
+from vaetraj.io.topology import checked_topology
 
+ALIGNED_FORMAT = "vaetraj-aligned"
 ALIGNED_FORMAT_VERSION = 1
+_WHAT = "damaged aligned file"
+_ATTRS = (
+    Attr("units", "text"),
+    Attr("method", "text"),
+    Attr("reference", "text"),
+    Attr("weights", "text"),
+    Attr("config", "object", required=False),
+    Attr("read_options", "object", required=False),
+    Attr("sources", "list"),
+    Attr("summary", "object"),
+    Attr("topology", "object", required=False),
+    Attr("created", "text", required=False),
+    Attr("vaetraj_version", "text"),
+)
+_XYZ = Data("xyz", "float", ("frames", "atoms", "dims"), load=False)
+_DATA = (
+    _XYZ,
+    Data("rmsd", "float", ("frames",)),
+    Data("ambiguous", "bool", ("frames",), required=False),
+    Data("atom_indices", "int", ("atoms",), nonnegative=True),
+    Data("masses", "float", ("atoms",), required=False, positive=True),
+    Data("reference", "float", ("atoms", "dims"), required=False),
+)
 
 
 class AlignedWriter:
@@ -35,7 +61,7 @@ class AlignedWriter:
     def __init__(
         self, path: Path, *, atoms: int, dims: int, with_ambiguous: bool, final_path: Path
     ):
-        self.final_path = final_path
+        self.final_path = Path(final_path)
         self.frames = 0
         block = max(1, min(4096, (1 << 20) // (atoms * dims * 4)))
         with self._guard():
@@ -70,8 +96,20 @@ class AlignedWriter:
             raise WriteError(f"write failed: {error}", path=self.final_path) from None
 
     def append(self, xyz: np.ndarray, rmsd: np.ndarray, ambiguous: np.ndarray | None) -> None:
+        """Append a block; a non-finite value is a NumericalError, never written."""
         count = xyz.shape[0]
+        for name, values in (("coordinates", xyz), ("RMSD", rmsd)):
+            finite = np.isfinite(values)
+            if not finite.all():
+                frame = self.frames + int(np.argwhere(~finite)[0][0])
+                raise NumericalError(
+                    f"aligned frame {frame} has non-finite {name}; nothing was written",
+                    path=self.final_path,
+                )
         end = self.frames + count
+        require_space(
+            self.final_path, 2 * (xyz.nbytes + rmsd.nbytes)
+        )  # HDF5 cannot meet a full disk
         with self._guard():
             self.xyz.resize(end, axis=0)
             self.xyz[self.frames : end] = xyz
@@ -119,33 +157,53 @@ class AlignedData:
         return str(self.attrs.get("method"))
 
 
+def check_aligned(handle: h5py.File, path: Path) -> Fields:
+    """Every field of an open aligned file but the frames themselves, checked: the
+    format, its version, kinds, shapes and the topology. /xyz is checked for its kind
+    and shape; its values are checked as they are read."""
+    if handle.attrs.get("format") != ALIGNED_FORMAT:
+        raise BadInputError("not a vaetraj aligned file", path=path)
+    version = handle.attrs.get("format_version", -1)
+    version = int(version) if isinstance(version, (int, np.integer)) else -1
+    if version > ALIGNED_FORMAT_VERSION or version < 1:
+        raise BadInputError(
+            f"aligned format version {version} is not one this vaetraj "
+            f"({__version__}) reads (it reads up to {ALIGNED_FORMAT_VERSION})",
+            path=path,
+        )
+    fields = read_fields(handle, _ATTRS, _DATA, path=path, what=_WHAT)
+    if fields.dims["dims"] not in (2, 3):
+        raise BadInputError(
+            f"{_WHAT}: /xyz has {fields.dims['dims']} coordinates per atom, expected 2 or 3",
+            path=path,
+        )
+    if fields.attrs["method"] == "kabsch" and "reference" not in fields.arrays:
+        raise BadInputError(f"{_WHAT}: a kabsch file needs /reference", path=path)
+    if "topology" in fields.attrs:
+        checked_topology(
+            handle.attrs["topology"], atoms=fields.dims["atoms"], path=path, what=_WHAT
+        )
+    return fields
+
+
 def read_aligned(path: str | os.PathLike) -> AlignedData:
-    """Read a whole aligned file, checking its format name and version."""
+    """Read a whole aligned file, every field checked (a damaged one is a BadInputError
+    naming it and the field)."""
     path = Path(path)
     if not path.exists():
         raise InputMissingError("no such file", path=path)
     try:
         with h5py.File(path, "r") as handle:
-            if handle.attrs.get("format") != ALIGNED_FORMAT:
-                raise BadInputError("not a vaetraj aligned file", path=path)
-            version = int(handle.attrs.get("format_version", -1))
-            if version > ALIGNED_FORMAT_VERSION or version < 1:
-                raise BadInputError(
-                    f"aligned format version {version} is not one this vaetraj "
-                    f"({__version__}) reads (it reads up to {ALIGNED_FORMAT_VERSION})",
-                    path=path,
-                )
-
-            def optional(name):
-                return handle[name][()] if name in handle else None
-
-            return AlignedData(
-                xyz=handle["xyz"][()],
-                rmsd=optional("rmsd"),
-                atom_indices=optional("atom_indices"),
-                masses=optional("masses"),
-                reference=optional("reference"),
-                attrs=dict(handle.attrs),
-            )
+            fields = check_aligned(handle, path)
+            xyz = handle["xyz"][()]
     except OSError as error:
         raise BadInputError(f"cannot read HDF5 file ({error})", path=path) from None
+    check_values(xyz, _XYZ, path, _WHAT)
+    return AlignedData(
+        xyz=xyz,
+        rmsd=fields.arrays["rmsd"],
+        atom_indices=fields.arrays["atom_indices"],
+        masses=fields.arrays.get("masses"),
+        reference=fields.arrays.get("reference"),
+        attrs=fields.attrs,
+    )

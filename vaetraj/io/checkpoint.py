@@ -18,8 +18,9 @@ import h5py
 import numpy as np
 
 from vaetraj.errors import BadInputError, InputMissingError
-from vaetraj.io._atomic import atomic_output
-from vaetraj.io._pytree import read_pytree, write_pytree
+from vaetraj.io._atomic import atomic_output, write_h5_bytes
+from vaetraj.io._pytree import flatten_named, read_pytree, write_pytree
+from vaetraj.io._schema import Data, check_values, read_dataset
 
 CHECKPOINT_FORMAT = "vaetraj-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 2
@@ -32,7 +33,7 @@ def write_checkpoint(
     trees: dict[str, Any],
     history: dict[str, np.ndarray],
 ) -> None:
-    with atomic_output(path, overwrite=True) as tmp, h5py.File(tmp, "w") as handle:
+    def fill(handle: h5py.File) -> None:
         handle.attrs["format"] = CHECKPOINT_FORMAT
         handle.attrs["format_version"] = CHECKPOINT_FORMAT_VERSION
         handle.attrs["fields"] = json.dumps(fields, sort_keys=True)
@@ -42,28 +43,112 @@ def write_checkpoint(
         for name, values in history.items():
             group[name] = np.asarray(values)
 
+    with atomic_output(path, overwrite=True, during_stop=True) as tmp:
+        write_h5_bytes(tmp, fill)
+
+
+_WHAT = "damaged checkpoint"
+_INT = (int,)
+# what a resumed run reads from the fields: a wrong kind is a damaged file, not a crash
+_POINT_FIELDS = {"epoch": _INT, "best_epoch": _INT, "since_best": _INT}
+_RUN_FIELDS = {
+    "atoms": _INT,
+    "dims": _INT,
+    "data_sha256": (str,),
+    "model_config": (str,),
+    "train_config": (str,),
+    "recoveries": (list,),
+}
+
+
+def _check_fields(fields: Any, path: Path) -> dict[str, Any]:
+    def bad(problem: str) -> BadInputError:
+        return BadInputError(f"{_WHAT}: {problem}", path=path)
+
+    if not isinstance(fields, dict):
+        raise bad("attribute 'fields' is not a JSON object")
+    points = [("", fields)] + ([("anchor.", fields["anchor"])] if fields.get("anchor") else [])
+    if (
+        "anchor" in fields
+        and fields["anchor"] is not None
+        and not isinstance(fields["anchor"], dict)
+    ):
+        raise bad("field 'anchor' is not a JSON object")
+    for prefix, point in points:
+        for name, kinds in _POINT_FIELDS.items():
+            value = point.get(name)
+            if isinstance(value, bool) or not isinstance(value, kinds) or value < 0:
+                raise bad(f"field '{prefix}{name}' is {value!r}, expected a count")
+        loss = point.get("best_loss")
+        if loss is not None and (isinstance(loss, bool) or not isinstance(loss, (int, float))):
+            raise bad(f"field '{prefix}best_loss' is {loss!r}, expected a number")
+    for name, kinds in _RUN_FIELDS.items():
+        if not isinstance(fields.get(name), kinds) or isinstance(fields.get(name), bool):
+            raise bad(f"field '{name}' is {fields.get(name)!r}")
+    try:
+        if not isinstance(json.loads(fields["train_config"]), dict):
+            raise ValueError
+    except ValueError:
+        raise bad("field 'train_config' is not a JSON object") from None
+    return fields
+
+
+def _fields(handle: h5py.File, path: Path) -> dict[str, Any]:
+    text = handle.attrs["fields"]
+    try:
+        fields = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        fields = None
+    if fields is None:
+        raise BadInputError(f"{_WHAT}: attribute 'fields' is not valid JSON", path=path)
+    return _check_fields(fields, path)
+
 
 def read_checkpoint_fields(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON fields only, to check a checkpoint against a run before restoring it."""
-    with _open(Path(path)) as handle:
-        return json.loads(handle.attrs["fields"])
+    path = Path(path)
+    with _open(path) as handle:
+        return _fields(handle, path)
 
 
 def read_checkpoint(
     path: str | os.PathLike, templates: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
-    """(fields, trees restored onto `templates`, history)."""
+    """(fields, trees restored onto `templates`, history), every field checked: a
+    damaged checkpoint is a BadInputError naming it and the field."""
     path = Path(path)
+    try:
+        return _read(path, templates)
+    except OSError as error:  # a damaged HDF5 chunk
+        raise BadInputError(f"{_WHAT}: cannot read it ({error})", path=path) from None
+
+
+def _read(path: Path, templates: dict[str, Any]):
     with _open(path) as handle:
+        fields = _fields(handle, path)
         trees = {}
         for name, template in templates.items():
-            if name not in handle:
-                raise BadInputError(f"damaged checkpoint: missing /{name}", path=path)
+            if name not in handle or not isinstance(handle[name], h5py.Group):
+                raise BadInputError(f"{_WHAT}: missing /{name}", path=path)
             trees[name], problems = read_pytree(handle[name], template)
             if problems:
-                raise BadInputError(f"damaged checkpoint: {'; '.join(problems)}", path=path)
-        history = {name: handle["history"][name][()] for name in handle.get("history", {})}
-        return json.loads(handle.attrs["fields"]), trees, history
+                raise BadInputError(f"{_WHAT}: {'; '.join(problems)}", path=path)
+            for leaf_name, leaf in flatten_named(trees[name]).items():
+                check_values(leaf, Data(f"{name}/{leaf_name}", "number", ()), path, _WHAT)
+        history, dims = {}, {}
+        group = handle["history"] if "history" in handle else {}
+        if isinstance(group, h5py.Dataset):
+            raise BadInputError(f"{_WHAT}: /history is not a group", path=path)
+        for name in group:
+            ndim = getattr(group[name], "ndim", 1)
+            shape = ("epochs",) if ndim != 2 else ("epochs", f"columns of {name}")
+            spec = Data(f"history/{name}", "number", shape, finite=False)
+            history[name] = read_dataset(handle, spec, path, _WHAT, dims)
+        if any(len(values) < fields["epoch"] for values in history.values()):
+            raise BadInputError(
+                f"{_WHAT}: the history is shorter than the epoch ({fields['epoch']})", path=path
+            )
+        return fields, trees, history
 
 
 def _open(path: Path) -> h5py.File:
@@ -73,10 +158,11 @@ def _open(path: Path) -> h5py.File:
         handle = h5py.File(path, "r")
     except OSError as error:
         raise BadInputError(f"not a readable checkpoint ({error})", path=path) from None
+    version = handle.attrs.get("format_version", -1)
     if handle.attrs.get("format") != CHECKPOINT_FORMAT or "fields" not in handle.attrs:
         handle.close()
         raise BadInputError("not a vaetraj checkpoint", path=path)
-    if int(handle.attrs.get("format_version", -1)) != CHECKPOINT_FORMAT_VERSION:
+    if not isinstance(version, (int, np.integer)) or int(version) != CHECKPOINT_FORMAT_VERSION:
         handle.close()
         raise BadInputError("checkpoint from another vaetraj version; cannot resume", path=path)
     return handle

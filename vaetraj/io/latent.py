@@ -25,8 +25,15 @@ import h5py
 import numpy as np
 
 from vaetraj._version import __version__
-from vaetraj.errors import BadInputError, InputMissingError, UsageError, WriteError
-from vaetraj.io._atomic import describe_os_error
+from vaetraj.errors import (
+    BadInputError,
+    InputMissingError,
+    NumericalError,
+    UsageError,
+    WriteError,
+)
+from vaetraj.io._atomic import describe_os_error, require_space
+from vaetraj.io._schema import ArrayGroup, Attr, Data, read_dataset, read_fields
 
 LATENT_FORMAT = "vaetraj-latent"
 LATENT_FORMAT_VERSION = 1
@@ -79,7 +86,20 @@ class LatentWriter:
             raise WriteError(describe_os_error(error), path=final_path) from None
 
     def append(self, columns: dict[str, np.ndarray]) -> None:
+        """Append frames; a non-finite value is a NumericalError, never written."""
         count = len(columns["mean"])
+        for name, values in columns.items():
+            finite = np.isfinite(values)
+            if not finite.all():
+                frame = self.frames + int(np.argwhere(~finite)[0][0])
+                raise NumericalError(
+                    f"frame {frame} has a non-finite {name}; nothing was written",
+                    path=self.final_path,
+                )
+        if self.suffix in (".h5", ".hdf5"):  # HDF5 cannot meet a full disk: stop before
+            require_space(
+                Path(self.final_path), 2 * sum(np.asarray(v).nbytes for v in columns.values())
+            )
         try:
             if self.suffix in (".h5", ".hdf5"):
                 end = self.frames + count
@@ -150,46 +170,99 @@ def _exists(path: Path) -> None:
         raise InputMissingError("no such file", path=path)
 
 
+_WHAT = "damaged latent file"
+_ATTRS = (
+    Attr("latent_dim", "int", dim="latent", minimum=1),
+    Attr("units", "text"),
+    Attr("model", "object"),
+    Attr("sources", "list"),
+    Attr("stride", "int", required=False, minimum=1),
+    Attr("created", "text", required=False),
+    Attr("vaetraj_version", "text", required=False),
+)
+_MEAN = Data("mean", "float", ("frames", "latent"))
+_STD = Data("std", "float", ("frames", "latent"), required=False, positive=True)
+
+
+def _checked(group, path: Path, attrs: tuple[Attr, ...]) -> LatentData:
+    """mean, std and the per-frame extras, every one checked (see `_schema`)."""
+    fields = read_fields(group, attrs, (_MEAN, _STD), path=path, what=_WHAT)
+    extras = {}
+    for name in group:
+        if name not in ("mean", "std", "attrs"):
+            spec = Data(name, "float", ("frames",))
+            extras[name] = read_dataset(group, spec, path, _WHAT, fields.dims)
+    return LatentData(
+        mean=fields.arrays["mean"].astype(np.float32),
+        std=fields.arrays.get("std"),
+        extras=extras,
+        attrs=fields.attrs,
+    )
+
+
+def _check_format(attrs, path: Path) -> None:
+    if attrs.get("format") != LATENT_FORMAT:
+        raise BadInputError("not a vaetraj latent file (run vaetraj encode)", path=path)
+    version = attrs.get("format_version", -1)
+    version = int(version) if isinstance(version, (int, np.integer)) else -1
+    if not 1 <= version <= LATENT_FORMAT_VERSION:
+        raise BadInputError(
+            f"latent format version {version} is not one this vaetraj ({__version__}) reads",
+            path=path,
+        )
+
+
 def read_latent(path: str | os.PathLike) -> LatentData:
-    """Read a latent path written by `vaetraj encode` (.h5, .npz or .csv)."""
+    """Read a latent path written by `vaetraj encode` (.h5, .npz or .csv), every field
+    checked: a damaged file is a BadInputError naming it and the field."""
     path = Path(path)
     _exists(path)
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5"):
         try:
             with h5py.File(path, "r") as handle:
-                if handle.attrs.get("format") != LATENT_FORMAT:
-                    raise BadInputError("not a vaetraj latent file (run vaetraj encode)", path=path)
-                version = int(handle.attrs.get("format_version", -1))
-                if not 1 <= version <= LATENT_FORMAT_VERSION:
-                    raise BadInputError(
-                        f"latent format version {version} is not one this vaetraj "
-                        f"({__version__}) reads",
-                        path=path,
-                    )
-                arrays = {name: handle[name][()] for name in handle}
-                attrs = dict(handle.attrs)
+                _check_format(handle.attrs, path)
+                return _checked(handle, path, _ATTRS)
         except OSError as error:
             raise BadInputError(f"cannot read HDF5 file ({error})", path=path) from None
-    elif suffix == ".npz":
+    if suffix == ".npz":
         arrays = _read_npz(path)
-        attrs = json.loads(str(arrays.pop("attrs"))) if "attrs" in arrays else {}
-    elif suffix == ".csv":
+        if "attrs" not in arrays:
+            raise BadInputError(f"{_WHAT}: missing /attrs", path=path)
+        try:
+            attrs = json.loads(str(arrays["attrs"]))
+        except ValueError:
+            raise BadInputError(f"{_WHAT}: /attrs is not valid JSON", path=path) from None
+        if not isinstance(attrs, dict):
+            raise BadInputError(f"{_WHAT}: /attrs is not a JSON object", path=path)
+        group = ArrayGroup(arrays, attrs)
+        _check_format(attrs, path)
+        return _checked(group, path, _ATTRS)
+    if suffix == ".csv":
         arrays = _read_csv_columns(path)
-        if not any(name.startswith("mean_") for name in arrays):
+        means = sorted((n for n in arrays if n.startswith("mean_")), key=_column_number)
+        stds = sorted((n for n in arrays if n.startswith("std_")), key=_column_number)
+        if not means:
             raise BadInputError("no mean_0, mean_1, ... columns: not a latent path", path=path)
-        means = sorted((n for n in arrays if n.startswith("mean_")), key=lambda n: int(n[5:]))
-        stds = sorted((n for n in arrays if n.startswith("std_")), key=lambda n: int(n[4:]))
-        mean = np.column_stack([arrays.pop(n) for n in means])
-        std = np.column_stack([arrays.pop(n) for n in stds]) if stds else None
-        return LatentData(mean=mean, std=std, extras=arrays, attrs={})
-    else:
-        raise UsageError(f"a latent path is .h5, .npz or .csv, got '{path.suffix}'", path=path)
-    if "mean" not in arrays or np.ndim(arrays["mean"]) != 2:
-        raise BadInputError("no /mean (frames, latent) array: not a latent path", path=path)
-    mean = np.asarray(arrays.pop("mean"), np.float32)
-    std = arrays.pop("std", None)
-    return LatentData(mean=mean, std=std, extras=arrays, attrs=attrs)
+        if stds and len(stds) != len(means):
+            raise BadInputError(
+                f"{_WHAT}: {len(means)} mean_ but {len(stds)} std_ columns", path=path
+            )
+        table = {"mean": np.column_stack([arrays.pop(n) for n in means]).astype(np.float32)}
+        if stds:
+            table["std"] = np.column_stack([arrays.pop(n) for n in stds]).astype(np.float32)
+        for name, values in arrays.items():
+            table[name] = values.astype(np.float32)
+        latent = Attr("latent_dim", "int", dim="latent")
+        return _checked(ArrayGroup(table, {"latent_dim": len(means)}), path, (latent,))
+    raise UsageError(f"a latent path is .h5, .npz or .csv, got '{path.suffix}'", path=path)
+
+
+def _column_number(name: str) -> int:
+    try:
+        return int(name.split("_", 1)[1])
+    except ValueError:
+        return -1
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -235,6 +308,8 @@ def read_latent_points(path: str | os.PathLike, *, key: str | None = None) -> np
             raise BadInputError(f"cannot read .npy ({error})", path=path) from None
     elif suffix == ".npz":
         arrays = _read_npz(path)
+        if key is None and "attrs" in arrays:  # an encode output: every field checked
+            return read_latent(path).mean
         arrays.pop("attrs", None)
         if key is not None:
             if key not in arrays:
@@ -250,6 +325,8 @@ def read_latent_points(path: str | os.PathLike, *, key: str | None = None) -> np
             )
     elif suffix == ".csv":
         points = _read_csv_points(path)
+        if points is None:  # an encode output (mean_0, ... columns): every field checked
+            return read_latent(path).mean
     else:
         raise UsageError(
             f"latent points are read from .h5, .npz, .npy or .csv, got '{path.suffix}'", path=path
@@ -269,7 +346,9 @@ def read_latent_points(path: str | os.PathLike, *, key: str | None = None) -> np
     return points.astype(np.float32)
 
 
-def _read_csv_points(path: Path) -> np.ndarray:
+def _read_csv_points(path: Path) -> np.ndarray | None:
+    """The numbers of a CSV file (after a header row, if any); None for a latent path
+    written by encode (a header of mean_0, ... columns)."""
     try:
         with open(path, newline="") as handle:
             rows = [row for row in csv.reader(handle) if row]
@@ -277,17 +356,16 @@ def _read_csv_points(path: Path) -> np.ndarray:
         raise BadInputError(f"cannot read CSV ({error})", path=path) from None
     if not rows:
         raise BadInputError("empty CSV file", path=path)
-    header = None
     try:
         float(rows[0][0])
     except ValueError:
-        header, rows = [name.strip() for name in rows[0]], rows[1:]
+        if any(name.strip().startswith("mean_") for name in rows[0]):
+            return None
+        rows = rows[1:]
     try:
         table = np.asarray(rows, dtype=np.float64)
     except ValueError:
         raise BadInputError("CSV rows must all be numbers of the same count", path=path) from None
     if table.ndim != 2:
         raise BadInputError("CSV rows must all have the same number of columns", path=path)
-    if header is not None and any(name.startswith("mean_") for name in header):
-        table = table[:, [i for i, name in enumerate(header) if name.startswith("mean_")]]
     return table

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,16 @@ import jax
 import numpy as np
 
 from vaetraj._version import __version__
-from vaetraj.errors import BadInputError, InputMissingError, UsageError, WriteError
-from vaetraj.io._atomic import atomic_output, check_output, describe_os_error
-from vaetraj.io._pytree import read_pytree, write_pytree
+from vaetraj.errors import (
+    BadInputError,
+    InputMissingError,
+    UsageError,
+    VaetrajError,
+)
+from vaetraj.io._atomic import atomic_output, check_output, write_h5_bytes
+from vaetraj.io._pytree import flatten_named, read_pytree, write_pytree
+from vaetraj.io._schema import Attr, Data, check_values, read_dataset, read_fields
+from vaetraj.io.topology import checked_topology
 from vaetraj.model import ModelConfig, init_vae
 
 MODEL_FORMAT = "vaetraj-model"
@@ -72,11 +80,7 @@ def write_model_file(path: str | os.PathLike, record: ModelRecord, *, overwrite:
         raise UsageError(f"a model file must be .h5, got '{path.suffix}'", path=path)
     check_output(path, overwrite=overwrite)
     with atomic_output(path, overwrite=overwrite) as tmp:
-        try:
-            with h5py.File(tmp, "w") as handle:
-                _write(handle, record)
-        except OSError as error:
-            raise WriteError(describe_os_error(error), path=path) from None
+        write_h5_bytes(tmp, lambda handle: _write(handle, record))
 
 
 def _write(handle: h5py.File, record: ModelRecord) -> None:
@@ -130,13 +134,78 @@ def read_model_file(path: str | os.PathLike) -> ModelRecord:
         raise BadInputError(f"cannot read HDF5 file ({error})", path=path) from None
 
 
+_WHAT = "damaged model"
+_ATTRS = (
+    Attr("model_config", "object"),
+    Attr("train_config", "object", required=False),
+    Attr("alignment", "object"),
+    Attr("units", "text"),
+    Attr("atoms", "int", dim="atoms", minimum=1),
+    Attr("dims", "int", dim="dims", minimum=1),
+    Attr("topology", "object", required=False),
+    Attr("summary", "object"),
+    Attr("provenance", "object"),
+    Attr("data_stats", "object", required=False),
+)
+_DATA = (
+    Data("normalization/mean", "float", ("features",)),
+    Data("normalization/std", "float", ("features",), positive=True),
+    Data("alignment/atom_indices", "int", ("atoms",), nonnegative=True),
+    Data("alignment/reference", "float", ("atoms", "dims"), required=False),
+    Data("alignment/masses", "float", ("atoms",), required=False, positive=True),
+)
+_DENSITY = (
+    Data("density/weights", "float", ("components",), nonnegative=True),
+    Data("density/means", "float", ("components", "latent")),
+    Data("density/scale_trils", "float", ("components", "latent", "latent")),
+)
+
+
+def _damaged(path: Path, problem: str) -> BadInputError:
+    return BadInputError(f"{_WHAT}: {problem}", path=path)
+
+
+def _model_config(handle: h5py.File, path: Path) -> ModelConfig:
+    text = handle.attrs["model_config"]
+    try:
+        return ModelConfig.from_json(text)
+    except (ValueError, TypeError, VaetrajError) as error:
+        # the config's own errors name command-line flags; here they are the file's fields
+        problem = re.sub(r"--([a-z-]+)", lambda m: m.group(1).replace("-", "_"), str(error))
+        raise _damaged(path, f"bad model_config ({problem})") from None
+
+
+def _read_params(handle: h5py.File, config: ModelConfig, path: Path) -> dict:
+    template = jax.tree.map(np.asarray, init_vae(config, key=jax.random.key(0)))
+    if not isinstance(handle["params"], h5py.Group):
+        raise _damaged(path, "/params is not a group")
+    params, problems = read_pytree(handle["params"], template)
+    if problems:
+        raise _damaged(path, "; ".join(problems))
+    for name, leaf in flatten_named(params).items():
+        check_values(leaf, Data(f"params/{name}", "float", ()), path, _WHAT)
+    return params
+
+
+def _check_alignment(alignment: dict, arrays: dict, path: Path) -> None:
+    kinds = {"method": str, "reference": str, "weights": str, "config": dict, "read_options": dict}
+    if "method" not in alignment:
+        raise _damaged(path, "attribute 'alignment' has no method")
+    for key, kind in kinds.items():
+        if key in alignment and not isinstance(alignment[key], kind):
+            raise _damaged(path, f"attribute 'alignment' has a bad {key} ({alignment[key]!r})")
+    if alignment["method"] == "kabsch" and "alignment/reference" not in arrays:
+        raise _damaged(path, "a kabsch model needs /alignment/reference")
+
+
 def _read(handle: h5py.File, path: Path) -> ModelRecord:
     attrs = handle.attrs
     if attrs.get("format") != MODEL_FORMAT:
         found = attrs.get("format")
         what = f"a '{found}' file" if found is not None else "no vaetraj format attribute"
         raise BadInputError(f"not a vaetraj model ({what})", path=path)
-    version = int(attrs.get("format_version", -1))
+    version = attrs.get("format_version", -1)
+    version = int(version) if isinstance(version, (int, np.integer)) else -1
     if not 1 <= version <= MODEL_FORMAT_VERSION:
         raise BadInputError(
             f"model format version {version} is not one this vaetraj ({__version__}) reads "
@@ -150,42 +219,61 @@ def _read(handle: h5py.File, path: Path) -> ModelRecord:
         if name not in handle
     ]
     if missing:
-        raise BadInputError(f"damaged model: missing {', '.join(missing)}", path=path)
-    try:
-        config = ModelConfig.from_json(attrs["model_config"])
-    except (ValueError, TypeError) as error:
-        raise BadInputError(f"damaged model: bad model_config ({error})", path=path) from None
-    template = jax.tree.map(np.asarray, init_vae(config, key=jax.random.key(0)))
-    params, problems = read_pytree(handle["params"], template)
-    if problems:
-        raise BadInputError(f"damaged model: {'; '.join(problems)}", path=path)
-
-    def optional(name):
-        return handle[name][()] if name in handle else None
-
+        raise _damaged(path, f"missing {', '.join(missing)}")
+    fields = read_fields(handle, _ATTRS, (), path=path, what=_WHAT)
+    config = _model_config(handle, path)
+    atoms, dims = fields.attrs["atoms"], fields.attrs["dims"]
+    if atoms * dims != config.features:
+        raise _damaged(
+            path, f"{atoms} atoms in {dims}D do not make the model's {config.features} features"
+        )
+    known = {"features": config.features, "latent": config.latent_dim}
+    arrays = read_fields(handle, (), _DATA, path=path, what=_WHAT, dims={**fields.dims, **known})
+    arrays = arrays.arrays
+    _check_alignment(fields.attrs["alignment"], arrays, path)
+    if "topology" in attrs:
+        checked_topology(attrs["topology"], atoms=atoms, path=path, what=_WHAT)
     density = None
     if "density" in handle:
-        absent = [name for name in _DENSITY_FIELDS if name not in handle["density"]]
-        if absent:
-            raise BadInputError(f"damaged model: density lacks {', '.join(absent)}", path=path)
-        density = {name: handle["density"][name][()] for name in _DENSITY_FIELDS}
+        found = read_fields(handle, (), _DENSITY, path=path, what=_WHAT, dims=known).arrays
+        density = {name: found[f"density/{name}"] for name in _DENSITY_FIELDS}
+    params = _read_params(handle, config, path)
+    history = _read_history(handle, path)
     return ModelRecord(
         model_config=config,
         params=params,
-        normalization_mean=handle["normalization/mean"][()],
-        normalization_std=handle["normalization/std"][()],
-        alignment=json.loads(attrs["alignment"]),
-        atom_indices=handle["alignment/atom_indices"][()],
-        atoms=int(attrs["atoms"]),
-        dims=int(attrs["dims"]),
-        units=str(attrs["units"]),
-        reference=optional("alignment/reference"),
-        masses=optional("alignment/masses"),
-        topology=str(attrs["topology"]) if "topology" in attrs else None,
-        train_config=str(attrs["train_config"]) if "train_config" in attrs else None,
+        normalization_mean=arrays["normalization/mean"],
+        normalization_std=arrays["normalization/std"],
+        alignment=fields.attrs["alignment"],
+        atom_indices=arrays["alignment/atom_indices"],
+        atoms=atoms,
+        dims=dims,
+        units=fields.attrs["units"],
+        reference=arrays.get("alignment/reference"),
+        masses=arrays.get("alignment/masses"),
+        topology=attrs["topology"] if "topology" in attrs else None,
+        train_config=attrs["train_config"] if "train_config" in attrs else None,
         density=density,
-        history={name: handle["history"][name][()] for name in handle.get("history", {})},
-        summary=json.loads(attrs["summary"]),
-        data_stats=json.loads(attrs["data_stats"]) if "data_stats" in attrs else None,
-        provenance=json.loads(attrs["provenance"]),
+        history=history,
+        summary=fields.attrs["summary"],
+        data_stats=fields.attrs.get("data_stats"),
+        provenance=fields.attrs["provenance"],
     )
+
+
+def _read_history(handle: h5py.File, path: Path) -> dict[str, np.ndarray]:
+    """One value (or row) per epoch for every metric; NaN is allowed (a diverged epoch
+    the guard rolled back is recorded as it was)."""
+    if "history" not in handle:
+        return {}
+    group = handle["history"]
+    if not isinstance(group, h5py.Group):
+        raise _damaged(path, "/history is not a group")
+    history, dims = {}, {}
+    for name in group:
+        spec = Data(f"history/{name}", "number", ("epochs",), finite=False)
+        dataset = group[name]
+        if isinstance(dataset, h5py.Dataset) and dataset.ndim == 2:
+            spec = Data(spec.name, "number", ("epochs", "columns_" + name), finite=False)
+        history[name] = read_dataset(handle, spec, path, _WHAT, dims)
+    return history

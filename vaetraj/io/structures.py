@@ -20,7 +20,13 @@ import mdtraj as md
 import numpy as np
 
 from vaetraj.errors import NumericalError, UsageError, WriteError
-from vaetraj.io._atomic import atomic_output, check_output, describe_os_error
+from vaetraj.io._atomic import (
+    atomic_output,
+    check_output,
+    describe_os_error,
+    medium_failure,
+    require_space,
+)
 from vaetraj.io.topology import polymer_topology, topology_from_json
 from vaetraj.io.trajectory import _quiet_c_stdout, suffix_of
 
@@ -98,9 +104,10 @@ def write_structures(
                 with open(tmp, "wb") as handle:
                     np.savez(handle, arr=xyz, attrs=np.asarray(json.dumps(attrs, default=str)))
             elif suffix in (".h5", ".hdf5"):
+                require_space(path, 2 * xyz.nbytes)  # HDF5 cannot meet a full disk
                 _write_h5(tmp, xyz, topology_json, units, attrs, path)
             else:
-                notes += _write_mdtraj(tmp, suffix, xyz, topology_json, units)
+                notes += _write_mdtraj(tmp, suffix, xyz, topology_json, units, path)
         except OSError as error:
             raise WriteError(describe_os_error(error), path=path) from None
     return notes
@@ -130,7 +137,7 @@ def _write_h5(tmp, xyz, topology_json, units, attrs, final_path) -> None:
         writer.close()
 
 
-def _write_mdtraj(tmp: Path, suffix: str, xyz, topology_json, units) -> list[str]:
+def _write_mdtraj(tmp: Path, suffix: str, xyz, topology_json, units, final_path) -> list[str]:
     notes = []
     if xyz.shape[-1] == 2:
         xyz = np.concatenate([xyz, np.zeros((*xyz.shape[:2], 1), np.float32)], axis=-1)
@@ -144,6 +151,11 @@ def _write_mdtraj(tmp: Path, suffix: str, xyz, topology_json, units) -> list[str
         with _quiet_c_stdout():
             trajectory.save(str(named), force_overwrite=True)
         os.replace(named, tmp)
+    except Exception as error:  # mdtraj's writers raise TypeError, RuntimeError, ...
+        reason = medium_failure(error, tmp.parent)  # judged before the file is removed
+        if reason is None:
+            raise
+        raise WriteError(f"write failed: {reason}", path=final_path) from None
     finally:
         named.unlink(missing_ok=True)
     return notes

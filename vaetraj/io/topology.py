@@ -59,6 +59,26 @@ def topology_from_json(text: str) -> md.Topology:
     return topology
 
 
+def checked_topology(text: str, *, atoms: int, path, what: str) -> md.Topology:
+    """The topology a file of ours stores, or a BadInputError naming the file when the
+    JSON does not describe one of `atoms` atoms."""
+    from vaetraj.errors import BadInputError
+
+    try:
+        topology = topology_from_json(text)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+        problem = f"{type(error).__name__}: {error}" if isinstance(error, KeyError) else error
+        raise BadInputError(
+            f"{what}: attribute 'topology' is not a topology ({problem})", path=path
+        ) from None
+    if topology.n_atoms != atoms:
+        raise BadInputError(
+            f"{what}: attribute 'topology' has {topology.n_atoms} atoms, the file {atoms}",
+            path=path,
+        )
+    return topology
+
+
 def masses_from_topology(topology: md.Topology) -> np.ndarray | None:
     """Atomic masses in amu, or None when any atom has no element or a zero mass
     (virtual sites, coarse-grained beads): then equal masses are the honest choice."""

@@ -17,16 +17,16 @@ import h5py
 import mdtraj as md
 import numpy as np
 
-from vaetraj.errors import BadInputError, InputMissingError, UsageError
+from vaetraj.errors import BadInputError, InputMissingError, UsageError, VaetrajWarning
 from vaetraj.io import _integrity
 from vaetraj.io._npy import NpyArrayReader
+from vaetraj.io.aligned import ALIGNED_FORMAT, check_aligned
 from vaetraj.io.topology import (
     masses_from_topology,
     placeholder_topology,
     topology_from_json,
 )
 
-ALIGNED_FORMAT = "vaetraj-aligned"
 _ARRAY_SUFFIXES = {".npy", ".npz"}
 _HDF5_SUFFIXES = {".h5", ".hdf5"}
 # mdtraj formats whose files carry their own topology
@@ -61,10 +61,10 @@ _STREAMABLE = {
     ".xyz",
 }
 _TARGET_BLOCK_BYTES = 32 << 20
-
-
-class VaetrajWarning(UserWarning):
-    """Something the user should know that does not stop the run."""
+# beyond this, squares and sums of coordinates overflow float32 (1e9 nm is a metre)
+MAX_COORDINATE = 1e9
+# float32 spacing above which a warning says positions lost precision (0.001 nm at ~8e3)
+FLOAT32_RESOLUTION = 1e-3
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,7 @@ class _FileSource:
     topology: md.Topology | None = None
     origin_indices: np.ndarray | None = None  # our .h5: atoms of the files it came from
     notes: list[str] = field(default_factory=list)
+    warned_precision: bool = False
 
     def iter_blocks(self, atom_indices: np.ndarray | None, block: int) -> Iterator[np.ndarray]:
         raise NotImplementedError
@@ -163,9 +164,12 @@ class _MdtrajSource(_FileSource):
             while remaining is None or remaining > 0:
                 count = block if remaining is None else min(block, remaining)
                 try:
-                    chunk = handle.read_as_traj(
-                        self.read_topology, n_frames=count, atom_indices=atom_indices
-                    )
+                    if isinstance(handle, md.formats.HDF5TrajectoryFile):  # has its topology
+                        chunk = handle.read_as_traj(n_frames=count, atom_indices=atom_indices)
+                    else:
+                        chunk = handle.read_as_traj(
+                            self.read_topology, n_frames=count, atom_indices=atom_indices
+                        )
                 except Exception as error:  # mdtraj raises bare exceptions on bad bytes
                     raise BadInputError(f"cannot read frames: {error}", path=self.path) from None
                 if chunk.n_frames == 0:
@@ -204,11 +208,10 @@ def _load_topology(top: str | os.PathLike) -> md.Topology:
     _check_exists(top_path)
     suffix = suffix_of(top_path)
     if suffix in _HDF5_SUFFIXES and _is_aligned_h5(top_path):
-        with h5py.File(top_path, "r") as handle:
-            text = handle.attrs.get("topology")
-        if not text:
+        source = _open_aligned_h5(top_path)
+        if source.topology is None:
             raise BadInputError("this aligned file stores no topology", path=top_path)
-        return topology_from_json(text)
+        return source.topology
     try:
         with _quiet_c_stdout():
             return md.load_topology(str(top_path))
@@ -246,25 +249,19 @@ def _open_array(path: Path, options: ReadOptions) -> _FileSource:
 def _open_aligned_h5(path: Path) -> _FileSource:
     try:
         with h5py.File(path, "r") as handle:
-            if "xyz" not in handle:
-                raise BadInputError("aligned file has no /xyz dataset", path=path)
-            shape = handle["xyz"].shape
-            attrs = dict(handle.attrs)
-            origin = handle["atom_indices"][()] if "atom_indices" in handle else None
+            fields = check_aligned(handle, path)
+            topology = handle.attrs.get("topology")
     except OSError as error:
         raise BadInputError(f"cannot read HDF5 file ({error})", path=path) from None
-    if len(shape) != 3 or shape[2] not in (2, 3):
-        raise BadInputError(f"/xyz has shape {shape}, expected (frames, atoms, 2 or 3)", path=path)
-    text = attrs.get("topology")
     return _AlignedH5Source(
         path=path,
         format="vaetraj-h5",
-        atoms=shape[1],
-        dims=shape[2],
-        frames=shape[0],
-        units=str(attrs.get("units", "unknown")),
-        topology=topology_from_json(text) if text else None,
-        origin_indices=origin,
+        atoms=fields.dims["atoms"],
+        dims=fields.dims["dims"],
+        frames=fields.dims["frames"],
+        units=fields.attrs["units"],
+        topology=topology_from_json(topology) if topology else None,
+        origin_indices=fields.arrays["atom_indices"],
     )
 
 
@@ -412,8 +409,14 @@ class Trajectory:
             return np.arange(atoms)
         try:
             indices = (topology or placeholder_topology(atoms)).select(selection)
-        except Exception as error:
-            raise UsageError(f"cannot parse selection '{selection}': {error}") from None
+        except Exception as error:  # pyparsing's message lists its whole grammar: cut it
+            parse = error.__context__ if hasattr(error.__context__, "col") else error
+            column = getattr(parse, "col", None)
+            where = f"at column {column}" if column is not None else str(error)[:80]
+            raise UsageError(
+                f"--select '{selection}' is not an mdtraj selection (cannot parse it {where}; "
+                "see mdtraj's atom selection language)"
+            ) from None
         if indices.size == 0:
             where = ", ".join(str(p) for p in self.paths)
             raise BadInputError(f"selection '{selection}' matches no atoms", path=where)
@@ -461,21 +464,43 @@ class Trajectory:
                 raw += block.shape[0]
                 if kept.shape[0] == 0:
                     continue
-                self._check_finite(kept, source, first_frame)
+                self._check_values(kept, source, first_frame)
                 yield Chunk(xyz=kept, source=number, start=emitted)
                 emitted += kept.shape[0]
 
-    def _check_finite(self, xyz: np.ndarray, source: _FileSource, first_frame: int) -> None:
-        """first_frame: index (in the file, before stride) of xyz[0]."""
-        finite = np.isfinite(xyz)
-        if finite.all():
-            return
-        frame, atom, _ = np.argwhere(~finite)[0]
-        raise BadInputError(
-            f"non-finite coordinate {xyz[frame, atom].tolist()} at frame "
-            f"{first_frame + frame * self.options.stride}, atom {int(self.atom_indices[atom])}",
-            path=source.path,
-        )
+    def _check_values(self, xyz: np.ndarray, source: _FileSource, first_frame: int) -> None:
+        """Refuse a non-finite coordinate or one too large for float32 arithmetic; warn
+        (once per file) where float32 coordinates far from the origin have lost
+        precision. first_frame: index (in the file, before stride) of xyz[0]."""
+        magnitude = np.abs(xyz)
+        fine = magnitude <= MAX_COORDINATE  # False for NaN as well
+        if not fine.all():
+            frame, atom, _ = np.argwhere(~fine)[0]
+            value = xyz[frame, atom].tolist()
+            where = (
+                f"at frame {first_frame + frame * self.options.stride}, "
+                f"atom {int(self.atom_indices[atom])}"
+            )
+            if np.isfinite(xyz[frame, atom]).all():
+                problem = (
+                    f"coordinate {value} {where} is beyond ±{MAX_COORDINATE:.0e}: not a "
+                    "molecular coordinate in any length unit (it would overflow float32)"
+                )
+            else:
+                problem = f"non-finite coordinate {value} {where}"
+            raise BadInputError(problem, path=source.path)
+        if xyz.dtype == np.float32 and not source.warned_precision and xyz.size:
+            largest = float(magnitude.max())
+            resolution = float(np.spacing(np.float32(largest)))
+            if resolution > FLOAT32_RESOLUTION:
+                source.warned_precision = True
+                warnings.warn(
+                    f"{source.path}: float32 coordinates reach {largest:.3g}, where float32 "
+                    f"resolves only {resolution:.3g} (file units): the positions lost "
+                    "precision when the file was written; centre the system or store float64",
+                    VaetrajWarning,
+                    stacklevel=2,
+                )
 
     def read_all(self) -> np.ndarray:
         """Every frame in memory as (frames, atoms, dims), in the files' float dtype."""

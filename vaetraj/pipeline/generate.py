@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from vaetraj._memory import FLOAT, require_memory
 from vaetraj.errors import BadInputError, NumericalError, UsageError
 from vaetraj.io._hash import compute_sha256
 from vaetraj.io.features import check_features_output, write_features
@@ -217,6 +218,11 @@ def decode_file(
     _check_output(loaded, output, overwrite, [model_path, latent])
     source = "--z" if latent is None else str(latent)
     z = points if latent is None else read_latent_points(latent, key=key)
+    require_memory(
+        _GENERATED_BYTES * len(z) * loaded.features,
+        f"decoding {len(z):,} points ({loaded.features} coordinates each)",
+        "decode the points in parts",
+    )
     if z.shape[1] != loaded.latent_dim:
         raise BadInputError(
             f"latent points have {z.shape[1]} dimension(s) but the model's latent space has "
@@ -244,6 +250,11 @@ def sample(
     return z, generate(model, z, refine=refine)
 
 
+# bytes held per generated coordinate: the decoded float32 structures, their float64
+# checks and the refinement's work arrays (measured on the polymer: about 3 x float32)
+_GENERATED_BYTES = 4 * FLOAT
+
+
 def sample_file(
     model: str | os.PathLike = DEFAULT_MODEL,
     output: str | os.PathLike = "samples.npz",
@@ -263,6 +274,11 @@ def sample_file(
     model_path = Path(model)
     loaded = load_model(model_path)
     _check_output(loaded, output, overwrite, [model_path])
+    require_memory(
+        _GENERATED_BYTES * n * loaded.features,
+        f"-n {n:,} ({loaded.features} coordinates each)",
+        "sample fewer and run again with another --seed for more",
+    )
     _, made = sample(loaded, n, seed=seed, prior=prior, temperature=temperature, refine=refine)
     _finite(made.xyz, model_path)
     report = _report(

@@ -243,6 +243,13 @@ def load_model(path: str | os.PathLike) -> Model:
     """Read a model file written by `vaetraj train` (or `Model.save`). A model whose
     training failed its check (written for inspection) loads with a VaetrajWarning."""
     model = Model(read_model_file(path))
+    if model.record.data_stats is not None and not model.is_features:
+        try:
+            stats = model.data_stats
+            if stats is not None:
+                stats.check(model.atoms, model.dims, model.latent_dim)
+        except (TypeError, ValueError) as error:
+            raise BadInputError(f"damaged model: bad data_stats ({error})", path=path) from None
     summary = model.record.summary
     if summary.get("status") == "failed":
         warnings.warn(

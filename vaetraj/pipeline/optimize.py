@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaetraj._memory import FLOAT, require_memory
 from vaetraj.errors import BadInputError, NumericalError, UsageError
 from vaetraj.geometry import make_kabsch_target, superpose_frame
 from vaetraj.io._hash import compute_sha256
@@ -464,6 +465,15 @@ def optimize_file(
     check_structure_output(output, overwrite=overwrite, inputs=[model, target_structure, top, data])
     model_path = Path(model)
     loaded = load_model(model_path)
+    # every record_every-th step of every restart is a candidate structure, refined and
+    # checked; each step runs the decoder (and its gradient) on every restart
+    candidates = config.restarts * (config.steps // config.record_every)
+    per_step = config.restarts * loaded.config.hidden * loaded.config.layers * 2 * 3
+    require_memory(
+        FLOAT * (4 * candidates * loaded.features + per_step),
+        f"--restarts {config.restarts:,} with --steps {config.steps}",
+        "use fewer --restarts (or fewer --steps)",
+    )
     frames, where = _training_frames(loaded, data)
     result = optimize(
         loaded,

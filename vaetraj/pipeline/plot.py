@@ -216,13 +216,14 @@ def plot_file(
     loaded = load_model(Path(model))
     require_structure_model(loaded, "plot", path=model)
     inputs = {
+        "history": model if "loss" in loaded.history else None,
         "latent": _resolve(latent, "latent.h5", latent is not None),
         "data": _resolve(data, "aligned.h5", data is not None),
         "samples": _resolve(samples, "samples.npz", samples is not None),
         "optimized": _resolve(optimized, "optimized.npz", optimized is not None),
     }
     needs = {
-        "loss": [],
+        "loss": ["history"],
         "latent": ["latent"],
         "marginals": ["data", "samples"],
         "structures": ["data", "optimized"],
@@ -238,25 +239,24 @@ def plot_file(
     if output.is_dir():
         for name in plan:
             check_output(output / f"{name}.png", overwrite=overwrite)
+    # every input is read (and checked) before the first figure is written
+    uses = {n for name in plan for n in needs[name]}
+    frames = _read_frames(loaded, inputs["data"]) if "data" in uses else None
+    path_data = read_latent(inputs["latent"]) if "latent" in uses else None
+    samples_xyz = _structures(inputs["samples"]) if "samples" in uses else None
+    optimized_xyz = _structures(inputs["optimized"])[0] if "optimized" in uses else None
     output.mkdir(parents=True, exist_ok=True)
-    frames = _read_frames(loaded, inputs["data"]) if inputs["data"] is not None else None
     figures = []
     for name in plan:
         target = output / f"{name}.png"
         if name == "loss":
             plot_loss(loaded, target, overwrite=overwrite)
         elif name == "latent":
-            plot_latent(
-                loaded, read_latent(inputs["latent"]), target, color=color, overwrite=overwrite
-            )
+            plot_latent(loaded, path_data, target, color=color, overwrite=overwrite)
         elif name == "marginals":
-            plot_marginals(
-                loaded, frames, _structures(inputs["samples"]), target, overwrite=overwrite
-            )
+            plot_marginals(loaded, frames, samples_xyz, target, overwrite=overwrite)
         else:
-            plot_structures(
-                loaded, frames, _structures(inputs["optimized"])[0], target, overwrite=overwrite
-            )
+            plot_structures(loaded, frames, optimized_xyz, target, overwrite=overwrite)
         figures.append(str(target))
     notes = [f"skipped {item}" for item in skipped]
     return PlotReport(figures=figures, skipped=skipped, output=str(output), notes=notes)

@@ -261,6 +261,49 @@ class DataStats:
             return None
         return cls(**data)
 
+    def check(self, atoms: int, dims: int, latent: int) -> None:
+        """Raise ValueError naming the first field that does not fit a model of `atoms`
+        atoms in `dims`D with `latent` latent dimensions: a list of the wrong length, a
+        bond to no atom, a non-number."""
+        bonds = np.asarray(self.bonds)
+        if bonds.size and (bonds.ndim != 2 or bonds.shape[1] != 2 or bonds.dtype.kind not in "iu"):
+            raise ValueError("bonds must be pairs of atom indices")
+        if bonds.size and not ((bonds >= 0) & (bonds < atoms)).all():
+            raise ValueError(f"bonds name atoms outside 0..{atoms - 1}")
+        if self.dims != dims:
+            raise ValueError(f"dims is {self.dims}, the model's {dims}")
+        terms = self.terms(atoms)
+        lengths = {
+            len(terms.bonds): ("bond_mean", "bond_std", "bond_lo", "bond_hi"),
+            len(terms.angles): ("angle_min", "angle_max", "angle_std", "angle_lo", "angle_hi"),
+            len(terms.centres): ("handedness", "volume_min", "volume_std"),
+        }
+        for length, names in lengths.items():
+            for name in names:
+                values = np.asarray(getattr(self, name))
+                if values.shape != (length,) or values.dtype.kind not in "fiu":
+                    raise ValueError(f"{name} must hold {length} numbers")
+                if not np.isfinite(values).all():
+                    raise ValueError(f"{name} holds a non-finite value")
+        # a structure without non-bonded pairs has no closest contact: inf, never NaN
+        for name in ("closest_contact", "contact_min", "mean_bond", "rg_min", "rg_max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if math.isnan(value) or (math.isinf(value) and "contact" not in name):
+                raise ValueError(f"{name} is {value}")
+        if self.tether_std and np.shape(self.tether_std) != (atoms,):
+            raise ValueError(f"tether_std must hold {atoms} numbers")
+        anchors = np.asarray(self.anchor_z)
+        for name, values in (("tether_std", self.tether_std), ("anchor_z", anchors),
+                             ("anchor_rg", self.anchor_rg)):  # fmt: skip
+            if np.size(values) and not np.isfinite(np.asarray(values, float)).all():
+                raise ValueError(f"{name} holds a non-finite value")
+        if anchors.size and (anchors.ndim != 2 or anchors.shape[1] != latent):
+            raise ValueError(f"anchor_z must be points of {latent} latent coordinates")
+        if np.shape(self.anchor_rg) != (len(anchors),):
+            raise ValueError("anchor_rg must hold one R_g per anchor_z point")
+
 
 def _measure(xyz: np.ndarray, terms: GeometryTerms, weights: np.ndarray):
     """Running statistics of bonds, angles and volumes; per-frame closest contact and R_g."""

@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from vaetraj._interrupt import stop_requested
+from vaetraj._interrupt import deferred, stop_requested
+from vaetraj._memory import FLOAT, require_memory
 from vaetraj._version import __version__
 from vaetraj.errors import (
     BadInputError,
@@ -40,12 +41,12 @@ from vaetraj.errors import (
     TrainingFailedError,
     UsageError,
 )
-from vaetraj.io._atomic import check_output
-from vaetraj.io.aligned import AlignedData, read_aligned
+from vaetraj.io._atomic import check_output, run_lock
+from vaetraj.io.aligned import ALIGNED_FORMAT, AlignedData, read_aligned
 from vaetraj.io.checkpoint import read_checkpoint, read_checkpoint_fields, write_checkpoint
 from vaetraj.io.features import describe_table, read_features
 from vaetraj.io.model_file import ModelRecord
-from vaetraj.io.trajectory import ALIGNED_FORMAT, ReadOptions
+from vaetraj.io.trajectory import ReadOptions
 from vaetraj.model import (
     ModelConfig,
     Normalization,
@@ -113,12 +114,10 @@ class TrainingSet:
 
     @classmethod
     def from_aligned(cls, data: AlignedData, origin: str) -> TrainingSet:
+        """The frames of an aligned file (`read_aligned` has checked its fields)."""
         attrs = data.attrs
         topology = attrs.get("topology")
-        sources = attrs.get("sources")
-        sources = json.loads(sources) if isinstance(sources, str) else list(sources or [])
-        summary = attrs.get("summary")
-        summary = json.loads(summary) if isinstance(summary, str) else dict(summary or {})
+        lengths = attrs.get("summary", {}).get("trajectory_frames", [])
         return cls(
             xyz=np.asarray(data.xyz, np.float32),
             units=str(attrs.get("units", "unknown")),
@@ -126,18 +125,21 @@ class TrainingSet:
                 "method": str(attrs.get("method")),
                 "reference": str(attrs.get("reference")),
                 "weights": str(attrs.get("weights")),
-                "config": json.loads(attrs.get("config", "{}")),
-                "read_options": json.loads(attrs.get("read_options", "{}")),
+                "config": attrs.get("config", {}),
+                "read_options": attrs.get("read_options", {}),
             },
             atom_indices=np.asarray(
                 data.atom_indices if data.atom_indices is not None else np.arange(data.xyz.shape[1])
             ),
             reference=data.reference,
             masses=data.masses,
-            topology=None if topology is None or str(topology) == "None" else str(topology),
-            sources=sources,
+            topology=None if topology is None else json.dumps(topology),
+            sources=list(attrs.get("sources", [])),
             origin=origin,
-            lengths=tuple(int(n) for n in summary.get("trajectory_frames", [])),
+            # a list that does not add up to the frames is ignored (trajectory_lengths)
+            lengths=tuple(int(n) for n in lengths if isinstance(n, int) and not isinstance(n, bool))
+            if isinstance(lengths, list)
+            else (),
         )
 
     @classmethod
@@ -613,7 +615,7 @@ def _fit(
             and (epoch + 1) % train_config.checkpoint_every == 0
         ):
             _write_checkpoint(checkpoint, run, fields)
-        if stop_requested():  # a SIGTERM whose KeyboardInterrupt Python swallowed
+        if stop_requested():  # a signal during the epoch (deferred) or one Python swallowed
             raise KeyboardInterrupt
         if train_config.patience is not None and run.point.since_best >= train_config.patience:
             timing.stopped_early = True
@@ -623,6 +625,23 @@ def _fit(
             )
             break
     return timing
+
+
+def _require_training_memory(
+    model_config: ModelConfig, train_config: TrainConfig, data_bytes: int
+) -> None:
+    """Refuse a network the machine cannot hold (`--hidden 10000000` aborted in XLA):
+    the parameters about 8 times over (gradients, Adam's two moments, the best and
+    the anchor epochs, host copies), a batch's activations, and the data twice."""
+    hidden, layers, features = model_config.hidden, model_config.layers, model_config.features
+    per_net = features * hidden + (layers - 2) * hidden * hidden + hidden * features
+    params = 2 * per_net + hidden * (model_config.latent_dim + model_config.encoder_outputs)
+    activations = train_config.batch_size * hidden * layers * 2 * 3
+    require_memory(
+        FLOAT * (8 * params + activations) + 2 * data_bytes,
+        f"--hidden {hidden} with --layers {layers} ({params:,} parameters)",
+        "use a smaller --hidden or fewer --layers",
+    )
 
 
 def train(
@@ -650,6 +669,7 @@ def train(
     where = data.origin if data.origin not in ("array", "aligned data") else None
     prepared = _prepare(data, model_config, train_config, where)
     model_config, notes = prepared.model_config, list(prepared.notes)
+    _require_training_memory(model_config, train_config, data.xyz.nbytes)
     frames, atoms, dims = data.xyz.shape
     mesh = _mesh()
     trainer = make_trainer(
@@ -691,18 +711,19 @@ def train(
             for r in run.recoveries
         )
     try:
-        timing = _fit(
-            run,
-            trainer,
-            train_data,
-            val_data,
-            train_config,
-            keys=(epoch_key, val_key),
-            checkpoint=checkpoint,
-            fields=fields,
-            progress=progress,
-            notes=notes,
-        )
+        with deferred():  # a signal stops the run at the end of its epoch (see _interrupt)
+            timing = _fit(
+                run,
+                trainer,
+                train_data,
+                val_data,
+                train_config,
+                keys=(epoch_key, val_key),
+                checkpoint=checkpoint,
+                fields=fields,
+                progress=progress,
+                notes=notes,
+            )
     except KeyboardInterrupt:
         if checkpoint is None:
             raise
@@ -999,54 +1020,56 @@ def train_file(
     given = [*(inputs or [DEFAULT_DATA]), read_options.top, checkpoint]
     check_output(output, overwrite=overwrite, inputs=given)
     checkpoint = Path(checkpoint) if checkpoint is not None else default_checkpoint(output)
-    if not resume and checkpoint.exists() and not overwrite:
-        raise UsageError(
-            "a checkpoint of an unfinished run exists; add --resume to continue it "
-            "or --overwrite to start afresh",
-            path=checkpoint,
-        )
-    if resume and not checkpoint.exists():
-        raise InputMissingError("no checkpoint to resume from", path=checkpoint)
-    if features:
-        if not inputs or len(inputs) != 1:
-            raise UsageError("--features trains on exactly one table (.npy, .npz or .csv)")
-        table = read_features(inputs[0], key=read_options.key)
-        data = TrainingSet.from_features(table, origin=str(inputs[0]))
-        data = dataclasses.replace(data, sources=[describe_table(inputs[0], table)])
-    else:
-        if not inputs:
-            inputs = [DEFAULT_DATA]
-            if not Path(DEFAULT_DATA).exists():
-                raise InputMissingError(
-                    "no such file (run `vaetraj align` first, or name the data to train on)",
-                    path=DEFAULT_DATA,
-                )
-        data = _training_set(inputs, align_config, read_options, progress)
-    try:
-        model, report = train(
-            data,
-            model_config,
-            train_config,
-            checkpoint=checkpoint,
-            resume=resume,
-            progress=progress,
-        )
-    except TrainingFailedError as failure:
-        failure.model.save(output, overwrite=overwrite)
+    # one run at a time per model and checkpoint: a second is refused, naming the first
+    with run_lock(output), run_lock(checkpoint):
+        if not resume and checkpoint.exists() and not overwrite:
+            raise UsageError(
+                "a checkpoint of an unfinished run exists; add --resume to continue it "
+                "or --overwrite to start afresh",
+                path=checkpoint,
+            )
+        if resume and not checkpoint.exists():
+            raise InputMissingError("no checkpoint to resume from", path=checkpoint)
+        if features:
+            if not inputs or len(inputs) != 1:
+                raise UsageError("--features trains on exactly one table (.npy, .npz or .csv)")
+            table = read_features(inputs[0], key=read_options.key)
+            data = TrainingSet.from_features(table, origin=str(inputs[0]))
+            data = dataclasses.replace(data, sources=[describe_table(inputs[0], table)])
+        else:
+            if not inputs:
+                inputs = [DEFAULT_DATA]
+                if not Path(DEFAULT_DATA).exists():
+                    raise InputMissingError(
+                        "no such file (run `vaetraj align` first, or name the data to train on)",
+                        path=DEFAULT_DATA,
+                    )
+            data = _training_set(inputs, align_config, read_options, progress)
+        try:
+            model, report = train(
+                data,
+                model_config,
+                train_config,
+                checkpoint=checkpoint,
+                resume=resume,
+                progress=progress,
+            )
+        except TrainingFailedError as failure:
+            failure.model.save(output, overwrite=overwrite)
+            checkpoint.unlink(missing_ok=True)
+            failure.report.output, failure.report.checkpoint = str(output), str(checkpoint)
+            raise TrainingFailedError(
+                f"{failure.args[0]}; the model is written here for inspection only; "
+                f"{_what_to_try(failure.report, train_config)}",
+                model=failure.model,
+                report=failure.report,
+                path=output,
+            ) from None
+        model.save(output, overwrite=overwrite)
         checkpoint.unlink(missing_ok=True)
-        failure.report.output, failure.report.checkpoint = str(output), str(checkpoint)
-        raise TrainingFailedError(
-            f"{failure.args[0]}; the model is written here for inspection only; "
-            f"{_what_to_try(failure.report, train_config)}",
-            model=failure.model,
-            report=failure.report,
-            path=output,
-        ) from None
-    model.save(output, overwrite=overwrite)
-    checkpoint.unlink(missing_ok=True)
-    report.output = str(output)
-    report.checkpoint = str(checkpoint)
-    return report
+        report.output = str(output)
+        report.checkpoint = str(checkpoint)
+        return report
 
 
 def _what_to_try(report: TrainReport, train_config: TrainConfig) -> str:

@@ -1,0 +1,79 @@
+"""The memory a request needs, checked before the work.
+
+A request the machine cannot hold (`sample -n 1e12`, `optimize --restarts 1e8`,
+`train --hidden 1e7`) used to end in an allocator's abort (exit 134, an XLA dump) or an
+out-of-memory traceback after minutes of work. Each command estimates what it will hold
+at once from the request's sizes and refuses, in one line (exit 2), one that exceeds the
+memory available: the host's, and the accelerator's where JAX reports it.
+
+The estimates are upper-bound rules of thumb measured on the built-in polymer (`sample`
+held about 3 x its float32 structures at once, refinement included); they are meant to
+catch requests off by orders of magnitude, not to budget to the byte.
+"""
+
+from __future__ import annotations
+
+import os
+
+from vaetraj.errors import UsageError
+
+FLOAT = 4  # bytes per float32
+
+
+def available_bytes() -> int | None:
+    """Memory a new allocation can get now: the host's MemAvailable, and no more than
+    the first accelerator's free memory when JAX has started one that reports it."""
+    host = _host_available()
+    device = _device_available()
+    known = [b for b in (host, device) if b is not None]
+    return min(known) if known else None
+
+
+def _host_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _device_available() -> int | None:
+    import sys
+
+    if "jax" not in sys.modules:
+        return None
+    import jax
+
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return None  # host memory, counted above
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # noqa: BLE001 (a backend without statistics)
+        return None
+    if "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+
+
+def size_text(count: float) -> str:
+    for unit, scale in (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{int(count)} bytes"
+
+
+def require_memory(needed: float, request: str, advice: str) -> None:
+    """Refuse (UsageError, exit 2) a request estimated to need more than is available."""
+    available = available_bytes()
+    if available is not None and needed > available:
+        raise UsageError(
+            f"{request} needs about {size_text(needed)} of memory at once, "
+            f"{size_text(available)} is available; {advice}"
+        )
