@@ -3,10 +3,12 @@
 A signal handler that raises KeyboardInterrupt can land inside a `__del__` or a weakref
 callback, where Python prints "Exception ignored" and carries on: the interrupt is lost.
 So the handler also records the request here, and long loops (training) check it at
-every epoch and stop cleanly. Inside `deferred()` (the training epochs) the handler only
-records the request: an exception raised in the middle of a JAX compilation or a GC
-callback is what made the process print "Exception ignored" or crash; a second signal
-still interrupts at once.
+every epoch and stop cleanly. Inside `deferred()` (a CLI command's whole run) the
+handler only records the request, and the long loops raise it at their safe points
+(`check_stop`: every epoch, every chunk of frames or structures, before an output is
+renamed into place): an exception raised in the middle of an import, a JAX compilation
+or a GC callback is what made the process print "Exception ignored" or crash. A second
+signal still interrupts at once.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ def stop_requested() -> bool:
 
 def clear_stop() -> None:
     _requested.clear()
+
+
+def check_stop() -> None:
+    """A safe point of a long loop: raise KeyboardInterrupt if a stop was requested."""
+    if _requested.is_set():
+        raise KeyboardInterrupt
 
 
 class _Deferral:

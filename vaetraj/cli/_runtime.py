@@ -17,7 +17,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from vaetraj._interrupt import clear_stop, should_raise_now
+from vaetraj._interrupt import clear_stop, deferred, should_raise_now
 from vaetraj.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UsageError, VaetrajError
 
 SETTINGS_FILE = "vaetraj.toml"
@@ -99,7 +99,7 @@ def load_settings(group: TyperGroup, path: Path | None = None) -> dict[str, Any]
 
 
 def _terminate(signum, frame):  # SIGTERM is an interrupt like Ctrl-C: clean up, exit 75
-    if should_raise_now():  # else training stops at the end of its epoch
+    if should_raise_now():  # else the run stops at its next safe point (check_stop)
         raise KeyboardInterrupt
 
 
@@ -119,12 +119,22 @@ def run_command(
     debug = debug or bool(os.environ.get("VAETRAJ_DEBUG"))
     previous = signal.signal(signal.SIGTERM, _terminate)
     previous_int = signal.signal(signal.SIGINT, _terminate)
+    previous_hook = sys.unraisablehook
+
+    def unraisable(info) -> None:
+        # a signal's KeyboardInterrupt raised inside a GC callback (JAX has one) cannot
+        # propagate: the stop request it recorded ends the run at its next check
+        if not isinstance(info.exc_value, KeyboardInterrupt):
+            previous_hook(info)
+
+    sys.unraisablehook = unraisable
     clear_stop()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = _show_warning
-            record = body()
+            with deferred():  # a signal stops the run at its next safe point
+                record = body()
     except VaetrajError as error:
         if debug:
             traceback.print_exc()
@@ -143,6 +153,7 @@ def run_command(
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
+        sys.unraisablehook = previous_hook
     if json_output:
         typer.echo(json.dumps({"ok": True, **(record or {})}, default=str))
 

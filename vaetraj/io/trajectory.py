@@ -17,6 +17,7 @@ import h5py
 import mdtraj as md
 import numpy as np
 
+from vaetraj._interrupt import check_stop
 from vaetraj.errors import BadInputError, InputMissingError, UsageError, VaetrajWarning
 from vaetraj.io import _integrity
 from vaetraj.io._npy import NpyArrayReader
@@ -465,6 +466,7 @@ class Trajectory:
                 if kept.shape[0] == 0:
                     continue
                 self._check_values(kept, source, first_frame)
+                check_stop()  # a safe point for a signal (see vaetraj._interrupt)
                 yield Chunk(xyz=kept, source=number, start=emitted)
                 emitted += kept.shape[0]
 

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaetraj._interrupt import check_stop
 from vaetraj.errors import BadInputError, UsageError
 from vaetraj.io.model_file import ModelRecord, read_model_file, write_model_file
 from vaetraj.io.trajectory import VaetrajWarning
@@ -52,6 +53,7 @@ def _sample_mixture_batch(mixture: GaussianMixture, keys: jax.Array) -> jax.Arra
 
 def _chunks(total: int) -> Iterator[slice]:
     for start in range(0, total, _CHUNK_FRAMES):
+        check_stop()  # a safe point for a signal (see vaetraj._interrupt)
         yield slice(start, min(total, start + _CHUNK_FRAMES))
 
 

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaetraj._interrupt import check_stop
 from vaetraj.metrics import (
     CONTACT_TOLERANCE,
     MIN_ANGLE_STD,
@@ -91,7 +92,9 @@ def _chunks(n: int, pairs: int = 0):
     """Slices of at most _CHUNK structures, fewer when each has many pairs (about
     _PAIR_BUDGET pair distances in memory at once); one empty slice for n = 0."""
     size = max(1, min(_CHUNK, _PAIR_BUDGET // max(1, pairs)))
-    return [slice(start, start + size) for start in range(0, n, size)] or [slice(0, 0)]
+    for part in [slice(start, start + size) for start in range(0, n, size)] or [slice(0, 0)]:
+        check_stop()  # a safe point for a signal (see vaetraj._interrupt)
+        yield part
 
 
 @functools.cache

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from vaetraj._interrupt import deferred, stop_requested
+from vaetraj._interrupt import check_stop, deferred
 from vaetraj._memory import FLOAT, require_memory
 from vaetraj._version import __version__
 from vaetraj.errors import (
@@ -64,6 +64,9 @@ from vaetraj.pipeline.structure import compute_data_stats
 from vaetraj.train import NON_FINITE, TrainConfig, TrainState, make_trainer, split_blocks
 
 Progress = Callable[..., None]
+# what every epoch adds to the history (the model's /history, the checkpoint's)
+HISTORY_METRICS = ("loss", "reconstruction", "kl", "beta", "val_loss", "val_reconstruction",
+                   "val_kl", "lr_scale", "seconds")  # fmt: skip
 
 # Train-config fields a resumed run must share with its checkpoint: they fix the shapes
 # of the optimizer state, the data split or the random stream. The others (epochs, lr,
@@ -449,6 +452,9 @@ def _restore(path: Path, run: _Run, fields: dict[str, Any]) -> int:
         **(_point_trees("anchor/", template) if anchored else {}),
     }
     saved, trees, history = read_checkpoint(path, templates)
+    missing = [name for name in HISTORY_METRICS if name not in history]
+    if saved["epoch"] > 0 and missing:  # a resumed history must stay whole
+        raise BadInputError(f"damaged checkpoint: missing /history/{missing[0]}", path=path)
     history = {name: list(values) for name, values in history.items()}
 
     def point(prefix: str, values: dict[str, Any]) -> _Point:
@@ -555,6 +561,7 @@ def _fit(
     timing = _Timing()
     compiled = False
     while run.epoch() < train_config.epochs:
+        check_stop()  # a signal before the epoch (during start-up, say): no epoch more
         point, epoch = run.point, run.epoch()
         beta = jnp.float32(train_config.beta_at(epoch))
         tick = time.perf_counter()
@@ -584,6 +591,7 @@ def _fit(
             "lr_scale": float(state.lr_scale),
         }
         elapsed = time.perf_counter() - tick
+        assert set(record) | {"seconds"} == set(HISTORY_METRICS)
         if compiled:
             timing.seconds += elapsed
             timing.epochs += 1
@@ -615,8 +623,7 @@ def _fit(
             and (epoch + 1) % train_config.checkpoint_every == 0
         ):
             _write_checkpoint(checkpoint, run, fields)
-        if stop_requested():  # a signal during the epoch (deferred) or one Python swallowed
-            raise KeyboardInterrupt
+        check_stop()  # a signal during the epoch (deferred) or one Python swallowed
         if train_config.patience is not None and run.point.since_best >= train_config.patience:
             timing.stopped_early = True
             notes.append(
@@ -725,7 +732,7 @@ def train(
                 notes=notes,
             )
     except KeyboardInterrupt:
-        if checkpoint is None:
+        if checkpoint is None or run.epoch() == 0:  # no epoch done: nothing to keep
             raise
         _write_checkpoint(checkpoint, run, fields)
         raise InterruptedRunError(
