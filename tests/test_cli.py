@@ -405,3 +405,20 @@ def test_mdtraj_hdf5_trajectories_are_read(workdir, polymer_files, polymer_3d):
     assert dcd.exit_code == 0, dcd.stderr
     with h5py.File("aligned.h5") as a, h5py.File("from_dcd.h5") as b:
         np.testing.assert_allclose(a["xyz"][()], b["xyz"][()], atol=1e-5)
+
+
+def test_an_unreadable_input_is_one_line_exit_66(workdir, polymer_2d, monkeypatch):
+    """(Tests run as root, which reads anything: the refusal is simulated.)"""
+    import builtins
+
+    np.save("secret.npy", polymer_2d)
+    real_open = builtins.open
+
+    def guarded(file, *args, **kwargs):
+        if str(file).endswith("secret.npy"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+    assert_error(run("align", "secret.npy"), 66, "secret.npy", "permission denied")
+    assert no_outputs(workdir)

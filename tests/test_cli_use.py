@@ -245,7 +245,9 @@ def test_non_finite_encoder_output_writes_nothing(workdir, model_2d, polymer_npz
     assert sorted(p.name for p in workdir.iterdir()) == ["broken.h5", "polymer.npz"]
 
 
-def test_coordinates_beyond_float32_are_refused_and_far_float32_warns(workdir, polymer_2d):
+def test_coordinates_beyond_float32_are_refused_and_far_float32_warns(
+    workdir, polymer_2d, model_2d
+):
     """1e20 (float64) would overflow the float32 alignment to NaN: refused (65) by
     align and encode alike; float32 frames 1e6 from the origin keep 0.06 resolution:
     a warning, and the run goes on."""
@@ -253,7 +255,9 @@ def test_coordinates_beyond_float32_are_refused_and_far_float32_warns(workdir, p
     assert_error(run("align", "huge.npz", "-o", "a.h5"), 65, "huge.npz", "beyond")
     np.savez("huger.npz", arr=polymer_2d.astype(np.float64) * 1e300)
     assert_error(run("align", "huger.npz", "-o", "a.h5"), 65, "huger.npz", "frame 0")
-    assert not Path("a.h5").exists()
+    for name in ("huge.npz", "huger.npz"):  # encode wrote an all-NaN latent file, exit 0
+        assert_error(run("encode", name, "-m", model_2d, "-o", "l.h5"), 65, name, "beyond")
+    assert not Path("a.h5").exists() and not Path("l.h5").exists()
     np.savez("far.npz", arr=(polymer_2d + 1e6).astype(np.float32))
     result = run("align", "far.npz", "-o", "far.h5")
     assert result.exit_code == 0, result.stderr

@@ -170,109 +170,50 @@ def files(tmp_path_factory, polymer_files):
 
 
 def _commands(fmt: str, files: Path, damaged: Path, out: Path) -> dict[str, list]:
-    model, aligned = files / "model.h5", files / "aligned.h5"
-    if fmt == "model":
-        return {
+    """The commands that read a file of `fmt`, with `damaged` in its place."""
+    model, aligned, samples = files / "model.h5", files / "aligned.h5", files / "samples.npz"
+    fast = ["--restarts", "2", "--steps", "10"]
+    # fmt: off
+    commands = {
+        "model": {
             "encode": ["encode", aligned, "-m", damaged, "-o", out / "l.h5"],
             "decode": ["decode", "--z", "0,0", "-m", damaged, "-o", out / "d.npz"],
             "sample": ["sample", "-n", "4", "-m", damaged, "-o", out / "s.npz"],
-            "optimize": [
-                "optimize",
-                "-m",
-                damaged,
-                "--data",
-                aligned,
-                "--restarts",
-                "2",
-                "--steps",
-                "10",
-                "-o",
-                out / "o.npz",
-            ],  # fmt: skip
+            "optimize": ["optimize", "-m", damaged, "--data", aligned, *fast, "-o", out / "o.npz"],
             "evaluate": ["evaluate", aligned, "-m", damaged, "--samples", "8", "-k", "2"],
-            "plot": [
-                "plot",
-                "-m",
-                damaged,
-                "--latent",
-                files / "latent.h5",
-                "--only",
-                "loss,latent",
-                "-o",
-                out / "figures",
-            ],  # fmt: skip
-        }
-    if fmt == "aligned":
-        return {
+            "plot": ["plot", "-m", damaged, "--latent", files / "latent.h5",
+                     "--only", "loss,latent", "-o", out / "figures"],
+        },
+        "aligned": {
             "train": ["train", damaged, "-o", out / "m.h5", *TINY],
             "align": ["align", damaged, "-o", out / "a.h5"],
-            "align --top": ["align", files / "samples.npz", "--top", damaged, "-o", out / "b.h5"],
+            "align --top": ["align", samples, "--top", damaged, "-o", out / "b.h5"],
             "encode": ["encode", damaged, "-m", model, "-o", out / "l.h5"],
             "evaluate": ["evaluate", damaged, "-m", model, "--samples", "8", "-k", "2"],
-            "optimize": [
-                "optimize",
-                "-m",
-                model,
-                "--data",
-                damaged,
-                "--restarts",
-                "2",
-                "--steps",
-                "10",
-                "-o",
-                out / "o.npz",
-            ],  # fmt: skip
-            "plot": [
-                "plot",
-                "-m",
-                model,
-                "--data",
-                damaged,
-                "--samples",
-                files / "samples.npz",
-                "--only",
-                "marginals",
-                "-o",
-                out / "figures",
-            ],  # fmt: skip
-        }
-    if fmt == "latent":
-        return {
+            "optimize": ["optimize", "-m", model, "--data", damaged, *fast, "-o", out / "o.npz"],
+            "plot": ["plot", "-m", model, "--data", damaged, "--samples", samples,
+                     "--only", "marginals", "-o", out / "figures"],
+        },
+        "latent": {
             "decode": ["decode", damaged, "-m", model, "-o", out / "d.npz"],
-            "plot": [
-                "plot",
-                "-m",
-                model,
-                "--latent",
-                damaged,
-                "--only",
-                "latent",
-                "-o",
-                out / "figures",
-            ],  # fmt: skip
-        }
-    assert fmt == "checkpoint"
-    return {
-        "train --resume": [
-            "train",
-            aligned,
-            "-o",
-            out / "m.h5",
-            "--resume",
-            "--checkpoint",
-            damaged,
-            "--latent-dim",
-            "2",
-            *TINY,
-        ],  # fmt: skip
+            "plot": ["plot", "-m", model, "--latent", damaged, "--only", "latent",
+                     "-o", out / "figures"],
+        },
+        "checkpoint": {
+            "train --resume": ["train", aligned, "-o", out / "m.h5", "--resume",
+                               "--checkpoint", damaged, "--latent-dim", "2", *TINY],
+        },
     }
+    # fmt: on
+    return commands[fmt]
 
 
 SOURCES = {"model": "model.h5", "aligned": "aligned.h5", "latent": "latent.h5",
            "checkpoint": "run.ckpt.h5"}  # fmt: skip
 
 
-def _outcome(args: list, out: Path):
+def _outcome(args: list) -> tuple[int, list[str]]:
+    """Exit code and the stderr lines that are not notes or warnings."""
     result = runner.invoke(app, [str(a) for a in args])
     lines = [
         line
@@ -304,7 +245,7 @@ def _check_damages(fmt: str, files: Path, tmp_path: Path, *, harmless: bool) -> 
         for command, args in _commands(fmt, files, damaged, tmp_path / "out").items():
             shutil.rmtree(tmp_path / "out", ignore_errors=True)
             (tmp_path / "out").mkdir()
-            code, lines = _outcome(args, tmp_path / "out")
+            code, lines = _outcome(args)
             tried += 1
             expected = EXCEPTIONS.get((command, damage.field, damage.kind), 0 if harmless else 65)
             left = sorted(p.name for p in (tmp_path / "out").iterdir())
@@ -340,7 +281,7 @@ def _npz_damages(path: Path) -> list[tuple[str, Callable[[dict], None], bool]]:
         names = list(archive.files)
     damages = []
     for name in names:
-        damages.append((f"drop {name}", lambda a, n=name: a.pop(n), n_optional(name)))
+        damages.append((f"drop {name}", lambda a, n=name: a.pop(n), _latent_optional(name)))
         damages.append((f"type {name}", lambda a, n=name: a.__setitem__(n, np.array(["x"])), False))
         if name != "attrs":
             damages.append((f"shape {name}", lambda a, n=name: a.__setitem__(n, a[n][:-1]), False))
@@ -352,7 +293,7 @@ def _npz_damages(path: Path) -> list[tuple[str, Callable[[dict], None], bool]]:
     return damages
 
 
-def n_optional(name: str) -> bool:
+def _latent_optional(name: str) -> bool:
     return name in OPTIONAL["latent"]
 
 
@@ -404,7 +345,7 @@ def test_damaged_latent_npz_and_csv_are_one_line_and_exit_65(files, tmp_path, su
                 continue  # one command shows a harmless change harmless; it is cheap
             shutil.rmtree(tmp_path / "out", ignore_errors=True)
             (tmp_path / "out").mkdir()
-            code, lines = _outcome(args, tmp_path / "out")
+            code, lines = _outcome(args)
             tried += 1
             left = sorted(p.name for p in (tmp_path / "out").iterdir())
             refused = len(lines) == 1 and str(damaged) in lines[0] and not left

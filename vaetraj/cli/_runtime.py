@@ -18,7 +18,13 @@ import typer
 from typer.core import TyperGroup
 
 from vaetraj._interrupt import clear_stop, deferred, should_raise_now
-from vaetraj.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, UsageError, VaetrajError
+from vaetraj.errors import (
+    EXIT_INPUT_MISSING,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    UsageError,
+    VaetrajError,
+)
 
 SETTINGS_FILE = "vaetraj.toml"
 
@@ -141,6 +147,9 @@ def run_command(
         _fail(str(error), error.exit_code, json_output, error.record)
     except KeyboardInterrupt:
         _fail("interrupted; no output was written", EXIT_INTERRUPTED, json_output)
+    except PermissionError as error:  # an input we may not read (outputs: check_output)
+        where = f"{error.filename}: " if error.filename else ""
+        _fail(f"{where}cannot read it: permission denied", EXIT_INPUT_MISSING, json_output)
     except typer.Exit:
         raise
     except Exception as error:  # a bug: show it whole

@@ -20,7 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from vaetraj.errors import BadInputError
+from vaetraj.errors import BadInputError, NumericalError
 
 _JSON_TYPES = {"object": dict, "list": list}
 _DATA_KINDS = {"float": "f", "int": "iu", "bool": "b", "number": "fiu"}
@@ -204,3 +204,15 @@ def read_fields(
         if array is not None:
             arrays[spec.name] = array
     return Fields(attrs=values, arrays=arrays, dims=dims)
+
+
+def refuse_non_finite_output(columns: dict[str, np.ndarray], first_frame: int, path) -> None:
+    """Before a block of frames is written: a non-finite value is a NumericalError
+    (exit 3) naming the frame, and nothing is written."""
+    for name, values in columns.items():
+        finite = np.isfinite(values)
+        if not finite.all():
+            frame = first_frame + int(np.argwhere(~finite)[0][0])
+            raise NumericalError(
+                f"frame {frame} has a non-finite {name}; nothing was written", path=path
+            )

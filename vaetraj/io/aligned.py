@@ -23,9 +23,16 @@ import h5py
 import numpy as np
 
 from vaetraj._version import __version__
-from vaetraj.errors import BadInputError, InputMissingError, NumericalError, WriteError
+from vaetraj.errors import BadInputError, InputMissingError, WriteError
 from vaetraj.io._atomic import require_space
-from vaetraj.io._schema import Attr, Data, Fields, check_values, read_fields
+from vaetraj.io._schema import (
+    Attr,
+    Data,
+    Fields,
+    check_values,
+    read_fields,
+    refuse_non_finite_output,
+)
 from vaetraj.io.topology import checked_topology
 
 ALIGNED_FORMAT = "vaetraj-aligned"
@@ -98,14 +105,7 @@ class AlignedWriter:
     def append(self, xyz: np.ndarray, rmsd: np.ndarray, ambiguous: np.ndarray | None) -> None:
         """Append a block; a non-finite value is a NumericalError, never written."""
         count = xyz.shape[0]
-        for name, values in (("coordinates", xyz), ("RMSD", rmsd)):
-            finite = np.isfinite(values)
-            if not finite.all():
-                frame = self.frames + int(np.argwhere(~finite)[0][0])
-                raise NumericalError(
-                    f"aligned frame {frame} has non-finite {name}; nothing was written",
-                    path=self.final_path,
-                )
+        refuse_non_finite_output({"coordinate": xyz, "RMSD": rmsd}, self.frames, self.final_path)
         end = self.frames + count
         require_space(
             self.final_path, 2 * (xyz.nbytes + rmsd.nbytes)

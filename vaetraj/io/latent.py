@@ -28,12 +28,18 @@ from vaetraj._version import __version__
 from vaetraj.errors import (
     BadInputError,
     InputMissingError,
-    NumericalError,
     UsageError,
     WriteError,
 )
 from vaetraj.io._atomic import describe_os_error, require_space
-from vaetraj.io._schema import ArrayGroup, Attr, Data, read_dataset, read_fields
+from vaetraj.io._schema import (
+    ArrayGroup,
+    Attr,
+    Data,
+    read_dataset,
+    read_fields,
+    refuse_non_finite_output,
+)
 
 LATENT_FORMAT = "vaetraj-latent"
 LATENT_FORMAT_VERSION = 1
@@ -88,14 +94,7 @@ class LatentWriter:
     def append(self, columns: dict[str, np.ndarray]) -> None:
         """Append frames; a non-finite value is a NumericalError, never written."""
         count = len(columns["mean"])
-        for name, values in columns.items():
-            finite = np.isfinite(values)
-            if not finite.all():
-                frame = self.frames + int(np.argwhere(~finite)[0][0])
-                raise NumericalError(
-                    f"frame {frame} has a non-finite {name}; nothing was written",
-                    path=self.final_path,
-                )
+        refuse_non_finite_output(columns, self.frames, self.final_path)
         if self.suffix in (".h5", ".hdf5"):  # HDF5 cannot meet a full disk: stop before
             require_space(
                 Path(self.final_path), 2 * sum(np.asarray(v).nbytes for v in columns.values())
