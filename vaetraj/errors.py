@@ -1,4 +1,4 @@
-"""Errors a user can cause, each with the exit code of ../DESIGN.md.
+"""Errors a user can cause, each with its exit code (docs/pages/exit-codes.md).
 
 Anything raised that is not a `VaetrajError` is a bug: the CLI shows its traceback and
 exits 1.

@@ -1,5 +1,5 @@
 """What every command shares: settings from vaetraj.toml, one-line errors with the exit
-codes of DESIGN.md, --json records, and progress bars only on a terminal."""
+codes of docs/pages/exit-codes.md, --json records, and progress bars only on a terminal."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ class _Exit:
 def run_command(
     body: Callable[[], dict[str, Any] | None], *, json_output: bool, debug: bool
 ) -> None:
-    """Run a command body; report its result or its error as DESIGN.md says."""
+    """Run a command body; report its result or its error (docs/pages/exit-codes.md)."""
     debug = debug or bool(os.environ.get("VAETRAJ_DEBUG"))
     previous = signal.signal(signal.SIGTERM, _terminate)
     previous_int = signal.signal(signal.SIGINT, _terminate)
