@@ -61,6 +61,14 @@ def polymer_files(tmp_path_factory, polymer_3d):
     return folder
 
 
+def vaetraj_argv(*args) -> list[str]:
+    """The installed program's command line (`python -m vaetraj ARGS`), for tests that
+    need a process of their own: signals, kills, os._exit, click's own error handling."""
+    import sys
+
+    return [sys.executable, "-m", "vaetraj", *map(str, args)]
+
+
 def shared(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():

@@ -13,7 +13,7 @@ import h5py
 import mdtraj as md
 import numpy as np
 import pytest
-from conftest import shared
+from conftest import shared, vaetraj_argv
 from typer.testing import CliRunner
 
 from vaetraj.cli.app import app
@@ -333,7 +333,7 @@ def test_killed_run_never_leaves_final_file(workdir, polymer_2d):
     big = np.tile(polymer_2d, (500, 1, 1))
     np.save(workdir / "big.npy", big)
     process = subprocess.Popen(
-        [sys.executable, "-m", "vaetraj", "align", "big.npy"],
+        vaetraj_argv("align", "big.npy"),
         cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -378,9 +378,7 @@ def test_read_aligned_checks_format_and_version(workdir, polymer_npz):
 def test_a_bad_command_line_is_one_line_from_the_program(workdir, args, fragment):
     """The installed program (not the in-process runner): click's usage text and
     error box become one line, exit 2."""
-    done = subprocess.run(
-        [sys.executable, "-m", "vaetraj", *args], capture_output=True, text=True, cwd=workdir
-    )
+    done = subprocess.run(vaetraj_argv(*args), capture_output=True, text=True, cwd=workdir)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert lines[0].startswith("error: vaetraj") and fragment in lines[0]

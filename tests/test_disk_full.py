@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import vaetraj_argv
 
 pytestmark = [
     pytest.mark.slow,
@@ -25,7 +26,7 @@ pytestmark = [
 
 def _vaetraj(*args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "vaetraj", *map(str, args)],
+        vaetraj_argv(*args),
         cwd=cwd,
         capture_output=True,
         text=True,

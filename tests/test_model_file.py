@@ -87,7 +87,7 @@ def _damage(path, action):
     ("action", "message"),
     [
         (lambda h: h.attrs.__setitem__("format_version", 99), "format version 99"),
-        (lambda h: h.attrs.__delitem__("model_config"), "missing model_config"),
+        (lambda h: h.attrs.__delitem__("model_config"), "missing attribute 'model_config'"),
         (lambda h: h.__delitem__("params/decoder/0/w"), "params/decoder/0/w missing"),
         (lambda h: h.attrs.__setitem__("format", "vaetraj-aligned"), "not a vaetraj model"),
         (lambda h: h.attrs.__setitem__("model_config", "{]"), "'model_config' is not valid JSON"),

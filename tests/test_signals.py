@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import vaetraj_argv
 
 from vaetraj import _interrupt
 from vaetraj.cli._runtime import _terminate
@@ -61,17 +61,7 @@ def test_a_signal_at_any_moment_of_training_is_exit_75_and_one_line(tmp_path, po
         for leftover in tmp_path.glob("model*"):
             leftover.unlink()
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vaetraj",
-                "train",
-                "data.npy",
-                "--epochs",
-                "400",
-                "--hidden",
-                "64",
-            ],  # fmt: skip
+            vaetraj_argv("train", "data.npy", "--epochs", "400", "--hidden", "64"),
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import vaetraj_argv
 
 from vaetraj.errors import InterruptedRunError, NumericalError
 from vaetraj.model import ModelConfig
@@ -180,10 +181,7 @@ def test_data_parallel_matches_one_device():
 
 def _train_cli(folder: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vaetraj",
+        vaetraj_argv(
             "train",
             "data.npy",
             "--epochs",
@@ -197,7 +195,7 @@ def _train_cli(folder: Path, *extra: str) -> subprocess.Popen:
             "--method",
             "none",
             *extra,
-        ],
+        ),  # fmt: skip
         cwd=folder,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -6,9 +6,8 @@ out-of-memory traceback after minutes of work. Each command estimates what it wi
 at once from the request's sizes and refuses, in one line (exit 2), one that exceeds the
 memory available: the host's, and the accelerator's where JAX reports it.
 
-The estimates are upper-bound rules of thumb measured on the built-in polymer (`sample`
-held about 3 x its float32 structures at once, refinement included); they are meant to
-catch requests off by orders of magnitude, not to budget to the byte.
+The estimates are rules of thumb measured on the built-in polymer (see each caller);
+they are meant to catch requests off by orders of magnitude, not to budget to the byte.
 """
 
 from __future__ import annotations

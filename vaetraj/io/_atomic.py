@@ -86,11 +86,8 @@ def medium_failure(error: BaseException, folder: Path) -> str | None:
     for number, phrases in _MEDIUM_TEXTS.items():
         if any(phrase in text for phrase in phrases):
             return os.strerror(number)
-    try:
-        stats = os.statvfs(folder)
-    except OSError:
-        return None
-    if stats.f_bavail * stats.f_frsize < _FULL_BYTES:
+    free = free_bytes(folder)
+    if free is not None and free < _FULL_BYTES:
         return os.strerror(errno.ENOSPC)
     return None
 

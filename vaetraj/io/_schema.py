@@ -20,6 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from vaetraj._version import __version__
 from vaetraj.errors import BadInputError, NumericalError
 
 _JSON_TYPES = {"object": dict, "list": list}
@@ -80,12 +81,27 @@ class Fields:
     dims: dict[str, int]
 
 
-class FieldError(BadInputError):
-    """A field of one of our files is missing, of the wrong kind or shape, or not finite."""
-
-
 def _fail(path: Path, what: str, problem: str) -> None:
-    raise FieldError(f"{what}: {problem}", path=path)
+    raise BadInputError(f"{what}: {problem}", path=path)
+
+
+def check_format(attrs, path: Path, *, name: str, what: str, newest: int, oldest: int = 1):
+    """Refuse a file that is not format `name` at a version this vaetraj reads (oldest
+    to newest); `what` names the kind of file in the message."""
+    found = attrs.get("format")
+    if found != name:
+        told = f"its format is '{found}'" if found is not None else "no vaetraj format attribute"
+        raise BadInputError(f"not a vaetraj {what} ({told})", path=path)
+    version = attrs.get("format_version", -1)
+    if isinstance(version, np.ndarray) and version.shape == ():
+        version = version[()]
+    version = int(version) if isinstance(version, (int, np.integer)) else -1
+    if not oldest <= version <= newest:
+        raise BadInputError(
+            f"{what} format version {version} is not one this vaetraj ({__version__}) reads "
+            f"(it reads {oldest} to {newest})",
+            path=path,
+        )
 
 
 def _attr_value(handle: h5py.Group | ArrayGroup, spec: Attr, path: Path, what: str) -> Any:

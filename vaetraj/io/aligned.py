@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import mdtraj as md
 import numpy as np
 
 from vaetraj._version import __version__
@@ -29,6 +30,7 @@ from vaetraj.io._schema import (
     Attr,
     Data,
     Fields,
+    check_format,
     check_values,
     read_fields,
     refuse_non_finite_output,
@@ -157,20 +159,14 @@ class AlignedData:
         return str(self.attrs.get("method"))
 
 
-def check_aligned(handle: h5py.File, path: Path) -> Fields:
+def check_aligned(handle: h5py.File, path: Path) -> tuple[Fields, md.Topology | None]:
     """Every field of an open aligned file but the frames themselves, checked: the
     format, its version, kinds, shapes and the topology. /xyz is checked for its kind
-    and shape; its values are checked as they are read."""
-    if handle.attrs.get("format") != ALIGNED_FORMAT:
-        raise BadInputError("not a vaetraj aligned file", path=path)
-    version = handle.attrs.get("format_version", -1)
-    version = int(version) if isinstance(version, (int, np.integer)) else -1
-    if version > ALIGNED_FORMAT_VERSION or version < 1:
-        raise BadInputError(
-            f"aligned format version {version} is not one this vaetraj "
-            f"({__version__}) reads (it reads up to {ALIGNED_FORMAT_VERSION})",
-            path=path,
-        )
+    and shape; its values are checked as they are read. Returns the fields and the
+    topology the file stores (None if it stores none)."""
+    check_format(
+        handle.attrs, path, name=ALIGNED_FORMAT, what="aligned file", newest=ALIGNED_FORMAT_VERSION
+    )
     fields = read_fields(handle, _ATTRS, _DATA, path=path, what=_WHAT)
     if fields.dims["dims"] not in (2, 3):
         raise BadInputError(
@@ -179,11 +175,12 @@ def check_aligned(handle: h5py.File, path: Path) -> Fields:
         )
     if fields.attrs["method"] == "kabsch" and "reference" not in fields.arrays:
         raise BadInputError(f"{_WHAT}: a kabsch file needs /reference", path=path)
+    topology = None
     if "topology" in fields.attrs:
-        checked_topology(
+        topology = checked_topology(
             handle.attrs["topology"], atoms=fields.dims["atoms"], path=path, what=_WHAT
         )
-    return fields
+    return fields, topology
 
 
 def read_aligned(path: str | os.PathLike) -> AlignedData:
@@ -194,7 +191,7 @@ def read_aligned(path: str | os.PathLike) -> AlignedData:
         raise InputMissingError("no such file", path=path)
     try:
         with h5py.File(path, "r") as handle:
-            fields = check_aligned(handle, path)
+            fields, _ = check_aligned(handle, path)
             xyz = handle["xyz"][()]
     except OSError as error:
         raise BadInputError(f"cannot read HDF5 file ({error})", path=path) from None

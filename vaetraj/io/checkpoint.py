@@ -20,7 +20,7 @@ import numpy as np
 from vaetraj.errors import BadInputError, InputMissingError
 from vaetraj.io._atomic import atomic_output, write_h5_bytes
 from vaetraj.io._pytree import flatten_named, read_pytree, write_pytree
-from vaetraj.io._schema import Data, check_values, read_dataset
+from vaetraj.io._schema import Data, check_format, check_values, read_dataset
 
 CHECKPOINT_FORMAT = "vaetraj-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 2
@@ -158,11 +158,12 @@ def _open(path: Path) -> h5py.File:
         handle = h5py.File(path, "r")
     except OSError as error:
         raise BadInputError(f"not a readable checkpoint ({error})", path=path) from None
-    version = handle.attrs.get("format_version", -1)
-    if handle.attrs.get("format") != CHECKPOINT_FORMAT or "fields" not in handle.attrs:
+    try:
+        check_format(handle.attrs, path, name=CHECKPOINT_FORMAT, what="checkpoint",
+                     oldest=CHECKPOINT_FORMAT_VERSION, newest=CHECKPOINT_FORMAT_VERSION)  # fmt: skip
+        if "fields" not in handle.attrs:
+            raise BadInputError(f"{_WHAT}: missing attribute 'fields'", path=path)
+    except BadInputError:
         handle.close()
-        raise BadInputError("not a vaetraj checkpoint", path=path)
-    if not isinstance(version, (int, np.integer)) or int(version) != CHECKPOINT_FORMAT_VERSION:
-        handle.close()
-        raise BadInputError("checkpoint from another vaetraj version; cannot resume", path=path)
+        raise
     return handle

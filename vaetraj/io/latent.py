@@ -36,6 +36,7 @@ from vaetraj.io._schema import (
     ArrayGroup,
     Attr,
     Data,
+    check_format,
     read_dataset,
     read_fields,
     refuse_non_finite_output,
@@ -200,15 +201,7 @@ def _checked(group, path: Path, attrs: tuple[Attr, ...]) -> LatentData:
 
 
 def _check_format(attrs, path: Path) -> None:
-    if attrs.get("format") != LATENT_FORMAT:
-        raise BadInputError("not a vaetraj latent file (run vaetraj encode)", path=path)
-    version = attrs.get("format_version", -1)
-    version = int(version) if isinstance(version, (int, np.integer)) else -1
-    if not 1 <= version <= LATENT_FORMAT_VERSION:
-        raise BadInputError(
-            f"latent format version {version} is not one this vaetraj ({__version__}) reads",
-            path=path,
-        )
+    check_format(attrs, path, name=LATENT_FORMAT, what="latent file", newest=LATENT_FORMAT_VERSION)
 
 
 def read_latent(path: str | os.PathLike) -> LatentData:

@@ -30,7 +30,6 @@ import h5py
 import jax
 import numpy as np
 
-from vaetraj._version import __version__
 from vaetraj.errors import (
     BadInputError,
     InputMissingError,
@@ -39,13 +38,19 @@ from vaetraj.errors import (
 )
 from vaetraj.io._atomic import atomic_output, check_output, write_h5_bytes
 from vaetraj.io._pytree import flatten_named, read_pytree, write_pytree
-from vaetraj.io._schema import Attr, Data, check_values, read_dataset, read_fields
+from vaetraj.io._schema import (
+    Attr,
+    Data,
+    check_format,
+    check_values,
+    read_dataset,
+    read_fields,
+)
 from vaetraj.io.topology import checked_topology
 from vaetraj.model import ModelConfig, init_vae
 
 MODEL_FORMAT = "vaetraj-model"
 MODEL_FORMAT_VERSION = 1
-_REQUIRED_ATTRS = ("model_config", "alignment", "units", "atoms", "dims", "summary", "provenance")
 _DENSITY_FIELDS = ("weights", "means", "scale_trils")
 
 
@@ -165,10 +170,9 @@ def _damaged(path: Path, problem: str) -> BadInputError:
     return BadInputError(f"{_WHAT}: {problem}", path=path)
 
 
-def _model_config(handle: h5py.File, path: Path) -> ModelConfig:
-    text = handle.attrs["model_config"]
+def _model_config(fields: dict, path: Path) -> ModelConfig:
     try:
-        return ModelConfig.from_json(text)
+        return ModelConfig(**fields)
     except (ValueError, TypeError, VaetrajError) as error:
         # the config's own errors name command-line flags; here they are the file's fields
         problem = re.sub(r"--([a-z-]+)", lambda m: m.group(1).replace("-", "_"), str(error))
@@ -177,8 +181,8 @@ def _model_config(handle: h5py.File, path: Path) -> ModelConfig:
 
 def _read_params(handle: h5py.File, config: ModelConfig, path: Path) -> dict:
     template = jax.tree.map(np.asarray, init_vae(config, key=jax.random.key(0)))
-    if not isinstance(handle["params"], h5py.Group):
-        raise _damaged(path, "/params is not a group")
+    if not isinstance(handle.get("params"), h5py.Group):
+        raise _damaged(path, "missing /params (a group of the weights)")
     params, problems = read_pytree(handle["params"], template)
     if problems:
         raise _damaged(path, "; ".join(problems))
@@ -200,28 +204,9 @@ def _check_alignment(alignment: dict, arrays: dict, path: Path) -> None:
 
 def _read(handle: h5py.File, path: Path) -> ModelRecord:
     attrs = handle.attrs
-    if attrs.get("format") != MODEL_FORMAT:
-        found = attrs.get("format")
-        what = f"a '{found}' file" if found is not None else "no vaetraj format attribute"
-        raise BadInputError(f"not a vaetraj model ({what})", path=path)
-    version = attrs.get("format_version", -1)
-    version = int(version) if isinstance(version, (int, np.integer)) else -1
-    if not 1 <= version <= MODEL_FORMAT_VERSION:
-        raise BadInputError(
-            f"model format version {version} is not one this vaetraj ({__version__}) reads "
-            f"(it reads 1 to {MODEL_FORMAT_VERSION}); upgrade vaetraj",
-            path=path,
-        )
-    missing = [name for name in _REQUIRED_ATTRS if name not in attrs]
-    missing += [
-        name
-        for name in ("params", "normalization/mean", "normalization/std", "alignment/atom_indices")
-        if name not in handle
-    ]
-    if missing:
-        raise _damaged(path, f"missing {', '.join(missing)}")
+    check_format(attrs, path, name=MODEL_FORMAT, what="model", newest=MODEL_FORMAT_VERSION)
     fields = read_fields(handle, _ATTRS, (), path=path, what=_WHAT)
-    config = _model_config(handle, path)
+    config = _model_config(fields.attrs["model_config"], path)
     atoms, dims = fields.attrs["atoms"], fields.attrs["dims"]
     if atoms * dims != config.features:
         raise _damaged(

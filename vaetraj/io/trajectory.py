@@ -25,7 +25,6 @@ from vaetraj.io.aligned import ALIGNED_FORMAT, check_aligned
 from vaetraj.io.topology import (
     masses_from_topology,
     placeholder_topology,
-    topology_from_json,
 )
 
 _ARRAY_SUFFIXES = {".npy", ".npz"}
@@ -64,7 +63,7 @@ _STREAMABLE = {
 _TARGET_BLOCK_BYTES = 32 << 20
 # beyond this, squares and sums of coordinates overflow float32 (1e9 nm is a metre)
 MAX_COORDINATE = 1e9
-# float32 spacing above which a warning says positions lost precision (0.001 nm at ~8e3)
+# float32 spacing above which a warning says positions lost precision (reached at 16384)
 FLOAT32_RESOLUTION = 1e-3
 
 
@@ -250,8 +249,7 @@ def _open_array(path: Path, options: ReadOptions) -> _FileSource:
 def _open_aligned_h5(path: Path) -> _FileSource:
     try:
         with h5py.File(path, "r") as handle:
-            fields = check_aligned(handle, path)
-            topology = handle.attrs.get("topology")
+            fields, topology = check_aligned(handle, path)
     except OSError as error:
         raise BadInputError(f"cannot read HDF5 file ({error})", path=path) from None
     return _AlignedH5Source(
@@ -261,7 +259,7 @@ def _open_aligned_h5(path: Path) -> _FileSource:
         dims=fields.dims["dims"],
         frames=fields.dims["frames"],
         units=fields.attrs["units"],
-        topology=topology_from_json(topology) if topology else None,
+        topology=topology,
         origin_indices=fields.arrays["atom_indices"],
     )
 

@@ -132,7 +132,14 @@ class Model:
         """The training frames' bonds, plausibility limits and R_g range, or None for a
         model written before vaetraj recorded them."""
         stats = self.record.data_stats
-        return None if stats is None else DataStats.from_dict(stats)
+        if stats is None:
+            return None
+        # parsed once per record value (training sets it after the Model is made), so the
+        # terms a DataStats caches serve every later check, refinement and optimization
+        cached = self.__dict__.get("_data_stats")
+        if cached is None or cached[0] is not stats:
+            cached = self.__dict__["_data_stats"] = (stats, DataStats.from_dict(stats))
+        return cached[1]
 
     @property
     def masses(self) -> np.ndarray | None:
