@@ -204,3 +204,12 @@ def read_aligned(path: str | os.PathLike) -> AlignedData:
         reference=fields.arrays.get("reference"),
         attrs=fields.attrs,
     )
+
+
+def is_aligned_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is an HDF5 file that `align` wrote (by its format attribute)."""
+    try:
+        with h5py.File(path, "r") as handle:
+            return handle.attrs.get("format") == ALIGNED_FORMAT
+    except OSError:
+        return False

@@ -21,7 +21,7 @@ from vaetraj._interrupt import check_stop
 from vaetraj.errors import BadInputError, InputMissingError, UsageError, VaetrajWarning
 from vaetraj.io import _integrity
 from vaetraj.io._npy import NpyArrayReader
-from vaetraj.io.aligned import ALIGNED_FORMAT, check_aligned
+from vaetraj.io.aligned import check_aligned, is_aligned_file
 from vaetraj.io.topology import (
     masses_from_topology,
     placeholder_topology,
@@ -207,7 +207,7 @@ def _load_topology(top: str | os.PathLike) -> md.Topology:
     top_path = Path(top)
     _check_exists(top_path)
     suffix = suffix_of(top_path)
-    if suffix in _HDF5_SUFFIXES and _is_aligned_h5(top_path):
+    if suffix in _HDF5_SUFFIXES and is_aligned_file(top_path):
         source = _open_aligned_h5(top_path)
         if source.topology is None:
             raise BadInputError("this aligned file stores no topology", path=top_path)
@@ -217,14 +217,6 @@ def _load_topology(top: str | os.PathLike) -> md.Topology:
             return md.load_topology(str(top_path))
     except Exception as error:
         raise BadInputError(f"cannot read a topology from it ({error})", path=top_path) from None
-
-
-def _is_aligned_h5(path: Path) -> bool:
-    try:
-        with h5py.File(path, "r") as handle:
-            return handle.attrs.get("format") == ALIGNED_FORMAT
-    except OSError:
-        return False
 
 
 def _open_array(path: Path, options: ReadOptions) -> _FileSource:
@@ -329,7 +321,7 @@ def _open_file(path: Path, options: ReadOptions, topology: md.Topology | None) -
     suffix = suffix_of(path)
     if suffix in _ARRAY_SUFFIXES:
         source = _open_array(path, options)
-    elif suffix in _HDF5_SUFFIXES and _is_aligned_h5(path):
+    elif suffix in _HDF5_SUFFIXES and is_aligned_file(path):
         source = _open_aligned_h5(path)
     elif suffix in _mdtraj_suffixes():
         return _open_mdtraj(path, suffix, options, topology)

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,138 +40,34 @@ from vaetraj.errors import (
     UsageError,
 )
 from vaetraj.io._atomic import check_output, run_lock
-from vaetraj.io.aligned import ALIGNED_FORMAT, AlignedData, read_aligned
-from vaetraj.io.checkpoint import read_checkpoint, read_checkpoint_fields, write_checkpoint
+from vaetraj.io.aligned import AlignedData
 from vaetraj.io.features import describe_table, read_features
 from vaetraj.io.model_file import ModelRecord
 from vaetraj.io.trajectory import ReadOptions
 from vaetraj.model import (
     ModelConfig,
     Normalization,
-    compute_active_units,
-    compute_explained_variance,
-    compute_kl_diagonal,
-    compute_pca_explained_variance,
     find_constant_features,
-    fit_gaussian_mixture,
     fit_normalization,
 )
-from vaetraj.pipeline.align import AlignConfig, align_file
+from vaetraj.pipeline.align import AlignConfig
+from vaetraj.pipeline.assess import Quality, assess
 from vaetraj.pipeline.model import Model
-from vaetraj.pipeline.structure import compute_data_stats
-from vaetraj.train import NON_FINITE, TrainConfig, TrainState, make_trainer, split_blocks
+from vaetraj.pipeline.run_state import (
+    HISTORY_METRICS,
+    Point,
+    Run,
+    default_checkpoint,
+    history_arrays,
+    replicate_run,
+    restore_run,
+    write_run_checkpoint,
+)
+from vaetraj.pipeline.training_set import DEFAULT_DATA, TrainingSet, check_frames, load_training_set
+from vaetraj.train import NON_FINITE, TrainConfig, Trainer, TrainState, make_trainer, split_blocks
 
 Progress = Callable[..., None]
-# what every epoch adds to the history (the model's /history, the checkpoint's)
-HISTORY_METRICS = ("loss", "reconstruction", "kl", "beta", "val_loss", "val_reconstruction",
-                   "val_kl", "lr_scale", "seconds")  # fmt: skip
-
-# Train-config fields a resumed run must share with its checkpoint: they fix the shapes
-# of the optimizer state, the data split or the random stream. The others (epochs, lr,
-# schedule, beta, patience, ...) may be changed on resume, e.g. to lower the rate.
-_RESUME_FIXED = (
-    "batch_size",
-    "optimizer",
-    "clip_norm",
-    "weight_decay",
-    "samples",
-    "val_fraction",
-    "val_blocks",
-    "seed",
-)
-_DENSITY_DRAWS_PER_FRAME = 4
-_DENSITY_MAX_POINTS = 200_000
-_PCA_MAX_FRAMES = 4096  # the PCA yardstick is fitted on at most this many training frames
 _RATE_BACKOFF = 0.5  # the divergence guard's factor on the rate at each recovery
-_GAP_NOTE = 1.5  # validation RMSD above this many times the training RMSD earns a note
-DEFAULT_DATA = "aligned.h5"
-FEATURES_METHOD = "features"  # the alignment "method" of a model of plain feature tables
-
-
-@dataclass(frozen=True)
-class TrainingSet:
-    """Aligned frames and what a model must remember about them. lengths: frames of
-    each trajectory (input file) in order; empty means one trajectory."""
-
-    xyz: np.ndarray  # (frames, atoms, dims) float32
-    units: str
-    alignment: dict[str, Any]
-    atom_indices: np.ndarray
-    reference: np.ndarray | None = None
-    masses: np.ndarray | None = None
-    topology: str | None = None
-    sources: list[dict[str, Any]] = field(default_factory=list)
-    origin: str = "array"
-    lengths: tuple[int, ...] = ()
-
-    @property
-    def is_features(self) -> bool:
-        return self.alignment.get("method") == FEATURES_METHOD
-
-    @property
-    def trajectory_lengths(self) -> list[int]:
-        frames = self.xyz.shape[0]
-        return list(self.lengths) if sum(self.lengths) == frames else [frames]
-
-    @classmethod
-    def from_aligned(cls, data: AlignedData, origin: str) -> TrainingSet:
-        """The frames of an aligned file (`read_aligned` has checked its fields)."""
-        attrs = data.attrs
-        topology = attrs.get("topology")
-        lengths = attrs.get("summary", {}).get("trajectory_frames", [])
-        return cls(
-            xyz=np.asarray(data.xyz, np.float32),
-            units=str(attrs.get("units", "unknown")),
-            alignment={
-                "method": str(attrs.get("method")),
-                "reference": str(attrs.get("reference")),
-                "weights": str(attrs.get("weights")),
-                "config": attrs.get("config", {}),
-                "read_options": attrs.get("read_options", {}),
-            },
-            atom_indices=np.asarray(
-                data.atom_indices if data.atom_indices is not None else np.arange(data.xyz.shape[1])
-            ),
-            reference=data.reference,
-            masses=data.masses,
-            topology=None if topology is None else json.dumps(topology),
-            sources=list(attrs.get("sources", [])),
-            origin=origin,
-            # a list that does not add up to the frames is ignored (trajectory_lengths)
-            lengths=tuple(int(n) for n in lengths if isinstance(n, int) and not isinstance(n, bool))
-            if isinstance(lengths, list)
-            else (),
-        )
-
-    @classmethod
-    def from_array(cls, xyz: np.ndarray, *, units: str = "unknown") -> TrainingSet:
-        """Frames the caller has aligned already; new frames must be aligned the same way."""
-        xyz = np.asarray(xyz)
-        if xyz.ndim != 3:
-            raise BadInputError(f"expected frames (frames, atoms, dims), got shape {xyz.shape}")
-        return cls(
-            xyz=xyz.astype(np.float32),
-            units=units,
-            alignment={"method": "as-given", "reference": "none", "weights": "none"},
-            atom_indices=np.arange(xyz.shape[1]),
-        )
-
-    @classmethod
-    def from_features(cls, table: np.ndarray, *, origin: str = "array") -> TrainingSet:
-        """A plain table (frames, features): no alignment, no structure. Stored as
-        (frames, features, 1) so that the model file keeps one layout."""
-        table = np.asarray(table)
-        if table.ndim == 1:
-            table = table[:, None]
-        if table.ndim != 2:
-            raise BadInputError(f"expected a table (frames, features), got shape {table.shape}")
-        return cls(
-            xyz=table.astype(np.float32)[:, :, None],
-            units="none",
-            alignment={"method": FEATURES_METHOD, "reference": "none", "weights": "none"},
-            atom_indices=np.arange(table.shape[1]),
-            origin=origin,
-        )
 
 
 @dataclass
@@ -242,20 +136,6 @@ class _Prepared:
     notes: list[str]
 
 
-def _check_frames(xyz: np.ndarray, where: str | None, *, features: bool = False) -> None:
-    if xyz.ndim != 3 or xyz.shape[-1] not in ((1,) if features else (2, 3)):
-        raise BadInputError(f"expected frames (frames, atoms, 2 or 3), got {xyz.shape}", path=where)
-    if xyz.shape[0] < 2:
-        raise BadInputError(
-            f"{xyz.shape[0]} frame(s): training needs at least 2 (better thousands)", path=where
-        )
-    finite = np.isfinite(xyz).all(axis=(1, 2))
-    if not finite.all():
-        frame = int(np.argmin(finite))
-        atom = int(np.argwhere(~np.isfinite(xyz[frame]))[0][0])
-        raise BadInputError(f"non-finite coordinate at frame {frame}, atom {atom}", path=where)
-
-
 def _check_categorical(table: np.ndarray, where: str | None) -> None:
     """Rows of class indicators: one-hot, or weights over classes that sum to 1."""
     bad = (table < 0).any(axis=1) | (np.abs(table.sum(axis=1) - 1) > 1e-3)
@@ -271,7 +151,7 @@ def _check_categorical(table: np.ndarray, where: str | None) -> None:
 def _prepare(
     data: TrainingSet, model_config: ModelConfig, train_config: TrainConfig, where: str | None
 ) -> _Prepared:
-    _check_frames(data.xyz, where, features=data.is_features)
+    check_frames(data.xyz, where, features=data.is_features)
     frames, atoms, dims = data.xyz.shape
     model_config = dataclasses.replace(model_config, features=atoms * dims)
     flat = data.xyz.reshape(frames, -1)
@@ -326,169 +206,6 @@ def _mesh() -> Mesh | None:
     return Mesh(np.array(devices), ("batch",)) if len(devices) > 1 else None
 
 
-@dataclass(frozen=True)
-class _Point:
-    """Where a run stands after some epochs. Immutable: the loop commits an epoch by
-    replacing the whole point, so an interrupt at any moment sees a consistent one, and
-    a snapshot (the guard's anchor) is a reference. history: one value per epoch."""
-
-    state: TrainState
-    best_params: dict
-    best_loss: float = math.inf  # by validation loss at the final beta
-    best_epoch: int = 0
-    since_best: int = 0
-    history: dict[str, list] = field(default_factory=dict)
-
-    @property
-    def epoch(self) -> int:
-        return int(self.state.epoch)
-
-
-class _Run:
-    """The loop's mutable record: the current point; the anchor, the end of the last
-    clean epoch (no step far above the loss floor), which a bad epoch rolls back to;
-    the recoveries so far."""
-
-    def __init__(self, point: _Point):
-        self.point = point
-        self.anchor = point
-        self.recoveries: list[dict[str, Any]] = []
-
-    def epoch(self) -> int:
-        return self.point.epoch
-
-
-def _guard_tree(state: TrainState) -> dict[str, jax.Array]:
-    """The TrainState scalars besides epoch, as a pytree a checkpoint holds bit for bit."""
-    return {
-        "lr_scale": state.lr_scale,
-        "loss_level": state.loss_level,
-        "loss_spread": state.loss_spread,
-        "loss_floor": state.loss_floor,
-        "over": state.over,
-    }
-
-
-def _history_arrays(history: dict[str, list]) -> dict[str, np.ndarray]:
-    return {name: np.asarray(values) for name, values in history.items()}
-
-
-def _point_fields(point: _Point) -> dict[str, Any]:
-    return {
-        "epoch": point.epoch,
-        "best_loss": point.best_loss if math.isfinite(point.best_loss) else None,
-        "best_epoch": point.best_epoch,
-        "since_best": point.since_best,
-    }
-
-
-def _point_trees(prefix: str, point: _Point) -> dict[str, Any]:
-    return {
-        f"{prefix}state/params": point.state.params,
-        f"{prefix}state/opt_state": point.state.opt_state,
-        f"{prefix}state/guard": _guard_tree(point.state),
-        f"{prefix}best/params": point.best_params,
-    }
-
-
-def _write_checkpoint(path: Path, run: _Run, fields: dict[str, Any]) -> None:
-    """The current point, and the anchor when it is an earlier one (its history is the
-    current history's first anchor-epoch entries)."""
-    anchored = run.anchor is not run.point
-    write_checkpoint(
-        path,
-        fields={
-            **fields,
-            **_point_fields(run.point),
-            "anchor": _point_fields(run.anchor) if anchored else None,
-            "recoveries": run.recoveries,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
-        trees={
-            **_point_trees("", run.point),
-            **(_point_trees("anchor/", run.anchor) if anchored else {}),
-        },
-        history=_history_arrays(run.point.history),
-    )
-
-
-def _check_resumable(saved: dict[str, Any], fields: dict[str, Any], path: Path) -> None:
-    if (saved.get("atoms"), saved.get("dims")) != (fields["atoms"], fields["dims"]):
-        raise BadInputError(
-            f"the checkpoint was trained on {saved.get('atoms')} atoms in {saved.get('dims')}D "
-            f"but the data have {fields['atoms']} atoms in {fields['dims']}D",
-            path=path,
-        )
-    if saved.get("data_sha256") != fields["data_sha256"]:
-        raise BadInputError(
-            "the training frames differ from the checkpoint's (same atoms, other frames)",
-            path=path,
-        )
-    if saved.get("model_config") != fields["model_config"]:
-        raise UsageError(
-            "the model options differ from the checkpoint's "
-            f"({saved.get('model_config')}); resume with the same options",
-            path=path,
-        )
-    saved_train = json.loads(saved.get("train_config", "{}"))
-    current_train = json.loads(fields["train_config"])
-    changed = [k for k in _RESUME_FIXED if saved_train.get(k) != current_train.get(k)]
-    if changed:
-        raise UsageError(
-            f"resume needs the checkpoint's {', '.join('--' + k.replace('_', '-') for k in changed)} "
-            f"({', '.join(f'{saved_train.get(k)!r}' for k in changed)})",
-            path=path,
-        )
-
-
-def _restore(path: Path, run: _Run, fields: dict[str, Any]) -> int:
-    """Continue `run` from the checkpoint at `path`; returns the epoch it was at."""
-    saved = read_checkpoint_fields(path)
-    _check_resumable(saved, fields, path)
-    template = run.point
-    anchored = saved.get("anchor") is not None
-    templates = {
-        **_point_trees("", template),
-        **(_point_trees("anchor/", template) if anchored else {}),
-    }
-    saved, trees, history = read_checkpoint(path, templates)
-    missing = [name for name in HISTORY_METRICS if name not in history]
-    if saved["epoch"] > 0 and missing:  # a resumed history must stay whole
-        raise BadInputError(f"damaged checkpoint: missing /history/{missing[0]}", path=path)
-    history = {name: list(values) for name, values in history.items()}
-
-    def point(prefix: str, values: dict[str, Any]) -> _Point:
-        state = template.state._replace(
-            params=jax.tree.map(jnp.asarray, trees[f"{prefix}state/params"]),
-            opt_state=jax.tree.map(jnp.asarray, trees[f"{prefix}state/opt_state"]),
-            epoch=jnp.array(values["epoch"], jnp.int32),
-            **{k: jnp.asarray(v) for k, v in trees[f"{prefix}state/guard"].items()},
-        )
-        return _Point(
-            state=state,
-            best_params=trees[f"{prefix}best/params"],
-            best_loss=math.inf if values["best_loss"] is None else values["best_loss"],
-            best_epoch=values["best_epoch"],
-            since_best=values["since_best"],
-            history={name: v[: values["epoch"]] for name, v in history.items()},
-        )
-
-    run.point = point("", saved)
-    run.anchor = point("anchor/", saved["anchor"]) if anchored else run.point
-    run.recoveries = list(saved.get("recoveries", []))
-    saved_lr = json.loads(saved["train_config"]).get("lr")
-    if run.recoveries and saved_lr != json.loads(fields["train_config"])["lr"]:
-        # a new --lr replaces the rate the guard had lowered: it applies as given
-        def as_given(p: _Point) -> _Point:
-            state = p.state._replace(lr_scale=jnp.ones_like(p.state.lr_scale))
-            return dataclasses.replace(p, state=state)
-
-        current = as_given(run.point)
-        run.anchor = as_given(run.anchor) if anchored else current
-        run.point = current
-    return saved["epoch"]
-
-
 @dataclass
 class _Timing:
     seconds: float = 0.0  # in epochs after the first of the process (which compiles)
@@ -497,7 +214,7 @@ class _Timing:
 
 
 def _recover(
-    run: _Run,
+    run: Run,
     failed: TrainState,
     metrics: Any,
     train_config: TrainConfig,
@@ -518,7 +235,7 @@ def _recover(
         run.point = run.anchor  # the last good state
         where_saved = ""
         if checkpoint is not None:
-            _write_checkpoint(checkpoint, run, fields)
+            write_run_checkpoint(checkpoint, run, fields)
             where_saved = f"; the last good state (epoch {run.anchor.epoch}) is in {checkpoint}"
         tries = len(run.recoveries)
         raise NumericalError(
@@ -541,143 +258,31 @@ def _recover(
     )
 
 
-def _fit(
-    run: _Run,
-    trainer: Any,
-    train_data: jax.Array,
-    val_data: jax.Array | None,
+@dataclass(frozen=True)
+class _Session:
+    """Phase 2's set-up: the compiled trainer, the data on the devices, the keys, and
+    the fields a checkpoint must share with a resumed run."""
+
+    trainer: Trainer
+    train_data: jax.Array
+    val_data: jax.Array | None
+    keys: tuple[jax.Array, jax.Array]  # the epochs' and validation's
+    density_key: jax.Array
+    devices: int
+    fields: dict[str, Any]
+
+
+def _start(
+    data: TrainingSet,
+    prepared: _Prepared,
     train_config: TrainConfig,
-    *,
-    keys: tuple[jax.Array, jax.Array],
     checkpoint: Path | None,
-    fields: dict[str, Any],
-    progress: Progress | None,
+    resume: bool,
     notes: list[str],
-) -> _Timing:
-    """Run the epochs left; `run` holds the outcome. The epoch kept as best is judged by
-    its loss at the final beta, so a KL warm-up does not favour its own early epochs."""
-    epoch_key, val_key = keys
-    final_beta = train_config.beta
-    timing = _Timing()
-    compiled = False
-    while run.epoch() < train_config.epochs:
-        check_stop()  # a signal before the epoch (during start-up, say): no epoch more
-        point, epoch = run.point, run.epoch()
-        beta = jnp.float32(train_config.beta_at(epoch))
-        tick = time.perf_counter()
-        before = point.state
-        if epoch > 0 and train_config.beta_at(epoch) != train_config.beta_at(epoch - 1):
-            # a rising beta raises the reconstruction loss on purpose: judge spikes
-            # against the level reached under this beta, not an earlier one
-            before = before._replace(loss_floor=before.loss_level)
-        state, metrics = trainer.run_epoch(before, train_data, beta, key=epoch_key)
-        if int(metrics.bad_step) >= 0:
-            _recover(run, before, metrics, train_config, checkpoint, fields, notes)
-            continue
-        val = (
-            None
-            if val_data is None
-            else trainer.evaluate(state.params, val_data, beta, key=val_key)
-        )
-        kl = np.asarray(metrics.kl).tolist()
-        record = {
-            "loss": float(metrics.loss),
-            "reconstruction": float(metrics.reconstruction),
-            "kl": kl,
-            "beta": float(beta),
-            "val_loss": math.nan if val is None else float(val.loss),
-            "val_reconstruction": math.nan if val is None else float(val.reconstruction),
-            "val_kl": [math.nan] * len(kl) if val is None else np.asarray(val.kl).tolist(),
-            "lr_scale": float(state.lr_scale),
-        }
-        elapsed = time.perf_counter() - tick
-        assert set(record) | {"seconds"} == set(HISTORY_METRICS)
-        if compiled:
-            timing.seconds += elapsed
-            timing.epochs += 1
-        compiled = True
-        watched_terms = metrics if val is None else val
-        watched = float(watched_terms.reconstruction) + final_beta * float(
-            jnp.sum(watched_terms.kl)
-        )
-        record["seconds"] = elapsed
-        history = {name: [*point.history.get(name, []), value] for name, value in record.items()}
-        if watched < point.best_loss:
-            best = {"best_params": jax.device_get(state.params), "best_loss": watched,
-                    "best_epoch": epoch + 1, "since_best": 0}  # fmt: skip
-        else:
-            best = {"since_best": point.since_best + 1}
-        run.point = dataclasses.replace(point, state=state, history=history, **best)  # commit
-        if int(metrics.high_steps) == 0:
-            run.anchor = run.point
-        if progress is not None:
-            rate = len(train_data) / elapsed if elapsed > 0 else math.nan
-            detail = f"loss {record['loss']:.4g}"
-            if val is not None:
-                detail += f"  val {record['val_loss']:.4g}"
-            detail += f"  KL {sum(record['kl']):.3g}  {rate:,.0f} frames/s"
-            progress(epoch + 1, train_config.epochs, "training", detail)
-        if (
-            checkpoint is not None
-            and train_config.checkpoint_every
-            and (epoch + 1) % train_config.checkpoint_every == 0
-        ):
-            _write_checkpoint(checkpoint, run, fields)
-        check_stop()  # a signal during the epoch (deferred) or one Python swallowed
-        if train_config.patience is not None and run.point.since_best >= train_config.patience:
-            timing.stopped_early = True
-            notes.append(
-                f"stopped early after epoch {epoch + 1}: no validation gain in "
-                f"{train_config.patience} epochs"
-            )
-            break
-    return timing
-
-
-def _require_training_memory(
-    model_config: ModelConfig, train_config: TrainConfig, data_bytes: int
-) -> None:
-    """Refuse a network the machine cannot hold (`--hidden 10000000` aborted in XLA):
-    the parameters about 8 times over (gradients, Adam's two moments, the best and
-    the anchor epochs, host copies), a batch's activations, and the data twice."""
-    hidden, layers, features = model_config.hidden, model_config.layers, model_config.features
-    per_net = features * hidden + (layers - 2) * hidden * hidden + hidden * features
-    params = 2 * per_net + hidden * (model_config.latent_dim + model_config.encoder_outputs)
-    activations = train_config.batch_size * hidden * layers * 2 * 3
-    require_memory(
-        FLOAT * (8 * params + activations) + 2 * data_bytes,
-        f"--hidden {hidden} with --layers {layers} ({params:,} parameters)",
-        "use a smaller --hidden or fewer --layers",
-    )
-
-
-def train(
-    data: TrainingSet | AlignedData | np.ndarray,
-    model_config: ModelConfig = ModelConfig(features=None),
-    train_config: TrainConfig = TrainConfig(),
-    *,
-    checkpoint: str | os.PathLike | None = None,
-    resume: bool = False,
-    progress: Progress | None = None,
-) -> tuple[Model, TrainReport]:
-    """Train a (beta-)VAE on aligned frames (frames, atoms, dims).
-
-    checkpoint: a file written every `train_config.checkpoint_every` epochs and on
-    interrupt (then InterruptedRunError); resume=True continues from it exactly.
-    Raises NumericalError when training diverges beyond recovery, and
-    TrainingFailedError (holding the model and report) when the model it leaves
-    explains almost none of the data.
-    """
-    started = time.perf_counter()
-    if isinstance(data, AlignedData):
-        data = TrainingSet.from_aligned(data, "aligned data")
-    elif not isinstance(data, TrainingSet):
-        data = TrainingSet.from_array(np.asarray(data))
-    where = data.origin if data.origin not in ("array", "aligned data") else None
-    prepared = _prepare(data, model_config, train_config, where)
-    model_config, notes = prepared.model_config, list(prepared.notes)
-    _require_training_memory(model_config, train_config, data.xyz.nbytes)
-    frames, atoms, dims = data.xyz.shape
+) -> tuple[_Session, Run, int | None]:
+    """Build the trainer, put the data on the devices, and start a run: afresh, or from
+    the checkpoint (then also the epoch it was at)."""
+    model_config = prepared.model_config
     mesh = _mesh()
     trainer = make_trainer(
         model_config,
@@ -696,7 +301,7 @@ def train(
         state, train_data = jax.device_put((state, train_data), replicated)
         if val_data is not None:
             val_data = jax.device_put(val_data, replicated)
-    run = _Run(_Point(state, jax.device_get(state.params)))
+    _, atoms, dims = data.xyz.shape
     fields = {
         "model_config": model_config.to_json(),
         "train_config": train_config.to_json(),
@@ -704,47 +309,203 @@ def train(
         "atoms": atoms,
         "dims": dims,
     }
-    checkpoint = Path(checkpoint) if checkpoint is not None else None
-    resumed_from = None
-    if resume:
-        if checkpoint is None:
-            raise UsageError("resume needs a checkpoint file")
-        resumed_from = _restore(checkpoint, run, fields)
-        if mesh is not None:
-            _replicate(run, NamedSharding(mesh, PartitionSpec()))
-        notes.append(f"resumed from {checkpoint} after epoch {resumed_from}")
-        notes.extend(
-            f"epoch {r['epoch']}: {r['kind']} at step {r['step']}; recovered at rate {r['lr']:.2g}"
-            for r in run.recoveries
-        )
+    session = _Session(
+        trainer, train_data, val_data, (epoch_key, val_key), density_key,
+        1 if mesh is None else mesh.size, fields,
+    )  # fmt: skip
+    run = Run(Point(state, jax.device_get(state.params)))
+    if not resume:
+        return session, run, None
+    if checkpoint is None:
+        raise UsageError("resume needs a checkpoint file")
+    resumed_from = restore_run(checkpoint, run, fields)
+    if mesh is not None:
+        replicate_run(run, NamedSharding(mesh, PartitionSpec()))
+    notes.append(f"resumed from {checkpoint} after epoch {resumed_from}")
+    notes.extend(
+        f"epoch {r['epoch']}: {r['kind']} at step {r['step']}; recovered at rate {r['lr']:.2g}"
+        for r in run.recoveries
+    )
+    return session, run, resumed_from
+
+
+def _epoch_record(metrics: Any, val: Any, beta: jax.Array, state: TrainState) -> dict[str, Any]:
+    """An epoch's entry in the history (all of HISTORY_METRICS but its seconds)."""
+    kl = np.asarray(metrics.kl).tolist()
+    return {
+        "loss": float(metrics.loss),
+        "reconstruction": float(metrics.reconstruction),
+        "kl": kl,
+        "beta": float(beta),
+        "val_loss": math.nan if val is None else float(val.loss),
+        "val_reconstruction": math.nan if val is None else float(val.reconstruction),
+        "val_kl": [math.nan] * len(kl) if val is None else np.asarray(val.kl).tolist(),
+        "lr_scale": float(state.lr_scale),
+    }
+
+
+def _commit(run: Run, state: TrainState, record: dict[str, Any], watched: float) -> None:
+    """Replace the run's point by the one after this epoch (the best kept by `watched`,
+    the loss at the final beta)."""
+    point = run.point
+    history = {name: [*point.history.get(name, []), value] for name, value in record.items()}
+    if watched < point.best_loss:
+        best = {"best_params": jax.device_get(state.params), "best_loss": watched,
+                "best_epoch": point.epoch + 1, "since_best": 0}  # fmt: skip
+    else:
+        best = {"since_best": point.since_best + 1}
+    run.point = dataclasses.replace(point, state=state, history=history, **best)
+
+
+def _show_progress(
+    progress: Progress, epoch: int, epochs: int, record: dict[str, Any], frames_per_s: float
+) -> None:
+    detail = f"loss {record['loss']:.4g}"
+    if not math.isnan(record["val_loss"]):
+        detail += f"  val {record['val_loss']:.4g}"
+    detail += f"  KL {sum(record['kl']):.3g}  {frames_per_s:,.0f} frames/s"
+    progress(epoch, epochs, "training", detail)
+
+
+def _epoch(
+    run: Run, session: _Session, train_config: TrainConfig, checkpoint: Path | None,
+    notes: list[str],
+) -> dict[str, Any] | None:  # fmt: skip
+    """Run one epoch and commit it; returns its history record, or None when the epoch
+    went bad and the run was rolled back (`_recover`)."""
+    epoch_key, val_key = session.keys
+    epoch = run.epoch()
+    beta = jnp.float32(train_config.beta_at(epoch))
+    tick = time.perf_counter()
+    before = run.point.state
+    if epoch > 0 and train_config.beta_at(epoch) != train_config.beta_at(epoch - 1):
+        # a rising beta raises the reconstruction loss on purpose: judge spikes
+        # against the level reached under this beta, not an earlier one
+        before = before._replace(loss_floor=before.loss_level)
+    state, metrics = session.trainer.run_epoch(before, session.train_data, beta, key=epoch_key)
+    if int(metrics.bad_step) >= 0:
+        _recover(run, before, metrics, train_config, checkpoint, session.fields, notes)
+        return None
+    val = (
+        None
+        if session.val_data is None
+        else session.trainer.evaluate(state.params, session.val_data, beta, key=val_key)
+    )
+    record = _epoch_record(metrics, val, beta, state)
+    record["seconds"] = time.perf_counter() - tick
+    assert set(record) == set(HISTORY_METRICS)
+    watched_terms = metrics if val is None else val
+    watched = float(watched_terms.reconstruction) + train_config.beta * float(
+        jnp.sum(watched_terms.kl)
+    )
+    _commit(run, state, record, watched)
+    if int(metrics.high_steps) == 0:
+        run.anchor = run.point
+    return record
+
+
+def _fit(
+    run: Run,
+    session: _Session,
+    train_config: TrainConfig,
+    *,
+    checkpoint: Path | None,
+    progress: Progress | None,
+    notes: list[str],
+) -> _Timing:
+    """Run the epochs left; `run` holds the outcome. The epoch kept as best is judged by
+    its loss at the final beta, so a KL warm-up does not favour its own early epochs."""
+    timing = _Timing()
+    compiled = False
+    frames = len(session.train_data)
+    while run.epoch() < train_config.epochs:
+        check_stop()  # a signal before the epoch (during start-up, say): no epoch more
+        record = _epoch(run, session, train_config, checkpoint, notes)
+        if record is None:
+            continue
+        elapsed, epoch = record["seconds"], run.epoch()
+        if compiled:  # the first epoch of the process compiles: not counted
+            timing.seconds += elapsed
+            timing.epochs += 1
+        compiled = True
+        if progress is not None:
+            rate = frames / elapsed if elapsed > 0 else math.nan
+            _show_progress(progress, epoch, train_config.epochs, record, rate)
+        every = train_config.checkpoint_every
+        if checkpoint is not None and every and epoch % every == 0:
+            write_run_checkpoint(checkpoint, run, session.fields)
+        check_stop()  # a signal during the epoch (deferred) or one Python swallowed
+        if train_config.patience is not None and run.point.since_best >= train_config.patience:
+            timing.stopped_early = True
+            notes.append(
+                f"stopped early after epoch {epoch}: no validation gain in "
+                f"{train_config.patience} epochs"
+            )
+            break
+    return timing
+
+
+def _fit_or_checkpoint(
+    run: Run,
+    session: _Session,
+    train_config: TrainConfig,
+    *,
+    checkpoint: Path | None,
+    progress: Progress | None,
+    notes: list[str],
+) -> _Timing:
+    """`_fit` with signals deferred to the end of an epoch; an interrupted run leaves
+    its checkpoint (when it has done an epoch) and raises InterruptedRunError."""
     try:
         with deferred():  # a signal stops the run at the end of its epoch (see _interrupt)
-            timing = _fit(
-                run,
-                trainer,
-                train_data,
-                val_data,
-                train_config,
-                keys=(epoch_key, val_key),
-                checkpoint=checkpoint,
-                fields=fields,
-                progress=progress,
-                notes=notes,
+            return _fit(
+                run, session, train_config, checkpoint=checkpoint, progress=progress, notes=notes
             )
     except KeyboardInterrupt:
         if checkpoint is None or run.epoch() == 0:  # no epoch done: nothing to keep
             raise
-        _write_checkpoint(checkpoint, run, fields)
+        write_run_checkpoint(checkpoint, run, session.fields)
         raise InterruptedRunError(
             f"interrupted after epoch {run.epoch()}; checkpoint written, "
             "run the same command with --resume to continue",
             path=checkpoint,
         ) from None
 
-    point = run.point
+
+def _require_training_memory(
+    model_config: ModelConfig, train_config: TrainConfig, data_bytes: int
+) -> None:
+    """Refuse a network the machine cannot hold (`--hidden 10000000` aborted in XLA):
+    the parameters about 8 times over (gradients, Adam's two moments, the best and
+    the anchor epochs, host copies), a batch's activations, and the data twice."""
+    hidden, layers, features = model_config.hidden, model_config.layers, model_config.features
+    assert features is not None  # set by _prepare
+    per_net = features * hidden + (layers - 2) * hidden * hidden + hidden * features
+    params = 2 * per_net + hidden * (model_config.latent_dim + model_config.encoder_outputs)
+    activations = train_config.batch_size * hidden * layers * 2 * 3
+    require_memory(
+        FLOAT * (8 * params + activations) + 2 * data_bytes,
+        f"--hidden {hidden} with --layers {layers} ({params:,} parameters)",
+        "use a smaller --hidden or fewer --layers",
+    )
+
+
+def _as_training_set(data: TrainingSet | AlignedData | np.ndarray) -> TrainingSet:
+    if isinstance(data, AlignedData):
+        return TrainingSet.from_aligned(data, "aligned data")
+    if isinstance(data, TrainingSet):
+        return data
+    return TrainingSet.from_array(np.asarray(data))
+
+
+def _model_record(
+    data: TrainingSet, prepared: _Prepared, train_config: TrainConfig, point: Point
+) -> ModelRecord:
+    """The model file's record of the kept parameters (before its diagnostics)."""
     keep_best = train_config.keep == "best" and point.best_epoch > 0
-    record = ModelRecord(
-        model_config=model_config,
+    _, atoms, dims = data.xyz.shape
+    return ModelRecord(
+        model_config=prepared.model_config,
         params=jax.tree.map(np.asarray, point.best_params if keep_best else point.state.params),
         normalization_mean=prepared.normalization.mean,
         normalization_std=prepared.normalization.std,
@@ -757,44 +518,71 @@ def train(
         masses=data.masses,
         topology=data.topology,
         train_config=train_config.to_json(),
-        history=_history_arrays(point.history),
+        history=history_arrays(point.history),
     )
-    model = Model(record)
-    quality = _assess(model, data, prepared, train_config, key=density_key)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What the fit phase leaves for the report."""
+
+    run: Run
+    timing: _Timing
+    resumed_from: int | None
+    devices: int
+    started: float  # perf_counter at the start of `train`
+
+
+def _report(
+    data: TrainingSet,
+    prepared: _Prepared,
+    train_config: TrainConfig,
+    outcome: _Outcome,
+    quality: Quality,
+    notes: list[str],
+) -> TrainReport:
+    point, timing = outcome.run.point, outcome.timing
     history = point.history
+    keep_best = train_config.keep == "best" and point.best_epoch > 0
     kept_epoch = point.best_epoch if keep_best else point.epoch
-    report = TrainReport(
+    frames, atoms, dims = data.xyz.shape
+    has_val = len(prepared.val_index) > 0
+    return TrainReport(
         frames=frames,
         train_frames=len(prepared.train_index),
         val_frames=len(prepared.val_index),
         trajectories=len(data.trajectory_lengths),
         atoms=atoms,
         dims=dims,
-        latent_dim=model_config.latent_dim,
-        epochs_run=run.epoch(),
+        latent_dim=prepared.model_config.latent_dim,
+        epochs_run=point.epoch,
         best_epoch=point.best_epoch,
         kept_epoch=kept_epoch,
         stopped_early=timing.stopped_early,
-        resumed_from_epoch=resumed_from,
+        resumed_from_epoch=outcome.resumed_from,
         train_loss=_at_epoch(history, "loss", kept_epoch),
-        val_loss=_at_epoch(history, "val_loss", kept_epoch) if len(prepared.val_index) else None,
+        val_loss=_at_epoch(history, "val_loss", kept_epoch) if has_val else None,
         **quality.fields,
-        recoveries=list(run.recoveries),
+        recoveries=list(outcome.run.recoveries),
         final_lr=train_config.lr * float(point.state.lr_scale),
         status="failed" if quality.failure else "ok",
         units=data.units,
-        devices=1 if mesh is None else mesh.size,
+        devices=outcome.devices,
         frames_per_s=len(prepared.train_index) * timing.epochs / timing.seconds
         if timing.seconds
         else math.nan,
-        wall_time_s=time.perf_counter() - started,
+        wall_time_s=time.perf_counter() - outcome.started,
         notes=notes + quality.notes,
     )
-    record.summary = {k: v for k, v in report.to_dict().items() if k not in ("notes",)}
-    record.provenance = {
+
+
+def _provenance(
+    data: TrainingSet, prepared: _Prepared, train_config: TrainConfig, data_sha256: str
+) -> dict[str, Any]:
+    return {
         "sources": data.sources,
         "origin": data.origin,
-        "data_sha256": fields["data_sha256"],
+        "data_sha256": data_sha256,
         "seed": train_config.seed,
         "train_frames": len(prepared.train_index),
         "val_frames": len(prepared.val_index),
@@ -803,20 +591,61 @@ def train(
         "jax_version": jax.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def train(
+    data: TrainingSet | AlignedData | np.ndarray,
+    model_config: ModelConfig = ModelConfig(features=None),
+    train_config: TrainConfig = TrainConfig(),
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> tuple[Model, TrainReport]:
+    """Train a (beta-)VAE on aligned frames.
+
+    Args:
+        data: frames (frames, atoms, dims) as a `TrainingSet`, `AlignedData` or array.
+        model_config: the network; its `features` is set from the data.
+        train_config: the optimization.
+        checkpoint: a file written every `train_config.checkpoint_every` epochs and on
+            interrupt (then InterruptedRunError).
+        resume: continue exactly from `checkpoint`.
+        progress: called as progress(epoch, epochs, phase, detail) after each epoch.
+
+    Returns:
+        The model and the report of the run.
+
+    Raises:
+        NumericalError: training diverged beyond recovery.
+        TrainingFailedError: the model (which it holds, with the report) explains almost
+            none of the data.
+    """
+    started = time.perf_counter()
+    data = _as_training_set(data)
+    where = data.origin if data.origin not in ("array", "aligned data") else None
+    prepared = _prepare(data, model_config, train_config, where)
+    notes = list(prepared.notes)
+    _require_training_memory(prepared.model_config, train_config, data.xyz.nbytes)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    session, run, resumed_from = _start(data, prepared, train_config, checkpoint, resume, notes)
+    timing = _fit_or_checkpoint(
+        run, session, train_config, checkpoint=checkpoint, progress=progress, notes=notes
+    )
+    record = _model_record(data, prepared, train_config, run.point)
+    model = Model(record)
+    quality = assess(
+        model, data, prepared.train_index, prepared.val_index, train_config,
+        key=session.density_key,
+    )  # fmt: skip
+    record.density, record.data_stats = quality.density, quality.data_stats
+    outcome = _Outcome(run, timing, resumed_from, session.devices, started)
+    report = _report(data, prepared, train_config, outcome, quality, notes)
+    record.summary = {k: v for k, v in report.to_dict().items() if k not in ("notes",)}
+    record.provenance = _provenance(data, prepared, train_config, session.fields["data_sha256"])
     if quality.failure:
         raise TrainingFailedError(quality.failure, model=model, report=report)
     return model, report
-
-
-def _replicate(run: _Run, sharding: NamedSharding) -> None:
-    """Put a restored run's states on every device of the mesh."""
-
-    def placed(point: _Point) -> _Point:
-        return dataclasses.replace(point, state=jax.device_put(point.state, sharding))
-
-    same = run.anchor is run.point
-    run.point = placed(run.point)
-    run.anchor = run.point if same else placed(run.anchor)
 
 
 def _at_epoch(history: dict[str, list], name: str, epoch: int) -> float:
@@ -843,160 +672,6 @@ def train_features(
     (`likelihood="categorical"`), dihedral features, curves, any vectors. The model's
     encode takes such tables and its decode gives them. Options as for `train`."""
     return train(TrainingSet.from_features(table), model_config, train_config, **options)
-
-
-@dataclass(frozen=True)
-class _Quality:
-    fields: dict[str, Any]  # TrainReport fields
-    notes: list[str]
-    failure: str | None  # why the model does not work, or None
-
-
-def _assess(
-    model: Model,
-    data: TrainingSet,
-    prepared: _Prepared,
-    train_config: TrainConfig,
-    *,
-    key: jax.Array,
-) -> _Quality:
-    """Diagnostics of the kept parameters, and the latent density fitted into the model.
-    Every frame is encoded and decoded once."""
-    train_index, val_index = prepared.train_index, prepared.val_index
-    xyz = data.xyz
-    mean, std = model.encode(xyz)
-    decoded = model.decode(mean).reshape(xyz.shape)
-    finite = bool(np.isfinite(decoded).all() and np.isfinite(mean).all() and np.isfinite(std).all())
-    displacement = np.sum((decoded - xyz) ** 2, axis=-1)  # (frames, atoms)
-    rmsd = np.sqrt(displacement.mean(axis=1))
-    centre = xyz[train_index].mean(axis=0, dtype=np.float64)
-    explained_train = compute_explained_variance(xyz[train_index], decoded[train_index], centre)
-    explained_val = (
-        compute_explained_variance(xyz[val_index], decoded[val_index], centre)
-        if len(val_index)
-        else None
-    )
-    yardstick = train_index[:: max(1, math.ceil(len(train_index) / _PCA_MAX_FRAMES))]
-    latent_dim = model.config.latent_dim
-    pca = compute_pca_explained_variance(xyz[yardstick].reshape(len(yardstick), -1), latent_dim)
-    # the decoded frames' spread about their own mean, as a share of the data's
-    decoded_train = decoded[train_index].astype(np.float64)
-    spread = np.sum((xyz[train_index] - centre) ** 2)
-    decoded_variance = (
-        float(np.sum((decoded_train - decoded_train.mean(axis=0)) ** 2) / spread)
-        if spread > 0
-        else math.nan
-    )
-    recon_train = float(rmsd[train_index].mean())
-    recon_val = float(rmsd[val_index].mean()) if len(val_index) else None
-    gap = recon_val / recon_train if recon_val is not None and recon_train > 0 else None
-    fields = {
-        "recon_rmsd_train": recon_train,
-        "recon_rmsd_val": recon_val,
-        "val_gap": gap,
-        "explained_variance_train": explained_train,
-        "explained_variance_val": explained_val,
-        "pca_explained_variance": pca,
-        "decoded_variance": decoded_variance,
-        "recon_rmsd_per_atom_train": np.sqrt(displacement[train_index].mean(axis=0)).tolist(),
-        "kl_per_dim": [],
-        "active_units": 0,
-        "density_components": 0,
-    }
-    notes: list[str] = []
-    if not finite:
-        return _Quality(fields, notes, "the trained model gives non-finite output")
-    # The per-dimension KL at the marginal std (exact for a diagonal posterior).
-    kl = compute_kl_diagonal(jnp.asarray(mean[train_index]), jnp.asarray(std[train_index]))
-    fields["kl_per_dim"] = np.asarray(jnp.mean(kl, axis=0)).tolist()
-    fields["active_units"] = int(compute_active_units(mean[train_index]))
-    fields["density_components"] = _fit_density(model, mean, std, train_config, key=key)
-    if not data.is_features:
-        per_atom = np.sqrt(displacement[train_index].mean(axis=0) / xyz.shape[2])
-        model.record.data_stats = compute_data_stats(
-            xyz[train_index],
-            data.topology,
-            data.masses,
-            held_out=xyz[val_index],
-            tether_std=per_atom,
-            latent=mean[train_index],
-        ).to_dict()
-    if gap is not None and gap > _GAP_NOTE:
-        notes.append(
-            f"validation RMSD is {gap:.2f}x the training RMSD: the model fits its training "
-            "frames better than new ones (more frames, a smaller --hidden or --weight-decay "
-            "help)"
-        )
-    return _Quality(fields, notes, _judge(fields, train_config, latent_dim))
-
-
-def _judge(fields: dict[str, Any], train_config: TrainConfig, latent_dim: int) -> str | None:
-    """Why the model does not work, or None: it explains less than min_explained of
-    what PCA with as many components explains on the same frames."""
-    pca, explained = fields["pca_explained_variance"], fields["explained_variance_train"]
-    demanded = train_config.min_explained * pca
-    if train_config.min_explained == 0 or not (math.isfinite(pca) and pca > 0):
-        return None
-    if explained >= demanded:
-        return None
-    components = f"{latent_dim} component" + ("s" if latent_dim > 1 else "")
-    ignored = fields["decoded_variance"] < 0.1 * pca
-    return (
-        f"the model does not work: its reconstructions explain {explained:.1%} of the "
-        f"training frames' variance, PCA with {components} {pca:.1%}"
-        + ("; the decoder gives about the same structure whatever z is" if ignored else "")
-    )
-
-
-def _fit_density(
-    model: Model, mean: np.ndarray, std: np.ndarray, train_config: TrainConfig, *, key: jax.Array
-) -> int:
-    """Fit the latent Gaussian mixture into the model; returns its component count."""
-    draw_key, fit_key = jax.random.split(key)
-    draws = min(_DENSITY_DRAWS_PER_FRAME, max(1, _DENSITY_MAX_POINTS // len(mean)))
-    eps = np.asarray(jax.random.normal(draw_key, (draws, *mean.shape)))
-    points = (mean[None] + std[None] * eps).reshape(-1, mean.shape[1])
-    components = min(train_config.density_components, len(points))
-    fit = fit_gaussian_mixture(jnp.asarray(points), components=components, key=fit_key)
-    model.record.density = {
-        name: np.asarray(value) for name, value in fit.mixture._asdict().items()
-    }
-    return components
-
-
-def _training_set(
-    inputs: Sequence[str | os.PathLike],
-    align_config: AlignConfig,
-    read_options: ReadOptions,
-    progress: Progress | None,
-) -> TrainingSet:
-    """One aligned .h5 is read as is; anything else is aligned first, as `align` would."""
-    if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in (".h5", ".hdf5"):
-        path = Path(inputs[0])
-        if _is_aligned(path):
-            return TrainingSet.from_aligned(read_aligned(path), str(path))
-    with tempfile.TemporaryDirectory(prefix="vaetraj-train-") as folder:
-        aligned = Path(folder) / "aligned.h5"
-        align_file(inputs, aligned, align_config, read_options, progress=progress)
-        return TrainingSet.from_aligned(read_aligned(aligned), ", ".join(map(str, inputs)))
-
-
-def _is_aligned(path: Path) -> bool:
-    import h5py
-
-    if not path.exists():
-        return False
-    try:
-        with h5py.File(path, "r") as handle:
-            return handle.attrs.get("format") == ALIGNED_FORMAT
-    except OSError:
-        return False
-
-
-def default_checkpoint(output: str | os.PathLike) -> Path:
-    """model.h5 -> model.ckpt.h5, beside the model."""
-    output = Path(output)
-    return output.with_name(output.stem + ".ckpt.h5")
 
 
 def train_file(
@@ -1029,29 +704,8 @@ def train_file(
     checkpoint = Path(checkpoint) if checkpoint is not None else default_checkpoint(output)
     # one run at a time per model and checkpoint: a second is refused, naming the first
     with run_lock(output), run_lock(checkpoint):
-        if not resume and checkpoint.exists() and not overwrite:
-            raise UsageError(
-                "a checkpoint of an unfinished run exists; add --resume to continue it "
-                "or --overwrite to start afresh",
-                path=checkpoint,
-            )
-        if resume and not checkpoint.exists():
-            raise InputMissingError("no checkpoint to resume from", path=checkpoint)
-        if features:
-            if not inputs or len(inputs) != 1:
-                raise UsageError("--features trains on exactly one table (.npy, .npz or .csv)")
-            table = read_features(inputs[0], key=read_options.key)
-            data = TrainingSet.from_features(table, origin=str(inputs[0]))
-            data = dataclasses.replace(data, sources=[describe_table(inputs[0], table)])
-        else:
-            if not inputs:
-                inputs = [DEFAULT_DATA]
-                if not Path(DEFAULT_DATA).exists():
-                    raise InputMissingError(
-                        "no such file (run `vaetraj align` first, or name the data to train on)",
-                        path=DEFAULT_DATA,
-                    )
-            data = _training_set(inputs, align_config, read_options, progress)
+        _check_checkpoint(checkpoint, resume=resume, overwrite=overwrite)
+        data = _read_training_set(inputs, features, align_config, read_options, progress)
         try:
             model, report = train(
                 data,
@@ -1077,6 +731,42 @@ def train_file(
         report.output = str(output)
         report.checkpoint = str(checkpoint)
         return report
+
+
+def _check_checkpoint(checkpoint: Path, *, resume: bool, overwrite: bool) -> None:
+    if not resume and checkpoint.exists() and not overwrite:
+        raise UsageError(
+            "a checkpoint of an unfinished run exists; add --resume to continue it "
+            "or --overwrite to start afresh",
+            path=checkpoint,
+        )
+    if resume and not checkpoint.exists():
+        raise InputMissingError("no checkpoint to resume from", path=checkpoint)
+
+
+def _read_training_set(
+    inputs: Sequence[str | os.PathLike] | None,
+    features: bool,
+    align_config: AlignConfig,
+    read_options: ReadOptions,
+    progress: Progress | None,
+) -> TrainingSet:
+    """The frames `train_file` trains on: a feature table, an aligned file, or inputs
+    aligned first (no inputs: ./aligned.h5)."""
+    if features:
+        if not inputs or len(inputs) != 1:
+            raise UsageError("--features trains on exactly one table (.npy, .npz or .csv)")
+        table = read_features(inputs[0], key=read_options.key)
+        data = TrainingSet.from_features(table, origin=str(inputs[0]))
+        return dataclasses.replace(data, sources=[describe_table(inputs[0], table)])
+    if not inputs:
+        inputs = [DEFAULT_DATA]
+        if not Path(DEFAULT_DATA).exists():
+            raise InputMissingError(
+                "no such file (run `vaetraj align` first, or name the data to train on)",
+                path=DEFAULT_DATA,
+            )
+    return load_training_set(inputs, align_config, read_options, progress)
 
 
 def _what_to_try(report: TrainReport, train_config: TrainConfig) -> str:

@@ -1,0 +1,201 @@
+"""What a trained model is worth: `assess` encodes and decodes every frame once and
+returns a `Quality` record (the report's fields, notes, and why the model fails, if it
+does) with the latent density and the data statistics the model file keeps. It writes
+nothing into the model; `train` puts the results in the record."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vaetraj.model import (
+    compute_active_units,
+    compute_explained_variance,
+    compute_kl_diagonal,
+    compute_pca_explained_variance,
+    fit_gaussian_mixture,
+)
+from vaetraj.pipeline.model import Model
+from vaetraj.pipeline.structure import compute_data_stats
+from vaetraj.pipeline.training_set import TrainingSet
+from vaetraj.train import TrainConfig
+
+_DENSITY_DRAWS_PER_FRAME = 4
+_DENSITY_MAX_POINTS = 200_000
+_PCA_MAX_FRAMES = 4096  # the PCA yardstick is fitted on at most this many training frames
+_GAP_NOTE = 1.5  # validation RMSD above this many times the training RMSD earns a note
+
+
+@dataclass(frozen=True)
+class Quality:
+    """The outcome of `assess`.
+
+    Attributes:
+        fields: the `TrainReport` fields it measured.
+        notes: remarks for the report (a large validation gap).
+        failure: why the model does not work, or None.
+        density: the latent Gaussian mixture's arrays, or None for a failed model.
+        data_stats: the structure statistics (`DataStats.to_dict`), None for features.
+    """
+
+    fields: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    failure: str | None = None
+    density: dict[str, np.ndarray] | None = None
+    data_stats: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Reconstruction:
+    """Every frame encoded and decoded once, and the figures read from that."""
+
+    mean: np.ndarray  # (frames, latent)
+    std: np.ndarray
+    displacement: np.ndarray  # (frames, atoms): squared distance decoded - data
+    finite: bool
+    fields: dict[str, Any]
+
+
+def _reconstruct(
+    model: Model, xyz: np.ndarray, train_index: np.ndarray, val_index: np.ndarray
+) -> _Reconstruction:
+    mean, std = model.encode(xyz)
+    decoded = model.decode(mean).reshape(xyz.shape)
+    finite = bool(np.isfinite(decoded).all() and np.isfinite(mean).all() and np.isfinite(std).all())
+    displacement = np.sum((decoded - xyz) ** 2, axis=-1)
+    rmsd = np.sqrt(displacement.mean(axis=1))
+    centre = xyz[train_index].mean(axis=0, dtype=np.float64)
+    has_val = len(val_index) > 0
+    yardstick = train_index[:: max(1, math.ceil(len(train_index) / _PCA_MAX_FRAMES))]
+    pca = compute_pca_explained_variance(
+        xyz[yardstick].reshape(len(yardstick), -1), model.config.latent_dim
+    )
+    # the decoded frames' spread about their own mean, as a share of the data's
+    decoded_train = decoded[train_index].astype(np.float64)
+    spread = np.sum((xyz[train_index] - centre) ** 2)
+    decoded_spread = np.sum((decoded_train - decoded_train.mean(axis=0)) ** 2)
+    recon_train = float(rmsd[train_index].mean())
+    recon_val = float(rmsd[val_index].mean()) if has_val else None
+    fields = {
+        "recon_rmsd_train": recon_train,
+        "recon_rmsd_val": recon_val,
+        "val_gap": recon_val / recon_train if recon_val is not None and recon_train > 0 else None,
+        "explained_variance_train": compute_explained_variance(
+            xyz[train_index], decoded[train_index], centre
+        ),
+        "explained_variance_val": compute_explained_variance(
+            xyz[val_index], decoded[val_index], centre
+        )
+        if has_val
+        else None,
+        "pca_explained_variance": pca,
+        "decoded_variance": float(decoded_spread / spread) if spread > 0 else math.nan,
+        "recon_rmsd_per_atom_train": np.sqrt(displacement[train_index].mean(axis=0)).tolist(),
+        "kl_per_dim": [],
+        "active_units": 0,
+        "density_components": 0,
+    }
+    return _Reconstruction(mean, std, displacement, finite, fields)
+
+
+def assess(
+    model: Model,
+    data: TrainingSet,
+    train_index: np.ndarray,
+    val_index: np.ndarray,
+    train_config: TrainConfig,
+    *,
+    key: jax.Array,
+) -> Quality:
+    """Diagnose the kept parameters of a trained model.
+
+    Args:
+        model: the trained model (its record is not changed).
+        data: the frames it was trained on.
+        train_index: the training frames' indices into `data.xyz`.
+        val_index: the validation frames' indices (may be empty).
+        train_config: gives `min_explained` and `density_components`.
+        key: the random key of the latent density's fit.
+
+    Returns:
+        The report's fields, notes, the failure (if any), the density and statistics.
+    """
+    xyz = data.xyz
+    recon = _reconstruct(model, xyz, train_index, val_index)
+    fields = dict(recon.fields)
+    if not recon.finite:
+        return Quality(fields, failure="the trained model gives non-finite output")
+    mean, std = recon.mean[train_index], recon.std[train_index]
+    # The per-dimension KL at the marginal std (exact for a diagonal posterior).
+    kl = compute_kl_diagonal(jnp.asarray(mean), jnp.asarray(std))
+    fields["kl_per_dim"] = np.asarray(jnp.mean(kl, axis=0)).tolist()
+    fields["active_units"] = int(compute_active_units(mean))
+    density = fit_density(recon.mean, recon.std, train_config.density_components, key=key)
+    fields["density_components"] = len(density["weights"])
+    data_stats = None
+    if not data.is_features:
+        per_atom = np.sqrt(recon.displacement[train_index].mean(axis=0) / xyz.shape[2])
+        data_stats = compute_data_stats(
+            xyz[train_index],
+            data.topology,
+            data.masses,
+            held_out=xyz[val_index],
+            tether_std=per_atom,
+            latent=mean,
+        ).to_dict()
+    notes = []
+    gap = fields["val_gap"]
+    if gap is not None and gap > _GAP_NOTE:
+        notes.append(
+            f"validation RMSD is {gap:.2f}x the training RMSD: the model fits its training "
+            "frames better than new ones (more frames, a smaller --hidden or --weight-decay "
+            "help)"
+        )
+    failure = judge(fields, train_config.min_explained, model.config.latent_dim)
+    return Quality(fields, notes, failure, density, data_stats)
+
+
+def judge(fields: dict[str, Any], min_explained: float, latent_dim: int) -> str | None:
+    """Why the model does not work, or None: it explains less than `min_explained` of
+    what PCA with as many components explains on the same frames."""
+    pca, explained = fields["pca_explained_variance"], fields["explained_variance_train"]
+    if min_explained == 0 or not (math.isfinite(pca) and pca > 0):
+        return None
+    if explained >= min_explained * pca:
+        return None
+    components = f"{latent_dim} component" + ("s" if latent_dim > 1 else "")
+    ignored = fields["decoded_variance"] < 0.1 * pca
+    return (
+        f"the model does not work: its reconstructions explain {explained:.1%} of the "
+        f"training frames' variance, PCA with {components} {pca:.1%}"
+        + ("; the decoder gives about the same structure whatever z is" if ignored else "")
+    )
+
+
+def fit_density(
+    mean: np.ndarray, std: np.ndarray, components: int, *, key: jax.Array
+) -> dict[str, np.ndarray]:
+    """Fit the latent Gaussian mixture to draws from the encoder's posteriors.
+
+    Args:
+        mean: (frames, latent) posterior means.
+        std: (frames, latent) posterior standard deviations.
+        components: the most mixture components wanted.
+        key: a JAX random key.
+
+    Returns:
+        The mixture's arrays by name, as the model file stores them.
+    """
+    draw_key, fit_key = jax.random.split(key)
+    draws = min(_DENSITY_DRAWS_PER_FRAME, max(1, _DENSITY_MAX_POINTS // len(mean)))
+    eps = np.asarray(jax.random.normal(draw_key, (draws, *mean.shape)))
+    points = (mean[None] + std[None] * eps).reshape(-1, mean.shape[1])
+    fit = fit_gaussian_mixture(
+        jnp.asarray(points), components=min(components, len(points)), key=fit_key
+    )
+    return {name: np.asarray(value) for name, value in fit.mixture._asdict().items()}

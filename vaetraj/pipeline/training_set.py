@@ -1,0 +1,140 @@
+"""The frames a model is trained on: `TrainingSet`, from an aligned file, an array, a
+feature table or raw trajectories (aligned first, as `align` would)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaetraj.errors import BadInputError
+from vaetraj.io.aligned import AlignedData, is_aligned_file, read_aligned
+from vaetraj.io.trajectory import ReadOptions
+from vaetraj.pipeline.align import AlignConfig, align_file
+
+Progress = Callable[..., None]
+DEFAULT_DATA = "aligned.h5"
+FEATURES_METHOD = "features"  # the alignment "method" of a model of plain feature tables
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Aligned frames and what a model must remember about them. lengths: frames of
+    each trajectory (input file) in order; empty means one trajectory."""
+
+    xyz: np.ndarray  # (frames, atoms, dims) float32
+    units: str
+    alignment: dict[str, Any]
+    atom_indices: np.ndarray
+    reference: np.ndarray | None = None
+    masses: np.ndarray | None = None
+    topology: str | None = None
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    origin: str = "array"
+    lengths: tuple[int, ...] = ()
+
+    @property
+    def is_features(self) -> bool:
+        return self.alignment.get("method") == FEATURES_METHOD
+
+    @property
+    def trajectory_lengths(self) -> list[int]:
+        frames = self.xyz.shape[0]
+        return list(self.lengths) if sum(self.lengths) == frames else [frames]
+
+    @classmethod
+    def from_aligned(cls, data: AlignedData, origin: str) -> TrainingSet:
+        """The frames of an aligned file (`read_aligned` has checked its fields)."""
+        attrs = data.attrs
+        topology = attrs.get("topology")
+        lengths = attrs.get("summary", {}).get("trajectory_frames", [])
+        return cls(
+            xyz=np.asarray(data.xyz, np.float32),
+            units=str(attrs.get("units", "unknown")),
+            alignment={
+                "method": str(attrs.get("method")),
+                "reference": str(attrs.get("reference")),
+                "weights": str(attrs.get("weights")),
+                "config": attrs.get("config", {}),
+                "read_options": attrs.get("read_options", {}),
+            },
+            atom_indices=np.asarray(
+                data.atom_indices if data.atom_indices is not None else np.arange(data.xyz.shape[1])
+            ),
+            reference=data.reference,
+            masses=data.masses,
+            topology=None if topology is None else json.dumps(topology),
+            sources=list(attrs.get("sources", [])),
+            origin=origin,
+            # a list that does not add up to the frames is ignored (trajectory_lengths)
+            lengths=tuple(int(n) for n in lengths if isinstance(n, int) and not isinstance(n, bool))
+            if isinstance(lengths, list)
+            else (),
+        )
+
+    @classmethod
+    def from_array(cls, xyz: np.ndarray, *, units: str = "unknown") -> TrainingSet:
+        """Frames the caller has aligned already; new frames must be aligned the same way."""
+        xyz = np.asarray(xyz)
+        if xyz.ndim != 3:
+            raise BadInputError(f"expected frames (frames, atoms, dims), got shape {xyz.shape}")
+        return cls(
+            xyz=xyz.astype(np.float32),
+            units=units,
+            alignment={"method": "as-given", "reference": "none", "weights": "none"},
+            atom_indices=np.arange(xyz.shape[1]),
+        )
+
+    @classmethod
+    def from_features(cls, table: np.ndarray, *, origin: str = "array") -> TrainingSet:
+        """A plain table (frames, features): no alignment, no structure. Stored as
+        (frames, features, 1) so that the model file keeps one layout."""
+        table = np.asarray(table)
+        if table.ndim == 1:
+            table = table[:, None]
+        if table.ndim != 2:
+            raise BadInputError(f"expected a table (frames, features), got shape {table.shape}")
+        return cls(
+            xyz=table.astype(np.float32)[:, :, None],
+            units="none",
+            alignment={"method": FEATURES_METHOD, "reference": "none", "weights": "none"},
+            atom_indices=np.arange(table.shape[1]),
+            origin=origin,
+        )
+
+
+def check_frames(xyz: np.ndarray, where: str | None, *, features: bool = False) -> None:
+    if xyz.ndim != 3 or xyz.shape[-1] not in ((1,) if features else (2, 3)):
+        raise BadInputError(f"expected frames (frames, atoms, 2 or 3), got {xyz.shape}", path=where)
+    if xyz.shape[0] < 2:
+        raise BadInputError(
+            f"{xyz.shape[0]} frame(s): training needs at least 2 (better thousands)", path=where
+        )
+    finite = np.isfinite(xyz).all(axis=(1, 2))
+    if not finite.all():
+        frame = int(np.argmin(finite))
+        atom = int(np.argwhere(~np.isfinite(xyz[frame]))[0][0])
+        raise BadInputError(f"non-finite coordinate at frame {frame}, atom {atom}", path=where)
+
+
+def load_training_set(
+    inputs: Sequence[str | os.PathLike],
+    align_config: AlignConfig,
+    read_options: ReadOptions,
+    progress: Progress | None,
+) -> TrainingSet:
+    """One aligned .h5 is read as is; anything else is aligned first, as `align` would."""
+    if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in (".h5", ".hdf5"):
+        path = Path(inputs[0])
+        if is_aligned_file(path):
+            return TrainingSet.from_aligned(read_aligned(path), str(path))
+    with tempfile.TemporaryDirectory(prefix="vaetraj-train-") as folder:
+        aligned = Path(folder) / "aligned.h5"
+        align_file(inputs, aligned, align_config, read_options, progress=progress)
+        return TrainingSet.from_aligned(read_aligned(aligned), ", ".join(map(str, inputs)))
