@@ -1,5 +1,6 @@
 """VAE kernels: config, per-frame encode/decode/loss, KL, normalization, latent density."""
 
+from vaetraj.model._codec import decode_data, encode_data, normalize
 from vaetraj.model._config import (
     ACTIVATIONS,
     DEFAULT_LATENT_DIM,
@@ -41,6 +42,9 @@ from vaetraj.model._vae import (
 )
 
 __all__ = [
+    "decode_data",
+    "encode_data",
+    "normalize",
     "ACTIVATIONS",
     "DEFAULT_LATENT_DIM",
     "LIKELIHOODS",

@@ -33,6 +33,7 @@ from vaetraj.model import (
     compute_elbo_terms,
     compute_importance_weighted_bound,
     compute_kl_diagonal,
+    normalize,
 )
 from vaetraj.pipeline.encode import (
     compute_frame_rg,
@@ -111,7 +112,7 @@ class EvaluateReport:
 @functools.lru_cache(maxsize=8)
 def _likelihood_kernel(config: ModelConfig):
     def one(params, mean, std, xyz, noise):
-        x = (xyz.reshape(-1) - mean) / std
+        x = normalize(xyz.reshape(-1), mean, std)
         iwae = compute_importance_weighted_bound(params, x, noise, config)
         log_likelihood, kl = compute_elbo_terms(params, x, noise, config)
         return iwae, log_likelihood, kl

@@ -19,8 +19,8 @@ from vaetraj.model import (
     GaussianMixture,
     ModelConfig,
     Normalization,
-    decode_frame,
-    encode_frame,
+    decode_data,
+    encode_data,
     sample_mixture,
 )
 from vaetraj.pipeline.structure import DataStats
@@ -33,11 +33,11 @@ def _kernels(config: ModelConfig):
     """jit(vmap(...)) of the frame kernels for one architecture, compiled once each."""
 
     def encode(params, mean, std, flat):
-        posterior = encode_frame(params, (flat - mean) / std, config)
+        posterior = encode_data(params, flat, config, mean, std)
         return posterior.mean, posterior.std
 
     def decode(params, mean, std, z):
-        return decode_frame(params, z, config)[0] * std + mean
+        return decode_data(params, z, config, mean, std)
 
     return (
         jax.jit(jax.vmap(encode, in_axes=(None, None, None, 0))),

@@ -35,11 +35,20 @@ from vaetraj.io.structures import check_structure_output, write_structures
 from vaetraj.io.topology import placeholder_topology
 from vaetraj.io.trajectory import ReadOptions
 from vaetraj.metrics import compute_rg
-from vaetraj.model import compute_mixture_log_density, decode_frame
-from vaetraj.optimize import OBJECTIVES, LatentGoal, make_latent_optimizer, make_objective
+from vaetraj.model import compute_mixture_log_density, decode_data
+from vaetraj.optimize import (
+    OBJECTIVES,
+    LatentGoal,
+    LatentRun,
+    Objective,
+    make_latent_optimizer,
+    make_objective,
+)
 from vaetraj.pipeline.model import Model, load_model, require_structure_model
 from vaetraj.pipeline.structure import (
     OPTIMIZE_TETHER_WIDTH,
+    DataStats,
+    StructureCheck,
     check_structures,
     refine_structures,
     rg_weights,
@@ -236,22 +245,15 @@ def _target_structure(model: Model, path, top) -> np.ndarray:
     return first[0]
 
 
-def optimize(
+def _make_objective(
     model: Model,
-    config: OptimizeConfig = OptimizeConfig(),
-    *,
-    groups: tuple[str, str] | None = None,
-    target_structure: str | os.PathLike | None = None,
-    top: str | os.PathLike | None = None,
-    training_frames: np.ndarray | None = None,
-) -> OptimizeResult:
-    """Optimize `config.objective` over the model's latent space (see module doc);
-    training_frames (n, atoms, dims), when given, say how far the answer is from the
-    nearest of them."""
-    started = time.perf_counter()
-    require_structure_model(model, "optimize")
-    notes: list[str] = []
-    weights, _ = rg_weights(model.masses, model.atoms)
+    config: OptimizeConfig,
+    weights: np.ndarray,
+    groups: tuple[str, str] | None,
+    target_structure: str | os.PathLike | None,
+    top: str | os.PathLike | None,
+) -> Objective:
+    """The objective of one structure, with the selections or target it needs."""
     objective_groups = None
     target_xyz = None
     if config.objective == "distance":
@@ -265,19 +267,32 @@ def optimize(
         if target_structure is None:
             raise UsageError("--objective rmsd needs --target-structure FILE")
         target_xyz = _target_structure(model, target_structure, top)
-    objective = make_objective(
+    return make_objective(
         config.objective, weights=weights, groups=objective_groups, target=target_xyz
     )
 
+
+@dataclass(frozen=True)
+class _Landscape:
+    """The functions the search runs on, one structure or latent point at a time, and
+    their batched, compiled forms."""
+
+    decode: Callable[[jax.Array], jax.Array]  # z -> (atoms, dims)
+    objective: Objective
+    log_density: Callable[[jax.Array], jax.Array]
+    decode_all: Callable[[jax.Array], jax.Array]
+    score_all: Callable[[jax.Array], jax.Array]
+    log_density_all: Callable[[jax.Array], jax.Array]
+
+
+def _landscape(model: Model, objective: Objective, notes: list[str]) -> _Landscape:
     params = jax.tree.map(jnp.asarray, model.params)
     norm_mean = jnp.asarray(model.record.normalization_mean)
     norm_std = jnp.asarray(model.record.normalization_std)
-    atoms, dims = model.atoms, model.dims
+    shape = (model.atoms, model.dims)
 
     def decode(z):
-        return (decode_frame(params, z, model.config)[0] * norm_std + norm_mean).reshape(
-            atoms, dims
-        )
+        return decode_data(params, z, model.config, norm_mean, norm_std).reshape(shape)
 
     density = model.density
     if density is None:
@@ -288,64 +303,91 @@ def optimize(
         def log_density(z):
             return compute_mixture_log_density(density, z)
 
-    key = jax.random.key(config.seed)
-    reference_key, start_key = jax.random.split(key)
-    prior = "density" if density is not None else "standard"
-    reference_z = model.sample_latent(_REFERENCE_DRAWS, key=reference_key, prior=prior)
-    decode_all, score_all = jax.jit(jax.vmap(decode)), jax.jit(jax.vmap(objective))
-    log_density_all = jax.jit(jax.vmap(log_density))
-    reference_z = jnp.asarray(reference_z)
-    reference_values = np.asarray(score_all(decode_all(reference_z)))
-    reference_log_density = np.asarray(log_density_all(reference_z))
-    threshold = float(np.quantile(reference_log_density, config.trust_quantile))
-    scale = float(np.std(reference_values)) or 1.0
-    stats = model.data_stats
-    start, from_data = _starts(model, config, stats, score_all, decode_all, start_key, prior)
+    return _Landscape(
+        decode, objective, log_density,
+        jax.jit(jax.vmap(decode)), jax.jit(jax.vmap(objective)), jax.jit(jax.vmap(log_density)),
+    )  # fmt: skip
 
+
+def _goal(
+    model: Model, config: OptimizeConfig, land: _Landscape, key: jax.Array, prior: str
+) -> tuple[LatentGoal, np.ndarray]:
+    """The search's goal: the objective's scale and the trust region's threshold, both
+    read from draws of the prior; and the objective's values at those draws."""
+    reference_z = jnp.asarray(model.sample_latent(_REFERENCE_DRAWS, key=key, prior=prior))
+    reference_values = np.asarray(land.score_all(land.decode_all(reference_z)))
+    reference_log_density = np.asarray(land.log_density_all(reference_z))
+    threshold = float(np.quantile(reference_log_density, config.trust_quantile))
     goal = LatentGoal(
         sign=jnp.float32(1.0 if config.direction == "min" else -1.0),
         target=jnp.float32(config.target if config.target is not None else 0.0),
         has_target=jnp.bool_(config.target is not None),
-        scale=jnp.float32(scale),
+        scale=jnp.float32(float(np.std(reference_values)) or 1.0),
         trust_weight=jnp.float32(config.trust_weight),
         threshold=jnp.float32(threshold),
     )
+    return goal, reference_values
+
+
+def _search(
+    land: _Landscape, config: OptimizeConfig, start: np.ndarray, goal: LatentGoal
+) -> tuple[LatentRun, float]:
+    """Run every restart; returns the run and its time (compiled apart, so the run is
+    timed alone)."""
     run = make_latent_optimizer(
-        decode,
-        objective,
-        log_density,
+        land.decode,
+        land.objective,
+        land.log_density,
         steps=config.steps,
         learning_rate=config.learning_rate,
         record_every=config.record_every,
     )
-    start = jnp.asarray(start)
-    compiled = run.lower(start, goal).compile()  # compile apart, so the run is timed alone
+    start_z = jnp.asarray(start)
+    compiled = jax.jit(run).lower(start_z, goal).compile()
     timed = time.perf_counter()
-    result = compiled(start, goal)
+    result = compiled(start_z, goal)
     result.z.block_until_ready()
-    optimize_time = time.perf_counter() - timed
+    return result, time.perf_counter() - timed
 
-    path = np.asarray(result.path)  # (records, restarts, latent)
-    records, restarts, _ = path.shape
+
+@dataclass(frozen=True)
+class _Candidates:
+    """Every recorded latent point of every restart (records x restarts, row-major),
+    decoded, refined, scored and checked."""
+
+    z: np.ndarray  # (candidates, latent)
+    xyz: np.ndarray  # (candidates, atoms, dims)
+    values: np.ndarray
+    log_p: np.ndarray
+    badness: np.ndarray  # inf where non-finite
+    plausible: np.ndarray  # bool; finite only, without data statistics
+    check: StructureCheck | None
+    moved: np.ndarray | None
+    best: int
+
+
+def _candidates(
+    model: Model, land: _Landscape, config: OptimizeConfig, path: np.ndarray, notes: list[str]
+) -> _Candidates:
     flat = path.reshape(-1, path.shape[-1])
     finite = np.isfinite(flat).all(axis=1)
     if not finite.any():
         raise NumericalError("every restart diverged to non-finite latent points; lower --lr")
-    safe = np.where(finite[:, None], flat, 0.0)
-    log_p = np.asarray(log_density_all(jnp.asarray(safe)))
-    structures = np.asarray(decode_all(jnp.asarray(safe)))
-    moved = None
+    safe = jnp.asarray(np.where(finite[:, None], flat, 0.0))
+    log_p = np.asarray(land.log_density_all(safe))
+    structures = np.asarray(land.decode_all(safe))
+    stats, moved = model.data_stats, None
     if stats is not None and config.refine:
         refined = refine_structures(structures, stats, config.tether_width)
         structures, moved = refined.xyz, refined.moved
-    values = np.asarray(score_all(jnp.asarray(structures)))
+    values = np.asarray(land.score_all(jnp.asarray(structures)))
     finite &= np.isfinite(values) & np.isfinite(structures).all(axis=(1, 2))
     if not finite.all():
         notes.append(f"{int((~finite).sum())} candidate point(s) were non-finite and dropped")
     if not finite.any():
         raise NumericalError("every candidate structure was non-finite; lower --lr")
     badness = np.where(finite, _badness(values, config), np.inf)
-
+    check, plausible = None, finite
     if stats is not None:
         check = check_structures(structures, stats, model.masses)
         plausible = check.plausible & finite
@@ -353,98 +395,157 @@ def optimize(
         notes.append(
             "the model has no per-bond training geometry (retrain it); not refined or checked"
         )
-        check, plausible = None, finite
     if plausible.any():
         best = int(np.argmin(np.where(plausible, badness, np.inf)))
     else:
         best = int(np.argmin(badness))
         notes.append("no candidate passed the plausibility check; returning the best one anyway")
+    return _Candidates(flat, structures, values, log_p, badness, plausible, check, moved, best)
 
-    per_restart = []
-    for restart in range(restarts):
-        rows = np.arange(records) * restarts + restart
+
+def _per_restart(found: _Candidates, restarts: int, record_every: int) -> list[dict[str, Any]]:
+    """How each restart went: its first and last values and its best plausible one."""
+    records = len(found.values) // restarts
+    rows_of = [np.arange(records) * restarts + restart for restart in range(restarts)]
+    out = []
+    for restart, rows in enumerate(rows_of):
         final = rows[-1]
-        good = rows[plausible[rows]]
-        chosen = good[np.argmin(badness[good])] if good.size else None
-        per_restart.append(
+        good = rows[found.plausible[rows]]
+        chosen = good[np.argmin(found.badness[good])] if good.size else None
+        out.append(
             {
                 "restart": restart,
-                "start_value": float(values[rows[0]]),
-                "final_value": float(values[final]),
-                "final_log_density": float(log_p[final]),
-                "final_plausible": bool(plausible[final]),
-                "best_plausible_value": None if chosen is None else float(values[chosen]),
+                "start_value": float(found.values[rows[0]]),
+                "final_value": float(found.values[final]),
+                "final_log_density": float(found.log_p[final]),
+                "final_plausible": bool(found.plausible[final]),
+                "best_plausible_value": None if chosen is None else float(found.values[chosen]),
                 "best_plausible_step": None
                 if chosen is None
-                else int(chosen // restarts) * config.record_every,
+                else int(chosen // restarts) * record_every,
             }
         )
+    return out
 
-    best_xyz = structures[best]
+
+def _beyond_training(
+    stats: DataStats | None, config: OptimizeConfig, rg: float, notes: list[str]
+) -> bool | None:
+    """For an R_g search without a target: whether the answer is beyond every training
+    frame (with a note when it is not)."""
+    if stats is None or config.objective != "rg" or config.target is not None:
+        return None
+    beyond = rg < stats.rg_min if config.direction == "min" else rg > stats.rg_max
+    if not beyond:
+        extreme = "more compact" if config.direction == "min" else "more extended"
+        notes.append(
+            f"no plausible structure {extreme} than every training frame was found; "
+            f"this is the {'most compact' if config.direction == 'min' else 'most extended'} "
+            "plausible one"
+        )
+    return bool(beyond)
+
+
+def _geometry_fields(found: _Candidates, stats: DataStats | None) -> dict[str, Any]:
+    """The best candidate's bonds and contacts, and the training limits they meet."""
+    best, check = found.best, found.check
     geometry = check.frame if check is not None else None
+
+    def at_best(values: np.ndarray | None) -> float:
+        return float(values[best]) if values is not None else math.nan
+
+    return {
+        "plausible": bool(found.plausible[best]) if stats is not None else None,
+        "plausible_candidates": int(found.plausible.sum()) if stats is not None else None,
+        "failures": check.failed_at(best) if check is not None else None,
+        "min_bond": at_best(geometry.min_bond if geometry else None),
+        "max_bond": at_best(geometry.max_bond if geometry else None),
+        "mean_bond": at_best(geometry.mean_bond if geometry else None),
+        "closest_nonbonded": at_best(geometry.min_nonbonded if geometry else None),
+        "train_mean_bond": stats.mean_bond if stats else None,
+        "train_rg_min": stats.rg_min if stats else None,
+        "train_rg_max": stats.rg_max if stats else None,
+        "limits": {"bond_min": stats.bond_min, "bond_max": stats.bond_max,
+                   "nonbonded_min": stats.contact_min} if stats is not None else None,
+    }  # fmt: skip
+
+
+def optimize(
+    model: Model,
+    config: OptimizeConfig = OptimizeConfig(),
+    *,
+    groups: tuple[str, str] | None = None,
+    target_structure: str | os.PathLike | None = None,
+    top: str | os.PathLike | None = None,
+    training_frames: np.ndarray | None = None,
+) -> OptimizeResult:
+    """Optimize `config.objective` over the model's latent space (see the module doc).
+
+    Args:
+        model: a model of structures.
+        config: the objective, its direction or target, and the search's settings.
+        groups: two atom selections, for `objective="distance"`.
+        target_structure: a structure file, for `objective="rmsd"`.
+        top: the topology `target_structure` needs, if any.
+        training_frames: (n, atoms, dims) aligned frames; when given, the report says
+            how far the answer is from the nearest of them.
+
+    Returns:
+        The best structure, its latent point, the report and every restart's values.
+    """
+    started = time.perf_counter()
+    require_structure_model(model, "optimize")
+    notes: list[str] = []
+    weights, _ = rg_weights(model.masses, model.atoms)
+    objective = _make_objective(model, config, weights, groups, target_structure, top)
+    land = _landscape(model, objective, notes)
+    reference_key, start_key = jax.random.split(jax.random.key(config.seed))
+    prior = "density" if model.density is not None else "standard"
+    goal, reference_values = _goal(model, config, land, reference_key, prior)
+    stats = model.data_stats
+    start, from_data = _starts(
+        model, config, stats, land.score_all, land.decode_all, start_key, prior
+    )
+    result, optimize_time = _search(land, config, start, goal)
+    found = _candidates(model, land, config, np.asarray(result.path), notes)
+    best, restarts = found.best, config.restarts
+    best_xyz = found.xyz[best]
     novelty = None
     if training_frames is not None and len(training_frames):
         novelty = nearest_frame_rmsd(best_xyz, training_frames, weights)
     rg = float(compute_rg(jnp.asarray(best_xyz), jnp.asarray(weights, jnp.float32)))
-    beyond = None
-    if stats is not None and config.objective == "rg" and config.target is None:
-        beyond = rg < stats.rg_min if config.direction == "min" else rg > stats.rg_max
-        if not beyond:
-            extreme = "more compact" if config.direction == "min" else "more extended"
-            notes.append(
-                f"no plausible structure {extreme} than every training frame was found; "
-                f"this is the {'most compact' if config.direction == 'min' else 'most extended'} "
-                "plausible one"
-            )
+    threshold = float(goal.threshold)
     report = OptimizeReport(
         objective=config.objective,
         direction=config.direction,
         target=config.target,
-        restarts=config.restarts,
+        restarts=restarts,
         steps=config.steps,
         trust_weight=config.trust_weight,
         trust_threshold=threshold if config.trust_weight > 0 else None,
-        best_value=float(values[best]),
+        best_value=float(found.values[best]),
         best_restart=int(best % restarts),
         best_step=int(best // restarts) * config.record_every,
-        best_log_density=float(log_p[best]),
-        inside_trust_region=bool(log_p[best] >= threshold),
-        plausible=bool(plausible[best]) if stats is not None else None,
-        plausible_candidates=int(plausible.sum()) if stats is not None else None,
-        candidates=int(len(flat)),
-        refined=moved is not None,
-        moved=float(moved[best]) if moved is not None else None,
-        tether_width=config.tether_width if moved is not None else None,
-        failures=check.failed_at(best) if check is not None else None,
+        best_log_density=float(found.log_p[best]),
+        inside_trust_region=bool(found.log_p[best] >= threshold),
+        candidates=len(found.z),
+        refined=found.moved is not None,
+        moved=float(found.moved[best]) if found.moved is not None else None,
+        tether_width=config.tether_width if found.moved is not None else None,
         data_starts=from_data,
         nearest_frame_rmsd=novelty,
         rg=rg,
-        train_rg_min=stats.rg_min if stats else None,
-        train_rg_max=stats.rg_max if stats else None,
-        beyond_training=beyond,
-        min_bond=float(geometry.min_bond[best]) if geometry is not None else math.nan,
-        max_bond=float(geometry.max_bond[best]) if geometry is not None else math.nan,
-        mean_bond=float(geometry.mean_bond[best]) if geometry is not None else math.nan,
-        train_mean_bond=stats.mean_bond if stats else None,
-        closest_nonbonded=float(geometry.min_nonbonded[best]) if geometry is not None else math.nan,
-        limits=(
-            {
-                "bond_min": stats.bond_min,
-                "bond_max": stats.bond_max,
-                "nonbonded_min": stats.contact_min,
-            }
-            if stats is not None
-            else None
-        ),
+        beyond_training=_beyond_training(stats, config, rg, notes),
+        **_geometry_fields(found, stats),
         sample_value_range=[float(reference_values.min()), float(reference_values.max())],
         units=model.units,
         optimize_time_s=optimize_time,
         wall_time_s=time.perf_counter() - started,
-        per_restart=per_restart,
+        per_restart=_per_restart(found, restarts, config.record_every),
         notes=notes,
     )
     return OptimizeResult(
-        xyz=best_xyz, z=flat[best], report=report, values=np.asarray(result.value)
+        xyz=best_xyz, z=found.z[best], report=report, values=np.asarray(result.value)
     )
 
 
