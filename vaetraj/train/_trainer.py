@@ -20,7 +20,10 @@ ratio can judge), and a KL warm-up does not raise it on purpose.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
@@ -73,9 +76,13 @@ class EpochMetrics(NamedTuple):
 
 
 class Trainer(NamedTuple):
-    init: object
-    run_epoch: object
-    evaluate: object
+    """What `make_trainer` returns: init(key=) -> TrainState; run_epoch(state, data,
+    beta, key=) -> (TrainState, EpochMetrics); evaluate(params, data, beta, key=) ->
+    EpochMetrics; and the batches in an epoch."""
+
+    init: Callable[..., TrainState]
+    run_epoch: Callable[..., tuple[TrainState, EpochMetrics]]
+    evaluate: Callable[..., EpochMetrics]
     batches_per_epoch: int
 
 
@@ -88,6 +95,7 @@ def compute_layer_rates(model_config: ModelConfig, train_config: TrainConfig) ->
     params = jax.eval_shape(lambda: init_vae(model_config, key=jax.random.key(0)))
     rates = jax.tree.map(lambda _: 1.0, params)
     if train_config.lr_scaling == "fan-in":
+        assert model_config.features is not None
         rates["encoder"][0]["w"] = min(1.0, model_config.hidden / model_config.features)
     return rates
 
@@ -111,6 +119,179 @@ def _weighted_terms(params, batch, seen, mask, noise, beta, model_config):
     return reconstruction + beta * jnp.sum(kl), (reconstruction, kl, weights @ terms.squared_error)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What an epoch's shapes and updates are fixed by (closed over, not traced)."""
+
+    model_config: ModelConfig
+    optimizer: optax.GradientTransformation
+    frames: int
+    batch_size: int
+    batches: int
+    rows: int  # batch_size padded to a multiple of the devices
+    samples: int
+    input_noise: jax.Array | None  # (features,) the corruption's std; None: no noise
+    batch_sharding: NamedSharding | None
+
+
+class _Carry(NamedTuple):
+    """The scan's state from step to step of an epoch."""
+
+    params: dict
+    opt_state: optax.OptState
+    level: jax.Array
+    spread: jax.Array
+    floor: jax.Array
+    over: jax.Array
+    bad_step: jax.Array
+    bad_kind: jax.Array
+
+
+def _init(plan: _Plan, *, key: jax.Array) -> TrainState:
+    params = init_vae(plan.model_config, key=key)
+    return TrainState(
+        params,
+        plan.optimizer.init(params),
+        epoch=jnp.array(0, jnp.int32),
+        lr_scale=jnp.array(1.0, jnp.float32),
+        loss_level=jnp.array(jnp.nan, jnp.float32),
+        loss_spread=jnp.array(0.0, jnp.float32),
+        loss_floor=jnp.array(jnp.nan, jnp.float32),
+        over=jnp.array(0, jnp.int32),
+    )
+
+
+def _batch_layout(plan: _Plan, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Frame indices and mask (batches, rows) of a shuffled epoch; padding is masked."""
+    frames, batches, batch_size = plan.frames, plan.batches, plan.batch_size
+    order = jax.random.permutation(key, frames)
+    flat = jnp.zeros(batches * batch_size, jnp.int32).at[:frames].set(order)
+    valid = (jnp.arange(batches * batch_size) < frames).astype(jnp.float32)
+    index = flat.reshape(batches, batch_size)
+    mask = valid.reshape(batches, batch_size)
+    if plan.rows > batch_size:
+        index = jnp.pad(index, ((0, 0), (0, plan.rows - batch_size)))
+        mask = jnp.pad(mask, ((0, 0), (0, plan.rows - batch_size)))
+    return index, mask
+
+
+def _gradients(plan: _Plan, params: dict, batch: jax.Array, mask: jax.Array, key, beta):
+    """The loss, its terms and its gradient on one batch (the encoder sees the batch
+    corrupted by input noise; the loss scores the clean batch)."""
+    noise_key, input_key = jax.random.split(key)
+    noise = jax.random.normal(noise_key, (plan.rows, plan.samples, plan.model_config.latent_dim))
+    seen = batch
+    if plan.input_noise is not None:
+        corruption = jax.random.normal(input_key, batch.shape)
+        seen = batch + jnp.reshape(plan.input_noise, (1, -1)) * corruption
+    return jax.value_and_grad(_weighted_terms, has_aux=True)(
+        params, batch, seen, mask, noise, beta, plan.model_config
+    )
+
+
+def _guarded_update(plan: _Plan, carry: _Carry, loss, error, grads, lr_scale, i) -> _Carry:
+    """Apply the update unless the step is non-finite or ends a spike (then record the
+    step and stop updating); track the running level of the squared error."""
+    # A finite squared norm means every gradient entry is finite (and not huge).
+    finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads, squared=True))
+    high = error > carry.floor + SPIKE_FACTOR * (carry.floor + carry.spread)  # never while nan
+    over = jnp.where(high, carry.over + 1, 0)
+    healthy = carry.bad_step < 0
+    spike = healthy & finite & (over >= SPIKE_STEPS)
+    broken = healthy & ~finite
+
+    def apply(operands):
+        grads, params, opt_state, lr_scale = operands
+        updates, opt_state = plan.optimizer.update(grads, opt_state, params)
+        updates = jax.tree.map(lambda u: lr_scale * u, updates)
+        return optax.apply_updates(params, updates), opt_state
+
+    def skip(operands):
+        return operands[1], operands[2]
+
+    params, opt_state = jax.lax.cond(
+        healthy & finite & ~spike, apply, skip, (grads, carry.params, carry.opt_state, lr_scale)
+    )
+    typical = healthy & finite & ~high
+    level, spread = jax.tree.map(
+        lambda new, old: jnp.where(typical, new, old),
+        _update_level(carry.level, carry.spread, error),
+        (carry.level, carry.spread),
+    )
+    floor = jnp.where(jnp.isnan(carry.floor), level, jnp.minimum(carry.floor, level))
+    # a spike is dated to its first high step, or to step 0 when its run of high
+    # steps began in the previous epoch
+    began = jnp.maximum(i - SPIKE_STEPS + 1, 0)
+    bad_step = jnp.where(broken, i, jnp.where(spike, began, carry.bad_step))
+    bad_kind = jnp.where(broken, NON_FINITE, jnp.where(spike, SPIKE, carry.bad_kind))
+    return _Carry(params, opt_state, level, spread, floor, over, bad_step, bad_kind), high
+
+
+def _run_epoch(
+    plan: _Plan, state: TrainState, data: jax.Array, beta: jax.Array, *, key: jax.Array
+) -> tuple[TrainState, EpochMetrics]:
+    """data (frames, features), normalized; key is the run's key, folded with the
+    epoch number here so a resumed run draws exactly what an unbroken one would."""
+    epoch_key = jax.random.fold_in(key, state.epoch)
+    order_key, steps_key = jax.random.split(epoch_key)
+    index, mask = _batch_layout(plan, order_key)
+    step_keys = jax.random.split(steps_key, plan.batches)
+
+    def step(carry: _Carry, inputs):
+        batch_index, batch_mask, step_key, i = inputs
+        batch = data[batch_index]
+        if plan.batch_sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, plan.batch_sharding)
+        (loss, (reconstruction, kl, error)), grads = _gradients(
+            plan, carry.params, batch, batch_mask, step_key, beta
+        )
+        carry, high = _guarded_update(plan, carry, loss, error, grads, state.lr_scale, i)
+        count = jnp.sum(batch_mask)
+        return carry, (loss * count, reconstruction * count, kl * count, high)
+
+    start = _Carry(
+        state.params, state.opt_state, state.loss_level, state.loss_spread, state.loss_floor,
+        state.over, jnp.array(-1, jnp.int32), jnp.array(0, jnp.int32),
+    )  # fmt: skip
+    end, (loss, reconstruction, kl, high) = jax.lax.scan(
+        step, start, (index, mask, step_keys, jnp.arange(plan.batches, dtype=jnp.int32))
+    )
+    frames = plan.frames
+    metrics = EpochMetrics(
+        jnp.sum(loss) / frames,
+        jnp.sum(reconstruction) / frames,
+        jnp.sum(kl, axis=0) / frames,
+        end.bad_step,
+        end.bad_kind,
+        jnp.sum(high, dtype=jnp.int32),
+    )
+    new_state = TrainState(
+        end.params, end.opt_state, state.epoch + 1, state.lr_scale, end.level, end.spread,
+        end.floor, end.over,
+    )  # fmt: skip
+    return new_state, metrics
+
+
+def _evaluate(
+    plan: _Plan, params: dict, data: jax.Array, beta: jax.Array, *, key: jax.Array
+) -> EpochMetrics:
+    """The loss terms on data (frames, features) with fixed draws from `key`, in
+    chunks so memory stays bounded."""
+    model_config = plan.model_config
+    noise = jax.random.normal(key, (data.shape[0], plan.samples, model_config.latent_dim))
+
+    def one(inputs):
+        return compute_loss_terms(params, *inputs, model_config)
+
+    terms = jax.lax.map(one, (data, noise), batch_size=4096)
+    reconstruction = jnp.mean(terms.reconstruction)
+    kl = jnp.mean(terms.kl, axis=0)
+    none = jnp.array(-1, jnp.int32)
+    return EpochMetrics(
+        reconstruction + beta * jnp.sum(kl), reconstruction, kl, none, none, none + 1
+    )
+
+
 def make_trainer(
     model_config: ModelConfig,
     train_config: TrainConfig,
@@ -119,159 +300,45 @@ def make_trainer(
     mesh: Mesh | None = None,
     feature_std: np.ndarray | None = None,
 ) -> Trainer:
-    """A trainer for a training set of `frames` frames. With `mesh` (one axis named
-    "batch"), batches are padded to a multiple of its size and sharded over it.
-    feature_std (features,): the spread of each feature of the data it is given, the
-    unit of train_config.input_noise (None: 1, standardized data)."""
+    """A trainer for a training set of `frames` frames.
+
+    Args:
+        model_config: the network (its `features` set).
+        train_config: batch size, optimizer, samples and input noise.
+        frames: the training frames an epoch runs over.
+        mesh: a mesh with one axis named "batch": batches are padded to a multiple of
+            its size and sharded over it.
+        feature_std: (features,) the spread of each feature of the data it is given,
+            the unit of `train_config.input_noise` (None: 1, standardized data).
+
+    Returns:
+        The trainer's jit-compiled init, run_epoch and evaluate.
+    """
     batch_size = min(train_config.batch_size, frames)
     batches = math.ceil(frames / batch_size)
     shards = 1 if mesh is None else mesh.size
-    rows = math.ceil(batch_size / shards) * shards
-    optimizer = train_config.make_optimizer(
-        batches, layer_rates=compute_layer_rates(model_config, train_config)
-    )
-    samples = train_config.samples
     features = model_config.features
-    input_noise = train_config.input_noise * (
+    noise_unit = (
         jnp.ones(features, jnp.float32)
         if feature_std is None
         else jnp.asarray(feature_std, jnp.float32)
     )
-    batch_sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec("batch"))
-
-    def init(*, key: jax.Array) -> TrainState:
-        params = init_vae(model_config, key=key)
-        return TrainState(
-            params,
-            optimizer.init(params),
-            epoch=jnp.array(0, jnp.int32),
-            lr_scale=jnp.array(1.0, jnp.float32),
-            loss_level=jnp.array(jnp.nan, jnp.float32),
-            loss_spread=jnp.array(0.0, jnp.float32),
-            loss_floor=jnp.array(jnp.nan, jnp.float32),
-            over=jnp.array(0, jnp.int32),
-        )
-
-    def _batch_layout(key):
-        order = jax.random.permutation(key, frames)
-        flat = jnp.zeros(batches * batch_size, jnp.int32).at[:frames].set(order)
-        valid = (jnp.arange(batches * batch_size) < frames).astype(jnp.float32)
-        index = flat.reshape(batches, batch_size)
-        mask = valid.reshape(batches, batch_size)
-        if rows > batch_size:
-            index = jnp.pad(index, ((0, 0), (0, rows - batch_size)))
-            mask = jnp.pad(mask, ((0, 0), (0, rows - batch_size)))
-        return index, mask
-
-    def _apply_update(operands):
-        grads, params, opt_state, lr_scale = operands
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        updates = jax.tree.map(lambda u: lr_scale * u, updates)
-        return optax.apply_updates(params, updates), opt_state
-
-    def _skip_update(operands):
-        _, params, opt_state, _ = operands
-        return params, opt_state
-
-    @jax.jit
-    def run_epoch(
-        state: TrainState, data: jax.Array, beta: jax.Array, *, key: jax.Array
-    ) -> tuple[TrainState, EpochMetrics]:
-        """data (frames, features), normalized; key is the run's key, folded with the
-        epoch number here so a resumed run draws exactly what an unbroken one would."""
-        epoch_key = jax.random.fold_in(key, state.epoch)
-        order_key, steps_key = jax.random.split(epoch_key)
-        index, mask = _batch_layout(order_key)
-        step_keys = jax.random.split(steps_key, batches)
-
-        def step(carry, inputs):
-            params, opt_state, level, spread, floor, over, bad_step, bad_kind = carry
-            batch_index, batch_mask, step_key, i = inputs
-            batch = data[batch_index]
-            if batch_sharding is not None:
-                batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-            noise_key, input_key = jax.random.split(step_key)
-            noise = jax.random.normal(noise_key, (rows, samples, model_config.latent_dim))
-            seen = batch  # the encoder's input; the loss scores the clean batch
-            if train_config.input_noise > 0:
-                corruption = jax.random.normal(input_key, batch.shape)
-                seen = batch + jnp.reshape(input_noise, (1, -1)) * corruption
-            (loss, (reconstruction, kl, error)), grads = jax.value_and_grad(
-                _weighted_terms, has_aux=True
-            )(params, batch, seen, batch_mask, noise, beta, model_config)
-            # A finite squared norm means every gradient entry is finite (and not huge).
-            finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads, squared=True))
-            high = error > floor + SPIKE_FACTOR * (floor + spread)  # never while nan
-            over = jnp.where(high, over + 1, 0)
-            healthy = bad_step < 0
-            spike = healthy & finite & (over >= SPIKE_STEPS)
-            broken = healthy & ~finite
-            params, opt_state = jax.lax.cond(
-                healthy & finite & ~spike,
-                _apply_update,
-                _skip_update,
-                (grads, params, opt_state, state.lr_scale),
-            )
-            typical = healthy & finite & ~high
-            level, spread = jax.tree.map(
-                lambda new, old: jnp.where(typical, new, old),
-                _update_level(level, spread, error),
-                (level, spread),
-            )
-            floor = jnp.where(jnp.isnan(floor), level, jnp.minimum(floor, level))
-            # a spike is dated to its first high step, or to step 0 when its run of high
-            # steps began in the previous epoch
-            began = jnp.maximum(i - SPIKE_STEPS + 1, 0)
-            bad_step = jnp.where(broken, i, jnp.where(spike, began, bad_step))
-            bad_kind = jnp.where(broken, NON_FINITE, jnp.where(spike, SPIKE, bad_kind))
-            count = jnp.sum(batch_mask)
-            carry = (params, opt_state, level, spread, floor, over, bad_step, bad_kind)
-            return carry, (loss * count, reconstruction * count, kl * count, high)
-
-        start = (
-            state.params,
-            state.opt_state,
-            state.loss_level,
-            state.loss_spread,
-            state.loss_floor,
-            state.over,
-            jnp.array(-1, jnp.int32),
-            jnp.array(0, jnp.int32),
-        )
-        (
-            (params, opt_state, level, spread, floor, over, bad_step, bad_kind),
-            (loss, reconstruction, kl, high),
-        ) = jax.lax.scan(
-            step, start, (index, mask, step_keys, jnp.arange(batches, dtype=jnp.int32))
-        )
-        metrics = EpochMetrics(
-            jnp.sum(loss) / frames,
-            jnp.sum(reconstruction) / frames,
-            jnp.sum(kl, axis=0) / frames,
-            bad_step,
-            bad_kind,
-            jnp.sum(high, dtype=jnp.int32),
-        )
-        new_state = TrainState(
-            params, opt_state, state.epoch + 1, state.lr_scale, level, spread, floor, over
-        )
-        return new_state, metrics
-
-    @jax.jit
-    def evaluate(params: dict, data: jax.Array, beta: jax.Array, *, key: jax.Array) -> EpochMetrics:
-        """The loss terms on data (frames, features) with fixed draws from `key`, in
-        chunks so memory stays bounded."""
-        noise = jax.random.normal(key, (data.shape[0], samples, model_config.latent_dim))
-
-        def one(inputs):
-            return compute_loss_terms(params, *inputs, model_config)
-
-        terms = jax.lax.map(one, (data, noise), batch_size=4096)
-        reconstruction = jnp.mean(terms.reconstruction)
-        kl = jnp.mean(terms.kl, axis=0)
-        none = jnp.array(-1, jnp.int32)
-        return EpochMetrics(
-            reconstruction + beta * jnp.sum(kl), reconstruction, kl, none, none, none + 1
-        )
-
-    return Trainer(init, run_epoch, evaluate, batches)
+    plan = _Plan(
+        model_config=model_config,
+        optimizer=train_config.make_optimizer(
+            batches, layer_rates=compute_layer_rates(model_config, train_config)
+        ),
+        frames=frames,
+        batch_size=batch_size,
+        batches=batches,
+        rows=math.ceil(batch_size / shards) * shards,
+        samples=train_config.samples,
+        input_noise=train_config.input_noise * noise_unit if train_config.input_noise > 0 else None,
+        batch_sharding=None if mesh is None else NamedSharding(mesh, PartitionSpec("batch")),
+    )
+    return Trainer(
+        functools.partial(_init, plan),
+        jax.jit(functools.partial(_run_epoch, plan)),
+        jax.jit(functools.partial(_evaluate, plan)),
+        batches,
+    )
