@@ -116,3 +116,23 @@ def model_3d(tmp_path_factory, polymer_files) -> Path:
         read_options=ReadOptions(top=polymer_files / "polymer.pdb"),
     )
     return folder / "model.h5"
+
+
+def run(*args: object):
+    """`vaetraj ARGS...` in this process (typer's CliRunner); returns its Result."""
+    from typer.testing import CliRunner
+
+    from vaetraj.cli.app import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_error(result, code: int, *fragments: str) -> None:
+    """The command failed with exit `code` and one line on stderr, `error: ...`, that
+    holds every fragment (no traceback)."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr  # one line, no traceback
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

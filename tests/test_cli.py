@@ -13,25 +13,7 @@ import h5py
 import mdtraj as md
 import numpy as np
 import pytest
-from conftest import shared, vaetraj_argv
-from typer.testing import CliRunner
-
-from vaetraj.cli.app import app
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_error(result, code: int, *fragments: str) -> None:
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr  # one line, no traceback
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from conftest import assert_error, run, shared, vaetraj_argv
 
 
 def no_outputs(folder: Path) -> bool:
@@ -80,6 +62,7 @@ def test_help_does_not_import_jax():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_align_builtin_polymer_in_empty_folder(workdir):
     result = run("align", "--json")
     assert result.exit_code == 0, result.stderr

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from test_cli import assert_error, run
+from conftest import assert_error, run
 
 from vaetraj.model import DEFAULT_LATENT_DIM
 from vaetraj.pipeline.model import load_model
@@ -23,6 +23,7 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_align_then_train_defaults_to_aligned_h5(workdir, polymer_2d):
     np.save("polymer.npy", polymer_2d)
     assert run("align", "polymer.npy").exit_code == 0
@@ -41,6 +42,7 @@ def test_align_then_train_defaults_to_aligned_h5(workdir, polymer_2d):
     assert_error(run("train", "--epochs", "1", *TINY), 73, "model.h5")
 
 
+@pytest.mark.slow
 def test_train_raw_input_with_kabsch(workdir, polymer_files):
     result = run(
         "train", polymer_files / "polymer.dcd", "--top", polymer_files / "polymer.pdb",
@@ -82,6 +84,7 @@ def test_non_finite_data(workdir, polymer_2d):
     assert_error(run("train", "data.npy", *TINY), 65, "non-finite", "frame 5")
 
 
+@pytest.mark.slow
 def test_resume_checks(workdir, polymer_2d):
     np.save("data.npy", polymer_2d[:100])
     assert_error(run("train", "data.npy", "--resume", *TINY), 66, "model.ckpt.h5")

@@ -12,8 +12,7 @@ import h5py
 import mdtraj as md
 import numpy as np
 import pytest
-from conftest import random_rotation
-from test_cli import assert_error, run
+from conftest import assert_error, random_rotation, run
 
 from vaetraj import align, load_model
 from vaetraj.io.latent import read_latent
@@ -39,6 +38,7 @@ def _ok(result) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_encode_aligns_like_training_and_streams(
     workdir, polymer_npz, polymer_2d, model_2d, monkeypatch
 ):
@@ -65,6 +65,7 @@ def test_encode_aligns_like_training_and_streams(
     assert_error(run("encode", polymer_npz, "-m", model_2d), 73, "latent.h5")
 
 
+@pytest.mark.slow
 def test_encode_is_invariant_to_rigid_motion_kabsch(workdir, polymer_files, polymer_3d, model_3d):
     rng = np.random.default_rng(0)
     moved = polymer_3d @ random_rotation(rng, 3).T + np.array([3.0, -1.0, 2.0])
@@ -87,6 +88,7 @@ def test_encode_is_invariant_to_rigid_motion_kabsch(workdir, polymer_files, poly
     np.testing.assert_allclose(read_latent("a.h5").mean, read_latent("b.h5").mean, atol=2e-4)
 
 
+@pytest.mark.slow
 def test_encode_picks_the_models_atoms_and_checks_names(workdir, polymer_files, polymer_3d):
     top = polymer_files / "polymer.pdb"
     dcd = polymer_files / "polymer.dcd"
@@ -175,6 +177,7 @@ def test_decode_inputs_and_errors(workdir, polymer_npz, model_2d):
     assert not (workdir / "w.npz").exists()
 
 
+@pytest.mark.slow
 def test_sample_is_seeded_checked_and_written(workdir, model_2d):
     first = _ok(run("sample", "-n", "64", "--seed", "3", "-m", model_2d, "-o", "a.npz", "--json"))
     _ok(run("sample", "-n", "64", "--seed", "3", "-m", model_2d, "-o", "b.npz", "--json"))
@@ -268,6 +271,7 @@ def test_coordinates_beyond_float32_are_refused_and_far_float32_warns(
     assert result.exit_code == 0 and "warning" not in result.stderr
 
 
+@pytest.mark.slow
 def test_optimize_reports_and_writes_the_best_plausible(workdir, model_2d):
     record = _ok(
         run(
@@ -359,6 +363,7 @@ def test_optimize_bad_inputs(workdir, model_2d):
     assert not (workdir / "optimized.npz").exists()
 
 
+@pytest.mark.slow
 def test_trust_region_keeps_restarts_in_the_density(model_2d):
     from vaetraj.pipeline.optimize import OptimizeConfig, optimize
 
@@ -372,6 +377,7 @@ def test_trust_region_keeps_restarts_in_the_density(model_2d):
     )
 
 
+@pytest.mark.slow
 def test_evaluate_against_known_answers(workdir, polymer_npz, polymer_2d, model_2d):
     record = _ok(run("evaluate", polymer_npz, "-m", model_2d, "-k", "16", "--json"))
     model = load_model(model_2d)
@@ -411,6 +417,7 @@ def test_evaluate_against_known_answers(workdir, polymer_npz, polymer_2d, model_
     assert own["w1_pairwise_mean"] < 0.1
 
 
+@pytest.mark.slow
 def test_plot_and_demo(workdir, polymer_npz, model_2d):
     shutil.copy(model_2d, "model.h5")
     _ok(run("align", polymer_npz, "--json"))
@@ -453,6 +460,7 @@ def test_a_model_without_per_term_geometry_is_not_judged(workdir, model_2d):
     assert any("retrain" in note for note in report["notes"])
 
 
+@pytest.mark.slow
 def test_optimize_from_training_frames_says_how_new_its_answer_is(workdir, polymer_2d, model_2d):
     """Every restart from the data (--data-starts 1), and the RMSD to the nearest training
     frame recomputed with a NumPy Kabsch superposition."""

@@ -265,6 +265,7 @@ def _check_damages(fmt: str, files: Path, tmp_path: Path, *, harmless: bool) -> 
 
 
 @pytest.mark.parametrize("fmt", list(SOURCES))
+@pytest.mark.slow
 def test_every_damaged_field_is_one_line_and_exit_65(files, tmp_path, fmt):
     _check_damages(fmt, files, tmp_path, harmless=False)
 
@@ -321,6 +322,7 @@ def _csv_damages(path: Path) -> list[tuple[str, Callable[[list], None], bool]]:
 
 
 @pytest.mark.parametrize("suffix", ["npz", "csv"])
+@pytest.mark.slow
 def test_damaged_latent_npz_and_csv_are_one_line_and_exit_65(files, tmp_path, suffix):
     source = files / f"latent.{suffix}"
     damaged = tmp_path / f"damaged.{suffix}"

@@ -31,6 +31,7 @@ def assert_png(path: Path) -> None:
     assert path.stat().st_size > 5_000, path  # a drawn figure, not an empty canvas
 
 
+@pytest.mark.slow
 def test_polymer_chapter_on_the_builtin_polymer(tmp_path):
     example = load_example("polymer_chapter")
     out = tmp_path / "polymer"
@@ -54,7 +55,9 @@ def test_polymer_chapter_on_the_builtin_polymer(tmp_path):
     optimized = np.load(out / "optimized.npz")["arr"][0]
     centred = optimized - optimized.mean(axis=0)
     assert np.sqrt((centred**2).sum(-1).mean()) == pytest.approx(results["optimized_rg"], abs=1e-4)
-    assert 0 <= results["sample_plausible_fraction"] <= 1
+    # the decoder's samples pass the geometry check the MD frames pass, about as often
+    assert results["sample_plausible_fraction"] >= 0.5 * results["data_plausible_fraction"]
+    assert results["optimized_plausible"] is True
     assert (out / "samples.pdb").stat().st_size > 0
 
 
@@ -62,6 +65,7 @@ def test_polymer_chapter_on_the_builtin_polymer(tmp_path):
     not (SHARED_DATA / "alanine-dipeptide" / "ala2.dcd").exists(),
     reason="the alanine-dipeptide data (../shared/data) are not here",
 )
+@pytest.mark.slow
 def test_alanine_dipeptide_latent_space_separates_the_basins(tmp_path):
     import mdtraj as md
 
@@ -91,6 +95,7 @@ def test_basins_of_known_dihedrals():
     np.testing.assert_array_equal(example.basins_of(phi, psi), [1, 0, 2, 0])
 
 
+@pytest.mark.slow
 def test_textbook_vaes_reproduce_the_beta_experiment(tmp_path):
     example = load_example("textbook_vaes")
     out = tmp_path / "textbook"
@@ -109,6 +114,7 @@ def test_textbook_vaes_reproduce_the_beta_experiment(tmp_path):
     assert regression["w1_samples_vs_data"] < 0.4
 
 
+@pytest.mark.slow
 def test_rotation_curves_physics_and_latent_parameters(tmp_path):
     example = load_example("rotation_curves")
     # the disc + NFW velocities against closed forms: a point mass far outside the disc,
@@ -133,6 +139,7 @@ def test_rotation_curves_physics_and_latent_parameters(tmp_path):
     assert results["full"]["mean_abs_posterior_correlation"] > 0.05
 
 
+@pytest.mark.slow
 def test_aevb_toy_autoencoder_cannot_generate(tmp_path):
     example = load_example("aevb_toy")
     out = tmp_path / "toy"

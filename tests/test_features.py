@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_cli import assert_error, run
+from conftest import assert_error, run
 
 from vaetraj import ModelConfig, TrainConfig, load_model, train_features
 from vaetraj.errors import BadInputError, UsageError
@@ -49,6 +49,7 @@ def test_categorical_decoder_gives_probabilities():
     np.testing.assert_allclose(float(mean.sum()), 1.0, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_train_features_reconstructs_classes_and_decodes_tables():
     table, labels = _one_hot(600)
     model, report = train_features(
@@ -108,6 +109,7 @@ def class_model(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_cli_encode_sample_decode_feature_tables(class_model, tmp_path):
     folder = class_model
     model = load_model(folder / "classes.h5")

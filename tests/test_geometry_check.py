@@ -136,6 +136,7 @@ def _chains(frames: int, beads: int, dims: int, seed: int) -> np.ndarray:
     return xyz.astype(np.float32)
 
 
+@pytest.mark.slow
 def test_check_frame_windows_and_held_out_pass_rate():
     xyz = _chains(600, 10, 3, seed=1)
     stats = compute_data_stats(xyz[:500], None, None, held_out=xyz[500:])
@@ -159,6 +160,7 @@ def test_check_frame_windows_and_held_out_pass_rate():
     assert bool(verdict.plausible)
 
 
+@pytest.mark.slow
 def test_refinement_restores_bonds_contacts_and_handedness():
     xyz = _chains(400, 10, 3, seed=2)
     data_mean_bond = float(np.linalg.norm(xyz[:, 1:] - xyz[:, :-1], axis=-1).mean())
@@ -185,6 +187,7 @@ def test_refinement_restores_bonds_contacts_and_handedness():
     assert before.mean_bond.mean() < tight_bond < after.mean_bond.mean()
 
 
+@pytest.mark.slow
 def test_refinement_keeps_a_stereocentre_and_the_check_sees_a_flip():
     rng = np.random.default_rng(3)
     # atom 0 bonded to 1, 2, 3 (a tetrahedral centre) and 3 bonded to 4

@@ -202,6 +202,7 @@ def test_em_recovers_a_known_mixture_and_its_density_matches_scipy():
     assert int(fit.iterations) > 2
 
 
+@pytest.mark.slow
 def test_mixture_samples_follow_the_mixture():
     mixture = GaussianMixture(
         jnp.array([0.25, 0.75]),

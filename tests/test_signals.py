@@ -85,7 +85,7 @@ def test_a_second_run_on_the_same_model_is_refused_naming_the_first(tmp_path, mo
     deleted it under the second. Now the second is refused at the start (73)."""
     import os
 
-    from test_cli import assert_error, run
+    from conftest import assert_error, run
 
     from vaetraj.io._atomic import run_lock
 
@@ -103,7 +103,7 @@ def test_a_second_run_on_the_same_model_is_refused_naming_the_first(tmp_path, mo
 def test_stale_temporaries_of_killed_runs_are_removed_with_a_warning(tmp_path, polymer_2d):
     import os
 
-    from test_cli import run
+    from conftest import run
 
     np.save(tmp_path / "data.npy", polymer_2d)
     dead = tmp_path / ".aligned.h5.999999999.abcd.tmp"  # no such PID

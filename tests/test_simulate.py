@@ -67,6 +67,7 @@ def test_forces_match_finite_differences(dims):
     np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_equilibrium_temperature():
     """Langevin dynamics keeps the kinetic temperature at kT (equipartition)."""
     from vaetraj.simulate import langevin_baoab

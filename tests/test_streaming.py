@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from vaetraj import ReadOptions, Trajectory, load_trajectory
 
@@ -57,6 +58,7 @@ def _peak(path, output):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_align_memory_stays_bounded(tmp_path):
     """A 330 MB trajectory aligns within a fixed memory budget over a small one."""
     rng = np.random.default_rng(0)

@@ -51,6 +51,7 @@ def test_epoch_compiles_once_including_the_ragged_batch_and_beta_changes():
     assert trainer.batches_per_epoch == 4
 
 
+@pytest.mark.slow
 def test_two_states_separate_in_latent_space():
     rng = np.random.default_rng(0)
     xyz, state = _two_states(rng)
@@ -66,6 +67,7 @@ def test_two_states_separate_in_latent_space():
     assert model.history["loss"][-1] < model.history["loss"][0]
 
 
+@pytest.mark.slow
 def test_interrupt_writes_checkpoint_and_resume_is_exact(tmp_path):
     rng = np.random.default_rng(0)
     xyz, _ = _two_states(rng, 200)
@@ -90,6 +92,7 @@ def test_interrupt_writes_checkpoint_and_resume_is_exact(tmp_path):
     np.testing.assert_array_equal(reference.history["loss"], resumed.history["loss"])
 
 
+@pytest.mark.slow
 def test_a_swallowed_sigterm_still_stops_training_at_the_epoch_end(tmp_path):
     """A KeyboardInterrupt raised inside a __del__ or weakref callback is printed and
     ignored by Python; the stop request the signal handler records must still stop."""
@@ -143,6 +146,7 @@ def test_non_finite_loss_stops_with_last_good_parameters(tmp_path):
             assert np.isfinite(handle[f"state/params/decoder/{name}/w"][()]).all()
 
 
+@pytest.mark.slow
 def test_data_parallel_matches_one_device():
     """Two host devices (a batch sharded over both) give one device's loss curve."""
     script = textwrap.dedent(
@@ -226,6 +230,7 @@ def _wait_for_epoch(checkpoint: Path, epoch: int, process, timeout=120) -> None:
 
 
 @pytest.mark.parametrize("how", ["kill-9", "sigterm"])
+@pytest.mark.slow
 def test_killed_cli_run_resumes_to_the_uninterrupted_parameters(tmp_path, how):
     rng = np.random.default_rng(0)
     xyz, _ = _two_states(rng, 200)

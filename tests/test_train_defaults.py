@@ -44,6 +44,7 @@ def _old_fails(xyz: np.ndarray, **settings) -> None:
         train(xyz, LATENT_1, TrainConfig(**{**settings, **OLD, "seed": 1}))
 
 
+@pytest.mark.slow
 def test_case1_a_short_stretch_of_a_large_chain():
     """98 frames of a 214-atom chain (642 features), latent 1: the old settings leave
     the decoder returning the mean structure; the defaults explain most of it."""
@@ -60,6 +61,7 @@ def test_case1_a_short_stretch_of_a_large_chain():
     [(two_state_path, "principal"), (hinge_path, "kabsch")],
     ids=["two-state", "hinge"],
 )
+@pytest.mark.slow
 def test_cases2_3_a_transition_path_is_ordered_by_the_latent(make, method):
     """A transition between two conformations (case 2) and a two-domain opening with
     Kabsch alignment (case 3, the protein transition): the 1D latent orders the frames
@@ -73,6 +75,7 @@ def test_cases2_3_a_transition_path_is_ordered_by_the_latent(make, method):
     assert report.explained_variance_train >= min(0.8, report.pca_explained_variance)
 
 
+@pytest.mark.slow
 def test_case4_a_rate_far_too_high_recovers_or_fails_cleanly(tmp_path, polymer_2d):
     """--lr 1.0 used to end with exit 0 and a dead model; now the run is rolled back to
     a working one, or it ends with exit 3 and one line saying what to try."""
@@ -101,6 +104,7 @@ def test_case4_a_rate_far_too_high_recovers_or_fails_cleanly(tmp_path, polymer_2
         assert "does not work" in errors[0] or "diverged" in errors[0]
 
 
+@pytest.mark.slow
 def test_case5_validation_stays_within_1_5x_of_training(polymer_2d):
     """The demo's setting (the built-in polymer, latent 4): the old settings fit the
     training frames 3x better than held-out blocks; the defaults generalize."""

@@ -63,6 +63,7 @@ def test_a_spike_whose_high_steps_began_in_the_previous_epoch_is_still_caught():
     assert int(metrics.bad_kind) == SPIKE and int(metrics.bad_step) == 0
 
 
+@pytest.mark.slow
 def test_the_guard_watches_the_squared_error_whatever_the_likelihoods_offset():
     """Two Gaussian likelihoods that differ only in their fixed std: same parameters,
     same decoded means, losses far apart (the std's log and its 1/std^2). The level the
@@ -171,6 +172,7 @@ def spike_at_epoch_three(monkeypatch):
     monkeypatch.setattr(train_module, "make_trainer", make)
 
 
+@pytest.mark.slow
 def test_a_bad_epoch_is_rolled_back_to_the_last_clean_one_at_half_the_rate(
     spike_at_epoch_three,
 ):
@@ -189,6 +191,7 @@ def test_a_bad_epoch_is_rolled_back_to_the_last_clean_one_at_half_the_rate(
     assert report.status == "ok" and report.explained_variance_train > 0.5
 
 
+@pytest.mark.slow
 def test_resume_after_a_recovery_is_exact(spike_at_epoch_three, tmp_path):
     xyz = _chain()
     config = TrainConfig(epochs=6, batch_size=32, lr=1e-2, warmup_epochs=0, checkpoint_every=0)
@@ -213,6 +216,7 @@ def test_resume_after_a_recovery_is_exact(spike_at_epoch_three, tmp_path):
     np.testing.assert_array_equal(reference.history["loss"], resumed.history["loss"])
 
 
+@pytest.mark.slow
 def test_a_new_lr_on_resume_replaces_the_lowered_rate(spike_at_epoch_three, tmp_path):
     xyz = _chain()
     config = TrainConfig(epochs=6, batch_size=32, lr=1e-2, warmup_epochs=0, checkpoint_every=0)
@@ -250,6 +254,7 @@ def test_a_run_that_cannot_recover_stops_with_the_last_good_state(tmp_path):
             assert np.isfinite(handle[f"state/params/decoder/{name}/w"][()]).all()
 
 
+@pytest.mark.slow
 def test_a_model_that_explains_nothing_is_a_failed_training():
     """The textbook's rate without the fan-in rule kills this 600-feature chain in its
     first steps: the decoder returns the mean structure whatever z is (issue case 1)."""
@@ -270,6 +275,7 @@ def test_a_model_that_explains_nothing_is_a_failed_training():
     assert report.decoded_variance < 0.05 and report.pca_explained_variance > 0.9
 
 
+@pytest.mark.slow
 def test_cli_writes_a_dead_model_for_inspection_and_exits_3(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(0)

@@ -58,6 +58,7 @@ def test_rg_objective_matches_mdtraj():
     assert float(weighted(jnp.asarray(xyz))) == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_distance_end_to_end_and_rmsd_objectives():
     rng = np.random.default_rng(3)
     xyz = rng.normal(size=(8, 3)).astype(np.float32)
@@ -121,6 +122,7 @@ def test_log_likelihood_is_a_normalized_gaussian(likelihood):
     assert float(ours) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_importance_weighted_bound_converges_to_the_marginal_likelihood():
     """In 1D latent, log p(x) = log E_{z ~ N(0,1)} p(x|z) by quadrature is the answer;
     the IWAE bound rises with K towards it and stays below it."""
