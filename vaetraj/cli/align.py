@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -26,39 +27,81 @@ def _parse_reference(text: str | None) -> int | str | None:
         return text
 
 
-def align_command(
-    inputs: list[Path] | None = typer.Argument(
-        None,
+InputsArg = Annotated[
+    list[Path] | None,
+    typer.Argument(
         metavar="[INPUT]...",
         help="Trajectory files, concatenated in order. None: the built-in polymer.",
     ),
-    output: Path = typer.Option(
-        Path("aligned.h5"), "-o", "--output", help="Aligned .h5 file to write."
-    ),
-    method: Method = typer.Option(
-        Method.principal,
+]
+
+OutputArg = Annotated[
+    Path,
+    typer.Option("-o", "--output", help="Aligned .h5 file to write."),
+]
+
+MethodArg = Annotated[
+    Method,
+    typer.Option(
         "--method",
         help="principal: principal axes; kabsch: superpose on a reference; none: centre only.",
     ),
-    reference: str | None = typer.Option(
-        None,
+]
+
+ReferenceArg = Annotated[
+    str | None,
+    typer.Option(
         "--reference",
         help="kabsch: frame INDEX, 'mean' (iterate to the average), or a structure FILE. Default: frame 0.",
     ),
-    top: Path | None = typer.Option(
-        None, "--top", help="Topology (PDB, ...) for formats without one."
+]
+
+TopArg = Annotated[
+    Path | None,
+    typer.Option("--top", help="Topology (PDB, ...) for formats without one."),
+]
+
+SelectArg = Annotated[
+    str | None,
+    typer.Option("--select", help="mdtraj selection, e.g. 'name CA' or 'not element H'."),
+]
+
+StrideArg = Annotated[
+    int,
+    typer.Option("--stride", min=1, help="Keep every Nth frame of each file."),
+]
+
+KeyArg = Annotated[
+    str | None,
+    typer.Option("--key", help="Array name in an .npz holding several."),
+]
+
+EqualMassesArg = Annotated[
+    bool,
+    typer.Option(
+        "--equal-masses", help="Weight all atoms alike even when the topology gives masses."
     ),
-    select: str | None = typer.Option(
-        None, "--select", help="mdtraj selection, e.g. 'name CA' or 'not element H'."
+]
+
+AllowPartialArg = Annotated[
+    bool,
+    typer.Option(
+        "--allow-partial", help="Keep the whole frames of a file that ends inside a frame."
     ),
-    stride: int = typer.Option(1, "--stride", min=1, help="Keep every Nth frame of each file."),
-    key: str | None = typer.Option(None, "--key", help="Array name in an .npz holding several."),
-    equal_masses: bool = typer.Option(
-        False, "--equal-masses", help="Weight all atoms alike even when the topology gives masses."
-    ),
-    allow_partial: bool = typer.Option(
-        False, "--allow-partial", help="Keep the whole frames of a file that ends inside a frame."
-    ),
+]
+
+
+def align_command(
+    inputs: InputsArg = None,
+    output: OutputArg = Path("aligned.h5"),
+    method: MethodArg = Method.principal,
+    reference: ReferenceArg = None,
+    top: TopArg = None,
+    select: SelectArg = None,
+    stride: StrideArg = 1,
+    key: KeyArg = None,
+    equal_masses: EqualMassesArg = False,
+    allow_partial: AllowPartialArg = False,
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,

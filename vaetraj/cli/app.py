@@ -15,9 +15,11 @@ from vaetraj.cli.demo import demo_command
 from vaetraj.cli.encode import encode_command
 from vaetraj.cli.evaluate import evaluate_command
 from vaetraj.cli.generate import decode_command, sample_command
+from vaetraj.cli.optimize import HELP as optimize_help
 from vaetraj.cli.optimize import optimize_command
 from vaetraj.cli.plot import plot_command
 from vaetraj.cli.simulate import simulate_app
+from vaetraj.cli.train import HELP as train_help
 from vaetraj.cli.train import train_command
 
 app = typer.Typer(
@@ -30,11 +32,11 @@ app = typer.Typer(
 )
 app.command("demo")(demo_command)
 app.command("align")(align_command)
-app.command("train")(train_command)
+app.command("train", help=train_help)(train_command)
 app.command("encode")(encode_command)
 app.command("decode")(decode_command)
 app.command("sample")(sample_command)
-app.command("optimize")(optimize_command)
+app.command("optimize", help=optimize_help)(optimize_command)
 app.command("evaluate")(evaluate_command)
 app.command("plot")(plot_command)
 app.add_typer(simulate_app, name="simulate")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -22,122 +23,193 @@ class Direction(str, Enum):
     max = "max"
 
 
-def optimize_command(
-    objective: str = typer.Option(
-        "rg", "--objective", help="rg, end-to-end, distance (--group-a/--group-b) or rmsd."
+ObjectiveArg = Annotated[
+    str,
+    typer.Option("--objective", help="rg, end-to-end, distance (--group-a/--group-b) or rmsd."),
+]
+
+DirectionArg = Annotated[
+    Direction,
+    typer.Option("--direction", help="Minimize or maximize the objective (without --target)."),
+]
+
+TargetArg = Annotated[
+    float | None,
+    typer.Option("--target", help="Reach this value instead of minimizing or maximizing."),
+]
+
+OutputArg = Annotated[
+    Path,
+    typer.Option(
+        "-o", "--output", help="Best structure: .npz, .h5 or any mdtraj format (.pdb, ...)."
     ),
-    direction: Direction = typer.Option(
-        Direction.min, "--direction", help="Minimize or maximize the objective (without --target)."
-    ),
-    target: float | None = typer.Option(
-        None, "--target", help="Reach this value instead of minimizing or maximizing."
-    ),
-    model: Path = ModelOption,
-    output: Path = typer.Option(
-        Path("optimized.npz"),
-        "-o",
-        "--output",
-        help="Best structure: .npz, .h5 or any mdtraj format (.pdb, ...).",
-    ),
-    restarts: int = typer.Option(64, "--restarts", help="Starting points, optimized at once."),
-    steps: int = typer.Option(500, "--steps", help="Adam steps (a multiple of 10)."),
-    lr: float = typer.Option(0.05, "--lr", help="Adam learning rate in latent units."),
-    trust_weight: float = typer.Option(
-        10.0,
+]
+
+RestartsArg = Annotated[
+    int,
+    typer.Option("--restarts", help="Starting points, optimized at once."),
+]
+
+StepsArg = Annotated[
+    int,
+    typer.Option("--steps", help="Adam steps (a multiple of 10)."),
+]
+
+LrArg = Annotated[
+    float,
+    typer.Option("--lr", help="Adam learning rate in latent units."),
+]
+
+TrustWeightArg = Annotated[
+    float,
+    typer.Option(
         "--trust-weight",
         help="Weight of the latent-density penalty (0: plain descent, the textbook's).",
     ),
-    trust_quantile: float = typer.Option(
-        0.01,
+]
+
+TrustQuantileArg = Annotated[
+    float,
+    typer.Option(
         "--trust-quantile",
         help="The trust region is log p(z) above this quantile of the density's own draws.",
     ),
-    group_a: str | None = typer.Option(
-        None, "--group-a", help="Selection of the first group (--objective distance)."
-    ),
-    group_b: str | None = typer.Option(
-        None, "--group-b", help="Selection of the second group (--objective distance)."
-    ),
-    target_structure: Path | None = typer.Option(
-        None, "--target-structure", help="Structure file (--objective rmsd)."
-    ),
-    top: Path | None = typer.Option(None, "--top", help="Topology for --target-structure."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the starting points."),
-    data_starts: float = typer.Option(
-        0.5,
+]
+
+GroupAArg = Annotated[
+    str | None,
+    typer.Option("--group-a", help="Selection of the first group (--objective distance)."),
+]
+
+GroupBArg = Annotated[
+    str | None,
+    typer.Option("--group-b", help="Selection of the second group (--objective distance)."),
+]
+
+TargetStructureArg = Annotated[
+    Path | None,
+    typer.Option("--target-structure", help="Structure file (--objective rmsd)."),
+]
+
+TopArg = Annotated[
+    Path | None,
+    typer.Option("--top", help="Topology for --target-structure."),
+]
+
+SeedArg = Annotated[
+    int,
+    typer.Option("--seed", help="Seed of the starting points."),
+]
+
+DataStartsArg = Annotated[
+    float,
+    typer.Option(
         "--data-starts",
         help="Share of restarts that start at the training frames scoring best on the "
         "objective (the rest are density draws).",
     ),
-    refine: bool = RefineOption,
-    tether_width: float = typer.Option(
-        1.0,
+]
+
+TetherWidthArg = Annotated[
+    float,
+    typer.Option(
         "--tether-width",
         help="How far refinement may move a candidate, in units of the decoder's own "
         "per-atom error (sample's refinement uses 3).",
     ),
-    data: Path | None = typer.Option(
-        None,
+]
+
+DataArg = Annotated[
+    Path | None,
+    typer.Option(
         "--data",
         help="The aligned training file, for the RMSD to the nearest training frame "
         "(default: the file the model was trained from, if still there).",
     ),
+]
+
+
+HELP = """Find structures that optimize an objective, by gradient descent in latent space.
+
+Every restart runs in one compiled loop; the latent density keeps them where the
+decoder is trustworthy. Half the restarts start at the training frames that score
+best. Every candidate is refined to the training data's local geometry, and the
+best one that passes the geometry check (bonds, angles, contacts, handedness) is
+written.
+
+Examples:
+
+  vaetraj optimize --objective rg              # most compact -> optimized.npz
+
+  vaetraj optimize --objective distance --group-a "index 0" --group-b "index 11" --direction max -o far.pdb
+"""
+
+
+def optimize_command(
+    objective: ObjectiveArg = "rg",
+    direction: DirectionArg = Direction.min,
+    target: TargetArg = None,
+    model: Path = ModelOption,
+    output: OutputArg = Path("optimized.npz"),
+    restarts: RestartsArg = 64,
+    steps: StepsArg = 500,
+    lr: LrArg = 0.05,
+    trust_weight: TrustWeightArg = 10.0,
+    trust_quantile: TrustQuantileArg = 0.01,
+    group_a: GroupAArg = None,
+    group_b: GroupBArg = None,
+    target_structure: TargetStructureArg = None,
+    top: TopArg = None,
+    seed: SeedArg = 0,
+    data_starts: DataStartsArg = 0.5,
+    refine: bool = RefineOption,
+    tether_width: TetherWidthArg = 1.0,
+    data: DataArg = None,
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:
-    """Find structures that optimize an objective, by gradient descent in latent space.
+    """`vaetraj optimize`: see HELP."""
+    options = dict(locals())
+    run_command(lambda: _optimize(options), json_output=json_output, debug=debug)
 
-    Every restart runs in one compiled loop; the latent density keeps them where the
-    decoder is trustworthy. Half the restarts start at the training frames that score
-    best. Every candidate is refined to the training data's local geometry, and the
-    best one that passes the geometry check (bonds, angles, contacts, handedness) is
-    written.
 
-    Examples:
+def _optimize(o: dict) -> dict[str, Any]:
+    from vaetraj.pipeline.optimize import OptimizeConfig, optimize_file
 
-      vaetraj optimize --objective rg              # most compact -> optimized.npz
+    config = OptimizeConfig(
+        objective=o["objective"],
+        direction=o["direction"].value,
+        target=o["target"],
+        restarts=o["restarts"],
+        steps=o["steps"],
+        learning_rate=o["lr"],
+        trust_weight=o["trust_weight"],
+        trust_quantile=o["trust_quantile"],
+        seed=o["seed"],
+        refine=o["refine"],
+        tether_width=o["tether_width"],
+        data_starts=o["data_starts"],
+    )
+    group_a, group_b = o["group_a"], o["group_b"]
+    groups = None
+    if group_a is not None or group_b is not None:
+        if group_a is None or group_b is None:
+            from vaetraj.errors import UsageError
 
-      vaetraj optimize --objective distance --group-a "index 0" --group-b "index 11" --direction max -o far.pdb
-    """
-
-    def body():
-        from vaetraj.pipeline.optimize import OptimizeConfig, optimize_file
-
-        config = OptimizeConfig(
-            objective=objective,
-            direction=direction.value,
-            target=target,
-            restarts=restarts,
-            steps=steps,
-            learning_rate=lr,
-            trust_weight=trust_weight,
-            trust_quantile=trust_quantile,
-            seed=seed,
-            refine=refine,
-            tether_width=tether_width,
-            data_starts=data_starts,
-        )
-        groups = None
-        if group_a is not None or group_b is not None:
-            if group_a is None or group_b is None:
-                from vaetraj.errors import UsageError
-
-                raise UsageError("--group-a and --group-b go together")
-            groups = (group_a, group_b)
-        report = optimize_file(
-            model,
-            output,
-            config,
-            groups=groups,
-            target_structure=target_structure,
-            top=top,
-            data=data,
-            overwrite=overwrite,
-        )
-        return finish_report(report, json_output=json_output, print_summary=_print_summary)
-
-    run_command(body, json_output=json_output, debug=debug)
+            raise UsageError("--group-a and --group-b go together")
+        groups = (group_a, group_b)
+    report = optimize_file(
+        o["model"],
+        o["output"],
+        config,
+        groups=groups,
+        target_structure=o["target_structure"],
+        top=o["top"],
+        data=o["data"],
+        overwrite=o["overwrite"],
+    )
+    return finish_report(report, json_output=o["json_output"], print_summary=_print_summary)
 
 
 def _print_summary(report) -> None:
@@ -167,30 +239,7 @@ def _print_summary(report) -> None:
     if report.nearest_frame_rmsd is not None:
         rows.append(("nearest training frame", f"RMSD {report.nearest_frame_rmsd:.4g} {units}"))
     if report.plausible is not None:
-        failing = [kind for kind, failed in report.failures.items() if failed]
-        rows.append(
-            (
-                "geometry check",
-                ("pass" if report.plausible else f"FAIL ({', '.join(failing)})")
-                + f" ({report.plausible_candidates} of {report.candidates} candidates pass)",
-            )
-        )
-        if report.refined:
-            rows.append(
-                (
-                    "refined",
-                    f"moved {report.moved:.3g} {units} RMSD (tether "
-                    f"{report.tether_width:g}x the decoder's error)",
-                )
-            )
-        rows.append(
-            (
-                "bonds",
-                f"{report.min_bond:.3g} to {report.max_bond:.3g}, mean {report.mean_bond:.3g} "
-                f"(training frames' mean {report.train_mean_bond:.3g}); closest non-bonded "
-                f"{report.closest_nonbonded:.3g}",
-            )
-        )
+        rows += _geometry_rows(report)
     rows += [
         (
             "trust region",
@@ -207,3 +256,34 @@ def _print_summary(report) -> None:
         ("wall time", f"{report.wall_time_s:.1f} s"),
     ]
     print_table("vaetraj optimize", rows)
+
+
+def _geometry_rows(report) -> list[tuple[str, str]]:
+    """The best structure's geometry check, refinement and bonds."""
+    units = report.units
+    rows: list[tuple[str, str]] = []
+    failing = [kind for kind, failed in report.failures.items() if failed]
+    rows.append(
+        (
+            "geometry check",
+            ("pass" if report.plausible else f"FAIL ({', '.join(failing)})")
+            + f" ({report.plausible_candidates} of {report.candidates} candidates pass)",
+        )
+    )
+    if report.refined:
+        rows.append(
+            (
+                "refined",
+                f"moved {report.moved:.3g} {units} RMSD (tether "
+                f"{report.tether_width:g}x the decoder's error)",
+            )
+        )
+    rows.append(
+        (
+            "bonds",
+            f"{report.min_bond:.3g} to {report.max_bond:.3g}, mean {report.mean_bond:.3g} "
+            f"(training frames' mean {report.train_mean_bond:.3g}); closest non-bonded "
+            f"{report.closest_nonbonded:.3g}",
+        )
+    )
+    return rows

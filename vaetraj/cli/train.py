@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from vaetraj.cli._options import DebugOption, JsonOption, OverwriteOption
 from vaetraj.cli._runtime import finish_report, print_table, progress_bar, run_command
 from vaetraj.cli.align import Method, _parse_reference
+
+HELP = """Train a beta-VAE on aligned frames and write the model file.
+
+Checkpoints are written every --checkpoint-every epochs and on Ctrl-C or SIGTERM
+(exit 75); the same command with --resume continues exactly where it stopped.
+
+Examples:
+
+  vaetraj align && vaetraj train                 # aligned.h5 -> model.h5
+
+  vaetraj train long_paths.npz --epochs 250 --latent-dim 2 -o polymer.h5
+
+  vaetraj train ala2.dcd --top ala2.pdb --method kabsch --select "not element H"
+
+  vaetraj train classes.npy --features --likelihood categorical --latent-dim 1
+"""
 
 
 class Activation(str, Enum):
@@ -55,232 +73,362 @@ class Keep(str, Enum):
     last = "last"
 
 
-def train_command(
-    inputs: list[Path] | None = typer.Argument(
-        None,
+InputsArg = Annotated[
+    list[Path] | None,
+    typer.Argument(
         metavar="[DATA]...",
         help="An aligned .h5 (default aligned.h5), or trajectory files aligned first "
         "with the --method/--reference/--select options of `align`.",
     ),
-    output: Path = typer.Option(Path("model.h5"), "-o", "--output", help="Model .h5 to write."),
-    latent_dim: int | None = typer.Option(
-        None,
+]
+
+OutputArg = Annotated[
+    Path,
+    typer.Option("-o", "--output", help="Model .h5 to write."),
+]
+
+LatentDimArg = Annotated[
+    int | None,
+    typer.Option(
         "--latent-dim",
         help="Latent dimensions [default: 4; fewer for an input of at most 4 features; "
         "the textbook's is 2].",
         show_default=False,
     ),
-    hidden: int = typer.Option(256, "--hidden", help="Units per hidden layer."),
-    layers: int = typer.Option(
-        4, "--layers", help="Weight layers per network, as the textbook counts: 4 = 3 hidden."
+]
+
+HiddenArg = Annotated[
+    int,
+    typer.Option("--hidden", help="Units per hidden layer."),
+]
+
+LayersArg = Annotated[
+    int,
+    typer.Option(
+        "--layers", help="Weight layers per network, as the textbook counts: 4 = 3 hidden."
     ),
-    activation: Activation = typer.Option(
-        Activation.relu, "--activation", help="Hidden-layer activation."
-    ),
-    likelihood: Likelihood = typer.Option(
-        Likelihood.mse,
+]
+
+ActivationArg = Annotated[
+    Activation,
+    typer.Option("--activation", help="Hidden-layer activation."),
+]
+
+LikelihoodArg = Annotated[
+    Likelihood,
+    typer.Option(
         "--likelihood",
         help="mse: sum of squared errors; gaussian: fixed --decoder-std; gaussian-learned: "
         "the decoder predicts a std per feature; categorical: one-hot rows (with --features).",
     ),
-    decoder_std: float = typer.Option(
-        1.0, "--decoder-std", help="Decoder std for --likelihood gaussian (normalized units)."
-    ),
-    posterior: Posterior = typer.Option(
-        Posterior.diagonal, "--posterior", help="diagonal, or full (Cholesky) covariance."
-    ),
-    input_noise: float = typer.Option(
-        0.5,
+]
+
+DecoderStdArg = Annotated[
+    float,
+    typer.Option("--decoder-std", help="Decoder std for --likelihood gaussian (normalized units)."),
+]
+
+PosteriorArg = Annotated[
+    Posterior,
+    typer.Option("--posterior", help="diagonal, or full (Cholesky) covariance."),
+]
+
+InputNoiseArg = Annotated[
+    float,
+    typer.Option(
         "--input-noise",
         help="Std of the noise on the (standardized) frames the encoder sees in training; "
         "the loss scores the clean frame (denoising). 0: off.",
     ),
-    beta: float = typer.Option(0.01, "--beta", help="Weight of the KL term."),
-    kl_warmup: int = typer.Option(
-        0, "--kl-warmup", help="Epochs over which beta ramps up from 0 (against collapse)."
-    ),
-    samples: int = typer.Option(1, "--samples", help="Reparameterized draws per frame."),
-    epochs: int = typer.Option(250, "--epochs", help="Passes over the training frames."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Frames per gradient step."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
-    warmup_epochs: int | None = typer.Option(
-        None,
+]
+
+BetaArg = Annotated[
+    float,
+    typer.Option("--beta", help="Weight of the KL term."),
+]
+
+KlWarmupArg = Annotated[
+    int,
+    typer.Option("--kl-warmup", help="Epochs over which beta ramps up from 0 (against collapse)."),
+]
+
+SamplesArg = Annotated[
+    int,
+    typer.Option("--samples", help="Reparameterized draws per frame."),
+]
+
+EpochsArg = Annotated[
+    int,
+    typer.Option("--epochs", help="Passes over the training frames."),
+]
+
+BatchSizeArg = Annotated[
+    int,
+    typer.Option("--batch-size", help="Frames per gradient step."),
+]
+
+LrArg = Annotated[
+    float,
+    typer.Option("--lr", help="Peak learning rate."),
+]
+
+WarmupEpochsArg = Annotated[
+    int | None,
+    typer.Option(
         "--warmup-epochs",
         help="Epochs of linear learning-rate warm-up from 0. Default: 5, at most a tenth "
         "of --epochs.",
     ),
-    optimizer: Optimizer = typer.Option(
-        Optimizer.adam, "--optimizer", help="optax optimizer (sgd: with Nesterov momentum)."
-    ),
-    schedule: Schedule = typer.Option(
-        Schedule.cosine, "--schedule", help="cosine: decay to 1% of --lr; constant."
-    ),
-    clip_norm: float | None = typer.Option(
-        None, "--clip-norm", help="Clip the global gradient norm to this."
-    ),
-    lr_scaling: LrScaling = typer.Option(
-        LrScaling.fan_in,
+]
+
+OptimizerArg = Annotated[
+    Optimizer,
+    typer.Option("--optimizer", help="optax optimizer (sgd: with Nesterov momentum)."),
+]
+
+ScheduleArg = Annotated[
+    Schedule,
+    typer.Option("--schedule", help="cosine: decay to 1% of --lr; constant."),
+]
+
+ClipNormArg = Annotated[
+    float | None,
+    typer.Option("--clip-norm", help="Clip the global gradient norm to this."),
+]
+
+LrScalingArg = Annotated[
+    LrScaling,
+    typer.Option(
         "--lr-scaling",
         help="fan-in: the first layer's rate times hidden/features when features are more "
         "(same defaults for any molecule size); uniform: --lr for every layer.",
     ),
-    weight_decay: float = typer.Option(
-        1.0,
+]
+
+WeightDecayArg = Annotated[
+    float,
+    typer.Option(
         "--weight-decay",
         help="Decoupled (AdamW) weight decay on the weight matrices, times the rate per "
         "step; 0 for none.",
     ),
-    val_fraction: float = typer.Option(
-        0.1,
+]
+
+ValFractionArg = Annotated[
+    float,
+    typer.Option(
         "--val-fraction",
         help="Share of each trajectory held out to validate (and pick the kept epoch).",
     ),
-    val_blocks: int = typer.Option(
-        5, "--val-blocks", help="Contiguous blocks per trajectory the held-out frames form."
-    ),
-    keep: Keep = typer.Option(
-        Keep.best, "--keep", help="Parameters kept: best (validation) epoch, or last."
-    ),
-    patience: int | None = typer.Option(
-        None, "--patience", help="Stop after this many epochs without validation gain."
-    ),
-    max_recoveries: int = typer.Option(
-        5,
+]
+
+ValBlocksArg = Annotated[
+    int,
+    typer.Option("--val-blocks", help="Contiguous blocks per trajectory the held-out frames form."),
+]
+
+KeepArg = Annotated[
+    Keep,
+    typer.Option("--keep", help="Parameters kept: best (validation) epoch, or last."),
+]
+
+PatienceArg = Annotated[
+    int | None,
+    typer.Option("--patience", help="Stop after this many epochs without validation gain."),
+]
+
+MaxRecoveriesArg = Annotated[
+    int,
+    typer.Option(
         "--max-recoveries",
         help="Divergences (loss spike, non-finite step) rolled back at half the rate "
         "before training stops (exit 3).",
     ),
-    min_explained: float = typer.Option(
-        0.5,
+]
+
+MinExplainedArg = Annotated[
+    float,
+    typer.Option(
         "--min-explained",
         help="Fail (exit 3) when the model explains less than this share of what PCA "
         "with as many components explains; 0 accepts any model.",
     ),
-    seed: int = typer.Option(
-        0, "--seed", help="Seed of initialization, split, batches and draws: same seed, same model."
+]
+
+SeedArg = Annotated[
+    int,
+    typer.Option(
+        "--seed", help="Seed of initialization, split, batches and draws: same seed, same model."
     ),
-    density_components: int = typer.Option(
-        8, "--density-components", help="Gaussians in the fitted latent density."
-    ),
-    checkpoint_every: int = typer.Option(
-        10, "--checkpoint-every", help="Epochs between checkpoints (0: only on interrupt)."
-    ),
-    checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Checkpoint file. Default: MODEL.ckpt.h5 beside the model."
-    ),
-    resume: bool = typer.Option(
-        False, "--resume", help="Continue the interrupted run from its checkpoint."
-    ),
-    method: Method = typer.Option(
-        Method.principal, "--method", help="Alignment of raw DATA (see `vaetraj align`)."
-    ),
-    reference: str | None = typer.Option(None, "--reference", help="kabsch reference."),
-    top: Path | None = typer.Option(None, "--top", help="Topology for raw DATA."),
-    select: str | None = typer.Option(None, "--select", help="mdtraj selection for raw DATA."),
-    stride: int = typer.Option(1, "--stride", min=1, help="Keep every Nth frame of raw DATA."),
-    key: str | None = typer.Option(None, "--key", help="Array name in an .npz."),
-    equal_masses: bool = typer.Option(
-        False, "--equal-masses", help="Weight all atoms alike when aligning raw DATA."
-    ),
-    features: bool = typer.Option(
-        False,
+]
+
+DensityComponentsArg = Annotated[
+    int,
+    typer.Option("--density-components", help="Gaussians in the fitted latent density."),
+]
+
+CheckpointEveryArg = Annotated[
+    int,
+    typer.Option("--checkpoint-every", help="Epochs between checkpoints (0: only on interrupt)."),
+]
+
+CheckpointArg = Annotated[
+    Path | None,
+    typer.Option("--checkpoint", help="Checkpoint file. Default: MODEL.ckpt.h5 beside the model."),
+]
+
+ResumeArg = Annotated[
+    bool,
+    typer.Option("--resume", help="Continue the interrupted run from its checkpoint."),
+]
+
+MethodArg = Annotated[
+    Method,
+    typer.Option("--method", help="Alignment of raw DATA (see `vaetraj align`)."),
+]
+
+ReferenceArg = Annotated[
+    str | None,
+    typer.Option("--reference", help="kabsch reference."),
+]
+
+TopArg = Annotated[
+    Path | None,
+    typer.Option("--top", help="Topology for raw DATA."),
+]
+
+SelectArg = Annotated[
+    str | None,
+    typer.Option("--select", help="mdtraj selection for raw DATA."),
+]
+
+StrideArg = Annotated[
+    int,
+    typer.Option("--stride", min=1, help="Keep every Nth frame of raw DATA."),
+]
+
+KeyArg = Annotated[
+    str | None,
+    typer.Option("--key", help="Array name in an .npz."),
+]
+
+EqualMassesArg = Annotated[
+    bool,
+    typer.Option("--equal-masses", help="Weight all atoms alike when aligning raw DATA."),
+]
+
+FeaturesArg = Annotated[
+    bool,
+    typer.Option(
         "--features",
         help="DATA is one plain table (.npy, .npz or .csv; frames x features), trained on "
         "as it is: no alignment, no structure checks.",
     ),
+]
+
+
+def train_command(
+    inputs: InputsArg = None,
+    output: OutputArg = Path("model.h5"),
+    latent_dim: LatentDimArg = None,
+    hidden: HiddenArg = 256,
+    layers: LayersArg = 4,
+    activation: ActivationArg = Activation.relu,
+    likelihood: LikelihoodArg = Likelihood.mse,
+    decoder_std: DecoderStdArg = 1.0,
+    posterior: PosteriorArg = Posterior.diagonal,
+    input_noise: InputNoiseArg = 0.5,
+    beta: BetaArg = 0.01,
+    kl_warmup: KlWarmupArg = 0,
+    samples: SamplesArg = 1,
+    epochs: EpochsArg = 250,
+    batch_size: BatchSizeArg = 32,
+    lr: LrArg = 1e-3,
+    warmup_epochs: WarmupEpochsArg = None,
+    optimizer: OptimizerArg = Optimizer.adam,
+    schedule: ScheduleArg = Schedule.cosine,
+    clip_norm: ClipNormArg = None,
+    lr_scaling: LrScalingArg = LrScaling.fan_in,
+    weight_decay: WeightDecayArg = 1.0,
+    val_fraction: ValFractionArg = 0.1,
+    val_blocks: ValBlocksArg = 5,
+    keep: KeepArg = Keep.best,
+    patience: PatienceArg = None,
+    max_recoveries: MaxRecoveriesArg = 5,
+    min_explained: MinExplainedArg = 0.5,
+    seed: SeedArg = 0,
+    density_components: DensityComponentsArg = 8,
+    checkpoint_every: CheckpointEveryArg = 10,
+    checkpoint: CheckpointArg = None,
+    resume: ResumeArg = False,
+    method: MethodArg = Method.principal,
+    reference: ReferenceArg = None,
+    top: TopArg = None,
+    select: SelectArg = None,
+    stride: StrideArg = 1,
+    key: KeyArg = None,
+    equal_masses: EqualMassesArg = False,
+    features: FeaturesArg = False,
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:
-    """Train a beta-VAE on aligned frames and write the model file.
+    """`vaetraj train`: see HELP."""
+    options = dict(locals())
+    run_command(lambda: _train(options), json_output=json_output, debug=debug)
 
-    Checkpoints are written every --checkpoint-every epochs and on Ctrl-C or SIGTERM
-    (exit 75); the same command with --resume continues exactly where it stopped.
 
-    Examples:
+def _pick(config_class, options: dict, *, besides: tuple[str, ...] = ()):
+    """A config from the options named as its fields (a choice's value for an Enum);
+    `besides`: fields whose namesake option means something else."""
+    names = {field.name for field in dataclasses.fields(config_class)} - set(besides)
+    return config_class(
+        **{
+            name: value.value if isinstance(value, Enum) else value
+            for name, value in options.items()
+            if name in names
+        }
+    )
 
-      vaetraj align && vaetraj train                 # aligned.h5 -> model.h5
 
-      vaetraj train long_paths.npz --epochs 250 --latent-dim 2 -o polymer.h5
+def _train(o: dict) -> dict[str, Any] | None:
+    from vaetraj.errors import TrainingFailedError
+    from vaetraj.io.trajectory import ReadOptions
+    from vaetraj.model import ModelConfig
+    from vaetraj.pipeline.align import AlignConfig
+    from vaetraj.pipeline.train import train_file
+    from vaetraj.train import TrainConfig
 
-      vaetraj train ala2.dcd --top ala2.pdb --method kabsch --select "not element H"
-
-      vaetraj train classes.npy --features --likelihood categorical --latent-dim 1
-    """
-
-    def body():
-        from vaetraj.errors import TrainingFailedError
-        from vaetraj.io.trajectory import ReadOptions
-        from vaetraj.model import ModelConfig
-        from vaetraj.pipeline.align import AlignConfig
-        from vaetraj.pipeline.train import train_file
-        from vaetraj.train import TrainConfig
-
-        model_config = ModelConfig(
-            latent_dim=latent_dim,
-            hidden=hidden,
-            layers=layers,
-            activation=activation.value,
-            likelihood=likelihood.value,
-            decoder_std=decoder_std,
-            posterior=posterior.value,
-        )
-        train_config = TrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            warmup_epochs=warmup_epochs,
-            optimizer=optimizer.value,
-            schedule=schedule.value,
-            clip_norm=clip_norm,
-            lr_scaling=lr_scaling.value,
-            weight_decay=weight_decay,
-            input_noise=input_noise,
-            beta=beta,
-            kl_warmup=kl_warmup,
-            samples=samples,
-            val_fraction=val_fraction,
-            val_blocks=val_blocks,
-            keep=keep.value,
-            patience=patience,
-            max_recoveries=max_recoveries,
-            min_explained=min_explained,
-            seed=seed,
-            checkpoint_every=checkpoint_every,
-            density_components=density_components,
-        )
-        align_config = AlignConfig(
-            method=method.value, reference=_parse_reference(reference), equal_masses=equal_masses
-        )
-        options = ReadOptions(top=top, select=select, stride=stride, key=key)
-        with progress_bar(not json_output) as progress:
-            try:
-                report = train_file(
-                    inputs,
-                    output,
-                    model_config,
-                    train_config,
-                    align_config=align_config,
-                    read_options=options,
-                    checkpoint=checkpoint,
-                    resume=resume,
-                    overwrite=overwrite,
-                    features=features,
-                    progress=progress,
-                )
-            except TrainingFailedError as failure:  # the numbers first, then the error line
-                finish_report(failure.report, json_output=json_output, print_summary=_print_summary)
-                raise
-        return finish_report(report, json_output=json_output, print_summary=_print_summary)
-
-    run_command(body, json_output=json_output, debug=debug)
+    align_config = AlignConfig(
+        method=o["method"].value,
+        reference=_parse_reference(o["reference"]),
+        equal_masses=o["equal_masses"],
+    )
+    read_options = ReadOptions(top=o["top"], select=o["select"], stride=o["stride"], key=o["key"])
+    json_output = o["json_output"]
+    with progress_bar(not json_output) as progress:
+        try:
+            report = train_file(
+                o["inputs"],
+                o["output"],
+                _pick(ModelConfig, o, besides=("features",)),  # --features: a table
+                _pick(TrainConfig, o),
+                align_config=align_config,
+                read_options=read_options,
+                checkpoint=o["checkpoint"],
+                resume=o["resume"],
+                overwrite=o["overwrite"],
+                features=o["features"],
+                progress=progress,
+            )
+        except TrainingFailedError as failure:  # the numbers first, then the error line
+            finish_report(failure.report, json_output=json_output, print_summary=_print_summary)
+            raise
+    return finish_report(report, json_output=json_output, print_summary=_print_summary)
 
 
 def _print_summary(report) -> None:
-    units = report.units
-    kl = ", ".join(f"{value:.3g}" for value in report.kl_per_dim)
     table = report.dims == 1
-    components = f"{report.latent_dim} component" + ("s" if report.latent_dim > 1 else "")
     rows = [
         (
             "output",
@@ -311,8 +459,30 @@ def _print_summary(report) -> None:
             f"train {report.train_loss:.4g}"
             + (f", validation {report.val_loss:.4g}" if report.val_loss is not None else ""),
         ),
+    ]
+    rows += _quality_rows(report)
+    if report.recoveries:
+        rows.append(
+            (
+                "recoveries",
+                f"{len(report.recoveries)} (rolled back; learning rate now {report.final_lr:.2g})",
+            )
+        )
+    rows += [
+        ("throughput", f"{report.frames_per_s:,.0f} frames/s on {report.devices} device(s)"),
+        ("wall time", f"{report.wall_time_s:.1f} s"),
+    ]
+    print_table("vaetraj train", rows)
+
+
+def _quality_rows(report) -> list[tuple[str, str]]:
+    """What the kept model is worth: reconstruction, variance, KL, density."""
+    table = report.dims == 1
+    components = f"{report.latent_dim} component" + ("s" if report.latent_dim > 1 else "")
+    kl = ", ".join(f"{value:.3g}" for value in report.kl_per_dim)
+    return [
         (
-            "recon RMS error" if table else f"recon RMSD ({units})",
+            "recon RMS error" if table else f"recon RMSD ({report.units})",
             f"train {report.recon_rmsd_train:.4g}"
             + (
                 f", validation {report.recon_rmsd_val:.4g} ({report.val_gap:.2f}x)"
@@ -334,15 +504,3 @@ def _print_summary(report) -> None:
         ("active units", f"{report.active_units} of {report.latent_dim}"),
         ("latent density", f"{report.density_components}-component Gaussian mixture"),
     ]
-    if report.recoveries:
-        rows.append(
-            (
-                "recoveries",
-                f"{len(report.recoveries)} (rolled back; learning rate now {report.final_lr:.2g})",
-            )
-        )
-    rows += [
-        ("throughput", f"{report.frames_per_s:,.0f} frames/s on {report.devices} device(s)"),
-        ("wall time", f"{report.wall_time_s:.1f} s"),
-    ]
-    print_table("vaetraj train", rows)
