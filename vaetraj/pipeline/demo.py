@@ -41,6 +41,114 @@ class DemoReport:
         return dataclasses.asdict(self)
 
 
+# one line per step for the demo's table, from the step's report
+_SUMMARIES: dict[str, Callable[[Any], str]] = {
+    "align": lambda r: (
+        f"{r.frames} frames of the built-in polymer ({r.atoms} beads, {r.dims}D), {r.method} axes"
+    ),
+    "train": lambda r: (
+        f"{r.epochs_run} epochs (kept {r.kept_epoch}), recon RMSD {r.recon_rmsd_train:.3g} "
+        f"(validation {r.recon_rmsd_val:.3g}, {r.val_gap:.2f}x), variance explained "
+        f"{r.explained_variance_train:.0%} (PCA {r.pca_explained_variance:.0%}), "
+        f"{r.active_units}/{r.latent_dim} active units"
+    ),
+    "encode": lambda r: f"{r.frames} frames to a {r.latent_dim}D latent path",
+    "sample": lambda r: (
+        f"{r.structures} conformations, {r.plausible_fraction:.0%} pass the geometry "
+        f"check (held-out MD frames {r.train_plausible_fraction:.0%}; decoder before "
+        f"refinement {r.raw_plausible_fraction:.0%}), mean bond {r.mean_bond:.3g} "
+        f"(data {r.train_mean_bond:.3g})"
+    ),
+    "optimize": lambda r: (
+        f"R_g {r.rg:.3g} vs training minimum {r.train_rg_min:.3g}, "
+        f"{'passes' if r.plausible else 'FAILS'} the geometry check"
+        + (
+            f", {r.nearest_frame_rmsd:.3g} RMSD from the nearest training frame"
+            if r.nearest_frame_rmsd is not None
+            else ""
+        )
+    ),
+    "evaluate": lambda r: (
+        f"sample W1 {r.w1_pairwise_mean:.3g} (pairwise), IWAE log p "
+        f"{r.iwae_log_likelihood:.3g} nats, prior holes {r.prior_hole_fraction:.0%}"
+    ),
+    "plot": lambda r: f"{len(r.figures)} figures in {r.output}",
+}
+
+
+@dataclass
+class _Demo:
+    """The demo's folder and the record of its steps so far."""
+
+    folder: Path
+    overwrite: bool
+    progress: Progress | None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def aligned(self) -> Path:
+        return self.folder / "aligned.h5"
+
+    @property
+    def model(self) -> Path:
+        return self.folder / "model.h5"
+
+    def step(self, name: str, run: Callable[[], Any]) -> Any:
+        """Run one step and record its summary, time and notes."""
+        if self.progress:
+            self.progress(len(self.steps), len(_SUMMARIES), "demo", name)
+        clock = time.perf_counter()
+        report = run()
+        self.steps.append(
+            {
+                "step": name,
+                "result": _SUMMARIES[name](report),
+                "seconds": time.perf_counter() - clock,
+            }
+        )
+        self.notes.extend(f"{name}: {note}" for note in getattr(report, "notes", []))
+        return report
+
+
+def _prepare_folder(directory: str | os.PathLike, overwrite: bool) -> Path:
+    folder = Path(directory)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError("demo output must be a folder", path=folder)
+    existing = [name for name in _OUTPUTS if (folder / name).exists()]
+    if existing and not overwrite:
+        raise OutputError(
+            f"already holds {', '.join(existing)} (pass --overwrite to replace)", path=folder
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _sample_with_pdb(demo: _Demo, samples: int):
+    from vaetraj.pipeline.generate import sample_file
+
+    output = demo.folder / "samples.npz"
+    report = sample_file(demo.model, output, samples, overwrite=demo.overwrite)
+    return _with_pdb(report, demo.model, demo.overwrite)
+
+
+def _optimize_with_pdb(demo: _Demo):
+    from vaetraj.pipeline.optimize import OptimizeConfig, optimize_file
+
+    output = demo.folder / "optimized.npz"
+    report = optimize_file(demo.model, output, OptimizeConfig(), overwrite=demo.overwrite)
+    return _with_pdb(report, demo.model, demo.overwrite)
+
+
+def _evaluate_and_save(demo: _Demo):
+    from vaetraj.pipeline.evaluate import EvaluateConfig, evaluate_file
+
+    report = evaluate_file([demo.aligned], demo.model, EvaluateConfig())
+    with atomic_output(demo.folder / "evaluation.json", overwrite=demo.overwrite) as tmp:
+        tmp.write_text(json.dumps(report.to_dict(), indent=2))
+    return report
+
+
 def run_demo(
     directory: str | os.PathLike = "vaetraj-demo",
     *,
@@ -55,9 +163,6 @@ def run_demo(
     docs/pages/method.md, "Choosing the latent size")."""
     from vaetraj.pipeline.align import AlignConfig, align_file
     from vaetraj.pipeline.encode import encode_file
-    from vaetraj.pipeline.evaluate import EvaluateConfig, evaluate_file
-    from vaetraj.pipeline.generate import sample_file
-    from vaetraj.pipeline.optimize import OptimizeConfig, optimize_file
     from vaetraj.pipeline.plot import plot_file
     from vaetraj.pipeline.train import train_file
 
@@ -67,124 +172,36 @@ def run_demo(
     train_config = TrainConfig(epochs=epochs)
     if samples < 1:
         raise UsageError(f"--samples must be at least 1, got {samples}")
-    folder = Path(directory)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError("demo output must be a folder", path=folder)
-    existing = [name for name in _OUTPUTS if (folder / name).exists()]
-    if existing and not overwrite:
-        raise OutputError(
-            f"already holds {', '.join(existing)} (pass --overwrite to replace)", path=folder
-        )
-    folder.mkdir(parents=True, exist_ok=True)
-    steps: list[dict[str, Any]] = []
-    notes: list[str] = []
-
-    def step(name: str, run: Callable[[], Any], summary: Callable[[Any], str]) -> Any:
-        if progress:
-            progress(len(steps), 7, "demo", name)
-        clock = time.perf_counter()
-        report = run()
-        steps.append(
-            {"step": name, "result": summary(report), "seconds": time.perf_counter() - clock}
-        )
-        notes.extend(f"{name}: {note}" for note in getattr(report, "notes", []))
-        return report
-
-    aligned, model = folder / "aligned.h5", folder / "model.h5"
-    step(
-        "align",
-        lambda: align_file(None, aligned, AlignConfig(), overwrite=overwrite),
-        lambda r: (
-            f"{r.frames} frames of the built-in polymer ({r.atoms} beads, {r.dims}D), "
-            f"{r.method} axes"
-        ),
-    )
-    step(
+    demo = _Demo(_prepare_folder(directory, overwrite), overwrite, progress)
+    folder, aligned, model = demo.folder, demo.aligned, demo.model
+    demo.step("align", lambda: align_file(None, aligned, AlignConfig(), overwrite=overwrite))
+    demo.step(
         "train",
         lambda: train_file(
-            [aligned],
-            model,
-            model_config,
-            train_config,
-            checkpoint=folder / "model.ckpt.h5",
-            overwrite=overwrite,
+            [aligned], model, model_config, train_config,
+            checkpoint=folder / "model.ckpt.h5", overwrite=overwrite,
         ),
-        lambda r: (
-            f"{r.epochs_run} epochs (kept {r.kept_epoch}), recon RMSD {r.recon_rmsd_train:.3g} "
-            f"(validation {r.recon_rmsd_val:.3g}, {r.val_gap:.2f}x), variance explained "
-            f"{r.explained_variance_train:.0%} (PCA {r.pca_explained_variance:.0%}), "
-            f"{r.active_units}/{r.latent_dim} active units"
-        ),
-    )
-    step(
+    )  # fmt: skip
+    demo.step(
         "encode",
         lambda: encode_file(
             [aligned], model, folder / "latent.h5", recon=True, overwrite=overwrite
         ),
-        lambda r: f"{r.frames} frames to a {r.latent_dim}D latent path",
     )
-    step(
-        "sample",
-        lambda: _with_pdb(
-            sample_file(model, folder / "samples.npz", samples, overwrite=overwrite),
-            model,
-            overwrite,
-        ),
-        lambda r: (
-            f"{r.structures} conformations, {r.plausible_fraction:.0%} pass the geometry "
-            f"check (held-out MD frames {r.train_plausible_fraction:.0%}; decoder before "
-            f"refinement {r.raw_plausible_fraction:.0%}), mean bond {r.mean_bond:.3g} "
-            f"(data {r.train_mean_bond:.3g})"
-        ),
-    )
-    step(
-        "optimize",
-        lambda: _with_pdb(
-            optimize_file(model, folder / "optimized.npz", OptimizeConfig(), overwrite=overwrite),
-            model,
-            overwrite,
-        ),
-        lambda r: (
-            f"R_g {r.rg:.3g} vs training minimum {r.train_rg_min:.3g}, "
-            f"{'passes' if r.plausible else 'FAILS'} the geometry check"
-            + (
-                f", {r.nearest_frame_rmsd:.3g} RMSD from the nearest training frame"
-                if r.nearest_frame_rmsd is not None
-                else ""
-            )
-        ),
-    )
-
-    def evaluate_and_save():
-        report = evaluate_file([aligned], model, EvaluateConfig())
-        with atomic_output(folder / "evaluation.json", overwrite=overwrite) as tmp:
-            tmp.write_text(json.dumps(report.to_dict(), indent=2))
-        return report
-
-    step(
-        "evaluate",
-        evaluate_and_save,
-        lambda r: (
-            f"sample W1 {r.w1_pairwise_mean:.3g} (pairwise), IWAE log p "
-            f"{r.iwae_log_likelihood:.3g} nats, prior holes {r.prior_hole_fraction:.0%}"
-        ),
-    )
-    step(
+    demo.step("sample", lambda: _sample_with_pdb(demo, samples))
+    demo.step("optimize", lambda: _optimize_with_pdb(demo))
+    demo.step("evaluate", lambda: _evaluate_and_save(demo))
+    figures = {"latent": folder / "latent.h5", "data": aligned, "samples": folder / "samples.npz",
+               "optimized": folder / "optimized.npz"}  # fmt: skip
+    demo.step(
         "plot",
-        lambda: plot_file(
-            model,
-            folder / "figures",
-            latent=folder / "latent.h5",
-            data=aligned,
-            samples=folder / "samples.npz",
-            optimized=folder / "optimized.npz",
-            color="rg",
-            overwrite=overwrite,
-        ),
-        lambda r: f"{len(r.figures)} figures in {folder / 'figures'}",
+        lambda: plot_file(model, folder / "figures", **figures, color="rg", overwrite=overwrite),
     )
     return DemoReport(
-        directory=str(folder), steps=steps, wall_time_s=time.perf_counter() - started, notes=notes
+        directory=str(folder),
+        steps=demo.steps,
+        wall_time_s=time.perf_counter() - started,
+        notes=demo.notes,
     )
 
 
