@@ -145,48 +145,59 @@ def _likelihoods(model: Model, xyz: np.ndarray, k: int, key) -> tuple[np.ndarray
     return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
 
-def evaluate(
-    model: Model,
-    data: np.ndarray | Sequence[str | os.PathLike],
-    config: EvaluateConfig = EvaluateConfig(),
-    read_options: ReadOptions = ReadOptions(),
-) -> EvaluateReport:
-    """Evaluate the model on frames: an array in the files' frame of reference, or
-    trajectory paths; they are aligned as the training frames were."""
-    started = time.perf_counter()
-    require_structure_model(model, "evaluate")
-    notes: list[str] = []
+def _frames_to_evaluate(
+    model: Model, data: np.ndarray | Sequence[str | os.PathLike], read_options: ReadOptions
+) -> tuple[np.ndarray, list[str]]:
+    """The frames, aligned as the training frames were, and the reader's notes."""
     if isinstance(data, np.ndarray):
         if data.ndim != 3 or data.shape[1:] != (model.atoms, model.dims):
             raise BadInputError(
                 f"frames of shape {data.shape[1:]} do not match the model's "
                 f"({model.atoms} atoms, {model.dims}D)"
             )
-        xyz = frame_aligner(model)(data)
-    else:
-        trajectory, notes = open_for_model(model, list(data), read_options)
-        chunks = list(iter_model_frames(model, trajectory))
-        if not chunks:
-            raise BadInputError("no frames to evaluate", path=str(data[0]))
-        xyz = np.concatenate(chunks)
-        notes += trajectory.notes
-    frames = len(xyz)
-    key = jax.random.key(config.seed)
-    likelihood_key, sample_key, hole_key, draw_key = jax.random.split(key, 4)
+        return frame_aligner(model)(data), []
+    trajectory, notes = open_for_model(model, list(data), read_options)
+    chunks = list(iter_model_frames(model, trajectory))
+    if not chunks:
+        raise BadInputError("no frames to evaluate", path=str(data[0]))
+    return np.concatenate(chunks), notes + trajectory.notes
 
-    # reconstruction and latent usage
-    mean, std = model.encode(xyz)
+
+def _likelihood_fields(
+    model: Model,
+    xyz: np.ndarray,
+    posterior: tuple[np.ndarray, np.ndarray],
+    config: EvaluateConfig,
+    key: jax.Array,
+) -> dict[str, Any]:
+    """Reconstruction, latent usage and likelihoods, in the data's units (the
+    normalization divides by std: its log-Jacobian is taken off)."""
+    mean, std = posterior
     displacement = np.sum((model.decode(mean) - xyz) ** 2, axis=-1)
     kl_per_dim = np.asarray(jnp.mean(compute_kl_diagonal(jnp.asarray(mean), jnp.asarray(std)), 0))
-
-    # likelihoods, in the data's units: the normalization divides by std
-    iwae, log_likelihood, kl = _likelihoods(model, xyz, config.iwae_samples, likelihood_key)
+    iwae, log_likelihood, kl = _likelihoods(model, xyz, config.iwae_samples, key)
     jacobian = float(np.sum(np.log(model.record.normalization_std)))
+    return {
+        "recon_rmsd": float(np.sqrt(displacement.mean(axis=1)).mean()),
+        "recon_rmsd_per_atom": np.sqrt(displacement.mean(axis=0)).tolist(),
+        "elbo": float(np.mean(log_likelihood - kl)) - jacobian,
+        "reconstruction_log_likelihood": float(np.mean(log_likelihood)) - jacobian,
+        "kl": float(np.mean(kl)),
+        "iwae_log_likelihood": float(np.mean(iwae)) - jacobian,
+        "iwae_samples": config.iwae_samples,
+        "kl_per_dim": kl_per_dim.tolist(),
+        "active_units": int(compute_active_units(mean)),
+    }
 
-    # sample fidelity and plausibility
-    n = config.samples or min(frames, _REFINED_SAMPLES if config.refine else 10_000)
+
+def _sample_fields(
+    model: Model, xyz: np.ndarray, config: EvaluateConfig, key: jax.Array, notes: list[str]
+) -> dict[str, Any]:
+    """How the model's samples compare with the frames: W1 distances over atom pairs and
+    R_g, and the geometry check's pass rates beside the data's."""
+    n = config.samples or min(len(xyz), _REFINED_SAMPLES if config.refine else 10_000)
     made = generate(
-        model, model.sample_latent(n, key=sample_key, prior=config.prior), refine=config.refine
+        model, model.sample_latent(n, key=key, prior=config.prior), refine=config.refine
     )
     samples = made.xyz
     notes += made.notes
@@ -205,22 +216,41 @@ def evaluate(
         )
     )
     weights, _ = rg_weights(model.masses, model.atoms)
-    w1_rg = float(
-        compute_wasserstein_1d(
-            jnp.asarray(compute_frame_rg(xyz, weights)),
-            jnp.asarray(compute_frame_rg(samples, weights)),
-        )
+    w1_rg = compute_wasserstein_1d(
+        jnp.asarray(compute_frame_rg(xyz, weights)), jnp.asarray(compute_frame_rg(samples, weights))
     )
     stats = model.data_stats
-    sample_check = made.check
+    sample_check, raw_check = made.check, made.raw_check
     data_check = check_structures(xyz, stats, model.masses) if stats is not None else None
+    return {
+        "samples": n,
+        "prior": config.prior,
+        "w1_pairwise_mean": float(w1.mean()),
+        "w1_pairwise_max": float(w1.max()),
+        "w1_rg": float(w1_rg),
+        "sample_mean_bond": float(sample_check.mean_bond.mean()) if sample_check else None,
+        "data_mean_bond": float(data_check.mean_bond.mean()) if data_check else None,
+        "sample_plausible_fraction": float(sample_check.plausible.mean()) if sample_check else None,
+        "raw_sample_plausible_fraction": float(raw_check.plausible.mean()) if raw_check else None,
+        "data_plausible_fraction": float(data_check.plausible.mean()) if data_check else None,
+    }
 
-    # prior holes: N(0, I) mass where the aggregate posterior is thin
-    subset = np.random.default_rng(config.seed).permutation(frames)[:_HOLE_POINTS]
+
+def _prior_holes(
+    posterior: tuple[np.ndarray, np.ndarray],
+    seed: int,
+    keys: tuple[jax.Array, jax.Array],
+    notes: list[str],
+) -> float:
+    """The share of N(0, I) draws where the aggregate posterior is thinner than at 99%
+    of the encoded frames' own draws."""
+    hole_key, draw_key = keys
+    mean, std = posterior
+    subset = np.random.default_rng(seed).permutation(len(mean))[:_HOLE_POINTS]
     means, stds = jnp.asarray(mean[subset]), jnp.asarray(std[subset])
     own = means + stds * jax.random.normal(draw_key, means.shape)
     threshold = np.quantile(np.asarray(_aggregate_log_density(means, stds, own)), 0.01)
-    prior_draws = jax.random.normal(hole_key, (_HOLE_POINTS, model.latent_dim))
+    prior_draws = jax.random.normal(hole_key, (_HOLE_POINTS, mean.shape[1]))
     holes = float(np.mean(np.asarray(_aggregate_log_density(means, stds, prior_draws)) < threshold))
     if holes > 0.5:
         notes.append(
@@ -228,33 +258,43 @@ def evaluate(
             "encoded cloud is much smaller than N(0, I). This is why sample and optimize draw "
             "from the latent density fitted to the encoded frames, not from N(0, I)"
         )
+    return holes
 
+
+def evaluate(
+    model: Model,
+    data: np.ndarray | Sequence[str | os.PathLike],
+    config: EvaluateConfig = EvaluateConfig(),
+    read_options: ReadOptions = ReadOptions(),
+) -> EvaluateReport:
+    """Evaluate the model on frames.
+
+    Args:
+        model: a model of structures.
+        data: frames (frames, atoms, dims) in the files' frame of reference, or
+            trajectory paths; they are aligned as the training frames were.
+        config: the samples, IWAE draws, prior and seed.
+        read_options: how trajectory paths are read.
+
+    Returns:
+        Reconstruction, likelihoods, sample fidelity, plausibility and prior holes.
+    """
+    started = time.perf_counter()
+    require_structure_model(model, "evaluate")
+    xyz, notes = _frames_to_evaluate(model, data, read_options)
+    key = jax.random.key(config.seed)
+    likelihood_key, sample_key, hole_key, draw_key = jax.random.split(key, 4)
+    posterior = model.encode(xyz)
+    likelihood = _likelihood_fields(model, xyz, posterior, config, likelihood_key)
+    samples = _sample_fields(model, xyz, config, sample_key, notes)
+    holes = _prior_holes(posterior, config.seed, (hole_key, draw_key), notes)
     return EvaluateReport(
-        frames=frames,
+        frames=len(xyz),
         atoms=model.atoms,
         latent_dim=model.latent_dim,
         units=model.units,
-        recon_rmsd=float(np.sqrt(displacement.mean(axis=1)).mean()),
-        recon_rmsd_per_atom=np.sqrt(displacement.mean(axis=0)).tolist(),
-        elbo=float(np.mean(log_likelihood - kl)) - jacobian,
-        reconstruction_log_likelihood=float(np.mean(log_likelihood)) - jacobian,
-        kl=float(np.mean(kl)),
-        iwae_log_likelihood=float(np.mean(iwae)) - jacobian,
-        iwae_samples=config.iwae_samples,
-        kl_per_dim=kl_per_dim.tolist(),
-        active_units=int(compute_active_units(mean)),
-        samples=n,
-        prior=config.prior,
-        w1_pairwise_mean=float(w1.mean()),
-        w1_pairwise_max=float(w1.max()),
-        w1_rg=w1_rg,
-        sample_mean_bond=float(sample_check.mean_bond.mean()) if sample_check else None,
-        data_mean_bond=float(data_check.mean_bond.mean()) if data_check else None,
-        sample_plausible_fraction=float(sample_check.plausible.mean()) if sample_check else None,
-        raw_sample_plausible_fraction=(
-            float(made.raw_check.plausible.mean()) if made.raw_check else None
-        ),
-        data_plausible_fraction=float(data_check.plausible.mean()) if data_check else None,
+        **likelihood,
+        **samples,
         prior_hole_fraction=holes,
         wall_time_s=time.perf_counter() - started,
         notes=notes,
