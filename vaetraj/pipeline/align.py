@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -222,6 +223,95 @@ def _reference_structure(
     )
 
 
+def _iterate_mean_reference(
+    aligner: _Aligner,
+    frames: _FrameSource,
+    block: int,
+    weights: np.ndarray,
+    config: AlignConfig,
+    progress: Progress | None,
+    total: int | None,
+) -> int:
+    """Align every frame to the reference and make their mean the new reference, until
+    it moves less than `config.mean_tol`; returns the passes made."""
+    iterations = 0
+    for iterations in range(1, config.mean_max_iterations + 1):
+        total_xyz: np.ndarray | None = None
+        count = 0
+        for chunk in frames.chunks(block):
+            result = aligner(_to_float32_centred(chunk.xyz))
+            summed = result.xyz.sum(axis=0, dtype=np.float64)
+            total_xyz = summed if total_xyz is None else total_xyz + summed
+            count += chunk.xyz.shape[0]
+            if progress:
+                progress(count, total, f"mean reference, pass {iterations}")
+        if total_xyz is None:  # no frames: _run says so
+            return iterations
+        mean = total_xyz / count
+        previous = np.asarray(aligner.target.kabsch.reference)
+        moved = float(np.sqrt(weights @ np.sum((mean - previous) ** 2, axis=-1)))
+        aligner.set_reference(mean)
+        if moved < config.mean_tol:
+            break
+    return iterations
+
+
+@dataclass
+class _Tally:
+    """Running statistics of the aligning pass, chunk by chunk."""
+
+    rmsd_sum: float = 0.0
+    rmsd_min: float = math.inf
+    rmsd_max: float = -math.inf
+    ambiguous: int = 0
+    swaps: int = 0
+    flips: int = 0
+    done: int = 0
+    per_source: list[int] = field(default_factory=list)
+    previous_rotation: np.ndarray | None = None
+    previous_source: int = -1
+
+    def add(self, chunk: Chunk, result: Any, principal: bool) -> None:
+        frames = result.xyz.shape[0]
+        self.per_source.extend([0] * (chunk.source + 1 - len(self.per_source)))
+        self.per_source[chunk.source] += frames
+        if principal:  # axis swaps and flips between consecutive frames of one source
+            self.ambiguous += int(result.ambiguous.sum())
+            new_source = chunk.source != self.previous_source
+            start = result.rotation[0] if new_source else self.previous_rotation
+            s, f = count_axis_changes(jnp.asarray(result.rotation), jnp.asarray(start))
+            self.swaps, self.flips = self.swaps + int(s), self.flips + int(f)
+            self.previous_rotation, self.previous_source = result.rotation[-1], chunk.source
+        self.rmsd_sum += float(result.rmsd.sum(dtype=np.float64))
+        self.rmsd_min = min(self.rmsd_min, float(result.rmsd.min()))
+        self.rmsd_max = max(self.rmsd_max, float(result.rmsd.max()))
+        self.done += frames
+
+
+def _reference(
+    aligner: _Aligner,
+    frames: _FrameSource,
+    trajectory: Trajectory | None,
+    config: AlignConfig,
+    shape: tuple[int, int, int],  # (block, atoms, dims)
+    weights: np.ndarray,
+    read_options: ReadOptions,
+    progress: Progress | None,
+    total: int | None,
+) -> tuple[str, int]:
+    """Set the aligner's reference; returns how it is described and the mean passes."""
+    if config.method != "kabsch":
+        return "frame 0 (as aligned)", 0
+    block, atoms, dims = shape
+    origin = trajectory.origin_indices if trajectory is not None else None
+    reference, described = _reference_structure(config, frames, atoms, dims, origin, read_options)
+    aligner.set_reference(reference)
+    if config.reference != "mean":
+        return described, 0
+    iterations = _iterate_mean_reference(aligner, frames, block, weights, config, progress, total)
+    return f"mean ({iterations} passes)", iterations
+
+
 def _run(
     frames: _FrameSource,
     trajectory: Trajectory | None,
@@ -240,73 +330,26 @@ def _run(
     if total is not None:
         block = max(1, min(block, total))
     aligner = _Aligner(config.method, config.degeneracy_tol, weights, block)
-    origin = trajectory.origin_indices if trajectory is not None else None
-
-    iterations = 0
-    if config.method == "kabsch":
-        reference, described = _reference_structure(
-            config, frames, atoms, dims, origin, read_options
-        )
-        aligner.set_reference(reference)
-        if config.reference == "mean":
-            for iterations in range(1, config.mean_max_iterations + 1):
-                total_xyz = np.zeros((atoms, dims))
-                count = 0
-                for chunk in frames.chunks(block):
-                    result = aligner(_to_float32_centred(chunk.xyz))
-                    total_xyz += result.xyz.sum(axis=0, dtype=np.float64)
-                    count += chunk.xyz.shape[0]
-                    if progress:
-                        progress(count, total, f"mean reference, pass {iterations}")
-                mean = total_xyz / count
-                moved = float(
-                    np.sqrt(
-                        weights
-                        @ np.sum((mean - np.asarray(aligner.target.kabsch.reference)) ** 2, axis=-1)
-                    )
-                )
-                aligner.set_reference(mean)
-                if moved < config.mean_tol:
-                    break
-            described = f"mean ({iterations} passes)"
-    else:
-        described = "frame 0 (as aligned)"
-
-    rmsd_sum = 0.0
-    rmsd_min, rmsd_max = np.inf, -np.inf
-    ambiguous = swaps = flips = 0
-    done = 0
-    per_source: list[int] = []
-    previous_rotation = None
-    previous_source = -1
+    described, iterations = _reference(
+        aligner, frames, trajectory, config, (block, atoms, dims), weights, read_options,
+        progress, total,
+    )  # fmt: skip
+    tally = _Tally()
     for chunk in frames.chunks(block):
         xyz = _to_float32_centred(chunk.xyz)
-        per_source.extend([0] * (chunk.source + 1 - len(per_source)))
-        per_source[chunk.source] += xyz.shape[0]
         if aligner.target is None:  # principal/none: RMSD against the first aligned frame
             aligner.set_reference(np.zeros((atoms, dims)))
-            first = aligner(xyz[:1]).xyz[0]
-            aligner.set_reference(first)
+            aligner.set_reference(aligner(xyz[:1]).xyz[0])
         result = aligner(xyz)
-        if config.method == "principal":
-            ambiguous += int(result.ambiguous.sum())
-            start = result.rotation[0] if chunk.source != previous_source else previous_rotation
-            s, f = count_axis_changes(jnp.asarray(result.rotation), jnp.asarray(start))
-            swaps, flips = swaps + int(s), flips + int(f)
-            previous_rotation, previous_source = result.rotation[-1], chunk.source
-        rmsd_sum += float(result.rmsd.sum(dtype=np.float64))
-        rmsd_min = min(rmsd_min, float(result.rmsd.min()))
-        rmsd_max = max(rmsd_max, float(result.rmsd.max()))
+        tally.add(chunk, result, config.method == "principal")
         sink(result.xyz, result.rmsd, result.ambiguous)
-        done += xyz.shape[0]
         if progress:
-            progress(done, total, "aligning")
-    if done == 0:
+            progress(tally.done, total, "aligning")
+    if tally.done == 0:
         where = trajectory.paths[0] if trajectory is not None else None
         raise BadInputError("no frames to align", path=where)
-
     report = AlignReport(
-        frames=done,
+        frames=tally.done,
         atoms=atoms,
         dims=dims,
         method=config.method,
@@ -316,15 +359,15 @@ def _run(
         rmsd_of="fitted to the reference"
         if config.method == "kabsch"
         else "to the first aligned frame, no fit",
-        rmsd_min=rmsd_min,
-        rmsd_mean=rmsd_sum / done,
-        rmsd_max=rmsd_max,
-        ambiguous_frames=ambiguous,
-        axis_swaps=swaps,
-        sign_flips=flips,
+        rmsd_min=tally.rmsd_min,
+        rmsd_mean=tally.rmsd_sum / tally.done,
+        rmsd_max=tally.rmsd_max,
+        ambiguous_frames=tally.ambiguous,
+        axis_swaps=tally.swaps,
+        sign_flips=tally.flips,
         mean_iterations=iterations,
         wall_time_s=time.perf_counter() - started,
-        trajectory_frames=per_source,
+        trajectory_frames=tally.per_source,
         notes=list(trajectory.notes) if trajectory is not None else [],
     )
     reference_used = (
