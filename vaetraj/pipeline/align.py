@@ -33,6 +33,7 @@ from vaetraj.io.trajectory import Chunk, ReadOptions, Trajectory
 
 Progress = Callable[[int, "int | None", str], None]
 _BLOCK_FRAMES = 4096
+_RMSD_OF = {"kabsch": "fitted to the reference", "other": "to the first aligned frame, no fit"}
 
 
 @dataclass(frozen=True)
@@ -326,9 +327,7 @@ def _run(
 ) -> tuple[AlignReport, np.ndarray | None]:
     started = time.perf_counter()
     weights, weighting = _resolve_weights(trajectory, atoms, config)
-    block = min(_BLOCK_FRAMES, max(1, (16 << 20) // (atoms * dims * 4)))
-    if total is not None:
-        block = max(1, min(block, total))
+    block = min(_BLOCK_FRAMES, max(1, (16 << 20) // (atoms * dims * 4)), total or _BLOCK_FRAMES)
     aligner = _Aligner(config.method, config.degeneracy_tol, weights, block)
     described, iterations = _reference(
         aligner, frames, trajectory, config, (block, atoms, dims), weights, read_options,
@@ -356,9 +355,7 @@ def _run(
         reference=described,
         weights=weighting,
         units=trajectory.units if trajectory is not None else "unknown",
-        rmsd_of="fitted to the reference"
-        if config.method == "kabsch"
-        else "to the first aligned frame, no fit",
+        rmsd_of=_RMSD_OF["kabsch" if config.method == "kabsch" else "other"],
         rmsd_min=tally.rmsd_min,
         rmsd_mean=tally.rmsd_sum / tally.done,
         rmsd_max=tally.rmsd_max,
@@ -458,7 +455,6 @@ def align_file(
     """Align trajectory files (or the built-in polymer) into an aligned `.h5`, streaming:
     memory stays bounded whatever the trajectory's length."""
     from vaetraj.io.aligned import AlignedWriter
-    from vaetraj.io.topology import topology_to_json
 
     output = Path(output)
     if output.suffix.lower() not in (".h5", ".hdf5"):
@@ -488,37 +484,46 @@ def align_file(
             )
             report.output = str(output)
             report.sources = sources
-            arrays = {"atom_indices": trajectory.origin_indices.astype(np.int64)}
-            if trajectory.masses is not None:
-                arrays["masses"] = trajectory.masses
-            if reference is not None:
-                arrays["reference"] = reference.astype(np.float32)
-            writer.finish(
-                attrs={
-                    "units": trajectory.units,
-                    "method": config.method,
-                    "reference": report.reference,
-                    "weights": report.weights,
-                    "config": config.to_json(),
-                    "read_options": json.dumps(
-                        {
-                            "select": read_options.select,
-                            "stride": read_options.stride,
-                            "key": read_options.key,
-                        }
-                    ),
-                    "topology": topology_to_json(trajectory.topology)
-                    if trajectory.topology is not None
-                    else None,
-                    "sources": sources,
-                    "summary": {k: v for k, v in report.to_dict().items() if k not in ("sources",)},
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                },
-                arrays=arrays,
+            attrs, arrays = _aligned_file_fields(
+                trajectory, config, read_options, report, reference
             )
+            writer.finish(attrs=attrs, arrays=arrays)
         finally:
             writer.close()
     return report
+
+
+def _aligned_file_fields(
+    trajectory: Trajectory,
+    config: AlignConfig,
+    read_options: ReadOptions,
+    report: AlignReport,
+    reference: np.ndarray | None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The attributes and arrays an aligned file keeps beside its frames."""
+    from vaetraj.io.topology import topology_to_json
+
+    arrays = {"atom_indices": trajectory.origin_indices.astype(np.int64)}
+    if trajectory.masses is not None:
+        arrays["masses"] = trajectory.masses
+    if reference is not None:
+        arrays["reference"] = reference.astype(np.float32)
+    read = {"select": read_options.select, "stride": read_options.stride, "key": read_options.key}
+    attrs = {
+        "units": trajectory.units,
+        "method": config.method,
+        "reference": report.reference,
+        "weights": report.weights,
+        "config": config.to_json(),
+        "read_options": json.dumps(read),
+        "topology": topology_to_json(trajectory.topology)
+        if trajectory.topology is not None
+        else None,
+        "sources": report.sources,
+        "summary": {k: v for k, v in report.to_dict().items() if k not in ("sources",)},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return attrs, arrays
 
 
 class FrameAligner:

@@ -1,5 +1,5 @@
 """`encode`: trajectories to latent paths, aligned exactly as the model's training
-frames were; and the reading of new trajectories for a model (also used by `evaluate`).
+frames were (`model_input`).
 
 Frames are read, aligned and encoded chunk by chunk, so memory stays bounded whatever
 the trajectory's length.
@@ -8,7 +8,7 @@ the trajectory's length.
 from __future__ import annotations
 
 import dataclasses
-import functools
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from vaetraj.errors import BadInputError, UsageError
@@ -25,107 +23,14 @@ from vaetraj.io._atomic import atomic_output, check_output
 from vaetraj.io._hash import compute_sha256
 from vaetraj.io.features import describe_table, read_features
 from vaetraj.io.latent import LatentWriter, check_latent_suffix
-from vaetraj.io.trajectory import ReadOptions, Trajectory
-from vaetraj.metrics import compute_rg
-from vaetraj.pipeline.align import FrameAligner, describe_sources
+from vaetraj.io.trajectory import ReadOptions
+from vaetraj.pipeline.align import describe_sources
 from vaetraj.pipeline.model import Model, load_model
-from vaetraj.pipeline.structure import rg_weights
+from vaetraj.pipeline.model_input import frame_aligner, iter_model_frames, open_for_model
+from vaetraj.pipeline.structure import compute_frame_rg, rg_weights
 
 Progress = Callable[..., None]
 DEFAULT_MODEL = "model.h5"
-
-
-def frame_aligner(model: Model) -> FrameAligner:
-    """The alignment the model's training frames had, ready for new frames."""
-    alignment = model.alignment
-    masses = model.masses
-    if alignment.get("weights") == "mass" and masses is not None:
-        weights = np.asarray(masses, dtype=np.float64)
-    else:
-        weights = np.ones(model.atoms)
-    config = alignment.get("config") or {}
-    return FrameAligner(
-        str(alignment.get("method")),
-        weights,
-        model.dims,
-        model.record.reference,
-        degeneracy_tol=float(config.get("degeneracy_tol", 1e-2)),
-    )
-
-
-def _atom_names(topology) -> list[str]:
-    return [f"{atom.residue.name}:{atom.name}" for atom in topology.atoms]
-
-
-def open_for_model(
-    model: Model, inputs: Sequence[str | os.PathLike], read_options: ReadOptions = ReadOptions()
-) -> tuple[Trajectory, list[str]]:
-    """Open trajectory files and pick the model's atoms in them.
-
-    An explicit read_options.select wins. Otherwise a file with as many atoms as the
-    model is taken whole; a larger one gets the model's recorded selection (or its atom
-    indices when there is no topology to select on). Atom counts must then agree, and
-    atom names too when both sides know them. Returns the trajectory and notes."""
-    notes: list[str] = []
-    if model.alignment.get("method") not in ("principal", "kabsch", "none"):
-        notes.append(
-            f"the model's frames were aligned outside vaetraj "
-            f"({model.alignment.get('method')}); frames are used as they are"
-        )
-    where = ", ".join(str(p) for p in inputs)
-    trajectory = Trajectory(list(inputs), dataclasses.replace(read_options))
-    if read_options.select is None and trajectory.atoms != model.atoms:
-        recorded = (model.alignment.get("read_options") or {}).get("select")
-        indices = np.asarray(model.record.atom_indices)
-        if recorded and trajectory.topology is not None:
-            selection = recorded
-        elif indices.size and indices.max() < trajectory.atoms:
-            selection = "index " + " ".join(str(int(i)) for i in indices)
-        else:
-            selection = None
-        if selection is not None:
-            trajectory = Trajectory(
-                list(inputs), dataclasses.replace(read_options, select=selection)
-            )
-            notes.append(f"selected the model's {model.atoms} atoms ({selection[:60]})")
-    if (trajectory.atoms, trajectory.dims) != (model.atoms, model.dims):
-        raise BadInputError(
-            f"has {trajectory.atoms} atoms in {trajectory.dims}D (after selection) but the "
-            f"model was trained on {model.atoms} atoms in {model.dims}D",
-            path=where,
-        )
-    if trajectory.topology is not None and model.topology is not None:
-        ours, theirs = _atom_names(model.topology), _atom_names(trajectory.topology)
-        mismatched = [i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b]
-        if mismatched:
-            first = mismatched[0]
-            raise BadInputError(
-                f"atom {first} is {theirs[first]} but the model's atom {first} is "
-                f"{ours[first]} ({len(mismatched)} of {model.atoms} names differ)",
-                path=where,
-            )
-    return trajectory, notes
-
-
-def iter_model_frames(
-    model: Model, trajectory: Trajectory, chunk_frames: int | None = None
-) -> Iterator[np.ndarray]:
-    """Aligned chunks (frames, atoms, dims) float32 of a trajectory opened for the model."""
-    aligner = frame_aligner(model)
-    for chunk in trajectory.iter_chunks(chunk_frames):
-        yield aligner(chunk.xyz)
-
-
-@functools.cache
-def _rg_kernel():
-    return jax.jit(jax.vmap(compute_rg, in_axes=(0, None)))
-
-
-def compute_frame_rg(xyz: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """R_g of each frame (frames,)."""
-    if len(xyz) == 0:
-        return np.zeros(0, np.float32)
-    return np.asarray(_rg_kernel()(jnp.asarray(xyz), jnp.asarray(weights, jnp.float32)))
 
 
 def reconstruction_rmsd(model: Model, xyz: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -235,6 +140,86 @@ class EncodeReport:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class _Tally:
+    """Running figures of the latent path, chunk by chunk."""
+
+    latent_dim: int
+    lows: np.ndarray = field(init=False)
+    highs: np.ndarray = field(init=False)
+    std_sum: np.ndarray = field(init=False)
+    recon_sum: float = 0.0
+    rg_min: float = math.inf
+    rg_max: float = -math.inf
+    done: int = 0
+
+    def __post_init__(self) -> None:
+        self.lows = np.full(self.latent_dim, np.inf)
+        self.highs = np.full(self.latent_dim, -np.inf)
+        self.std_sum = np.zeros(self.latent_dim)
+
+    def add(self, columns: dict[str, np.ndarray]) -> None:
+        self.lows = np.minimum(self.lows, columns["mean"].min(axis=0))
+        self.highs = np.maximum(self.highs, columns["mean"].max(axis=0))
+        self.std_sum += columns["std"].sum(axis=0, dtype=np.float64)
+        if "rg" in columns:
+            self.rg_min = min(self.rg_min, float(columns["rg"].min()))
+            self.rg_max = max(self.rg_max, float(columns["rg"].max()))
+        if "recon_rmsd" in columns:
+            self.recon_sum += float(columns["recon_rmsd"].sum(dtype=np.float64))
+        self.done += len(columns["mean"])
+
+
+@dataclass
+class _Source:
+    """What `encode_file` encodes: chunks, their total, the columns beside the latent
+    path, the encoder of one chunk, the inputs' provenance (None: after reading) and
+    the reader's notes."""
+
+    chunks: Any  # an iterable of chunks
+    total: int | None
+    extras: list[str]
+    encode: Callable[[np.ndarray], dict[str, np.ndarray]]
+    sources: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]]
+    notes: list[str]
+
+
+def _source(
+    model: Model, inputs: Sequence[str | os.PathLike], read_options: ReadOptions, recon: bool
+) -> _Source:
+    if model.is_features:
+        path, table = _read_table(model, inputs, read_options)
+        return _Source(
+            [table], len(table), ["recon_rmsd"] if recon else [],
+            lambda chunk: _encode_table(model, chunk, recon),
+            [describe_table(path, table)], [],
+        )  # fmt: skip
+    trajectory, notes = open_for_model(model, inputs, read_options)
+    weights, _ = rg_weights(model.masses, model.atoms)
+    return _Source(
+        iter_model_frames(model, trajectory), trajectory.frames,
+        ["rg"] + (["recon_rmsd"] if recon else []),
+        lambda chunk: _encode_chunk(model, chunk, weights, recon),
+        lambda: describe_sources(trajectory), notes + list(trajectory.notes),
+    )  # fmt: skip
+
+
+def _latent_attrs(
+    model: Model, path: Path, sources: list[dict[str, Any]], stride: int
+) -> dict[str, Any]:
+    """A latent file's provenance: units, the model (path, hash) and the inputs."""
+    return {
+        "units": model.units,
+        "model": {
+            "path": str(path.resolve()),
+            "sha256": compute_sha256(path),
+            "data_sha256": model.record.provenance.get("data_sha256"),
+        },
+        "sources": sources,
+        "stride": stride,
+    }
+
+
 def encode_file(
     inputs: Sequence[str | os.PathLike],
     model: str | os.PathLike = DEFAULT_MODEL,
@@ -254,77 +239,44 @@ def encode_file(
         raise UsageError("no trajectory given: vaetraj encode TRAJ... [--model model.h5]")
     model_path = Path(model)
     loaded = load_model(model_path)
-    if loaded.is_features:
-        path, table = _read_table(loaded, inputs, read_options)
-        chunks, total, sources, notes = [table], len(table), [describe_table(path, table)], []
-        extras = ["recon_rmsd"] if recon else []
-    else:
-        trajectory, notes = open_for_model(loaded, inputs, read_options)
-        weights, _ = rg_weights(loaded.masses, loaded.atoms)
-        chunks, total = iter_model_frames(loaded, trajectory), trajectory.frames
-        sources, notes = None, notes + list(trajectory.notes)
-        extras = ["rg"] + (["recon_rmsd"] if recon else [])
-    lows = np.full(loaded.latent_dim, np.inf)
-    highs = np.full(loaded.latent_dim, -np.inf)
-    std_sum = np.zeros(loaded.latent_dim)
-    recon_sum, rg_min, rg_max, done = 0.0, np.inf, -np.inf, 0
+    source = _source(loaded, inputs, read_options, recon)
+    tally = _Tally(loaded.latent_dim)
     with atomic_output(output, overwrite=overwrite) as tmp:
         writer = LatentWriter(
-            tmp, suffix=suffix, latent_dim=loaded.latent_dim, extras=extras, final_path=output
-        )
+            tmp, suffix=suffix, latent_dim=loaded.latent_dim, extras=source.extras,
+            final_path=output,
+        )  # fmt: skip
         try:
-            for xyz in chunks:
-                if loaded.is_features:
-                    columns = _encode_table(loaded, xyz, recon)
-                else:
-                    columns = _encode_chunk(loaded, xyz, weights, recon)
+            for xyz in source.chunks:
+                columns = source.encode(xyz)
                 writer.append(columns)
-                lows = np.minimum(lows, columns["mean"].min(axis=0))
-                highs = np.maximum(highs, columns["mean"].max(axis=0))
-                std_sum += columns["std"].sum(axis=0, dtype=np.float64)
-                if "rg" in columns:
-                    rg_min = min(rg_min, float(columns["rg"].min()))
-                    rg_max = max(rg_max, float(columns["rg"].max()))
-                if recon:
-                    recon_sum += float(columns["recon_rmsd"].sum(dtype=np.float64))
-                done += len(xyz)
+                tally.add(columns)
                 if progress:
-                    progress(done, total, "encoding")
-            if done == 0:
+                    progress(tally.done, source.total, "encoding")
+            if tally.done == 0:
                 raise BadInputError("no frames to encode", path=inputs[0])
-            if sources is None:
-                sources = describe_sources(trajectory)
-            writer.finish(
-                {
-                    "units": loaded.units,
-                    "model": {
-                        "path": str(model_path.resolve()),
-                        "sha256": compute_sha256(model_path),
-                        "data_sha256": loaded.record.provenance.get("data_sha256"),
-                    },
-                    "sources": sources,
-                    "stride": read_options.stride,
-                }
-            )
+            sources = source.sources() if callable(source.sources) else source.sources
+            writer.finish(_latent_attrs(loaded, model_path, sources, read_options.stride))
         finally:
             writer.close()
     elapsed = time.perf_counter() - started
+    done = tally.done
     return EncodeReport(
         frames=done,
         atoms=loaded.atoms,
         latent_dim=loaded.latent_dim,
         alignment=str(loaded.alignment.get("method")),
-        mean_min=lows.tolist(),
-        mean_max=highs.tolist(),
-        std_mean=(std_sum / done).tolist(),
-        recon_rmsd_mean=recon_sum / done if recon else None,
-        rg_min=rg_min if np.isfinite(rg_min) else None,
-        rg_max=rg_max if np.isfinite(rg_max) else None,
+        mean_min=tally.lows.tolist(),
+        mean_max=tally.highs.tolist(),
+        std_mean=(tally.std_sum / done).tolist(),
+        recon_rmsd_mean=tally.recon_sum / done if recon else None,
+        rg_min=tally.rg_min if np.isfinite(tally.rg_min) else None,
+        rg_max=tally.rg_max if np.isfinite(tally.rg_max) else None,
         units=loaded.units,
         frames_per_s=done / elapsed,
         wall_time_s=elapsed,
         model=str(model_path),
         output=str(output),
         sources=sources,
-        notes=notes,
+        notes=source.notes,
     )

@@ -35,15 +35,15 @@ from vaetraj.model import (
     compute_kl_diagonal,
     normalize,
 )
-from vaetraj.pipeline.encode import (
-    compute_frame_rg,
-    frame_aligner,
-    iter_model_frames,
-    open_for_model,
-)
 from vaetraj.pipeline.generate import generate
 from vaetraj.pipeline.model import Model, load_model, require_structure_model
-from vaetraj.pipeline.structure import check_structures, pair_distances, rg_weights
+from vaetraj.pipeline.model_input import frame_aligner, iter_model_frames, open_for_model
+from vaetraj.pipeline.structure import (
+    check_structures,
+    compute_frame_rg,
+    pair_distances,
+    rg_weights,
+)
 
 DEFAULT_MODEL = "model.h5"
 _BATCH = 1024

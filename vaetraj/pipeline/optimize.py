@@ -236,7 +236,7 @@ def _select(model: Model, selection: str, option: str) -> np.ndarray:
 
 
 def _target_structure(model: Model, path, top) -> np.ndarray:
-    from vaetraj.pipeline.encode import iter_model_frames, open_for_model
+    from vaetraj.pipeline.model_input import iter_model_frames, open_for_model
 
     trajectory, _ = open_for_model(model, [path], ReadOptions(top=top))
     first = next(iter_model_frames(model, trajectory, 1), None)

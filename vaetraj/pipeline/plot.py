@@ -139,8 +139,7 @@ def plot_marginals(
 def plot_structures(
     model: Model, data: np.ndarray, optimized: np.ndarray, path: Path, *, overwrite: bool = False
 ) -> None:
-    from vaetraj.pipeline.encode import compute_frame_rg
-    from vaetraj.pipeline.structure import rg_weights
+    from vaetraj.pipeline.structure import compute_frame_rg, rg_weights
 
     plt = _pyplot()
     weights, _ = rg_weights(model.masses, model.atoms)
@@ -173,7 +172,7 @@ class PlotReport:
 
 def _read_frames(model: Model, path: Path) -> np.ndarray:
     """Frames for plotting, aligned as the model's training frames were."""
-    from vaetraj.pipeline.encode import iter_model_frames, open_for_model
+    from vaetraj.pipeline.model_input import iter_model_frames, open_for_model
 
     trajectory, _ = open_for_model(model, [path], ReadOptions())
     return np.concatenate(list(iter_model_frames(model, trajectory)))

@@ -470,3 +470,15 @@ def refine_structures(
     return Refined(
         *(np.concatenate([np.asarray(part) for part in kind]) for kind in zip(*parts, strict=True))
     )
+
+
+@functools.cache
+def _rg_kernel():
+    return jax.jit(jax.vmap(compute_rg, in_axes=(0, None)))
+
+
+def compute_frame_rg(xyz: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """R_g of each frame (frames,)."""
+    if len(xyz) == 0:
+        return np.zeros(0, np.float32)
+    return np.asarray(_rg_kernel()(jnp.asarray(xyz), jnp.asarray(weights, jnp.float32)))
