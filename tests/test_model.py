@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vaetraj.errors import UsageError
+from vaetraj.errors import ConfigError, UsageError
 from vaetraj.model import (
     DEFAULT_LATENT_DIM,
     GaussianMixture,
@@ -33,6 +33,7 @@ from vaetraj.model._diagnostics import (
     compute_explained_variance,
     compute_pca_explained_variance,
 )
+from vaetraj.train import TrainConfig
 
 
 def test_diagonal_kl_matches_monte_carlo():
@@ -142,13 +143,19 @@ def test_normalization_keeps_constant_features_finite():
     np.testing.assert_allclose(out[:, [0, 1, 3]].std(0), 1.0, rtol=1e-5)
 
 
-def test_config_validation_names_the_option():
-    with pytest.raises(UsageError, match="--latent-dim"):
+def test_config_validation_names_the_field_and_the_cli_its_option():
+    with pytest.raises(ConfigError, match="^latent_dim must be at least 1, got 0$") as caught:
         ModelConfig(features=24, latent_dim=0)
+    assert caught.value.as_flag() == "--latent-dim must be at least 1, got 0"
     with pytest.raises(UsageError, match="below the 24 input features"):
         ModelConfig(features=24, latent_dim=24)
-    with pytest.raises(UsageError, match="--activation"):
+    with pytest.raises(ConfigError, match="^activation must be one of") as caught:
         ModelConfig(activation="sigmoid")
+    assert caught.value.field == "activation"
+    with pytest.raises(ConfigError, match="^batch_size must be at least 1") as caught:
+        TrainConfig(batch_size=0)
+    assert caught.value.as_flag().startswith("--batch-size must be at least 1")
+    assert caught.value.as_flag({"batch_size": "-b"}).startswith("-b must")
     config = ModelConfig(features=24, posterior="full", likelihood="gaussian-learned")
     assert ModelConfig.from_json(config.to_json()) == config
 

@@ -38,6 +38,22 @@ class UsageError(VaetrajError):
     exit_code = EXIT_USAGE
 
 
+class ConfigError(UsageError):
+    """A config field out of its range. The message names the field ("epochs must be
+    at least 1, got 0"); `as_flag` names the command-line option instead, which the
+    CLI prints."""
+
+    def __init__(self, field: str, rule: str, value: object) -> None:
+        self.field, self.rule, self.value = field, rule, value
+        super().__init__(f"{field} {rule}, got {value!r}")
+
+    def as_flag(self, flags: dict[str, str] | None = None) -> str:
+        """The message with the field as its option: `flags` maps the fields whose
+        option is not --field-name."""
+        flag = (flags or {}).get(self.field, "--" + self.field.replace("_", "-"))
+        return f"{flag} {self.rule}, got {self.value!r}"
+
+
 class NumericalError(VaetrajError):
     exit_code = EXIT_NUMERICAL
 

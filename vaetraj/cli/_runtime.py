@@ -22,11 +22,14 @@ from vaetraj.errors import (
     EXIT_INPUT_MISSING,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
+    ConfigError,
     UsageError,
     VaetrajError,
 )
 
 SETTINGS_FILE = "vaetraj.toml"
+# config fields whose command-line option is not --field-name
+FLAGS = {"learning_rate": "--lr"}
 
 
 def _console():
@@ -144,7 +147,8 @@ def run_command(
     except VaetrajError as error:
         if debug:
             traceback.print_exc()
-        _fail(str(error), error.exit_code, json_output, error.record)
+        message = error.as_flag(FLAGS) if isinstance(error, ConfigError) else str(error)
+        _fail(message, error.exit_code, json_output, error.record)
     except KeyboardInterrupt:
         _fail("interrupted; no output was written", EXIT_INTERRUPTED, json_output)
     except PermissionError as error:  # an input we may not read (outputs: check_output)

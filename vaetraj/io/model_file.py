@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,9 +173,8 @@ def _model_config(fields: dict, path: Path) -> ModelConfig:
     try:
         return ModelConfig(**fields)
     except (ValueError, TypeError, VaetrajError) as error:
-        # the config's own errors name command-line flags; here they are the file's fields
-        problem = re.sub(r"--([a-z-]+)", lambda m: m.group(1).replace("-", "_"), str(error))
-        raise _damaged(path, f"bad model_config ({problem})") from None
+        # a config error names the field, as the file does
+        raise _damaged(path, f"bad model_config ({error})") from None
 
 
 def _read_params(handle: h5py.File, config: ModelConfig, path: Path) -> dict:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from vaetraj.errors import UsageError
+from vaetraj.errors import ConfigError, UsageError
 
 ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "softplus", "elu")
 LIKELIHOODS = ("mse", "gaussian", "gaussian-learned", "categorical")
@@ -17,6 +19,17 @@ POSTERIORS = ("diagonal", "full")
 # and explains more (textbook polymer: 64% of held-out variance against 49%;
 # docs/pages/method.md, "Choosing the latent size").
 DEFAULT_LATENT_DIM = 4
+
+
+# each field's rule: a test of its value and what it demands (ConfigError names the field)
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "hidden": (lambda v: v >= 1, "must be at least 1"),
+    "layers": (lambda v: v >= 2, "must be at least 2 (one hidden layer)"),
+    "activation": (lambda v: v in ACTIVATIONS, f"must be one of {', '.join(ACTIVATIONS)}"),
+    "likelihood": (lambda v: v in LIKELIHOODS, f"must be one of {', '.join(LIKELIHOODS)}"),
+    "decoder_std": (lambda v: v > 0, "must be positive"),
+    "posterior": (lambda v: v in POSTERIORS, f"must be one of {', '.join(POSTERIORS)}"),
+}
 
 
 @dataclass(frozen=True)
@@ -52,35 +65,20 @@ class ModelConfig:
             raise UsageError(f"a model needs at least 1 input feature, got {self.features}")
         if self.latent_dim is not None:
             self._check_latent()
-        if self.hidden < 1:
-            raise UsageError(f"--hidden must be at least 1, got {self.hidden}")
-        if self.layers < 2:
-            raise UsageError(f"--layers must be at least 2 (one hidden layer), got {self.layers}")
-        if self.activation not in ACTIVATIONS:
-            raise UsageError(
-                f"--activation must be one of {', '.join(ACTIVATIONS)}, got '{self.activation}'"
-            )
-        if self.likelihood not in LIKELIHOODS:
-            raise UsageError(
-                f"--likelihood must be one of {', '.join(LIKELIHOODS)}, got '{self.likelihood}'"
-            )
-        if not self.decoder_std > 0:
-            raise UsageError(f"--decoder-std must be positive, got {self.decoder_std}")
-        if self.posterior not in POSTERIORS:
-            raise UsageError(
-                f"--posterior must be one of {', '.join(POSTERIORS)}, got '{self.posterior}'"
-            )
+        for name, (ok, rule) in _RULES.items():
+            if not ok(getattr(self, name)):
+                raise ConfigError(name, rule, getattr(self, name))
 
     def _check_latent(self) -> None:
-        if self.latent_dim < 1:
-            raise UsageError(f"--latent-dim must be at least 1, got {self.latent_dim}")
-        if self.features is not None and self.features > 1 and not self.latent_dim < self.features:
-            raise UsageError(
-                f"--latent-dim must be at least 1 and below the {self.features} input "
-                f"features, got {self.latent_dim}"
+        latent, features = self.latent_dim, self.features
+        if latent < 1:
+            raise ConfigError("latent_dim", "must be at least 1", latent)
+        if features is not None and features > 1 and not latent < features:
+            raise ConfigError(
+                "latent_dim", f"must be at least 1 and below the {features} input features", latent
             )
-        if self.features == 1 and self.latent_dim != 1:
-            raise UsageError(f"one input feature allows --latent-dim 1, got {self.latent_dim}")
+        if features == 1 and latent != 1:
+            raise ConfigError("latent_dim", "must be 1 for one input feature", latent)
 
     @property
     def encoder_outputs(self) -> int:

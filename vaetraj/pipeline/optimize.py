@@ -446,6 +446,44 @@ def _beyond_training(
     return bool(beyond)
 
 
+def _novelty_fields(
+    xyz: np.ndarray,
+    weights: np.ndarray,
+    training_frames: np.ndarray | None,
+    stats: DataStats | None,
+    config: OptimizeConfig,
+    notes: list[str],
+) -> dict[str, Any]:
+    """How new the answer is: its R_g, whether beyond the training frames', and the
+    RMSD to the nearest training frame (when they are given)."""
+    novelty = None
+    if training_frames is not None and len(training_frames):
+        novelty = nearest_frame_rmsd(xyz, training_frames, weights)
+    rg = float(compute_rg(jnp.asarray(xyz), jnp.asarray(weights, jnp.float32)))
+    return {
+        "nearest_frame_rmsd": novelty,
+        "rg": rg,
+        "beyond_training": _beyond_training(stats, config, rg, notes),
+    }
+
+
+def _search_fields(found: _Candidates, config: OptimizeConfig, threshold: float) -> dict[str, Any]:
+    """Where the best candidate was found, its trust-region standing and refinement."""
+    best, restarts, moved = found.best, config.restarts, found.moved
+    return {
+        "trust_threshold": threshold if config.trust_weight > 0 else None,
+        "best_value": float(found.values[best]),
+        "best_restart": int(best % restarts),
+        "best_step": int(best // restarts) * config.record_every,
+        "best_log_density": float(found.log_p[best]),
+        "inside_trust_region": bool(found.log_p[best] >= threshold),
+        "candidates": len(found.z),
+        "refined": moved is not None,
+        "moved": float(moved[best]) if moved is not None else None,
+        "tether_width": config.tether_width if moved is not None else None,
+    }
+
+
 def _geometry_fields(found: _Candidates, stats: DataStats | None) -> dict[str, Any]:
     """The best candidate's bonds and contacts, and the training limits they meet."""
     best, check = found.best, found.check
@@ -510,11 +548,6 @@ def optimize(
     found = _candidates(model, land, config, np.asarray(result.path), notes)
     best, restarts = found.best, config.restarts
     best_xyz = found.xyz[best]
-    novelty = None
-    if training_frames is not None and len(training_frames):
-        novelty = nearest_frame_rmsd(best_xyz, training_frames, weights)
-    rg = float(compute_rg(jnp.asarray(best_xyz), jnp.asarray(weights, jnp.float32)))
-    threshold = float(goal.threshold)
     report = OptimizeReport(
         objective=config.objective,
         direction=config.direction,
@@ -522,20 +555,9 @@ def optimize(
         restarts=restarts,
         steps=config.steps,
         trust_weight=config.trust_weight,
-        trust_threshold=threshold if config.trust_weight > 0 else None,
-        best_value=float(found.values[best]),
-        best_restart=int(best % restarts),
-        best_step=int(best // restarts) * config.record_every,
-        best_log_density=float(found.log_p[best]),
-        inside_trust_region=bool(found.log_p[best] >= threshold),
-        candidates=len(found.z),
-        refined=found.moved is not None,
-        moved=float(found.moved[best]) if found.moved is not None else None,
-        tether_width=config.tether_width if found.moved is not None else None,
+        **_search_fields(found, config, float(goal.threshold)),
         data_starts=from_data,
-        nearest_frame_rmsd=novelty,
-        rg=rg,
-        beyond_training=_beyond_training(stats, config, rg, notes),
+        **_novelty_fields(best_xyz, weights, training_frames, stats, config, notes),
         **_geometry_fields(found, stats),
         sample_value_range=[float(reference_values.min()), float(reference_values.max())],
         units=model.units,

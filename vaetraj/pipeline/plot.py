@@ -188,6 +188,39 @@ def _resolve(path: Path | None, default: str, explicit: bool) -> Path | None:
     return None
 
 
+# the inputs each figure needs
+_NEEDS = {
+    "loss": ["history"],
+    "latent": ["latent"],
+    "marginals": ["data", "samples"],
+    "structures": ["data", "optimized"],
+}
+
+
+def _wanted(only: Sequence[str] | None, color: str, output: Path) -> list[str]:
+    """The figures asked for, with the options checked."""
+    wanted = list(only) if only else list(FIGURES)
+    unknown = [name for name in wanted if name not in FIGURES]
+    if unknown:
+        raise UsageError(f"--only takes {', '.join(FIGURES)}; got {', '.join(unknown)}")
+    if color not in ("time", "rg"):
+        raise UsageError(f"--color must be time or rg, got '{color}'")
+    if output.exists() and not output.is_dir():
+        raise UsageError("the plot output must be a folder", path=output)
+    return wanted
+
+
+def _plan(wanted: list[str], inputs: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The figures whose inputs are all at hand, and the others with what they lack."""
+    plan = [name for name in wanted if all(inputs[n] is not None for n in _NEEDS[name])]
+    skipped = [
+        f"{name} (needs {', '.join(n for n in _NEEDS[name] if inputs[n] is None)})"
+        for name in wanted
+        if name not in plan
+    ]
+    return plan, skipped
+
+
 def plot_file(
     model: str | os.PathLike = "model.h5",
     output: str | os.PathLike = "figures",
@@ -203,15 +236,8 @@ def plot_file(
     """Every figure the inputs allow, as PNG files in the folder `output`. Inputs left
     out default to latent.h5, aligned.h5, samples.npz and optimized.npz in the working
     directory, each used when present."""
-    wanted = list(only) if only else list(FIGURES)
-    unknown = [name for name in wanted if name not in FIGURES]
-    if unknown:
-        raise UsageError(f"--only takes {', '.join(FIGURES)}; got {', '.join(unknown)}")
-    if color not in ("time", "rg"):
-        raise UsageError(f"--color must be time or rg, got '{color}'")
     output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise UsageError("the plot output must be a folder", path=output)
+    wanted = _wanted(only, color, output)
     loaded = load_model(Path(model))
     require_structure_model(loaded, "plot", path=model)
     inputs = {
@@ -221,42 +247,35 @@ def plot_file(
         "samples": _resolve(samples, "samples.npz", samples is not None),
         "optimized": _resolve(optimized, "optimized.npz", optimized is not None),
     }
-    needs = {
-        "loss": ["history"],
-        "latent": ["latent"],
-        "marginals": ["data", "samples"],
-        "structures": ["data", "optimized"],
-    }
-    plan = [name for name in wanted if all(inputs[n] is not None for n in needs[name])]
-    skipped = [
-        f"{name} (needs {', '.join(n for n in needs[name] if inputs[n] is None)})"
-        for name in wanted
-        if name not in plan
-    ]
+    plan, skipped = _plan(wanted, inputs)
     if not plan:
         raise InputMissingError("nothing to plot: " + "; ".join(skipped), path=output)
     if output.is_dir():
         for name in plan:
             check_output(output / f"{name}.png", overwrite=overwrite)
     # every input is read (and checked) before the first figure is written
-    uses = {n for name in plan for n in needs[name]}
+    uses = {n for name in plan for n in _NEEDS[name]}
     frames = _read_frames(loaded, inputs["data"]) if "data" in uses else None
     path_data = read_latent(inputs["latent"]) if "latent" in uses else None
     samples_xyz = _structures(inputs["samples"]) if "samples" in uses else None
     optimized_xyz = _structures(inputs["optimized"])[0] if "optimized" in uses else None
     output.mkdir(parents=True, exist_ok=True)
+    draw = {
+        "loss": lambda target: plot_loss(loaded, target, overwrite=overwrite),
+        "latent": lambda target: plot_latent(
+            loaded, path_data, target, color=color, overwrite=overwrite
+        ),
+        "marginals": lambda target: plot_marginals(
+            loaded, frames, samples_xyz, target, overwrite=overwrite
+        ),
+        "structures": lambda target: plot_structures(
+            loaded, frames, optimized_xyz, target, overwrite=overwrite
+        ),
+    }
     figures = []
     for name in plan:
-        target = output / f"{name}.png"
-        if name == "loss":
-            plot_loss(loaded, target, overwrite=overwrite)
-        elif name == "latent":
-            plot_latent(loaded, path_data, target, color=color, overwrite=overwrite)
-        elif name == "marginals":
-            plot_marginals(loaded, frames, samples_xyz, target, overwrite=overwrite)
-        else:
-            plot_structures(loaded, frames, optimized_xyz, target, overwrite=overwrite)
-        figures.append(str(target))
+        draw[name](output / f"{name}.png")
+        figures.append(str(output / f"{name}.png"))
     notes = [f"skipped {item}" for item in skipped]
     return PlotReport(figures=figures, skipped=skipped, output=str(output), notes=notes)
 

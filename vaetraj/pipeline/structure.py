@@ -23,6 +23,7 @@ import functools
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -330,6 +331,36 @@ def _measure(xyz: np.ndarray, terms: GeometryTerms, weights: np.ndarray):
     )
 
 
+def _term_fields(terms, source: str, bond, angle, volume, contact) -> dict[str, Any]:
+    """The DataStats fields of the bonds, angles, contacts and stereocentres: their
+    means and spreads over the frames and the windows the geometry check allows."""
+    bond_lo, bond_hi = term_windows(bond, MIN_RELATIVE_STD * bond.mean, lower=0.0)
+    angle_lo, angle_hi = term_windows(angle, MIN_ANGLE_STD, lower=0.0, upper=math.pi)
+    closest = float(contact.min()) if np.isfinite(contact).any() else 0.0
+    handedness = stereocentre_handedness(volume)
+    return {
+        "bonds": terms.bonds.tolist(),
+        "bond_source": source,
+        "bond_mean": bond.mean.tolist(),
+        "bond_std": bond.std.tolist(),
+        "bond_lo": bond_lo.tolist(),
+        "bond_hi": bond_hi.tolist(),
+        "angle_min": angle.min.tolist(),
+        "angle_max": angle.max.tolist(),
+        "angle_std": angle.std.tolist(),
+        "angle_lo": angle_lo.tolist(),
+        "angle_hi": angle_hi.tolist(),
+        "closest_contact": closest,
+        "contact_min": (1 - CONTACT_TOLERANCE) * closest,
+        "handedness": handedness.tolist(),
+        "volume_min": np.where(
+            handedness > 0, volume.min, np.where(handedness < 0, -volume.max, 0.0)
+        ).tolist(),
+        "volume_std": volume.std.tolist(),
+        "mean_bond": float(np.mean(bond.mean)) if len(terms.bonds) else math.nan,
+    }
+
+
 def compute_data_stats(
     xyz: np.ndarray,
     topology_json: str | None,
@@ -349,34 +380,12 @@ def compute_data_stats(
     terms = geometry_terms(atoms, bonds, dims)
     weights, kind = rg_weights(masses, atoms)
     bond, angle, volume, contact, rg = _measure(xyz, terms, weights)
-    bond_lo, bond_hi = term_windows(bond, MIN_RELATIVE_STD * bond.mean, lower=0.0)
-    angle_lo, angle_hi = term_windows(angle, MIN_ANGLE_STD, lower=0.0, upper=math.pi)
-    closest = float(contact.min()) if np.isfinite(contact).any() else 0.0
-    handedness = stereocentre_handedness(volume)
     order = np.argsort(rg, kind="stable")
     anchors = order[
         np.unique(np.linspace(0, len(order) - 1, min(ANCHORS, len(order))).round().astype(int))
     ]
     stats = DataStats(
-        bonds=terms.bonds.tolist(),
-        bond_source=source,
-        bond_mean=bond.mean.tolist(),
-        bond_std=bond.std.tolist(),
-        bond_lo=bond_lo.tolist(),
-        bond_hi=bond_hi.tolist(),
-        angle_min=angle.min.tolist(),
-        angle_max=angle.max.tolist(),
-        angle_std=angle.std.tolist(),
-        angle_lo=angle_lo.tolist(),
-        angle_hi=angle_hi.tolist(),
-        closest_contact=closest,
-        contact_min=(1 - CONTACT_TOLERANCE) * closest,
-        handedness=handedness.tolist(),
-        volume_min=np.where(
-            handedness > 0, volume.min, np.where(handedness < 0, -volume.max, 0.0)
-        ).tolist(),
-        volume_std=volume.std.tolist(),
-        mean_bond=float(np.mean(bond.mean)) if len(terms.bonds) else math.nan,
+        **_term_fields(terms, source, bond, angle, volume, contact),
         rg_min=float(rg.min()),
         rg_max=float(rg.max()),
         rg_mean=float(rg.mean()),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,12 +12,39 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vaetraj.errors import UsageError
+from vaetraj.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
 KEEP = ("best", "last")
 LR_SCALINGS = ("fan-in", "uniform")
+
+
+# each field's rule: a test of its value and what it demands (ConfigError names the field)
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": (lambda v: v >= 1, "must be at least 1"),
+    "batch_size": (lambda v: v >= 1, "must be at least 1"),
+    "lr": (lambda v: v > 0, "must be positive"),
+    "optimizer": (lambda v: v in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
+    "schedule": (lambda v: v in SCHEDULES, f"must be one of {', '.join(SCHEDULES)}"),
+    "final_lr_fraction": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "warmup_epochs": (lambda v: v is None or v >= 0, "must be zero or more"),
+    "clip_norm": (lambda v: v is None or v > 0, "must be positive"),
+    "lr_scaling": (lambda v: v in LR_SCALINGS, f"must be one of {', '.join(LR_SCALINGS)}"),
+    "weight_decay": (lambda v: v >= 0, "must be zero or more"),
+    "input_noise": (lambda v: v >= 0, "must be zero or more"),
+    "beta": (lambda v: v >= 0, "must be zero or more"),
+    "kl_warmup": (lambda v: v >= 0, "must be zero or more"),
+    "samples": (lambda v: v >= 1, "must be at least 1"),
+    "val_fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "val_blocks": (lambda v: v >= 1, "must be at least 1"),
+    "keep": (lambda v: v in KEEP, f"must be one of {', '.join(KEEP)}"),
+    "patience": (lambda v: v is None or v >= 1, "must be at least 1"),
+    "max_recoveries": (lambda v: v >= 0, "must be zero or more"),
+    "min_explained": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "checkpoint_every": (lambda v: v >= 0, "must be zero (never) or more"),
+    "density_components": (lambda v: v >= 1, "must be at least 1"),
+}
 
 
 @dataclass(frozen=True)
@@ -86,66 +114,9 @@ class TrainConfig:
     density_components: int = 8
 
     def __post_init__(self) -> None:
-        rules = {
-            "epochs": (self.epochs >= 1, "--epochs must be at least 1"),
-            "batch_size": (self.batch_size >= 1, "--batch-size must be at least 1"),
-            "lr": (self.lr > 0, "--lr must be positive"),
-            "optimizer": (
-                self.optimizer in OPTIMIZERS,
-                f"--optimizer must be one of {', '.join(OPTIMIZERS)}",
-            ),
-            "schedule": (
-                self.schedule in SCHEDULES,
-                f"--schedule must be one of {', '.join(SCHEDULES)}",
-            ),
-            "final_lr_fraction": (
-                0 <= self.final_lr_fraction <= 1,
-                "final_lr_fraction must be in [0, 1]",
-            ),
-            "warmup_epochs": (
-                self.warmup_epochs is None or self.warmup_epochs >= 0,
-                "--warmup-epochs must be zero or more",
-            ),
-            "clip_norm": (
-                self.clip_norm is None or self.clip_norm > 0,
-                "--clip-norm must be positive",
-            ),
-            "lr_scaling": (
-                self.lr_scaling in LR_SCALINGS,
-                f"--lr-scaling must be one of {', '.join(LR_SCALINGS)}",
-            ),
-            "weight_decay": (self.weight_decay >= 0, "--weight-decay must be zero or more"),
-            "input_noise": (self.input_noise >= 0, "--input-noise must be zero or more"),
-            "beta": (self.beta >= 0, "--beta must be zero or more"),
-            "kl_warmup": (self.kl_warmup >= 0, "--kl-warmup must be zero or more"),
-            "samples": (self.samples >= 1, "--samples must be at least 1"),
-            "val_fraction": (0 <= self.val_fraction < 1, "--val-fraction must be in [0, 1)"),
-            "val_blocks": (self.val_blocks >= 1, "--val-blocks must be at least 1"),
-            "keep": (self.keep in KEEP, f"--keep must be one of {', '.join(KEEP)}"),
-            "patience": (
-                self.patience is None or self.patience >= 1,
-                "--patience must be at least 1",
-            ),
-            "max_recoveries": (
-                self.max_recoveries >= 0,
-                "--max-recoveries must be zero or more",
-            ),
-            "min_explained": (
-                0 <= self.min_explained <= 1,
-                "--min-explained must be in [0, 1]",
-            ),
-            "checkpoint_every": (
-                self.checkpoint_every >= 0,
-                "--checkpoint-every must be zero (never) or more",
-            ),
-            "density_components": (
-                self.density_components >= 1,
-                "--density-components must be at least 1",
-            ),
-        }
-        for name, (ok, rule) in rules.items():
-            if not ok:
-                raise UsageError(f"{rule}, got {getattr(self, name)!r}")
+        for name, (ok, rule) in _RULES.items():
+            if not ok(getattr(self, name)):
+                raise ConfigError(name, rule, getattr(self, name))
 
     def beta_at(self, epoch: int) -> float:
         """beta for 0-based `epoch`, ramped linearly over the first kl_warmup epochs."""
