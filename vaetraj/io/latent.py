@@ -284,45 +284,40 @@ def _read_csv_columns(path: Path) -> dict[str, np.ndarray]:
     return {name.strip(): table[:, i] for i, name in enumerate(header)}
 
 
-def read_latent_points(path: str | os.PathLike, *, key: str | None = None) -> np.ndarray:
-    """Latent points (points, latent) from an encode output (its mean), a .npy array,
-    a .npz array (`key`, or its only array), or a CSV of numbers (with or without a
-    header; an encode CSV gives its mean_* columns)."""
-    path = Path(path)
-    _exists(path)
-    suffix = path.suffix.lower()
-    if suffix in (".h5", ".hdf5"):
-        points = read_latent(path).mean
-    elif suffix == ".npy":
-        try:
-            points = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise BadInputError(f"cannot read .npy ({error})", path=path) from None
-    elif suffix == ".npz":
-        arrays = _read_npz(path)
-        if key is None and "attrs" in arrays:  # an encode output: every field checked
-            return read_latent(path).mean
-        arrays.pop("attrs", None)
-        if key is not None:
-            if key not in arrays:
-                raise BadInputError(f"no array '{key}' (it has {', '.join(arrays)})", path=path)
-            points = arrays[key]
-        elif "mean" in arrays:
-            points = arrays["mean"]
-        elif len(arrays) == 1:
-            points = next(iter(arrays.values()))
-        else:
-            raise UsageError(
-                f"holds several arrays ({', '.join(arrays)}); choose one with --key", path=path
-            )
-    elif suffix == ".csv":
-        points = _read_csv_points(path)
-        if points is None:  # an encode output (mean_0, ... columns): every field checked
-            return read_latent(path).mean
-    else:
-        raise UsageError(
-            f"latent points are read from .h5, .npz, .npy or .csv, got '{path.suffix}'", path=path
-        )
+def _npz_points(path: Path, key: str | None) -> np.ndarray:
+    arrays = _read_npz(path)
+    if key is None and "attrs" in arrays:  # an encode output: every field checked
+        return read_latent(path).mean
+    arrays.pop("attrs", None)
+    if key is not None:
+        if key not in arrays:
+            raise BadInputError(f"no array '{key}' (it has {', '.join(arrays)})", path=path)
+        return arrays[key]
+    if "mean" in arrays:
+        return arrays["mean"]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    raise UsageError(
+        f"holds several arrays ({', '.join(arrays)}); choose one with --key", path=path
+    )
+
+
+def _npy_points(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise BadInputError(f"cannot read .npy ({error})", path=path) from None
+
+
+def _csv_points(path: Path) -> np.ndarray:
+    points = _read_csv_points(path)
+    if points is None:  # an encode output (mean_0, ... columns): every field checked
+        return read_latent(path).mean
+    return points
+
+
+def _checked_points(points: np.ndarray, path: Path) -> np.ndarray:
+    """(points, latent) float32, numbers, finite, at least one."""
     points = np.asarray(points)
     if points.dtype.kind not in "fiu":
         raise BadInputError(f"latent points must be numbers, got dtype {points.dtype}", path=path)
@@ -336,6 +331,27 @@ def read_latent_points(path: str | os.PathLike, *, key: str | None = None) -> np
         row = int(np.argwhere(~np.isfinite(points))[0, 0])
         raise BadInputError(f"non-finite latent point at row {row}", path=path)
     return points.astype(np.float32)
+
+
+def read_latent_points(path: str | os.PathLike, *, key: str | None = None) -> np.ndarray:
+    """Latent points (points, latent) from an encode output (its mean), a .npy array,
+    a .npz array (`key`, or its only array), or a CSV of numbers (with or without a
+    header; an encode CSV gives its mean_* columns)."""
+    path = Path(path)
+    _exists(path)
+    readers = {
+        ".h5": lambda: read_latent(path).mean,
+        ".hdf5": lambda: read_latent(path).mean,
+        ".npy": lambda: _npy_points(path),
+        ".npz": lambda: _npz_points(path, key),
+        ".csv": lambda: _csv_points(path),
+    }
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise UsageError(
+            f"latent points are read from .h5, .npz, .npy or .csv, got '{path.suffix}'", path=path
+        )
+    return _checked_points(reader(), path)
 
 
 def _read_csv_points(path: Path) -> np.ndarray | None:

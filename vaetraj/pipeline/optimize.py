@@ -523,8 +523,7 @@ def optimize(
         model: a model of structures.
         config: the objective, its direction or target, and the search's settings.
         groups: two atom selections, for `objective="distance"`.
-        target_structure: a structure file, for `objective="rmsd"`.
-        top: the topology `target_structure` needs, if any.
+        target_structure: a structure file (and `top`, its topology) for "rmsd".
         training_frames: (n, atoms, dims) aligned frames; when given, the report says
             how far the answer is from the nearest of them.
 

@@ -265,17 +265,8 @@ class DataStats:
             return None
         return cls(**data)
 
-    def check(self, atoms: int, dims: int, latent: int) -> None:
-        """Raise ValueError naming the first field that does not fit a model of `atoms`
-        atoms in `dims`D with `latent` latent dimensions: a list of the wrong length, a
-        bond to no atom, a non-number."""
-        bonds = np.asarray(self.bonds)
-        if bonds.size and (bonds.ndim != 2 or bonds.shape[1] != 2 or bonds.dtype.kind not in "iu"):
-            raise ValueError("bonds must be pairs of atom indices")
-        if bonds.size and not ((bonds >= 0) & (bonds < atoms)).all():
-            raise ValueError(f"bonds name atoms outside 0..{atoms - 1}")
-        if self.dims != dims:
-            raise ValueError(f"dims is {self.dims}, the model's {dims}")
+    def _check_term_lists(self, atoms: int) -> None:
+        """Each per-term list holds one finite number per bond, angle or centre."""
         terms = self.terms(atoms)
         lengths = {
             len(terms.bonds): ("bond_mean", "bond_std", "bond_lo", "bond_hi"),
@@ -289,6 +280,8 @@ class DataStats:
                     raise ValueError(f"{name} must hold {length} numbers")
                 if not np.isfinite(values).all():
                     raise ValueError(f"{name} holds a non-finite value")
+
+    def _check_scalars(self) -> None:
         # a structure without non-bonded pairs has no closest contact: inf, never NaN
         for name in ("closest_contact", "contact_min", "mean_bond", "rg_min", "rg_max"):
             value = getattr(self, name)
@@ -296,6 +289,20 @@ class DataStats:
                 raise ValueError(f"{name} must be a number, got {value!r}")
             if math.isnan(value) or (math.isinf(value) and "contact" not in name):
                 raise ValueError(f"{name} is {value}")
+
+    def check(self, atoms: int, dims: int, latent: int) -> None:
+        """Raise ValueError naming the first field that does not fit a model of `atoms`
+        atoms in `dims`D with `latent` latent dimensions: a list of the wrong length, a
+        bond to no atom, a non-number."""
+        bonds = np.asarray(self.bonds)
+        if bonds.size and (bonds.ndim != 2 or bonds.shape[1] != 2 or bonds.dtype.kind not in "iu"):
+            raise ValueError("bonds must be pairs of atom indices")
+        if bonds.size and not ((bonds >= 0) & (bonds < atoms)).all():
+            raise ValueError(f"bonds name atoms outside 0..{atoms - 1}")
+        if self.dims != dims:
+            raise ValueError(f"dims is {self.dims}, the model's {dims}")
+        self._check_term_lists(atoms)
+        self._check_scalars()
         if self.tether_std and np.shape(self.tether_std) != (atoms,):
             raise ValueError(f"tether_std must hold {atoms} numbers")
         anchors = np.asarray(self.anchor_z)

@@ -24,6 +24,7 @@ its line search under vmap made it ten times slower on a CPU (100 iterations: 6 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -89,6 +90,57 @@ class Refined(NamedTuple):
     energy: jax.Array
 
 
+def _refine_one(
+    x0: jax.Array,
+    restraints: Restraints,
+    *,
+    blocks: int,
+    max_pairs: int,
+    rebuild_every: int,
+    tolerance: float,
+):
+    """Relax one structure (see `make_refiner`): blocks of `rebuild_every` Adam steps,
+    each on a fresh neighbour list, until the energy settles or the blocks run out."""
+    pairs = restraints.pairs
+    listed = min(len(pairs), max(max_pairs, 16 * x0.shape[0]))
+
+    def energy(x, near):
+        return compute_restraint_energy(x, x0, restraints._replace(pairs=near))
+
+    def nearest(x):
+        if listed == len(pairs):
+            return pairs
+        _, index = jax.lax.top_k(-compute_pair_distances(x, pairs), listed)
+        return pairs[index]
+
+    solver = optax.adam(
+        optax.cosine_decay_schedule(restraints.step_size, blocks * rebuild_every, alpha=1e-3)
+    )
+
+    def step(carry, _, near):
+        x, state = carry
+        updates, state = solver.update(jax.grad(energy)(x, near), state, x)
+        return (optax.apply_updates(x, updates), state), None
+
+    def block(carry):
+        x, state, done_blocks, previous, _ = carry
+        near = nearest(x)
+        (x, state), _ = jax.lax.scan(
+            lambda c, i: step(c, i, near), (x, state), None, length=rebuild_every
+        )
+        value = energy(x, near)
+        settled = jnp.abs(previous - value) <= tolerance * (1.0 + jnp.abs(value))
+        return x, state, done_blocks + 1, value, settled
+
+    def going(carry):
+        return (carry[2] < blocks) & ~carry[4]
+
+    start = (x0, solver.init(x0), 0, jnp.asarray(jnp.inf, x0.dtype), jnp.bool_(False))
+    x, *_ = jax.lax.while_loop(going, block, start)
+    moved = jnp.sqrt(jnp.mean(jnp.sum((x - x0) ** 2, axis=-1)))
+    return x, moved, energy(x0, pairs), energy(x, pairs)
+
+
 def make_refiner(
     steps: int = 2000,
     *,
@@ -107,50 +159,16 @@ def make_refiner(
     at every step."""
     if steps < 1 or rebuild_every < 1:
         raise ValueError("steps and rebuild_every must be positive")
-    blocks = -(-steps // rebuild_every)
-
-    def refine_one(x0: jax.Array, restraints: Restraints):
-        pairs = restraints.pairs
-        listed = min(len(pairs), max(max_pairs, 16 * x0.shape[0]))
-
-        def energy(x, near):
-            return compute_restraint_energy(x, x0, restraints._replace(pairs=near))
-
-        def nearest(x):
-            if listed == len(pairs):
-                return pairs
-            _, index = jax.lax.top_k(-compute_pair_distances(x, pairs), listed)
-            return pairs[index]
-
-        solver = optax.adam(
-            optax.cosine_decay_schedule(restraints.step_size, blocks * rebuild_every, alpha=1e-3)
-        )
-
-        def step(carry, _, near):
-            x, state = carry
-            updates, state = solver.update(jax.grad(energy)(x, near), state, x)
-            return (optax.apply_updates(x, updates), state), None
-
-        def block(carry):
-            x, state, done_blocks, previous, _ = carry
-            near = nearest(x)
-            (x, state), _ = jax.lax.scan(
-                lambda c, i: step(c, i, near), (x, state), None, length=rebuild_every
-            )
-            value = energy(x, near)
-            settled = jnp.abs(previous - value) <= tolerance * (1.0 + jnp.abs(value))
-            return x, state, done_blocks + 1, value, settled
-
-        def going(carry):
-            return (carry[2] < blocks) & ~carry[4]
-
-        start = (x0, solver.init(x0), 0, jnp.asarray(jnp.inf, x0.dtype), jnp.bool_(False))
-        x, *_ = jax.lax.while_loop(going, block, start)
-        moved = jnp.sqrt(jnp.mean(jnp.sum((x - x0) ** 2, axis=-1)))
-        return x, moved, energy(x0, pairs), energy(x, pairs)
+    one = functools.partial(
+        _refine_one,
+        blocks=-(-steps // rebuild_every),
+        max_pairs=max_pairs,
+        rebuild_every=rebuild_every,
+        tolerance=tolerance,
+    )
 
     @jax.jit
     def refine(xyz: jax.Array, restraints: Restraints) -> Refined:
-        return Refined(*jax.vmap(refine_one, in_axes=(0, None))(xyz, restraints))
+        return Refined(*jax.vmap(one, in_axes=(0, None))(xyz, restraints))
 
     return refine
