@@ -93,7 +93,7 @@ def _normalize(
     return normalized
 
 
-def load_settings(group: TyperGroup, path: Path | None = None) -> dict[str, Any] | None:
+def load_settings(group: Any, path: Path | None = None) -> dict[str, Any] | None:
     """Defaults for every command from `path` or ./vaetraj.toml, checked against the
     commands' options; None when there is no file."""
     explicit = path is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -71,7 +72,7 @@ def main_callback(
     run_command(apply_settings, json_output=False, debug=debug)
 
 
-def _click_exception() -> type[Exception]:
+def _click_exception() -> Any:
     """click's base exception, from click or from the copy typer >= 0.20 vendors."""
     return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 

@@ -21,10 +21,10 @@ class BlockAlignment(NamedTuple):
     rmsd (frames,) to the reference (fitted for kabsch, as aligned otherwise);
     ambiguous (frames,) nearly degenerate principal axes or sign (principal only)."""
 
-    xyz: jnp.ndarray
-    rotation: jnp.ndarray
-    rmsd: jnp.ndarray
-    ambiguous: jnp.ndarray
+    xyz: jax.Array
+    rotation: jax.Array
+    rmsd: jax.Array
+    ambiguous: jax.Array
 
 
 class AlignTarget(NamedTuple):
@@ -32,8 +32,8 @@ class AlignTarget(NamedTuple):
     index_weights (atoms,) for the principal sign convention; kabsch, the prepared
     reference (its .reference is also what RMSD is measured against)."""
 
-    weights: jnp.ndarray
-    index_weights: jnp.ndarray
+    weights: jax.Array
+    index_weights: jax.Array
     kabsch: KabschTarget
 
 
@@ -65,9 +65,7 @@ def make_block_aligner(method: str, degeneracy_tol: float = 1e-2) -> Callable[..
 
 
 @jax.jit
-def count_axis_changes(
-    rotations: jnp.ndarray, previous: jnp.ndarray
-) -> tuple[jnp.ndarray, jnp.ndarray]:
+def count_axis_changes(rotations: jax.Array, previous: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Swaps and sign flips of the principal axes between consecutive frames.
 
     rotations: (frames, dims, dims); previous: (dims, dims), the frame before the first

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 
-def compute_center_of_mass(xyz: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarray:
+def compute_center_of_mass(xyz: jax.Array, weights: jax.Array) -> jax.Array:
     """Weighted centre of one frame.
 
     xyz: (atoms, dims); weights: (atoms,), summing to one. Returns (dims,).
@@ -13,7 +14,7 @@ def compute_center_of_mass(xyz: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarra
     return weights @ xyz
 
 
-def rotate_frame(xyz: jnp.ndarray, rotation: jnp.ndarray) -> jnp.ndarray:
+def rotate_frame(xyz: jax.Array, rotation: jax.Array) -> jax.Array:
     """Apply `rotation` (dims, dims) to every row of `xyz` (atoms, dims): `xyz @ rotation.T`.
 
     Written as one column per output axis so that, under `vmap`, XLA fuses it into a
@@ -24,8 +25,6 @@ def rotate_frame(xyz: jnp.ndarray, rotation: jnp.ndarray) -> jnp.ndarray:
     return jnp.stack(columns, axis=-1)
 
 
-def compute_weighted_rmsd(
-    xyz: jnp.ndarray, reference: jnp.ndarray, weights: jnp.ndarray
-) -> jnp.ndarray:
+def compute_weighted_rmsd(xyz: jax.Array, reference: jax.Array, weights: jax.Array) -> jax.Array:
     """Weighted root-mean-square deviation of two frames, without any fitting."""
     return jnp.sqrt(weights @ jnp.sum((xyz - reference) ** 2, axis=-1))

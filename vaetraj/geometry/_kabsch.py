@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -24,17 +25,17 @@ class KabschTarget(NamedTuple):
     to one. moments: (atoms * dims, dims + dims * dims), see `make_kabsch_target`.
     """
 
-    reference: jnp.ndarray
-    weights: jnp.ndarray
-    moments: jnp.ndarray
+    reference: jax.Array
+    weights: jax.Array
+    moments: jax.Array
 
 
 class Superposition(NamedTuple):
     """xyz: (atoms, dims) the superposed frame; rotation: (dims, dims); rmsd: ()."""
 
-    xyz: jnp.ndarray
-    rotation: jnp.ndarray
-    rmsd: jnp.ndarray
+    xyz: jax.Array
+    rotation: jax.Array
+    rmsd: jax.Array
 
 
 def make_kabsch_target(reference: np.ndarray, weights: np.ndarray) -> KabschTarget:
@@ -60,7 +61,7 @@ def make_kabsch_target(reference: np.ndarray, weights: np.ndarray) -> KabschTarg
     )
 
 
-def _optimal_rotation_2d(correlation: jnp.ndarray) -> jnp.ndarray:
+def _optimal_rotation_2d(correlation: jax.Array) -> jax.Array:
     angle = jnp.arctan2(
         correlation[0, 1] - correlation[1, 0], correlation[0, 0] + correlation[1, 1]
     )
@@ -68,7 +69,7 @@ def _optimal_rotation_2d(correlation: jnp.ndarray) -> jnp.ndarray:
     return jnp.array([[c, -s], [s, c]])
 
 
-def _optimal_rotation_3d(correlation: jnp.ndarray) -> jnp.ndarray:
+def _optimal_rotation_3d(correlation: jax.Array) -> jax.Array:
     u, _, vt = jnp.linalg.svd(correlation)
     # a reflection would fit better when det(V U^T) < 0: flip the weakest direction
     sign = jnp.sign(jnp.linalg.det(u) * jnp.linalg.det(vt))
@@ -76,7 +77,7 @@ def _optimal_rotation_3d(correlation: jnp.ndarray) -> jnp.ndarray:
     return vt.T @ u.T
 
 
-def superpose_frame(xyz: jnp.ndarray, target: KabschTarget) -> Superposition:
+def superpose_frame(xyz: jax.Array, target: KabschTarget) -> Superposition:
     """Superpose one frame (atoms, dims) onto `target`; dims 2 or 3."""
     atoms, dims = xyz.shape
     moments = xyz.reshape(-1) @ target.moments

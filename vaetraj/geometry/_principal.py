@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -31,11 +32,11 @@ class PrincipalAlignment(NamedTuple):
     sign_strength: smallest |index moment| over the axes whose sign it fixes (0 to 1).
     """
 
-    xyz: jnp.ndarray
-    rotation: jnp.ndarray
-    eigenvalues: jnp.ndarray
-    relative_gap: jnp.ndarray
-    sign_strength: jnp.ndarray
+    xyz: jax.Array
+    rotation: jax.Array
+    eigenvalues: jax.Array
+    relative_gap: jax.Array
+    sign_strength: jax.Array
 
 
 def compute_index_weights(weights: np.ndarray) -> np.ndarray:
@@ -48,10 +49,10 @@ def compute_index_weights(weights: np.ndarray) -> np.ndarray:
     index = np.arange(weights.shape[0], dtype=np.float64)
     centred = index - weights @ index
     spread = np.sqrt(weights @ centred**2)
-    return weights * centred / max(spread, _TINY)
+    return weights * centred / max(float(spread), _TINY)
 
 
-def _principal_axes_2d(gyration: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+def _principal_axes_2d(gyration: jax.Array) -> tuple[jax.Array, jax.Array]:
     # closed form: exact, branch-free and much faster than a batched eigh
     sxx, syy, sxy = gyration[0, 0], gyration[1, 1], gyration[0, 1]
     angle = 0.5 * jnp.arctan2(2.0 * sxy, sxx - syy)
@@ -62,13 +63,13 @@ def _principal_axes_2d(gyration: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]
     return jnp.stack([mean + radius, mean - radius]), axes
 
 
-def _principal_axes_3d(gyration: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+def _principal_axes_3d(gyration: jax.Array) -> tuple[jax.Array, jax.Array]:
     eigenvalues, eigenvectors = jnp.linalg.eigh(gyration)
     return eigenvalues[::-1], eigenvectors[:, ::-1].T
 
 
 def align_principal_frame(
-    xyz: jnp.ndarray, weights: jnp.ndarray, index_weights: jnp.ndarray
+    xyz: jax.Array, weights: jax.Array, index_weights: jax.Array
 ) -> PrincipalAlignment:
     """Centre one frame on its centre of mass and rotate it onto its principal axes.
 
@@ -116,11 +117,11 @@ class AxisChange(NamedTuple):
     flipped: same order, but an axis turned around.
     """
 
-    swapped: jnp.ndarray
-    flipped: jnp.ndarray
+    swapped: jax.Array
+    flipped: jax.Array
 
 
-def compare_axes(previous: jnp.ndarray, current: jnp.ndarray) -> AxisChange:
+def compare_axes(previous: jax.Array, current: jax.Array) -> AxisChange:
     """Compare the rotations (dims, dims) of two consecutive frames."""
     overlap = previous @ current.T
     dims = overlap.shape[0]

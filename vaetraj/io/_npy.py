@@ -11,7 +11,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -28,7 +28,7 @@ class ArrayLayout:
     partial: bool
 
 
-def _read_header(handle: BinaryIO, path: Path, what: str) -> tuple[tuple[int, ...], np.dtype]:
+def _read_header(handle: IO[bytes], path: Path, what: str) -> tuple[tuple[int, ...], np.dtype]:
     try:
         version = np.lib.format.read_magic(handle)
         if version == (1, 0):
@@ -118,7 +118,7 @@ class NpyArrayReader:
         return members[0]
 
     @contextlib.contextmanager
-    def _open(self) -> Iterator[BinaryIO]:
+    def _open(self) -> Iterator[IO[bytes]]:
         if self._zip_member is None:
             with open(self.path, "rb") as handle:
                 yield handle

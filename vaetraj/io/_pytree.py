@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import h5py
 import jax
 import numpy as np
@@ -39,7 +41,7 @@ def write_pytree(group: h5py.Group, tree) -> None:
         group.create_dataset(name, data=leaf)
 
 
-def read_pytree(group: h5py.Group, template) -> tuple[object, list[str]]:
+def read_pytree(group: h5py.Group, template: Any) -> tuple[Any, list[str]]:
     """The template's structure filled with the group's datasets. Returns the tree and
     the names that are missing or of the wrong shape or dtype (an empty list: all well)."""
     paths, treedef = jax.tree_util.tree_flatten_with_path(template)

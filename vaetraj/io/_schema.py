@@ -215,10 +215,10 @@ def read_fields(
         if spec.dim is not None:
             dims[spec.dim] = values[spec.name]
     arrays = {}
-    for spec in data:
-        array = read_dataset(handle, spec, path, what, dims)
+    for item in data:
+        array = read_dataset(handle, item, path, what, dims)
         if array is not None:
-            arrays[spec.name] = array
+            arrays[item.name] = array
     return Fields(attrs=values, arrays=arrays, dims=dims)
 
 

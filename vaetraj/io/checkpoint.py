@@ -51,7 +51,7 @@ _WHAT = "damaged checkpoint"
 _INT = (int,)
 # what a resumed run reads from the fields: a wrong kind is a damaged file, not a crash
 _POINT_FIELDS = {"epoch": _INT, "best_epoch": _INT, "since_best": _INT}
-_RUN_FIELDS = {
+_RUN_FIELDS: dict[str, tuple[type, ...]] = {
     "atoms": _INT,
     "dims": _INT,
     "data_sha256": (str,),
@@ -82,8 +82,8 @@ def _check_fields(fields: Any, path: Path) -> dict[str, Any]:
         loss = point.get("best_loss")
         if loss is not None and (isinstance(loss, bool) or not isinstance(loss, (int, float))):
             raise bad(f"field '{prefix}best_loss' is {loss!r}, expected a number")
-    for name, kinds in _RUN_FIELDS.items():
-        if not isinstance(fields.get(name), kinds) or isinstance(fields.get(name), bool):
+    for name, run_kinds in _RUN_FIELDS.items():
+        if not isinstance(fields.get(name), run_kinds) or isinstance(fields.get(name), bool):
             raise bad(f"field '{name}' is {fields.get(name)!r}")
     try:
         if not isinstance(json.loads(fields["train_config"]), dict):
@@ -135,7 +135,8 @@ def _read(path: Path, templates: dict[str, Any]):
                 raise BadInputError(f"{_WHAT}: {'; '.join(problems)}", path=path)
             for leaf_name, leaf in flatten_named(trees[name]).items():
                 check_values(leaf, Data(f"{name}/{leaf_name}", "number", ()), path, _WHAT)
-        history, dims = {}, {}
+        history: dict[str, np.ndarray] = {}
+        dims: dict[str, int] = {}
         group = handle["history"] if "history" in handle else {}
         if isinstance(group, h5py.Dataset):
             raise BadInputError(f"{_WHAT}: /history is not a group", path=path)
@@ -143,7 +144,9 @@ def _read(path: Path, templates: dict[str, Any]):
             ndim = getattr(group[name], "ndim", 1)
             shape = ("epochs",) if ndim != 2 else ("epochs", f"columns of {name}")
             spec = Data(f"history/{name}", "number", shape, finite=False)
-            history[name] = read_dataset(handle, spec, path, _WHAT, dims)
+            values = read_dataset(handle, spec, path, _WHAT, dims)
+            assert values is not None  # a required dataset
+            history[name] = values
         if any(len(values) < fields["epoch"] for values in history.values()):
             raise BadInputError(
                 f"{_WHAT}: the history is shorter than the epoch ({fields['epoch']})", path=path

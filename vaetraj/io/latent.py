@@ -143,7 +143,8 @@ class LatentWriter:
                     "std": np.zeros((0, self.latent_dim), np.float32),
                 }
                 with open(self.path, "wb") as handle:
-                    np.savez(handle, **arrays, attrs=np.asarray(json.dumps(attrs)))
+                    arrays["attrs"] = np.asarray(json.dumps(attrs))
+                    np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy stubs: allow_pickle
         except OSError as error:
             raise WriteError(describe_os_error(error), path=self.final_path) from None
 
@@ -187,11 +188,12 @@ _STD = Data("std", "float", ("frames", "latent"), required=False, positive=True)
 def _checked(group, path: Path, attrs: tuple[Attr, ...]) -> LatentData:
     """mean, std and the per-frame extras, every one checked (see `_schema`)."""
     fields = read_fields(group, attrs, (_MEAN, _STD), path=path, what=_WHAT)
-    extras = {}
+    extras: dict[str, np.ndarray] = {}
     for name in group:
         if name not in ("mean", "std", "attrs"):
-            spec = Data(name, "float", ("frames",))
-            extras[name] = read_dataset(group, spec, path, _WHAT, fields.dims)
+            values = read_dataset(group, Data(name, "float", ("frames",)), path, _WHAT, fields.dims)
+            assert values is not None  # a required dataset
+            extras[name] = values
     return LatentData(
         mean=fields.arrays["mean"].astype(np.float32),
         std=fields.arrays.get("std"),

@@ -206,13 +206,15 @@ def _read(handle: h5py.File, path: Path) -> ModelRecord:
     fields = read_fields(handle, _ATTRS, (), path=path, what=_WHAT)
     config = _model_config(fields.attrs["model_config"], path)
     atoms, dims = fields.attrs["atoms"], fields.attrs["dims"]
-    if atoms * dims != config.features:
+    features, latent = config.size
+    if atoms * dims != features:
         raise _damaged(
-            path, f"{atoms} atoms in {dims}D do not make the model's {config.features} features"
+            path, f"{atoms} atoms in {dims}D do not make the model's {features} features"
         )
-    known = {"features": config.features, "latent": config.latent_dim}
-    arrays = read_fields(handle, (), _DATA, path=path, what=_WHAT, dims={**fields.dims, **known})
-    arrays = arrays.arrays
+    known = {"features": features, "latent": latent}
+    arrays = read_fields(
+        handle, (), _DATA, path=path, what=_WHAT, dims={**fields.dims, **known}
+    ).arrays
     _check_alignment(fields.attrs["alignment"], arrays, path)
     if "topology" in attrs:
         checked_topology(attrs["topology"], atoms=atoms, path=path, what=_WHAT)
@@ -252,11 +254,14 @@ def _read_history(handle: h5py.File, path: Path) -> dict[str, np.ndarray]:
     group = handle["history"]
     if not isinstance(group, h5py.Group):
         raise _damaged(path, "/history is not a group")
-    history, dims = {}, {}
+    history: dict[str, np.ndarray] = {}
+    dims: dict[str, int] = {}
     for name in group:
         spec = Data(f"history/{name}", "number", ("epochs",), finite=False)
         dataset = group[name]
         if isinstance(dataset, h5py.Dataset) and dataset.ndim == 2:
             spec = Data(spec.name, "number", ("epochs", "columns_" + name), finite=False)
-        history[name] = read_dataset(handle, spec, path, _WHAT, dims)
+        values = read_dataset(handle, spec, path, _WHAT, dims)
+        assert values is not None  # a required dataset
+        history[name] = values
     return history

@@ -422,9 +422,10 @@ class Trajectory:
         """Frames after stride, or None when a format cannot tell before reading."""
         stride = self.options.stride
         counts = [s.frames for s in self.sources]
-        if any(c is None for c in counts):
+        known = [c for c in counts if c is not None]
+        if len(known) < len(counts):
             return None
-        return sum(-(-c // stride) for c in counts)
+        return sum(-(-c // stride) for c in known)
 
     @property
     def origin_indices(self) -> np.ndarray:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 
-def compute_wasserstein_1d(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+def compute_wasserstein_1d(a: jax.Array, b: jax.Array) -> jax.Array:
     """1-Wasserstein distance between the empirical distributions of samples a (n,) and
     b (m,): the integral of |F_a - F_b| over the line. Sizes may differ."""
     a, b = jnp.sort(a), jnp.sort(b)

@@ -7,13 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def compute_rg(xyz: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarray:
+def compute_rg(xyz: jax.Array, weights: jax.Array) -> jax.Array:
     """Radius of gyration; weights (atoms,) sum to one (masses / total mass)."""
     centred = xyz - (weights @ xyz)[None, :]
     return jnp.sqrt(weights @ jnp.sum(centred**2, axis=-1))
 
 
-def compute_pair_distances(xyz: jnp.ndarray, pairs: jnp.ndarray) -> jnp.ndarray:
+def compute_pair_distances(xyz: jax.Array, pairs: jax.Array) -> jax.Array:
     """Distances of the given atom pairs (pairs, 2): (pairs,). A 1e-12 under the root
     gives a finite gradient at zero distance (refinement pulls overlapping atoms apart)."""
     return jnp.sqrt(jnp.sum((xyz[pairs[:, 0]] - xyz[pairs[:, 1]]) ** 2, axis=-1) + 1e-12)
@@ -25,24 +25,24 @@ def all_pairs(atoms: int) -> np.ndarray:
     return np.stack([first, second], axis=1)
 
 
-def compute_chain_bond_lengths(xyz: jnp.ndarray) -> jnp.ndarray:
+def compute_chain_bond_lengths(xyz: jax.Array) -> jax.Array:
     """Distances between consecutive atoms of a chain: (atoms - 1,)."""
     return jnp.sqrt(jnp.sum((xyz[1:] - xyz[:-1]) ** 2, axis=-1))
 
 
-def compute_nonbonded_distances(xyz: jnp.ndarray) -> jnp.ndarray:
+def compute_nonbonded_distances(xyz: jax.Array) -> jax.Array:
     """Distances between chain atoms that are not consecutive: (pairs,)."""
     first, second = np.triu_indices(xyz.shape[0], k=2)
     return jnp.sqrt(jnp.sum((xyz[first] - xyz[second]) ** 2, axis=-1))
 
 
-def compute_end_to_end(xyz: jnp.ndarray) -> jnp.ndarray:
+def compute_end_to_end(xyz: jax.Array) -> jax.Array:
     """Distance between the first and the last atom."""
     return jnp.sqrt(jnp.sum((xyz[-1] - xyz[0]) ** 2))
 
 
 @jax.jit
-def summarize_chain(xyz: jnp.ndarray) -> dict[str, jnp.ndarray]:
+def summarize_chain(xyz: jax.Array) -> dict[str, jax.Array]:
     """Mean bond length, closest non-bonded pair and mean R_g (equal masses) of a chain
     trajectory (frames, atoms, dims)."""
     atoms = xyz.shape[1]

@@ -71,6 +71,7 @@ class ModelConfig:
 
     def _check_latent(self) -> None:
         latent, features = self.latent_dim, self.features
+        assert latent is not None
         if latent < 1:
             raise ConfigError("latent_dim", "must be at least 1", latent)
         if features is not None and features > 1 and not latent < features:
@@ -81,13 +82,20 @@ class ModelConfig:
             raise ConfigError("latent_dim", "must be 1 for one input feature", latent)
 
     @property
+    def size(self) -> tuple[int, int]:
+        """(features, latent_dim) of a config whose features are known (a model's)."""
+        if self.features is None or self.latent_dim is None:
+            raise ValueError("the config's features are not set yet")
+        return self.features, self.latent_dim
+
+    @property
     def encoder_outputs(self) -> int:
-        d = self.latent_dim
+        d = self.size[1]
         return d + (d * (d + 1) // 2 if self.posterior == "full" else d)
 
     @property
     def decoder_outputs(self) -> int:
-        return self.features * (2 if self.likelihood == "gaussian-learned" else 1)
+        return self.size[0] * (2 if self.likelihood == "gaussian-learned" else 1)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 
-def compute_active_units(means: jnp.ndarray, threshold: float = 0.01) -> jnp.ndarray:
+def compute_active_units(means: ArrayLike, threshold: float = 0.01) -> jax.Array:
     """Latent dimensions whose posterior mean varies over the data (variance over frames
     above `threshold`, Burda et al.'s criterion): the rest carry no information."""
     return jnp.sum(jnp.var(means, axis=0) > threshold)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 
-def compute_kl_diagonal(mean: jnp.ndarray, std: jnp.ndarray) -> jnp.ndarray:
+def compute_kl_diagonal(mean: jax.Array, std: jax.Array) -> jax.Array:
     """KL(N(mean, diag(std^2)) || N(0, I)) per latent dimension: (latent,)."""
     return 0.5 * (mean**2 + std**2 - 1.0) - jnp.log(std)
 
 
-def compute_kl_full(mean: jnp.ndarray, scale_tril: jnp.ndarray) -> jnp.ndarray:
+def compute_kl_full(mean: jax.Array, scale_tril: jax.Array) -> jax.Array:
     """KL(N(mean, L L^T) || N(0, I)) split over latent dimensions: (latent,).
 
     0.5 (tr(L L^T) + |mean|^2 - d) - log det L, with the trace and log-determinant

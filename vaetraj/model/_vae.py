@@ -43,13 +43,14 @@ class LossTerms(NamedTuple):
 
 def init_vae(config: ModelConfig, *, key: jax.Array) -> dict:
     hidden = [config.hidden] * (config.layers - 1)
+    features, latent_dim = config.size
     encoder_key, decoder_key = jax.random.split(key)
     return {
         "encoder": init_mlp(
-            [config.features, *hidden, config.encoder_outputs], config.activation, key=encoder_key
+            [features, *hidden, config.encoder_outputs], config.activation, key=encoder_key
         ),
         "decoder": init_mlp(
-            [config.latent_dim, *hidden, config.decoder_outputs],
+            [latent_dim, *hidden, config.decoder_outputs],
             config.activation,
             key=decoder_key,
         ),
@@ -59,7 +60,7 @@ def init_vae(config: ModelConfig, *, key: jax.Array) -> dict:
 def encode_frame(params: dict, x: jax.Array, config: ModelConfig) -> Posterior:
     """x (features,) normalized -> q(z|x)."""
     out = apply_mlp(params["encoder"], x, config.activation)
-    d = config.latent_dim
+    d = config.size[1]
     mean, rest = out[:d], out[d:]
     if config.posterior == "diagonal":
         std = jax.nn.softplus(rest) + _MIN_POSTERIOR_STD

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -12,10 +13,10 @@ from vaetraj.metrics import compute_end_to_end, compute_rg
 
 OBJECTIVES = ("rg", "end-to-end", "distance", "rmsd")
 
-Objective = Callable[[jnp.ndarray], jnp.ndarray]
+Objective = Callable[[jax.Array], jax.Array]
 
 
-def _centroid(xyz: jnp.ndarray, group: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarray:
+def _centroid(xyz: jax.Array, group: jax.Array, weights: jax.Array) -> jax.Array:
     w = weights[group] / jnp.sum(weights[group])
     return w @ xyz[group]
 
@@ -34,9 +35,9 @@ def make_objective(
     distance: distance between the weighted centroids of two atom groups (index arrays).
     rmsd: weighted RMSD to `target` (atoms, dims) after optimal superposition.
     """
-    weights = jnp.asarray(weights, dtype=jnp.float32)
+    mass = jnp.asarray(weights, dtype=jnp.float32)
     if name == "rg":
-        return lambda xyz: compute_rg(xyz, weights)
+        return lambda xyz: compute_rg(xyz, mass)
     if name == "end-to-end":
         return compute_end_to_end
     if name == "distance":
@@ -45,13 +46,13 @@ def make_objective(
         first, second = (jnp.asarray(g, dtype=jnp.int32) for g in groups)
 
         def distance(xyz):
-            delta = _centroid(xyz, first, weights) - _centroid(xyz, second, weights)
+            delta = _centroid(xyz, first, mass) - _centroid(xyz, second, mass)
             return jnp.sqrt(jnp.sum(delta**2) + 1e-12)
 
         return distance
     if name == "rmsd":
         if target is None:
             raise ValueError("the rmsd objective needs a target structure")
-        prepared = make_kabsch_target(np.asarray(target), np.asarray(weights))
+        prepared = make_kabsch_target(np.asarray(target), np.asarray(mass))
         return lambda xyz: superpose_frame(xyz, prepared).rmsd
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {name!r}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -136,8 +137,17 @@ class _FrameSource:
         if self.trajectory is not None:
             yield from self.trajectory.iter_chunks(frames)
             return
+        assert self.xyz is not None
         for start in range(0, self.xyz.shape[0], frames):
             yield Chunk(xyz=self.xyz[start : start + frames], source=0, start=start)
+
+    @property
+    def total(self) -> int | None:
+        """The frame count (None: a format that does not know it)."""
+        if self.trajectory is not None:
+            return self.trajectory.frames
+        assert self.xyz is not None
+        return self.xyz.shape[0]
 
     def frame(self, index: int) -> np.ndarray:
         for chunk in self.chunks(_BLOCK_FRAMES):
@@ -156,7 +166,13 @@ class _Aligner:
         self.weights = weights
         self.kernel = make_block_aligner(method, tol)
         self.index_weights = jnp.asarray(compute_index_weights(weights), dtype=jnp.float32)
-        self.target = None
+        self.target: AlignTarget | None = None
+
+    @property
+    def reference(self) -> np.ndarray:
+        """The Kabsch reference (atoms, dims), centred."""
+        assert self.target is not None
+        return np.asarray(self.target.kabsch.reference)
 
     def set_reference(self, reference: np.ndarray) -> None:
         """reference: (atoms, dims), any position; it is centred here."""
@@ -172,7 +188,7 @@ class _Aligner:
             pad = np.repeat(xyz[-1:], self.block - count, axis=0)
             xyz = np.concatenate([xyz, pad])
         result = self.kernel(xyz, self.target)
-        return type(result)(*(np.asarray(part[:count]) for part in result))
+        return jax.tree.map(lambda part: np.asarray(part[:count]), result)
 
 
 def _resolve_weights(
@@ -196,7 +212,7 @@ def _reference_structure(
     if reference is None or reference == "mean":
         return frames.frame(0), "frame 0" if reference is None else "mean"
     if isinstance(reference, (int, np.integer)):
-        total = frames.trajectory.frames if frames.trajectory is not None else frames.xyz.shape[0]
+        total = frames.total
         index = int(reference)
         if index < 0:
             if total is None:
@@ -249,7 +265,7 @@ def _iterate_mean_reference(
         if total_xyz is None:  # no frames: _run says so
             return iterations
         mean = total_xyz / count
-        previous = np.asarray(aligner.target.kabsch.reference)
+        previous = aligner.reference
         moved = float(np.sqrt(weights @ np.sum((mean - previous) ** 2, axis=-1)))
         aligner.set_reference(mean)
         if moved < config.mean_tol:
@@ -367,9 +383,7 @@ def _run(
         trajectory_frames=tally.per_source,
         notes=list(trajectory.notes) if trajectory is not None else [],
     )
-    reference_used = (
-        np.asarray(aligner.target.kabsch.reference) if config.method == "kabsch" else None
-    )
+    reference_used = aligner.reference if config.method == "kabsch" else None
     return report, reference_used
 
 

@@ -73,7 +73,7 @@ def _reconstruct(
     has_val = len(val_index) > 0
     yardstick = train_index[:: max(1, math.ceil(len(train_index) / _PCA_MAX_FRAMES))]
     pca = compute_pca_explained_variance(
-        xyz[yardstick].reshape(len(yardstick), -1), model.config.latent_dim
+        xyz[yardstick].reshape(len(yardstick), -1), model.latent_dim
     )
     # the decoded frames' spread about their own mean, as a share of the data's
     decoded_train = decoded[train_index].astype(np.float64)
@@ -156,7 +156,7 @@ def assess(
             "frames better than new ones (more frames, a smaller --hidden or --weight-decay "
             "help)"
         )
-    failure = judge(fields, train_config.min_explained, model.config.latent_dim)
+    failure = judge(fields, train_config.min_explained, model.latent_dim)
     return Quality(fields, notes, failure, density, data_stats)
 
 

@@ -191,12 +191,14 @@ def run_demo(
     demo.step("sample", lambda: _sample_with_pdb(demo, samples))
     demo.step("optimize", lambda: _optimize_with_pdb(demo))
     demo.step("evaluate", lambda: _evaluate_and_save(demo))
-    figures = {"latent": folder / "latent.h5", "data": aligned, "samples": folder / "samples.npz",
-               "optimized": folder / "optimized.npz"}  # fmt: skip
     demo.step(
         "plot",
-        lambda: plot_file(model, folder / "figures", **figures, color="rg", overwrite=overwrite),
-    )
+        lambda: plot_file(
+            model, folder / "figures", latent=folder / "latent.h5", data=aligned,
+            samples=folder / "samples.npz", optimized=folder / "optimized.npz", color="rg",
+            overwrite=overwrite,
+        ),
+    )  # fmt: skip
     return DemoReport(
         directory=str(folder),
         steps=demo.steps,

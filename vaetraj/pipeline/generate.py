@@ -91,7 +91,7 @@ def generate(model: Model, z: np.ndarray, *, refine: bool = True) -> Generated:
     moved = None
     if refine:
         refined = refine_structures(xyz, stats)
-        xyz, moved = refined.xyz, refined.moved
+        xyz, moved = np.asarray(refined.xyz), np.asarray(refined.moved)
         if not stats.tether_std:
             notes.append("the model does not record its decoder's error; refined untethered")
     return Generated(xyz, check_structures(xyz, stats, model.masses), raw_check, moved, notes)
@@ -112,6 +112,7 @@ class Generated:
 def _report(command: str, model: Model, model_path, made: Generated, **extra) -> StructureReport:
     stats = model.data_stats
     check, raw, moved = made.check, made.raw_check, made.moved
+    train = stats if check is not None else None  # checked structures have statistics
     return StructureReport(
         command=command,
         structures=len(made.xyz),
@@ -120,18 +121,18 @@ def _report(command: str, model: Model, model_path, made: Generated, **extra) ->
         latent_dim=model.latent_dim,
         units=model.units,
         plausible_fraction=float(check.plausible.mean()) if check else None,
-        train_plausible_fraction=stats.train_pass_fraction if check else None,
+        train_plausible_fraction=train.train_pass_fraction if train else None,
         raw_plausible_fraction=float(raw.plausible.mean()) if raw else None,
         failures=check.failures() if check else None,
         refined=moved is not None,
         moved_median=float(np.median(moved)) if moved is not None else None,
         moved_max=float(np.max(moved)) if moved is not None else None,
         mean_bond=float(check.mean_bond.mean()) if check else None,
-        train_mean_bond=stats.mean_bond if check else None,
+        train_mean_bond=train.mean_bond if train else None,
         rg_min=float(check.frame.rg.min()) if check else None,
         rg_max=float(check.frame.rg.max()) if check else None,
-        train_rg_min=stats.rg_min if check else None,
-        train_rg_max=stats.rg_max if check else None,
+        train_rg_min=train.rg_min if train else None,
+        train_rg_max=train.rg_max if train else None,
         model=str(model_path),
         wall_time_s=0.0,
         notes=list(made.notes),
@@ -217,7 +218,7 @@ def decode_file(
     loaded = load_model(model_path)
     _check_output(loaded, output, overwrite, [model_path, latent])
     source = "--z" if latent is None else str(latent)
-    z = points if latent is None else read_latent_points(latent, key=key)
+    z = read_latent_points(latent, key=key) if latent is not None else np.asarray(points)
     require_memory(
         _GENERATED_BYTES * len(z) * loaded.features,
         f"decoding {len(z):,} points ({loaded.features} coordinates each)",

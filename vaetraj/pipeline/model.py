@@ -76,7 +76,7 @@ class Model:
 
     @property
     def latent_dim(self) -> int:
-        return self.config.latent_dim
+        return self.config.size[1]
 
     @property
     def atoms(self) -> int:
@@ -94,7 +94,7 @@ class Model:
 
     @property
     def features(self) -> int:
-        return self.config.features
+        return self.config.size[0]
 
     @property
     def units(self) -> str:
@@ -198,7 +198,7 @@ class Model:
         _, decode = _kernels(self.config)
         mean, std = self._normalization_arrays()
         parts = [np.asarray(decode(self._params, mean, std, z[part])) for part in _chunks(len(z))]
-        flat = np.concatenate(parts) if parts else np.zeros((0, self.config.features), np.float32)
+        flat = np.concatenate(parts) if parts else np.zeros((0, self.features), np.float32)
         if self.is_features:
             return flat
         return flat.reshape(len(z), self.atoms, self.dims)

@@ -26,6 +26,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from vaetraj._memory import FLOAT, require_memory
 from vaetraj.errors import BadInputError, NumericalError, UsageError
@@ -186,7 +187,7 @@ def _starts(model: Model, config: OptimizeConfig, stats, score, decode, key, pri
         return np.asarray(drawn), 0
     structures = np.asarray(decode(jnp.asarray(anchors)))
     if config.refine:
-        structures = refine_structures(structures, stats, config.tether_width).xyz
+        structures = np.asarray(refine_structures(structures, stats, config.tether_width).xyz)
     values = np.asarray(score(jnp.asarray(structures)))
     badness = _badness(values, config)
     best = np.argsort(np.where(np.isfinite(badness), badness, np.inf), kind="stable")[:from_data]
@@ -379,7 +380,7 @@ def _candidates(
     stats, moved = model.data_stats, None
     if stats is not None and config.refine:
         refined = refine_structures(structures, stats, config.tether_width)
-        structures, moved = refined.xyz, refined.moved
+        structures, moved = np.asarray(refined.xyz), np.asarray(refined.moved)
     values = np.asarray(land.score_all(jnp.asarray(structures)))
     finite &= np.isfinite(values) & np.isfinite(structures).all(axis=(1, 2))
     if not finite.all():
@@ -489,8 +490,8 @@ def _geometry_fields(found: _Candidates, stats: DataStats | None) -> dict[str, A
     best, check = found.best, found.check
     geometry = check.frame if check is not None else None
 
-    def at_best(values: np.ndarray | None) -> float:
-        return float(values[best]) if values is not None else math.nan
+    def at_best(values: ArrayLike | None) -> float:
+        return float(np.asarray(values)[best]) if values is not None else math.nan
 
     return {
         "plausible": bool(found.plausible[best]) if stats is not None else None,

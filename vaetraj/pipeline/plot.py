@@ -178,7 +178,7 @@ def _read_frames(model: Model, path: Path) -> np.ndarray:
     return np.concatenate(list(iter_model_frames(model, trajectory)))
 
 
-def _resolve(path: Path | None, default: str, explicit: bool) -> Path | None:
+def _resolve(path: str | os.PathLike | None, default: str, explicit: bool) -> Path | None:
     """An explicit input must exist; a default one is used only when present."""
     chosen = Path(path) if path is not None else Path(default)
     if chosen.exists():
@@ -240,7 +240,8 @@ def plot_file(
     wanted = _wanted(only, color, output)
     loaded = load_model(Path(model))
     require_structure_model(loaded, "plot", path=model)
-    inputs = {
+    # the inputs at hand (None: absent); a planned figure has all of its own
+    inputs: dict[str, Any] = {
         "history": model if "loss" in loaded.history else None,
         "latent": _resolve(latent, "latent.h5", latent is not None),
         "data": _resolve(data, "aligned.h5", data is not None),
@@ -255,10 +256,10 @@ def plot_file(
             check_output(output / f"{name}.png", overwrite=overwrite)
     # every input is read (and checked) before the first figure is written
     uses = {n for name in plan for n in _NEEDS[name]}
-    frames = _read_frames(loaded, inputs["data"]) if "data" in uses else None
-    path_data = read_latent(inputs["latent"]) if "latent" in uses else None
-    samples_xyz = _structures(inputs["samples"]) if "samples" in uses else None
-    optimized_xyz = _structures(inputs["optimized"])[0] if "optimized" in uses else None
+    frames: Any = _read_frames(loaded, inputs["data"]) if "data" in uses else None
+    path_data: Any = read_latent(inputs["latent"]) if "latent" in uses else None
+    samples_xyz: Any = _structures(inputs["samples"]) if "samples" in uses else None
+    optimized_xyz: Any = _structures(inputs["optimized"])[0] if "optimized" in uses else None
     output.mkdir(parents=True, exist_ok=True)
     draw = {
         "loss": lambda target: plot_loss(loaded, target, overwrite=overwrite),

@@ -170,7 +170,7 @@ def restore_run(path: Path, run: Run, fields: dict[str, Any]) -> int:
     missing = [name for name in HISTORY_METRICS if name not in history]
     if saved["epoch"] > 0 and missing:  # a resumed history must stay whole
         raise BadInputError(f"damaged checkpoint: missing /history/{missing[0]}", path=path)
-    history = {name: list(values) for name, values in history.items()}
+    saved_history = {name: list(values) for name, values in history.items()}
 
     def point(prefix: str, values: dict[str, Any]) -> Point:
         state = template.state._replace(
@@ -185,7 +185,7 @@ def restore_run(path: Path, run: Run, fields: dict[str, Any]) -> int:
             best_loss=math.inf if values["best_loss"] is None else values["best_loss"],
             best_epoch=values["best_epoch"],
             since_best=values["since_best"],
-            history={name: v[: values["epoch"]] for name, v in history.items()},
+            history={name: v[: values["epoch"]] for name, v in saved_history.items()},
         )
 
     run.point = point("", saved)

@@ -128,7 +128,8 @@ class _Running:
     """Column-wise min, max, mean and std over chunks of (frames, terms) values."""
 
     def __init__(self) -> None:
-        self.n, self.parts = 0, None
+        self.n = 0
+        self.parts: tuple[np.ndarray, ...] | None = None
 
     def add(self, values: np.ndarray) -> None:
         values = np.asarray(values, dtype=np.float64)
@@ -146,6 +147,7 @@ class _Running:
         self.n += len(values)
 
     def stats(self) -> TermStats:
+        assert self.parts is not None, "no values were added"
         low, high, total, squares = self.parts
         mean = total / self.n
         std = np.sqrt(np.maximum(squares / self.n - mean**2, 0.0))
@@ -434,7 +436,7 @@ class StructureCheck:
 
     @property
     def mean_bond(self) -> np.ndarray:
-        return self.frame.mean_bond
+        return np.asarray(self.frame.mean_bond)
 
     def failures(self) -> dict[str, float]:
         """The share of structures that fail each kind of term."""
@@ -457,14 +459,7 @@ def check_structures(
         kernel(jnp.asarray(xyz[part], jnp.float32), limits, weights)
         for part in _chunks(len(xyz), len(limits.pairs))
     ]
-    return StructureCheck(
-        FrameCheck(
-            *(
-                np.concatenate([np.asarray(part) for part in kind])
-                for kind in zip(*parts, strict=True)
-            )
-        )
-    )
+    return StructureCheck(jax.tree.map(_concatenate, *parts))
 
 
 @functools.cache
@@ -483,9 +478,12 @@ def refine_structures(
         refine(jnp.asarray(xyz[part], jnp.float32), restraints)
         for part in _chunks(len(xyz), len(restraints.pairs))
     ]
-    return Refined(
-        *(np.concatenate([np.asarray(part) for part in kind]) for kind in zip(*parts, strict=True))
-    )
+    return jax.tree.map(_concatenate, *parts)
+
+
+def _concatenate(*chunks: jax.Array) -> np.ndarray:
+    """One field of a kernel's record, its chunks joined on the host."""
+    return np.concatenate([np.asarray(chunk) for chunk in chunks])
 
 
 @functools.cache

@@ -478,10 +478,10 @@ def _require_training_memory(
     """Refuse a network the machine cannot hold (`--hidden 10000000` aborted in XLA):
     the parameters about 8 times over (gradients, Adam's two moments, the best and
     the anchor epochs, host copies), a batch's activations, and the data twice."""
-    hidden, layers, features = model_config.hidden, model_config.layers, model_config.features
-    assert features is not None  # set by _prepare
+    hidden, layers = model_config.hidden, model_config.layers
+    features, latent_dim = model_config.size  # set by _prepare
     per_net = features * hidden + (layers - 2) * hidden * hidden + hidden * features
-    params = 2 * per_net + hidden * (model_config.latent_dim + model_config.encoder_outputs)
+    params = 2 * per_net + hidden * (latent_dim + model_config.encoder_outputs)
     activations = train_config.batch_size * hidden * layers * 2 * 3
     require_memory(
         FLOAT * (8 * params + activations) + 2 * data_bytes,
@@ -554,7 +554,7 @@ def _report(
         trajectories=len(data.trajectory_lengths),
         atoms=atoms,
         dims=dims,
-        latent_dim=prepared.model_config.latent_dim,
+        latent_dim=prepared.model_config.size[1],
         epochs_run=point.epoch,
         best_epoch=point.best_epoch,
         kept_epoch=kept_epoch,

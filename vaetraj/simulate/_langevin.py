@@ -13,9 +13,9 @@ import jax.numpy as jnp
 class LangevinState(NamedTuple):
     """position, momentum, force: (particles, dims); unit masses."""
 
-    position: jnp.ndarray
-    momentum: jnp.ndarray
-    force: jnp.ndarray
+    position: jax.Array
+    momentum: jax.Array
+    force: jax.Array
 
 
 InitFn = Callable[..., LangevinState]
@@ -23,7 +23,7 @@ StepFn = Callable[..., LangevinState]
 
 
 def langevin_baoab(
-    energy_fn: Callable[[jnp.ndarray], jnp.ndarray],
+    energy_fn: Callable[[jax.Array], jax.Array],
     *,
     dt: float,
     friction: float,
@@ -38,7 +38,7 @@ def langevin_baoab(
     damping = jnp.exp(-friction * dt)
     kick = jnp.sqrt((1.0 - damping**2) * kT)
 
-    def init_fn(position: jnp.ndarray, *, key: jax.Array) -> LangevinState:
+    def init_fn(position: jax.Array, *, key: jax.Array) -> LangevinState:
         momentum = jnp.sqrt(kT) * jax.random.normal(key, position.shape, position.dtype)
         return LangevinState(position, momentum, force_fn(position))
 

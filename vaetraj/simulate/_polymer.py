@@ -82,7 +82,7 @@ class PolymerConfig:
         return cls(**json.loads(text))
 
 
-def _bond_vectors(position: jnp.ndarray) -> jnp.ndarray:
+def _bond_vectors(position: jax.Array) -> jax.Array:
     return position[1:] - position[:-1]
 
 
@@ -94,7 +94,7 @@ def make_polymer_energy(config: PolymerConfig):
         4 * config.lj_epsilon * ((config.lj_sigma / cutoff) ** 12 - (config.lj_sigma / cutoff) ** 6)
     )
 
-    def energy(position: jnp.ndarray) -> jnp.ndarray:
+    def energy(position: jax.Array) -> jax.Array:
         bonds = _bond_vectors(position)
         length = jnp.sqrt(jnp.sum(bonds**2, axis=-1))
         e_bond = 0.5 * config.bond_k * jnp.sum((length - config.bond_length) ** 2)
@@ -127,7 +127,7 @@ def initial_conformation(config: PolymerConfig) -> np.ndarray:
     return position.astype(np.float32)
 
 
-def simulate_polymer_kernel(config: PolymerConfig, *, key: jax.Array) -> jnp.ndarray:
+def simulate_polymer_kernel(config: PolymerConfig, *, key: jax.Array) -> jax.Array:
     """Run the simulation: equilibrate, then record `frames` frames `stride` steps apart.
 
     Returns (frames, beads, dim) float32. Deterministic for a key.

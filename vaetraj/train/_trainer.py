@@ -179,7 +179,7 @@ def _gradients(plan: _Plan, params: dict, batch: jax.Array, mask: jax.Array, key
     """The loss, its terms and its gradient on one batch (the encoder sees the batch
     corrupted by input noise; the loss scores the clean batch)."""
     noise_key, input_key = jax.random.split(key)
-    noise = jax.random.normal(noise_key, (plan.rows, plan.samples, plan.model_config.latent_dim))
+    noise = jax.random.normal(noise_key, (plan.rows, plan.samples, plan.model_config.size[1]))
     seen = batch
     if plan.input_noise is not None:
         corruption = jax.random.normal(input_key, batch.shape)
@@ -189,7 +189,9 @@ def _gradients(plan: _Plan, params: dict, batch: jax.Array, mask: jax.Array, key
     )
 
 
-def _guarded_update(plan: _Plan, carry: _Carry, loss, error, grads, lr_scale, i) -> _Carry:
+def _guarded_update(
+    plan: _Plan, carry: _Carry, loss, error, grads, lr_scale, i
+) -> tuple[_Carry, jax.Array]:
     """Apply the update unless the step is non-finite or ends a spike (then record the
     step and stop updating); track the running level of the squared error."""
     # A finite squared norm means every gradient entry is finite (and not huge).
@@ -278,7 +280,7 @@ def _evaluate(
     """The loss terms on data (frames, features) with fixed draws from `key`, in
     chunks so memory stays bounded."""
     model_config = plan.model_config
-    noise = jax.random.normal(key, (data.shape[0], plan.samples, model_config.latent_dim))
+    noise = jax.random.normal(key, (data.shape[0], plan.samples, model_config.size[1]))
 
     def one(inputs):
         return compute_loss_terms(params, *inputs, model_config)
