@@ -60,7 +60,7 @@ def test_no_function_is_longer_than_60_lines():
 def test_ruff_passes_with_complexity_at_12():
     result = _run(_tool("ruff"), "check", "vaetraj", "tests", "examples")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert 'max-complexity = 12' in (ROOT / "pyproject.toml").read_text()
+    assert "max-complexity = 12" in (ROOT / "pyproject.toml").read_text()
 
 
 def test_the_import_layers_hold():
@@ -73,3 +73,34 @@ def test_the_import_layers_hold():
 def test_mypy_passes():
     result = _run(_tool("mypy"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_cli_takes_train_choices_and_defaults_from_the_configs():
+    import dataclasses
+    import inspect
+    from enum import Enum
+
+    from vaetraj import configs
+    from vaetraj.cli import train
+
+    choices = {
+        train.Activation: configs.ACTIVATIONS,
+        train.Likelihood: configs.LIKELIHOODS,
+        train.Posterior: configs.POSTERIORS,
+        train.Optimizer: configs.OPTIMIZERS,
+        train.Schedule: configs.SCHEDULES,
+        train.LrScaling: configs.LR_SCALINGS,
+        train.Keep: configs.KEEP,
+    }
+    for enum, values in choices.items():
+        assert tuple(member.value for member in enum) == values, enum
+    parameters = inspect.signature(train.train_command).parameters
+    compared = 0
+    for config in (configs.ModelConfig(), configs.TrainConfig()):
+        for field in dataclasses.fields(config):
+            if field.name in parameters and field.name != "features":  # --features: a table
+                default = parameters[field.name].default
+                value = default.value if isinstance(default, Enum) else default
+                assert value == getattr(config, field.name), field.name
+                compared += 1
+    assert compared >= 28

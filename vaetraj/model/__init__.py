@@ -1,13 +1,13 @@
 """VAE kernels: config, per-frame encode/decode/loss, KL, normalization, latent density."""
 
-from vaetraj.model._codec import decode_data, encode_data, normalize
-from vaetraj.model._config import (
+from vaetraj.configs import (
     ACTIVATIONS,
     DEFAULT_LATENT_DIM,
     LIKELIHOODS,
     POSTERIORS,
     ModelConfig,
 )
+from vaetraj.model._codec import decode_data, encode_data, normalize
 from vaetraj.model._density import (
     GaussianMixture,
     MixtureFit,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import jax
 
-from vaetraj.model._config import ModelConfig
+from vaetraj.configs import ModelConfig
 from vaetraj.model._vae import Posterior, decode_frame, encode_frame
 
 

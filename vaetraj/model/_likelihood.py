@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from vaetraj.model._config import ModelConfig
+from vaetraj.configs import ModelConfig
 from vaetraj.model._vae import (
     Posterior,
     compute_kl,

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from vaetraj.model._config import ModelConfig
+from vaetraj.configs import ModelConfig
 from vaetraj.model._kl import compute_kl_diagonal, compute_kl_full
 from vaetraj.model._mlp import apply_mlp, init_mlp
 

@@ -1,6 +1,7 @@
 """Training kernels: the config, and one jit-compiled epoch over a TrainState."""
 
-from vaetraj.train._config import KEEP, LR_SCALINGS, OPTIMIZERS, SCHEDULES, TrainConfig
+from vaetraj.configs import KEEP, LR_SCALINGS, OPTIMIZERS, SCHEDULES, TrainConfig
+from vaetraj.train._optimizer import make_optimizer, make_schedule
 from vaetraj.train._split import split_blocks
 from vaetraj.train._trainer import (
     NON_FINITE,
@@ -24,6 +25,8 @@ __all__ = [
     "TrainState",
     "Trainer",
     "compute_layer_rates",
+    "make_optimizer",
+    "make_schedule",
     "make_trainer",
     "split_blocks",
 ]

@@ -32,8 +32,9 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from vaetraj.configs import TrainConfig
 from vaetraj.model import ModelConfig, compute_loss_terms, init_vae
-from vaetraj.train._config import TrainConfig
+from vaetraj.train._optimizer import make_optimizer
 
 # A squared error above floor + SPIKE_FACTOR * (floor + spread) is far out of line: about
 # 4x the lowest running level, as when a trained network dies back to the mean structure. SPIKE_STEPS such steps in a row are a spike (one batch of
@@ -327,8 +328,8 @@ def make_trainer(
     )
     plan = _Plan(
         model_config=model_config,
-        optimizer=train_config.make_optimizer(
-            batches, layer_rates=compute_layer_rates(model_config, train_config)
+        optimizer=make_optimizer(
+            train_config, batches, layer_rates=compute_layer_rates(model_config, train_config)
         ),
         frames=frames,
         batch_size=batch_size,

@@ -1,4 +1,8 @@
-"""How a VAE is trained: a frozen, validated, JSON round-tripped config."""
+"""The configs of a model and of its training: frozen, validated, JSON round-tripped.
+
+JAX-free, so that the command line takes its defaults and choices from them without
+paying for JAX at start-up (`vaetraj --help`). A field out of range raises
+`ConfigError` naming the field; the CLI prints the option instead."""
 
 from __future__ import annotations
 
@@ -8,11 +12,102 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import optax
+from vaetraj.errors import ConfigError, UsageError
 
-from vaetraj.errors import ConfigError
+ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "softplus", "elu")
+LIKELIHOODS = ("mse", "gaussian", "gaussian-learned", "categorical")
+POSTERIORS = ("diagonal", "full")
+# The latent size when none is given (fewer for an input of at most 4 features). The
+# textbook's 2 is for pictures: its decoder averages so many conformations per latent
+# point that it cannot give a structure more compact than the training frames; 4 can,
+# and explains more (textbook polymer: 64% of held-out variance against 49%;
+# docs/pages/method.md, "Choosing the latent size").
+DEFAULT_LATENT_DIM = 4
+
+
+# each field's rule: a test of its value and what it demands (ConfigError names the field)
+_MODEL_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "hidden": (lambda v: v >= 1, "must be at least 1"),
+    "layers": (lambda v: v >= 2, "must be at least 2 (one hidden layer)"),
+    "activation": (lambda v: v in ACTIVATIONS, f"must be one of {', '.join(ACTIVATIONS)}"),
+    "likelihood": (lambda v: v in LIKELIHOODS, f"must be one of {', '.join(LIKELIHOODS)}"),
+    "decoder_std": (lambda v: v > 0, "must be positive"),
+    "posterior": (lambda v: v in POSTERIORS, f"must be one of {', '.join(POSTERIORS)}"),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Encoder and decoder MLPs of a (beta-)VAE on flattened, normalized frames.
+
+    features: input size (atoms * dims). latent_dim None: DEFAULT_LATENT_DIM, or
+    features - 1 when that is smaller (set once features is known). layers counts
+    weight layers as the textbook does: 4 layers = 3 hidden layers of `hidden` units,
+    in the encoder and in the decoder alike. likelihood: "mse" (sum of squared errors,
+    the textbook's), "gaussian" (fixed decoder_std, in normalized units) or
+    "gaussian-learned" (the decoder also predicts a per-feature std, as in the AEVB
+    notes) or "categorical" (the features are one class indicator each, e.g. one-hot
+    rows: the decoder gives softmax probabilities over them, the textbook's class VAE).
+    posterior: "diagonal" or "full" (a Cholesky factor of the covariance).
+    """
+
+    features: int | None = None
+    latent_dim: int | None = None
+    hidden: int = 256
+    layers: int = 4
+    activation: str = "relu"
+    likelihood: str = "mse"
+    decoder_std: float = 1.0
+    posterior: str = "diagonal"
+
+    def __post_init__(self) -> None:
+        if self.latent_dim is None and self.features is not None:
+            # resolved once, as __init__ would have (the dataclass is frozen)
+            latent = min(DEFAULT_LATENT_DIM, max(1, self.features - 1))
+            object.__setattr__(self, "latent_dim", latent)
+        if self.features is not None and self.features < 1:
+            raise UsageError(f"a model needs at least 1 input feature, got {self.features}")
+        if self.latent_dim is not None:
+            self._check_latent()
+        for name, (ok, rule) in _MODEL_RULES.items():
+            if not ok(getattr(self, name)):
+                raise ConfigError(name, rule, getattr(self, name))
+
+    def _check_latent(self) -> None:
+        latent, features = self.latent_dim, self.features
+        assert latent is not None
+        if latent < 1:
+            raise ConfigError("latent_dim", "must be at least 1", latent)
+        if features is not None and features > 1 and not latent < features:
+            raise ConfigError(
+                "latent_dim", f"must be at least 1 and below the {features} input features", latent
+            )
+        if features == 1 and latent != 1:
+            raise ConfigError("latent_dim", "must be 1 for one input feature", latent)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(features, latent_dim) of a config whose features are known (a model's)."""
+        if self.features is None or self.latent_dim is None:
+            raise ValueError("the config's features are not set yet")
+        return self.features, self.latent_dim
+
+    @property
+    def encoder_outputs(self) -> int:
+        d = self.size[1]
+        return d + (d * (d + 1) // 2 if self.posterior == "full" else d)
+
+    @property
+    def decoder_outputs(self) -> int:
+        return self.size[0] * (2 if self.likelihood == "gaussian-learned" else 1)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        return cls(**json.loads(text))
+
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
@@ -21,7 +116,7 @@ LR_SCALINGS = ("fan-in", "uniform")
 
 
 # each field's rule: a test of its value and what it demands (ConfigError names the field)
-_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+_TRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "epochs": (lambda v: v >= 1, "must be at least 1"),
     "batch_size": (lambda v: v >= 1, "must be at least 1"),
     "lr": (lambda v: v > 0, "must be positive"),
@@ -114,7 +209,7 @@ class TrainConfig:
     density_components: int = 8
 
     def __post_init__(self) -> None:
-        for name, (ok, rule) in _RULES.items():
+        for name, (ok, rule) in _TRAIN_RULES.items():
             if not ok(getattr(self, name)):
                 raise ConfigError(name, rule, getattr(self, name))
 
@@ -123,22 +218,6 @@ class TrainConfig:
         if self.kl_warmup == 0:
             return self.beta
         return self.beta * min(1.0, (epoch + 1) / self.kl_warmup)
-
-    def make_schedule(self, steps_per_epoch: int) -> optax.Schedule:
-        """The peak rate `lr` after a linear warm-up from 0 over `warmup` epochs, then
-        constant or cosine-decayed to final_lr_fraction of `lr` at the last step."""
-        warmup = self.warmup * steps_per_epoch
-        total = self.epochs * steps_per_epoch
-        if self.schedule == "cosine":
-            return optax.warmup_cosine_decay_schedule(
-                0.0, self.lr, warmup, max(total, warmup + 1), self.lr * self.final_lr_fraction
-            )
-        if warmup:
-            return optax.join_schedules(
-                [optax.linear_schedule(0.0, self.lr, warmup), optax.constant_schedule(self.lr)],
-                [warmup],
-            )
-        return optax.constant_schedule(self.lr)
 
     @classmethod
     def textbook(cls, **changes: Any) -> TrainConfig:
@@ -166,41 +245,9 @@ class TrainConfig:
             return min(5, self.epochs // 10)
         return min(self.warmup_epochs, self.epochs)
 
-    def make_optimizer(
-        self, steps_per_epoch: int, *, layer_rates: Any = None
-    ) -> optax.GradientTransformation:
-        """The optimizer over a VAE's parameters: clipping, the optimizer's direction,
-        decoupled weight decay on the weight matrices ("adamw" alone: 1e-4 unless
-        weight_decay is set), the scheduled rate, and `layer_rates`, a pytree like the
-        parameters of factors on each leaf's rate (None: 1 everywhere)."""
-        direction = {
-            "adam": optax.scale_by_adam,
-            "adamw": optax.scale_by_adam,
-            "sgd": lambda: optax.trace(decay=0.9, nesterov=True),
-            "rmsprop": optax.scale_by_rms,
-        }[self.optimizer]()
-        decay = self.weight_decay or (1e-4 if self.optimizer == "adamw" else 0.0)
-        parts = [] if self.clip_norm is None else [optax.clip_by_global_norm(self.clip_norm)]
-        parts.append(direction)
-        if decay:
-            parts.append(optax.add_decayed_weights(decay, mask=_weight_matrices))
-        parts.append(optax.scale_by_learning_rate(self.make_schedule(steps_per_epoch)))
-        if layer_rates is not None:
-            parts.append(
-                optax.stateless(lambda updates, _: jax.tree.map(jnp.multiply, updates, layer_rates))
-            )
-        return optax.chain(*parts)
-
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
         return cls(**json.loads(text))
-
-
-def _weight_matrices(params: Any) -> Any:
-    """Mask of the leaves weight decay applies to: the "w" of every layer."""
-    return jax.tree_util.tree_map_with_path(
-        lambda path, _: getattr(path[-1], "key", None) == "w", params
-    )
