@@ -92,7 +92,7 @@ def test_resume_checks(workdir, polymer_2d):
     from vaetraj.errors import InterruptedRunError
     from vaetraj.model import ModelConfig
     from vaetraj.pipeline.train import train
-    from vaetraj.train import TrainConfig
+    from vaetraj.training import TrainConfig
 
     def stop(*_):
         raise KeyboardInterrupt
@@ -120,7 +120,7 @@ def test_train_options_default_to_the_configs_defaults():
 
     from vaetraj.cli.app import app
     from vaetraj.model import ModelConfig
-    from vaetraj.train import TrainConfig
+    from vaetraj.training import TrainConfig
 
     command = typer.main.get_command(app).commands["train"]
     defaults = {param.name: param.default for param in command.params}

@@ -153,7 +153,7 @@ def files(tmp_path_factory, polymer_files):
     from vaetraj.errors import InterruptedRunError
     from vaetraj.model import ModelConfig
     from vaetraj.pipeline.train import train_file
-    from vaetraj.train import TrainConfig
+    from vaetraj.training import TrainConfig
 
     def stop(*_):
         raise KeyboardInterrupt

@@ -219,7 +219,7 @@ def test_held_out_md_frames_pass_even_from_small_data(polymer_2d, frames):
     """The check fitted on 90% of a built-in polymer run passes >= 95% of the other 10%
     (contiguous blocks, as training splits them), from 100 frames as from 400."""
     from vaetraj import align
-    from vaetraj.train._split import split_blocks
+    from vaetraj.training._split import split_blocks
 
     xyz = align(polymer_2d[:frames]).xyz
     train, held_out = split_blocks([frames], 0.1, blocks=5, seed=0)

@@ -104,3 +104,22 @@ def test_the_cli_takes_train_choices_and_defaults_from_the_configs():
                 assert value == getattr(config, field.name), field.name
                 compared += 1
     assert compared >= 28
+
+
+def test_the_api_functions_are_not_shadowed_by_subpackages():
+    """`vaetraj.train` and `vaetraj.optimize` are the functions, whatever has been
+    imported: a subpackage of the same name would replace them once imported (it did:
+    the README's `vaetraj.train(...)` then `vaetraj.optimize(...)` failed)."""
+    import importlib
+    import pkgutil
+
+    import vaetraj
+
+    for module in pkgutil.walk_packages(vaetraj.__path__, "vaetraj."):
+        if not module.name.endswith("__main__"):  # that one runs the program
+            importlib.import_module(module.name)
+    for name in vaetraj.__all__:
+        if name[0].islower() and name != "__version__":
+            assert callable(getattr(vaetraj, name)), name
+    assert vaetraj.train.__module__ == "vaetraj.pipeline.train"
+    assert vaetraj.optimize.__module__ == "vaetraj.pipeline.optimize"

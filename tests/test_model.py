@@ -33,7 +33,7 @@ from vaetraj.model._diagnostics import (
     compute_explained_variance,
     compute_pca_explained_variance,
 )
-from vaetraj.train import TrainConfig
+from vaetraj.training import TrainConfig
 
 
 def test_diagonal_kl_matches_monte_carlo():

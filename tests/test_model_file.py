@@ -11,7 +11,7 @@ from vaetraj.errors import EXIT_BAD_INPUT, BadInputError, InputMissingError
 from vaetraj.model import ModelConfig
 from vaetraj.pipeline.model import load_model
 from vaetraj.pipeline.train import train
-from vaetraj.train import TrainConfig
+from vaetraj.training import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vaetraj.train import split_blocks
+from vaetraj.training import split_blocks
 
 
 def _runs(index: np.ndarray) -> list[tuple[int, int]]:

@@ -22,7 +22,7 @@ from vaetraj.errors import InterruptedRunError, NumericalError
 from vaetraj.model import ModelConfig
 from vaetraj.pipeline.model import load_model
 from vaetraj.pipeline.train import train
-from vaetraj.train import TrainConfig, make_trainer
+from vaetraj.training import TrainConfig, make_trainer
 
 SMALL = ModelConfig(hidden=32, layers=3)
 
@@ -154,7 +154,7 @@ def test_data_parallel_matches_one_device():
         import json, jax, jax.numpy as jnp, numpy as np
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
         from vaetraj.model import ModelConfig
-        from vaetraj.train import TrainConfig, make_trainer
+        from vaetraj.training import TrainConfig, make_trainer
         assert len(jax.devices()) == 2
         config = ModelConfig(features=12, hidden=32, layers=3)
         data = jax.random.normal(jax.random.key(1), (96, 12))

@@ -17,7 +17,7 @@ from vaetraj.cli.app import app
 from vaetraj.errors import NumericalError
 from vaetraj.model import ModelConfig
 from vaetraj.pipeline.train import train
-from vaetraj.train import TrainConfig
+from vaetraj.training import TrainConfig
 
 OLD = {
     "lr": 1e-2,

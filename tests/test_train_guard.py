@@ -20,7 +20,7 @@ from vaetraj.model import ModelConfig
 from vaetraj.pipeline import train as train_module
 from vaetraj.pipeline.model import load_model
 from vaetraj.pipeline.train import train, train_features
-from vaetraj.train import NON_FINITE, SPIKE, TrainConfig, make_trainer
+from vaetraj.training import NON_FINITE, SPIKE, TrainConfig, make_trainer
 
 KERNEL = ModelConfig(features=12, latent_dim=2, hidden=16, layers=3)
 STEADY = TrainConfig(batch_size=10, lr=1e-3, schedule="constant", warmup_epochs=0)

@@ -23,7 +23,7 @@ from vaetraj.model import (
     decode_frame,
     init_vae,
 )
-from vaetraj.optimize import LatentGoal, make_latent_optimizer, make_objective
+from vaetraj.optim import LatentGoal, make_latent_optimizer, make_objective
 
 
 @pytest.mark.parametrize("sizes", [(50, 50), (100, 37), (3, 200)])

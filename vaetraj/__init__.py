@@ -26,7 +26,7 @@ _EXPORTS = {
     "simulate_polymer_file": "vaetraj.pipeline.simulate",
     "builtin_polymer": "vaetraj.pipeline.builtin",
     "ModelConfig": "vaetraj.model",
-    "TrainConfig": "vaetraj.train",
+    "TrainConfig": "vaetraj.training",
     "train": "vaetraj.pipeline.train",
     "train_file": "vaetraj.pipeline.train",
     "train_features": "vaetraj.pipeline.train",
@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from vaetraj.pipeline.simulate import simulate_polymer, simulate_polymer_file
     from vaetraj.pipeline.train import TrainReport, train, train_features, train_file
     from vaetraj.simulate import PolymerConfig
-    from vaetraj.train import TrainConfig
+    from vaetraj.training import TrainConfig
 
 
 def __getattr__(name: str) -> Any:

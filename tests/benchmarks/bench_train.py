@@ -22,7 +22,7 @@ import optax
 from _timing import best_time
 
 from vaetraj.model import ModelConfig, compute_loss_terms, init_vae
-from vaetraj.train import TrainConfig, make_trainer
+from vaetraj.training import TrainConfig, make_trainer
 
 FRAMES = 2048
 CONFIG = ModelConfig(features=24, latent_dim=2, hidden=256, layers=4)

@@ -40,7 +40,7 @@ from vaetraj.pipeline.generate import sample_file
 from vaetraj.pipeline.model import load_model
 from vaetraj.pipeline.optimize import OptimizeConfig, optimize_file
 from vaetraj.pipeline.train import train_file
-from vaetraj.train import TrainConfig, split_blocks
+from vaetraj.training import TrainConfig, split_blocks
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 CASES = ("textbook", "demo", "alanine-heavy", "polymer-50x3d", "adk-ca")

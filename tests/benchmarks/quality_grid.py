@@ -30,7 +30,7 @@ from vaetraj.errors import NumericalError, TrainingFailedError
 from vaetraj.model import ModelConfig
 from vaetraj.pipeline.builtin import builtin_polymer
 from vaetraj.pipeline.train import train
-from vaetraj.train import TrainConfig
+from vaetraj.training import TrainConfig
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/trajectories.py

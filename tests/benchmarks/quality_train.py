@@ -18,7 +18,7 @@ import numpy as np
 from vaetraj import AlignConfig, align
 from vaetraj.model import ModelConfig
 from vaetraj.pipeline.train import train
-from vaetraj.train import TrainConfig
+from vaetraj.training import TrainConfig
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "polymer"
 

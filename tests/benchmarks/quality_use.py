@@ -25,7 +25,7 @@ from vaetraj.model import ModelConfig
 from vaetraj.pipeline.evaluate import EvaluateConfig, evaluate
 from vaetraj.pipeline.optimize import OptimizeConfig, optimize
 from vaetraj.pipeline.train import TrainingSet, train
-from vaetraj.train import TrainConfig
+from vaetraj.training import TrainConfig
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "polymer"
 

@@ -398,7 +398,7 @@ def _train(o: dict) -> dict[str, Any] | None:
     from vaetraj.model import ModelConfig
     from vaetraj.pipeline.align import AlignConfig
     from vaetraj.pipeline.train import train_file
-    from vaetraj.train import TrainConfig
+    from vaetraj.training import TrainConfig
 
     align_config = AlignConfig(
         method=o["method"].value,

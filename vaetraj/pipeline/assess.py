@@ -23,7 +23,7 @@ from vaetraj.model import (
 from vaetraj.pipeline.model import Model
 from vaetraj.pipeline.structure import compute_data_stats
 from vaetraj.pipeline.training_set import TrainingSet
-from vaetraj.train import TrainConfig
+from vaetraj.training import TrainConfig
 
 _DENSITY_DRAWS_PER_FRAME = 4
 _DENSITY_MAX_POINTS = 200_000

@@ -14,7 +14,7 @@ from typing import Any
 from vaetraj.errors import OutputError, UsageError
 from vaetraj.io._atomic import atomic_output
 from vaetraj.model import ModelConfig
-from vaetraj.train import TrainConfig
+from vaetraj.training import TrainConfig
 
 Progress = Callable[..., None]
 _OUTPUTS = (

@@ -37,7 +37,7 @@ from vaetraj.io.topology import placeholder_topology
 from vaetraj.io.trajectory import ReadOptions
 from vaetraj.metrics import compute_rg
 from vaetraj.model import compute_mixture_log_density, decode_data
-from vaetraj.optimize import (
+from vaetraj.optim import (
     OBJECTIVES,
     LatentGoal,
     LatentRun,

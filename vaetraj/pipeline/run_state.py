@@ -20,7 +20,7 @@ from jax.sharding import NamedSharding
 
 from vaetraj.errors import BadInputError, UsageError
 from vaetraj.io.checkpoint import read_checkpoint, read_checkpoint_fields, write_checkpoint
-from vaetraj.train import TrainState
+from vaetraj.training import TrainState
 
 # what every epoch adds to the history (the model's /history, the checkpoint's)
 HISTORY_METRICS = ("loss", "reconstruction", "kl", "beta", "val_loss", "val_reconstruction",

@@ -64,7 +64,14 @@ from vaetraj.pipeline.run_state import (
     write_run_checkpoint,
 )
 from vaetraj.pipeline.training_set import DEFAULT_DATA, TrainingSet, check_frames, load_training_set
-from vaetraj.train import NON_FINITE, TrainConfig, Trainer, TrainState, make_trainer, split_blocks
+from vaetraj.training import (
+    NON_FINITE,
+    TrainConfig,
+    Trainer,
+    TrainState,
+    make_trainer,
+    split_blocks,
+)
 
 Progress = Callable[..., None]
 _RATE_BACKOFF = 0.5  # the divergence guard's factor on the rate at each recovery

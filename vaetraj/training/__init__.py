@@ -1,9 +1,9 @@
 """Training kernels: the config, and one jit-compiled epoch over a TrainState."""
 
 from vaetraj.configs import KEEP, LR_SCALINGS, OPTIMIZERS, SCHEDULES, TrainConfig
-from vaetraj.train._optimizer import make_optimizer, make_schedule
-from vaetraj.train._split import split_blocks
-from vaetraj.train._trainer import (
+from vaetraj.training._optimizer import make_optimizer, make_schedule
+from vaetraj.training._split import split_blocks
+from vaetraj.training._trainer import (
     NON_FINITE,
     SPIKE,
     EpochMetrics,

@@ -34,7 +34,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vaetraj.configs import TrainConfig
 from vaetraj.model import ModelConfig, compute_loss_terms, init_vae
-from vaetraj.train._optimizer import make_optimizer
+from vaetraj.training._optimizer import make_optimizer
 
 # A squared error above floor + SPIKE_FACTOR * (floor + spread) is far out of line: about
 # 4x the lowest running level, as when a trained network dies back to the mean structure. SPIKE_STEPS such steps in a row are a spike (one batch of
