@@ -184,8 +184,17 @@ def check_aligned(handle: h5py.File, path: Path) -> tuple[Fields, md.Topology | 
 
 
 def read_aligned(path: str | os.PathLike) -> AlignedData:
-    """Read a whole aligned file, every field checked (a damaged one is a BadInputError
-    naming it and the field)."""
+    """Read a whole aligned file, every field checked.
+
+    Args:
+        path: an `.h5` written by `align_file` or `vaetraj align`.
+
+    Returns:
+        The frames, atom indices, reference, masses and attributes.
+
+    Raises:
+        BadInputError: the file is damaged (naming the file and the field).
+    """
     path = Path(path)
     if not path.exists():
         raise InputMissingError("no such file", path=path)

@@ -207,8 +207,17 @@ def _check_format(attrs, path: Path) -> None:
 
 
 def read_latent(path: str | os.PathLike) -> LatentData:
-    """Read a latent path written by `vaetraj encode` (.h5, .npz or .csv), every field
-    checked: a damaged file is a BadInputError naming it and the field."""
+    """Read a latent path written by `vaetraj encode`, every field checked.
+
+    Args:
+        path: an `.h5`, `.npz` or `.csv` from `encode`.
+
+    Returns:
+        The means, stds, extra columns (R_g, RMSD) and attributes.
+
+    Raises:
+        BadInputError: the file is damaged (naming the file and the field).
+    """
     path = Path(path)
     _exists(path)
     suffix = path.suffix.lower()

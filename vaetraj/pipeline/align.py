@@ -423,8 +423,18 @@ def align(
     *,
     progress: Progress | None = None,
 ) -> AlignedTrajectory:
-    """Align frames in memory. `data` is an array (frames, atoms, dims) or trajectory
-    file path(s)."""
+    """Align frames in memory.
+
+    Args:
+        data: an array (frames, atoms, dims), or trajectory file path(s).
+        config: the method (principal axes, Kabsch, centre of mass), its reference
+            and weights.
+        read_options: how trajectory paths are read (topology, selection, stride).
+        progress: called as progress(done, total, phase) as chunks are aligned.
+
+    Returns:
+        The aligned frames (float32), their RMSD to the reference, and the report.
+    """
     if isinstance(data, np.ndarray):
         xyz = np.asarray(data)
         if xyz.ndim != 3 or xyz.shape[-1] not in (2, 3) or xyz.shape[0] == 0:
@@ -466,8 +476,23 @@ def align_file(
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> AlignReport:
-    """Align trajectory files (or the built-in polymer) into an aligned `.h5`, streaming:
-    memory stays bounded whatever the trajectory's length."""
+    """Align trajectory files (or the built-in polymer) into an aligned `.h5`.
+
+    Frames stream through in chunks: memory stays bounded whatever the trajectory's
+    length. The file is written atomically (nothing is left on failure).
+
+    Args:
+        inputs: trajectory files, concatenated in order; None or empty: the built-in
+            polymer.
+        output: the aligned `.h5` to write.
+        config: the method, reference and weights.
+        read_options: topology, selection, stride, array key.
+        overwrite: replace an existing output.
+        progress: called as progress(done, total, phase).
+
+    Returns:
+        The report (frames, RMSD range, axis swaps, reference used).
+    """
     from vaetraj.io.aligned import AlignedWriter
 
     output = Path(output)
@@ -475,7 +500,6 @@ def align_file(
         raise UsageError(f"aligned output must be .h5, got '{output.suffix}'", path=output)
     check_output(output, overwrite=overwrite, inputs=[*(inputs or []), read_options.top])
     trajectory = open_inputs(inputs, read_options)
-    sources = describe_sources(trajectory)
     with atomic_output(output, overwrite=overwrite) as tmp:
         writer = AlignedWriter(
             tmp,
@@ -485,25 +509,30 @@ def align_file(
             final_path=output,
         )
         try:
-            report, reference = _run(
-                _FrameSource(trajectory=trajectory),
-                trajectory,
-                config,
-                trajectory.atoms,
-                trajectory.dims,
-                read_options=read_options,
-                sink=writer.append,
-                progress=progress,
-                total=trajectory.frames,
-            )
+            report = _align_into(writer, trajectory, config, read_options, progress)
             report.output = str(output)
-            report.sources = sources
-            attrs, arrays = _aligned_file_fields(
-                trajectory, config, read_options, report, reference
-            )
-            writer.finish(attrs=attrs, arrays=arrays)
         finally:
             writer.close()
+    return report
+
+
+def _align_into(
+    writer: Any,
+    trajectory: Trajectory,
+    config: AlignConfig,
+    read_options: ReadOptions,
+    progress: Progress | None,
+) -> AlignReport:
+    """Align the trajectory chunk by chunk into an open aligned-file writer, and finish
+    the file with its attributes."""
+    report, reference = _run(
+        _FrameSource(trajectory=trajectory), trajectory, config, trajectory.atoms,
+        trajectory.dims, read_options=read_options, sink=writer.append, progress=progress,
+        total=trajectory.frames,
+    )  # fmt: skip
+    report.sources = describe_sources(trajectory)
+    attrs, arrays = _aligned_file_fields(trajectory, config, read_options, report, reference)
+    writer.finish(attrs=attrs, arrays=arrays)
     return report
 
 

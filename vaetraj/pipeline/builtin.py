@@ -25,8 +25,15 @@ def cache_dir() -> Path:
 def builtin_polymer(
     config: PolymerConfig = PolymerConfig(), seed: int = BUILTIN_SEED
 ) -> tuple[Path, md.Topology]:
-    """Path of the cached built-in polymer trajectory (simulated on first use) and its
-    topology."""
+    """The built-in polymer trajectory, simulated on first use and cached.
+
+    Args:
+        config: the polymer and its run.
+        seed: the random seed.
+
+    Returns:
+        The cached file's path and its topology.
+    """
     from vaetraj.io.topology import polymer_topology
     from vaetraj.pipeline.simulate import simulate_polymer_file
 

@@ -140,6 +140,22 @@ def _optimize_with_pdb(demo: _Demo):
     return _with_pdb(report, demo.model, demo.overwrite)
 
 
+def _plot(demo: _Demo):
+    from vaetraj.pipeline.plot import plot_file
+
+    folder = demo.folder
+    return plot_file(
+        demo.model,
+        folder / "figures",
+        latent=folder / "latent.h5",
+        data=demo.aligned,
+        samples=folder / "samples.npz",
+        optimized=folder / "optimized.npz",
+        color="rg",
+        overwrite=demo.overwrite,
+    )
+
+
 def _evaluate_and_save(demo: _Demo):
     from vaetraj.pipeline.evaluate import EvaluateConfig, evaluate_file
 
@@ -158,17 +174,28 @@ def run_demo(
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> DemoReport:
-    """simulate (cached) -> align -> train -> encode -> sample -> optimize rg ->
-    evaluate -> plot, every output in `directory`. latent_dim None: train's default (4;
-    docs/pages/method.md, "Choosing the latent size")."""
+    """The whole pipeline on the built-in polymer, every output in `directory`.
+
+    simulate (cached) -> align -> train -> encode -> sample -> optimize R_g ->
+    evaluate -> plot.
+
+    Args:
+        directory: the folder.
+        epochs: training epochs.
+        latent_dim: None: train's default (docs/pages/method.md).
+        samples: conformations sampled.
+        overwrite: replace earlier outputs.
+        progress: called as each step starts.
+
+    Returns:
+        Each step's one-line result and time.
+    """
     from vaetraj.pipeline.align import AlignConfig, align_file
     from vaetraj.pipeline.encode import encode_file
-    from vaetraj.pipeline.plot import plot_file
     from vaetraj.pipeline.train import train_file
 
     started = time.perf_counter()
-    # every option is checked before anything is written
-    model_config = ModelConfig(features=None, latent_dim=latent_dim)
+    model_config = ModelConfig(features=None, latent_dim=latent_dim)  # checked before writing
     train_config = TrainConfig(epochs=epochs)
     if samples < 1:
         raise UsageError(f"--samples must be at least 1, got {samples}")
@@ -191,14 +218,7 @@ def run_demo(
     demo.step("sample", lambda: _sample_with_pdb(demo, samples))
     demo.step("optimize", lambda: _optimize_with_pdb(demo))
     demo.step("evaluate", lambda: _evaluate_and_save(demo))
-    demo.step(
-        "plot",
-        lambda: plot_file(
-            model, folder / "figures", latent=folder / "latent.h5", data=aligned,
-            samples=folder / "samples.npz", optimized=folder / "optimized.npz", color="rg",
-            overwrite=overwrite,
-        ),
-    )  # fmt: skip
+    demo.step("plot", lambda: _plot(demo))
     return DemoReport(
         directory=str(folder),
         steps=demo.steps,

@@ -89,9 +89,19 @@ def encode(
     *,
     recon: bool = False,
 ) -> LatentPath:
-    """Encode frames in memory: an array (frames, atoms, dims) in the files' frame of
-    reference (it is aligned here as the training frames were), or trajectory paths.
-    A features model takes a table (frames, features) or the path of one."""
+    """Encode frames in memory.
+
+    Args:
+        model: the model.
+        data: an array (frames, atoms, dims) in the files' frame of reference (aligned
+            here as the training frames were), or trajectory paths; a features model
+            takes a table (frames, features) or its path.
+        read_options: how trajectory paths are read.
+        recon: also give each frame's reconstruction RMSD.
+
+    Returns:
+        The latent path: posterior mean and std per frame, R_g, and the RMSD if asked.
+    """
     if model.is_features:
         if isinstance(data, np.ndarray):
             table = data  # Model.encode checks its shape
@@ -220,6 +230,36 @@ def _latent_attrs(
     }
 
 
+def _report(
+    loaded: Model,
+    model_path: str,
+    tally: _Tally,
+    recon: bool,
+    elapsed: float,
+    sources: list[dict[str, Any]],
+    notes: list[str],
+) -> EncodeReport:
+    done = tally.done
+    return EncodeReport(
+        frames=done,
+        atoms=loaded.atoms,
+        latent_dim=loaded.latent_dim,
+        alignment=str(loaded.alignment.get("method")),
+        mean_min=tally.lows.tolist(),
+        mean_max=tally.highs.tolist(),
+        std_mean=(tally.std_sum / done).tolist(),
+        recon_rmsd_mean=tally.recon_sum / done if recon else None,
+        rg_min=tally.rg_min if np.isfinite(tally.rg_min) else None,
+        rg_max=tally.rg_max if np.isfinite(tally.rg_max) else None,
+        units=loaded.units,
+        frames_per_s=done / elapsed,
+        wall_time_s=elapsed,
+        model=model_path,
+        sources=sources,
+        notes=notes,
+    )
+
+
 def encode_file(
     inputs: Sequence[str | os.PathLike],
     model: str | os.PathLike = DEFAULT_MODEL,
@@ -230,7 +270,20 @@ def encode_file(
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> EncodeReport:
-    """Encode trajectory files into a latent path file (.h5, .npz or .csv), streaming."""
+    """Encode trajectory files into a latent path file, streaming.
+
+    Args:
+        inputs: trajectory files (or one table for a features model).
+        model: the model file.
+        output: `.h5`, `.npz` or `.csv`.
+        read_options: how the inputs are read.
+        recon: also write each frame's reconstruction RMSD.
+        overwrite: replace an existing output.
+        progress: called as progress(done, total, phase).
+
+    Returns:
+        The report (frames, the latent ranges, throughput).
+    """
     started = time.perf_counter()
     output = Path(output)
     suffix = check_latent_suffix(output)
@@ -260,23 +313,6 @@ def encode_file(
         finally:
             writer.close()
     elapsed = time.perf_counter() - started
-    done = tally.done
-    return EncodeReport(
-        frames=done,
-        atoms=loaded.atoms,
-        latent_dim=loaded.latent_dim,
-        alignment=str(loaded.alignment.get("method")),
-        mean_min=tally.lows.tolist(),
-        mean_max=tally.highs.tolist(),
-        std_mean=(tally.std_sum / done).tolist(),
-        recon_rmsd_mean=tally.recon_sum / done if recon else None,
-        rg_min=tally.rg_min if np.isfinite(tally.rg_min) else None,
-        rg_max=tally.rg_max if np.isfinite(tally.rg_max) else None,
-        units=loaded.units,
-        frames_per_s=done / elapsed,
-        wall_time_s=elapsed,
-        model=str(model_path),
-        output=str(output),
-        sources=sources,
-        notes=source.notes,
-    )
+    report = _report(loaded, str(model_path), tally, recon, elapsed, sources, source.notes)
+    report.output = str(output)
+    return report

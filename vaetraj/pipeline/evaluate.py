@@ -307,7 +307,17 @@ def evaluate_file(
     config: EvaluateConfig = EvaluateConfig(),
     read_options: ReadOptions = ReadOptions(),
 ) -> EvaluateReport:
-    """Evaluate a model file on trajectory files."""
+    """Evaluate a model file on trajectory files.
+
+    Args:
+        inputs: trajectory files.
+        model: the model file.
+        config: samples, IWAE draws, prior and seed.
+        read_options: how the inputs are read.
+
+    Returns:
+        The report.
+    """
     if not inputs:
         raise UsageError("no data given: vaetraj evaluate DATA... [--model model.h5]")
     report = evaluate(load_model(Path(model)), list(inputs), config, read_options)

@@ -209,8 +209,21 @@ def decode_file(
     refine: bool = True,
     overwrite: bool = False,
 ) -> StructureReport:
-    """Decode latent points (a latent file, or `points`) into a structure file, refined
-    to the training data's local geometry unless `refine` is False."""
+    """Decode latent points into a structure file.
+
+    Args:
+        latent: a latent file (`encode` output, `.npy`, `.npz` or `.csv`), or None
+            with `points`.
+        model: the model file.
+        output: the structure file to write.
+        points: (points, latent) latent points, when `latent` is None.
+        key: the array's name in an `.npz`.
+        refine: relax each structure to the training data's local geometry.
+        overwrite: replace an existing output.
+
+    Returns:
+        The report, with the geometry check's pass rate beside the data's.
+    """
     started = time.perf_counter()
     if (latent is None) == (points is None):
         raise UsageError("give latent points: a LATENT file or --z values (not both)")
@@ -246,7 +259,20 @@ def sample(
     temperature: float = 1.0,
     refine: bool = True,
 ) -> tuple[np.ndarray, Generated]:
-    """(z (n, latent), the generated structures) drawn with a seeded key."""
+    """Draw conformations from the model with a seeded key.
+
+    Args:
+        model: a model of structures.
+        n: how many.
+        seed: the random seed.
+        prior: "density" (the latent mixture fitted to the encoded frames) or
+            "standard" (N(0, I)).
+        temperature: the prior's scale.
+        refine: relax each structure to the training data's local geometry.
+
+    Returns:
+        The latent points (n, latent) and the generated structures with their check.
+    """
     z = model.sample_latent(n, key=jax.random.key(seed), prior=prior, temperature=temperature)
     return z, generate(model, z, refine=refine)
 
@@ -269,8 +295,21 @@ def sample_file(
     refine: bool = True,
     overwrite: bool = False,
 ) -> StructureReport:
-    """Sample n conformations into a structure file, refined to the training data's
-    local geometry unless `refine` is False."""
+    """Sample conformations into a structure file.
+
+    Args:
+        model: the model file.
+        output: `.npz`, `.npy`, `.pdb`, `.dcd`, `.xtc` or `.h5`.
+        n: how many.
+        seed: the random seed.
+        prior: "density" or "standard".
+        temperature: the prior's scale.
+        refine: relax each structure to the training data's local geometry.
+        overwrite: replace an existing output.
+
+    Returns:
+        The report, with the geometry check's pass rate beside the data's.
+    """
     started = time.perf_counter()
     if n <= 0:
         raise UsageError(f"-n must be at least 1, got {n}")

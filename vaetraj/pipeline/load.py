@@ -33,7 +33,19 @@ def load_trajectory(
     key: str | None = None,
     allow_partial: bool = False,
 ) -> LoadedTrajectory:
-    """Read one or more trajectory files (concatenated in order) into memory."""
+    """Read trajectory files (concatenated in order) into memory.
+
+    Args:
+        paths: one path or several: any mdtraj format, `.npy`, `.npz` or an aligned `.h5`.
+        top: the topology, for formats without one (DCD, XTC, ...).
+        select: an mdtraj atom selection.
+        stride: keep every `stride`-th frame.
+        key: the array's name in an `.npz`.
+        allow_partial: read the complete frames of a truncated file (with a warning).
+
+    Returns:
+        The frames (frames, atoms, dims), their topology, masses and units.
+    """
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     options = ReadOptions(
         top=top, select=select, stride=stride, key=key, allow_partial=allow_partial

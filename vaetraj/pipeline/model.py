@@ -249,8 +249,18 @@ def require_structure_model(model: Model, command: str, *, path=None) -> None:
 
 
 def load_model(path: str | os.PathLike) -> Model:
-    """Read a model file written by `vaetraj train` (or `Model.save`). A model whose
-    training failed its check (written for inspection) loads with a VaetrajWarning."""
+    """Read a model file written by `vaetraj train` (or `Model.save`).
+
+    Args:
+        path: the model `.h5`.
+
+    Returns:
+        The model. One whose training failed its check (written for inspection) loads
+        with a VaetrajWarning.
+
+    Raises:
+        BadInputError: the file is damaged (naming the field).
+    """
     model = Model(read_model_file(path))
     if model.record.data_stats is not None and not model.is_features:
         try:

@@ -571,6 +571,33 @@ def optimize(
     )
 
 
+def _require_search_memory(model: Model, config: OptimizeConfig) -> None:
+    """Refuse a search the machine cannot hold: every record_every-th step of every
+    restart is a candidate structure, refined and checked; each step runs the decoder
+    (and its gradient) on every restart."""
+    candidates = config.restarts * (config.steps // config.record_every)
+    per_step = config.restarts * model.config.hidden * model.config.layers * 2 * 3
+    require_memory(
+        FLOAT * (4 * candidates * model.features + per_step),
+        f"--restarts {config.restarts:,} with --steps {config.steps}",
+        "use fewer --restarts (or fewer --steps)",
+    )
+
+
+def _structure_attrs(config: OptimizeConfig, result: OptimizeResult, model: Path) -> dict:
+    """What the written structure records of its search."""
+    return {
+        "command": "optimize",
+        "objective": config.objective,
+        "direction": config.direction,
+        "target": config.target,
+        "value": result.report.best_value,
+        "z": result.z.tolist(),
+        "model": str(model.resolve()),
+        "model_sha256": compute_sha256(model),
+    }
+
+
 def optimize_file(
     model: str | os.PathLike = DEFAULT_MODEL,
     output: str | os.PathLike = "optimized.npz",
@@ -582,21 +609,26 @@ def optimize_file(
     data: str | os.PathLike | None = None,
     overwrite: bool = False,
 ) -> OptimizeReport:
-    """Optimize and write the best structure (one frame) to `output`. `data`: the
-    aligned training file, to say how far the answer is from its nearest frame (by
-    default the file the model was trained from, when it is still there)."""
+    """Optimize and write the best structure (one frame).
+
+    Args:
+        model: the model file.
+        output: the structure file to write.
+        config: the objective and the search.
+        groups: two atom selections, for the distance objective.
+        target_structure: a structure file, for the RMSD objective.
+        top: its topology, if it needs one.
+        data: the aligned training file, to say how far the answer is from its nearest
+            frame (default: the file the model was trained from, when it is there).
+        overwrite: replace an existing output.
+
+    Returns:
+        The report.
+    """
     check_structure_output(output, overwrite=overwrite, inputs=[model, target_structure, top, data])
     model_path = Path(model)
     loaded = load_model(model_path)
-    # every record_every-th step of every restart is a candidate structure, refined and
-    # checked; each step runs the decoder (and its gradient) on every restart
-    candidates = config.restarts * (config.steps // config.record_every)
-    per_step = config.restarts * loaded.config.hidden * loaded.config.layers * 2 * 3
-    require_memory(
-        FLOAT * (4 * candidates * loaded.features + per_step),
-        f"--restarts {config.restarts:,} with --steps {config.steps}",
-        "use fewer --restarts (or fewer --steps)",
-    )
+    _require_search_memory(loaded, config)
     frames, where = _training_frames(loaded, data)
     result = optimize(
         loaded,
@@ -615,16 +647,7 @@ def optimize_file(
         result.xyz[None],
         topology_json=loaded.record.topology,
         units=loaded.units,
-        attrs={
-            "command": "optimize",
-            "objective": config.objective,
-            "direction": config.direction,
-            "target": config.target,
-            "value": report.best_value,
-            "z": result.z.tolist(),
-            "model": str(model_path.resolve()),
-            "model_sha256": compute_sha256(model_path),
-        },
+        attrs=_structure_attrs(config, result, model_path),
         overwrite=overwrite,
     )
     report.output = str(output)

@@ -221,6 +221,44 @@ def _plan(wanted: list[str], inputs: dict[str, Any]) -> tuple[list[str], list[st
     return plan, skipped
 
 
+_DEFAULT_INPUTS = {"latent": "latent.h5", "data": "aligned.h5", "samples": "samples.npz",
+                   "optimized": "optimized.npz"}  # fmt: skip
+
+
+def _inputs(loaded: Model, model: str | os.PathLike, given: dict[str, Any]) -> dict[str, Any]:
+    """The inputs at hand (None: absent): an input given must exist, a default one is
+    used when present; the history is the model's."""
+    inputs: dict[str, Any] = {"history": model if "loss" in loaded.history else None}
+    for name, default in _DEFAULT_INPUTS.items():
+        inputs[name] = _resolve(given[name], default, given[name] is not None)
+    return inputs
+
+
+def _read_inputs(loaded: Model, inputs: dict[str, Any], uses: set[str]) -> dict[str, Any]:
+    """Every input the planned figures use, read (and checked); None for the others."""
+    readers = {
+        "data": lambda path: _read_frames(loaded, path),
+        "latent": read_latent,
+        "samples": _structures,
+        "optimized": lambda path: _structures(path)[0],
+    }
+    return {name: read(inputs[name]) if name in uses else None for name, read in readers.items()}
+
+
+def _draw(
+    name: str, loaded: Model, read: dict[str, Any], target: Path, *, color: str, overwrite: bool
+) -> None:
+    """Write one figure from the inputs read."""
+    if name == "loss":
+        plot_loss(loaded, target, overwrite=overwrite)
+    elif name == "latent":
+        plot_latent(loaded, read["latent"], target, color=color, overwrite=overwrite)
+    elif name == "marginals":
+        plot_marginals(loaded, read["data"], read["samples"], target, overwrite=overwrite)
+    else:
+        plot_structures(loaded, read["data"], read["optimized"], target, overwrite=overwrite)
+
+
 def plot_file(
     model: str | os.PathLike = "model.h5",
     output: str | os.PathLike = "figures",
@@ -233,21 +271,31 @@ def plot_file(
     color: str = "time",
     overwrite: bool = False,
 ) -> PlotReport:
-    """Every figure the inputs allow, as PNG files in the folder `output`. Inputs left
-    out default to latent.h5, aligned.h5, samples.npz and optimized.npz in the working
-    directory, each used when present."""
+    """Every figure the inputs allow, as PNG files in a folder.
+
+    Inputs left out default to latent.h5, aligned.h5, samples.npz and optimized.npz in
+    the working directory, each used when present.
+
+    Args:
+        model: the model file.
+        output: the folder.
+        latent: an `encode` output.
+        data: the aligned frames.
+        samples: sampled structures.
+        optimized: an optimized structure.
+        only: the figures wanted (loss, latent, marginals, structures).
+        color: the latent map's colour: "time" or "rg".
+        overwrite: replace existing figures.
+
+    Returns:
+        The figures written and those skipped (with what they lack).
+    """
     output = Path(output)
     wanted = _wanted(only, color, output)
     loaded = load_model(Path(model))
     require_structure_model(loaded, "plot", path=model)
-    # the inputs at hand (None: absent); a planned figure has all of its own
-    inputs: dict[str, Any] = {
-        "history": model if "loss" in loaded.history else None,
-        "latent": _resolve(latent, "latent.h5", latent is not None),
-        "data": _resolve(data, "aligned.h5", data is not None),
-        "samples": _resolve(samples, "samples.npz", samples is not None),
-        "optimized": _resolve(optimized, "optimized.npz", optimized is not None),
-    }
+    given = {"latent": latent, "data": data, "samples": samples, "optimized": optimized}
+    inputs = _inputs(loaded, model, given)
     plan, skipped = _plan(wanted, inputs)
     if not plan:
         raise InputMissingError("nothing to plot: " + "; ".join(skipped), path=output)
@@ -255,28 +303,11 @@ def plot_file(
         for name in plan:
             check_output(output / f"{name}.png", overwrite=overwrite)
     # every input is read (and checked) before the first figure is written
-    uses = {n for name in plan for n in _NEEDS[name]}
-    frames: Any = _read_frames(loaded, inputs["data"]) if "data" in uses else None
-    path_data: Any = read_latent(inputs["latent"]) if "latent" in uses else None
-    samples_xyz: Any = _structures(inputs["samples"]) if "samples" in uses else None
-    optimized_xyz: Any = _structures(inputs["optimized"])[0] if "optimized" in uses else None
+    read = _read_inputs(loaded, inputs, {n for name in plan for n in _NEEDS[name]})
     output.mkdir(parents=True, exist_ok=True)
-    draw = {
-        "loss": lambda target: plot_loss(loaded, target, overwrite=overwrite),
-        "latent": lambda target: plot_latent(
-            loaded, path_data, target, color=color, overwrite=overwrite
-        ),
-        "marginals": lambda target: plot_marginals(
-            loaded, frames, samples_xyz, target, overwrite=overwrite
-        ),
-        "structures": lambda target: plot_structures(
-            loaded, frames, optimized_xyz, target, overwrite=overwrite
-        ),
-    }
-    figures = []
-    for name in plan:
-        draw[name](output / f"{name}.png")
-        figures.append(str(output / f"{name}.png"))
+    figures = [str(output / f"{name}.png") for name in plan]
+    for name, figure in zip(plan, figures, strict=True):
+        _draw(name, loaded, read, Path(figure), color=color, overwrite=overwrite)
     notes = [f"skipped {item}" for item in skipped]
     return PlotReport(figures=figures, skipped=skipped, output=str(output), notes=notes)
 

@@ -31,7 +31,15 @@ class SimulationReport:
 
 
 def simulate_polymer(config: PolymerConfig = PolymerConfig(), *, seed: int = 0) -> np.ndarray:
-    """Simulate the bead-spring polymer; returns (frames, beads, dim) float32."""
+    """Simulate the bead-spring polymer (BAOAB Langevin dynamics).
+
+    Args:
+        config: beads, dimension, frames, stride, equilibration and the force field.
+        seed: the random seed; the same seed gives the same trajectory.
+
+    Returns:
+        (frames, beads, dim) float32 coordinates.
+    """
     import jax
 
     from vaetraj.simulate import simulate_polymer_kernel
@@ -46,7 +54,18 @@ def simulate_polymer_file(
     seed: int = 0,
     overwrite: bool = False,
 ) -> SimulationReport:
-    """Simulate and write `.npz` (array key `arr`, as the textbook's files) or `.npy`."""
+    """Simulate the polymer and write it to `.npz` (array `arr`, as the textbook's
+    files) or `.npy`.
+
+    Args:
+        output: the file to write.
+        config: the polymer and its run.
+        seed: the random seed.
+        overwrite: replace an existing output.
+
+    Returns:
+        The report (frames, R_g and bond statistics).
+    """
     output = Path(output)
     if output.suffix.lower() not in (".npz", ".npy"):
         raise UsageError(

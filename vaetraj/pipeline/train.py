@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import jax
 import jax.numpy as jnp
@@ -675,9 +675,20 @@ def train_features(
     train_config: TrainConfig = TrainConfig(),
     **options: Any,
 ) -> tuple[Model, TrainReport]:
-    """Train on a plain table (frames, features), with no alignment: one-hot classes
-    (`likelihood="categorical"`), dihedral features, curves, any vectors. The model's
-    encode takes such tables and its decode gives them. Options as for `train`."""
+    """Train on a plain table, with no alignment.
+
+    One-hot classes (`likelihood="categorical"`), dihedral features, curves, any
+    vectors: the model's encode takes such tables and its decode gives them.
+
+    Args:
+        table: (frames, features).
+        model_config: the network.
+        train_config: the optimization.
+        **options: as for `train` (checkpoint, resume, progress).
+
+    Returns:
+        The model and the report.
+    """
     return train(TrainingSet.from_features(table), model_config, train_config, **options)
 
 
@@ -695,14 +706,29 @@ def train_file(
     features: bool = False,
     progress: Progress | None = None,
 ) -> TrainReport:
-    """Train on an aligned .h5 (no inputs: ./aligned.h5) or raw inputs, write the model
-    atomically, and remove the checkpoint once the model is safely written.
+    """Train on an aligned `.h5` or raw inputs and write the model atomically.
 
-    features=True: the one input is a plain table (.npy, .npz or .csv, frames x
-    features), trained on as it is (see `train_features`).
+    The checkpoint is removed once the model is safely written. A model that does not
+    work is written all the same, for inspection, and then TrainingFailedError names
+    the file.
 
-    A model that does not work is written all the same, for inspection, and then
-    TrainingFailedError names the file."""
+    Args:
+        inputs: an aligned `.h5`, trajectory files (aligned first with
+            `align_config`), or with `features` one table; None: ./aligned.h5.
+        output: the model `.h5`.
+        model_config: the network.
+        train_config: the optimization.
+        align_config: the alignment of raw inputs.
+        read_options: how raw inputs are read.
+        checkpoint: the checkpoint file (default: MODEL.ckpt.h5 beside the model).
+        resume: continue from the checkpoint.
+        overwrite: replace an existing model (and a stale checkpoint).
+        features: the input is a plain table (.npy, .npz or .csv) trained on as is.
+        progress: called after each epoch.
+
+    Returns:
+        The report, with the model's and checkpoint's paths.
+    """
     output = Path(output)
     if output.suffix.lower() not in (".h5", ".hdf5"):
         raise UsageError(f"a model file must be .h5, got '{output.suffix}'", path=output)
@@ -715,29 +741,37 @@ def train_file(
         data = _read_training_set(inputs, features, align_config, read_options, progress)
         try:
             model, report = train(
-                data,
-                model_config,
-                train_config,
-                checkpoint=checkpoint,
-                resume=resume,
+                data, model_config, train_config, checkpoint=checkpoint, resume=resume,
                 progress=progress,
-            )
+            )  # fmt: skip
         except TrainingFailedError as failure:
-            failure.model.save(output, overwrite=overwrite)
-            checkpoint.unlink(missing_ok=True)
-            failure.report.output, failure.report.checkpoint = str(output), str(checkpoint)
-            raise TrainingFailedError(
-                f"{failure.args[0]}; the model is written here for inspection only; "
-                f"{_what_to_try(failure.report, train_config)}",
-                model=failure.model,
-                report=failure.report,
-                path=output,
-            ) from None
+            _keep_for_inspection(failure, output, checkpoint, train_config, overwrite)
         model.save(output, overwrite=overwrite)
         checkpoint.unlink(missing_ok=True)
         report.output = str(output)
         report.checkpoint = str(checkpoint)
         return report
+
+
+def _keep_for_inspection(
+    failure: TrainingFailedError,
+    output: Path,
+    checkpoint: Path,
+    train_config: TrainConfig,
+    overwrite: bool,
+) -> NoReturn:
+    """Write a model that does not work (for inspection), then raise its failure naming
+    the file and the first thing to try."""
+    failure.model.save(output, overwrite=overwrite)
+    checkpoint.unlink(missing_ok=True)
+    failure.report.output, failure.report.checkpoint = str(output), str(checkpoint)
+    raise TrainingFailedError(
+        f"{failure.args[0]}; the model is written here for inspection only; "
+        f"{_what_to_try(failure.report, train_config)}",
+        model=failure.model,
+        report=failure.report,
+        path=output,
+    ) from None
 
 
 def _check_checkpoint(checkpoint: Path, *, resume: bool, overwrite: bool) -> None:
