@@ -503,5 +503,9 @@ def _quality_rows(report) -> list[tuple[str, str]]:
         ),
         ("KL per dim", kl),
         ("active units", f"{report.active_units} of {report.latent_dim}"),
-        ("latent density", f"{report.density_components}-component Gaussian mixture"),
+        (
+            "latent density",
+            f"{report.density_components}-component Gaussian mixture "
+            f"({report.density_points:,} draws)",
+        ),
     ]

@@ -28,7 +28,13 @@ from vaetraj.model._likelihood import (
     compute_log_likelihood,
 )
 from vaetraj.model._mlp import apply_mlp, init_mlp
-from vaetraj.model._normalize import Normalization, find_constant_features, fit_normalization
+from vaetraj.model._normalize import (
+    Normalization,
+    compute_moments,
+    find_constant_features,
+    fit_normalization,
+    normalization_from_moments,
+)
 from vaetraj.model._vae import (
     LossTerms,
     Posterior,
@@ -42,6 +48,8 @@ from vaetraj.model._vae import (
 )
 
 __all__ = [
+    "compute_moments",
+    "normalization_from_moments",
     "decode_data",
     "encode_data",
     "normalize",

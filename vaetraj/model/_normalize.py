@@ -15,6 +15,30 @@ class Normalization(NamedTuple):
 
 
 MIN_RELATIVE_STD = 1e-6
+_CHUNK = 65_536  # rows per pass of the moments, in float64
+
+
+def compute_moments(
+    x: np.ndarray, index: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (features,) of the rows of x (rows, features), or of `index`'s rows,
+    in float64, chunk by chunk (Chan's merge of per-chunk means and squared deviations):
+    memory stays at a chunk's whatever the rows, with no float64 copy of the whole."""
+    rows = np.arange(len(x)) if index is None else np.asarray(index)
+    count, mean, m2 = 0, np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    for start in range(0, len(rows), _CHUNK):
+        part = rows[start : start + _CHUNK]
+        chunk = np.asarray(x[part], np.float64)
+        chunk_mean = chunk.mean(axis=0)
+        chunk_m2 = ((chunk - chunk_mean) ** 2).sum(axis=0)
+        if count == 0:
+            count, mean, m2 = len(chunk), chunk_mean, chunk_m2
+            continue
+        delta, total = chunk_mean - mean, count + len(chunk)
+        mean = mean + delta * (len(chunk) / total)
+        m2 = m2 + chunk_m2 + delta**2 * (count * len(chunk) / total)
+        count = total
+    return mean, np.sqrt(m2 / max(count, 1))
 
 
 def find_constant_features(
@@ -22,12 +46,19 @@ def find_constant_features(
 ) -> np.ndarray:
     """Mask (features,) of the features whose std over frames is below min_relative_std
     times the largest."""
-    std = np.asarray(x, dtype=np.float64).std(axis=0)
+    _, std = compute_moments(np.asarray(x))
+    return _constant(std, min_relative_std)
+
+
+def _constant(std: np.ndarray, min_relative_std: float) -> np.ndarray:
     return std <= min_relative_std * max(float(std.max()), np.finfo(np.float32).tiny)
 
 
 def fit_normalization(
-    x: np.ndarray, *, min_relative_std: float = MIN_RELATIVE_STD
+    x: np.ndarray,
+    *,
+    index: np.ndarray | None = None,
+    min_relative_std: float = MIN_RELATIVE_STD,
 ) -> Normalization:
     """Mean and std per feature of x (frames, features), in float64 for the sums.
 
@@ -35,8 +66,14 @@ def fit_normalization(
     a coordinate that alignment pins) is only centred: dividing by ~0 would blow up
     rounding noise into the largest feature of all.
     """
-    x = np.asarray(x, dtype=np.float64)
-    mean = x.mean(axis=0)
-    constant = find_constant_features(x, min_relative_std=min_relative_std)
-    std = np.where(constant, 1.0, x.std(axis=0))
-    return Normalization(mean.astype(np.float32), std.astype(np.float32))
+    return normalization_from_moments(*compute_moments(np.asarray(x), index), min_relative_std)[0]
+
+
+def normalization_from_moments(
+    mean: np.ndarray, spread: np.ndarray, min_relative_std: float = MIN_RELATIVE_STD
+) -> tuple[Normalization, np.ndarray]:
+    """The normalization of features with this mean and std, and the mask of the
+    constant ones (only centred)."""
+    constant = _constant(spread, min_relative_std)
+    std = np.where(constant, 1.0, spread)
+    return Normalization(mean.astype(np.float32), std.astype(np.float32)), constant

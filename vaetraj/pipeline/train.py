@@ -47,8 +47,9 @@ from vaetraj.io.trajectory import ReadOptions
 from vaetraj.model import (
     ModelConfig,
     Normalization,
-    find_constant_features,
+    compute_moments,
     fit_normalization,
+    normalization_from_moments,
 )
 from vaetraj.pipeline.align import AlignConfig
 from vaetraj.pipeline.assess import Quality, assess
@@ -114,6 +115,7 @@ class TrainReport:
     kl_per_dim: list[float]
     active_units: int
     density_components: int
+    density_points: int  # the draws the latent density was fitted to
     recoveries: list[dict[str, Any]]
     final_lr: float
     status: str
@@ -183,20 +185,20 @@ def _prepare(
         normalization = Normalization(
             np.zeros(flat.shape[1], np.float32), np.ones(flat.shape[1], np.float32)
         )
-        feature_std = fit_normalization(flat[train_index]).std
+        feature_std = fit_normalization(flat, index=train_index).std
     else:
-        normalization = fit_normalization(flat[train_index])
-        constant = int(np.sum(find_constant_features(flat[train_index])))
+        normalization, mask = normalization_from_moments(*compute_moments(flat, train_index))
+        constant = int(np.sum(mask))
         if constant > 0:
             notes.append(f"{constant} feature(s) are constant; they are only centred")
-    normalized = (flat - normalization.mean) / normalization.std
+    mean, std = normalization
     return _Prepared(
         model_config=model_config,
         normalization=normalization,
         train_index=train_index,
         val_index=val_index,
-        train_data=normalized[train_index],
-        val_data=normalized[val_index] if len(val_index) else None,
+        train_data=(flat[train_index] - mean) / std,
+        val_data=(flat[val_index] - mean) / std if len(val_index) else None,
         feature_std=feature_std,
         notes=notes,
     )
