@@ -337,6 +337,11 @@ def test_optimize_bad_inputs(workdir, model_2d):
     assert_error(
         run("optimize", "--objective", "volume", "-m", model_2d), 2, "--objective must be one of"
     )
+    # the config names its field (learning_rate); the CLI prints the option
+    assert_error(run("optimize", "--lr", "0", "-m", model_2d), 2, "--lr must be positive, got 0.0")
+    assert_error(
+        run("optimize", "--steps", "15", "-m", model_2d), 2, "--steps must be a positive multiple"
+    )
     assert_error(
         run(
             "optimize",

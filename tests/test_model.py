@@ -255,6 +255,12 @@ def test_explained_variance_against_its_definition_and_known_values():
     expected = 1 - np.sum((x - recon) ** 2) / np.sum((x - centre) ** 2)
     assert compute_explained_variance(x, recon, centre) == pytest.approx(expected, rel=1e-12)
     assert compute_explained_variance(x, x, centre) == 1.0
+    # over a subset of frames, in chunks: the same as on the subset's copy
+    subset = np.arange(3, 200, 7)
+    assert compute_explained_variance(x, recon, centre, subset) == pytest.approx(
+        1 - np.sum((x[subset] - recon[subset]) ** 2) / np.sum((x[subset] - centre) ** 2),
+        rel=1e-12,
+    )
     # the mean structure for every frame (a decoder that ignores z) explains nothing
     assert compute_explained_variance(x, np.broadcast_to(centre, x.shape), centre) == 0.0
     # a PCA reconstruction with k components explains what the PCA yardstick says

@@ -28,6 +28,22 @@ def test_chunked_moments_match_numpy_across_chunks(monkeypatch):
     assert fit_normalization(x, index=index).std[4] == 1.0
 
 
+def test_explained_variance_summed_in_chunks_matches_the_whole(monkeypatch):
+    from vaetraj.model import _diagnostics, compute_explained_variance
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(500, 4, 3)).astype(np.float32)
+    recon = x + 0.2 * rng.normal(size=x.shape).astype(np.float32)
+    centre = x.mean(axis=0, dtype=np.float64)
+    index = np.sort(rng.choice(500, 321, replace=False))
+    whole = compute_explained_variance(x, recon, centre, index)
+    monkeypatch.setattr(_diagnostics, "_CHUNK", 29)
+    assert compute_explained_variance(x, recon, centre, index) == pytest.approx(whole, rel=1e-12)
+    x64, r64 = x[index].astype(np.float64), recon[index].astype(np.float64)
+    expected = 1 - np.sum((x64 - r64) ** 2) / np.sum((x64 - centre) ** 2)
+    assert whole == pytest.approx(expected, rel=1e-12)
+
+
 def test_one_chunk_is_bit_identical_to_numpy():
     x = np.random.default_rng(1).normal(size=(500, 4)).astype(np.float32)
     mean, std = compute_moments(x)

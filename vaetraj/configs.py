@@ -25,8 +25,19 @@ POSTERIORS = ("diagonal", "full")
 DEFAULT_LATENT_DIM = 4
 
 
+Rules = dict[str, tuple[Callable[[Any], bool], str]]
+
+
+def check_rules(config: Any, rules: Rules) -> None:
+    """Raise ConfigError for the first field of `config` whose value breaks its rule:
+    rules map a field to (a test of its value, what the rule demands)."""
+    for name, (ok, rule) in rules.items():
+        if not ok(getattr(config, name)):
+            raise ConfigError(name, rule, getattr(config, name))
+
+
 # each field's rule: a test of its value and what it demands (ConfigError names the field)
-_MODEL_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+_MODEL_RULES: Rules = {
     "hidden": (lambda v: v >= 1, "must be at least 1"),
     "layers": (lambda v: v >= 2, "must be at least 2 (one hidden layer)"),
     "activation": (lambda v: v in ACTIVATIONS, f"must be one of {', '.join(ACTIVATIONS)}"),
@@ -69,9 +80,7 @@ class ModelConfig:
             raise UsageError(f"a model needs at least 1 input feature, got {self.features}")
         if self.latent_dim is not None:
             self._check_latent()
-        for name, (ok, rule) in _MODEL_RULES.items():
-            if not ok(getattr(self, name)):
-                raise ConfigError(name, rule, getattr(self, name))
+        check_rules(self, _MODEL_RULES)
 
     def _check_latent(self) -> None:
         latent, features = self.latent_dim, self.features
@@ -116,7 +125,7 @@ LR_SCALINGS = ("fan-in", "uniform")
 
 
 # each field's rule: a test of its value and what it demands (ConfigError names the field)
-_TRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+_TRAIN_RULES: Rules = {
     "epochs": (lambda v: v >= 1, "must be at least 1"),
     "batch_size": (lambda v: v >= 1, "must be at least 1"),
     "lr": (lambda v: v > 0, "must be positive"),
@@ -209,9 +218,7 @@ class TrainConfig:
     density_components: int = 8
 
     def __post_init__(self) -> None:
-        for name, (ok, rule) in _TRAIN_RULES.items():
-            if not ok(getattr(self, name)):
-                raise ConfigError(name, rule, getattr(self, name))
+        check_rules(self, _TRAIN_RULES)
 
     def beta_at(self, epoch: int) -> float:
         """beta for 0-based `epoch`, ramped linearly over the first kl_warmup epochs."""

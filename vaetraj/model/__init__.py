@@ -31,7 +31,6 @@ from vaetraj.model._mlp import apply_mlp, init_mlp
 from vaetraj.model._normalize import (
     Normalization,
     compute_moments,
-    find_constant_features,
     fit_normalization,
     normalization_from_moments,
 )
@@ -68,7 +67,6 @@ __all__ = [
     "compute_aggregate_log_density",
     "compute_explained_variance",
     "compute_pca_explained_variance",
-    "find_constant_features",
     "compute_elbo_terms",
     "compute_importance_weighted_bound",
     "compute_kl",

@@ -14,16 +14,30 @@ def compute_active_units(means: ArrayLike, threshold: float = 0.01) -> jax.Array
     return jnp.sum(jnp.var(means, axis=0) > threshold)
 
 
+_CHUNK = 65_536  # frames per float64 pass
+
+
 def compute_explained_variance(
-    x: np.ndarray, reconstruction: np.ndarray, centre: np.ndarray
+    x: np.ndarray,
+    reconstruction: np.ndarray,
+    centre: np.ndarray,
+    index: np.ndarray | None = None,
 ) -> float:
     """1 - sum |x - reconstruction|^2 / sum |x - centre|^2 over frames (frames, ...): the
     share of the data's variance about `centre` (the training mean) that the
     reconstructions explain. 1 is perfect; 0 is what returning `centre` for every frame
-    scores; below 0 is worse than that. nan when the data do not vary."""
-    x = np.asarray(x, np.float64)
-    residual = np.sum((x - np.asarray(reconstruction, np.float64)) ** 2)
-    spread = np.sum((x - np.asarray(centre, np.float64)) ** 2)
+    scores; below 0 is worse than that. nan when the data do not vary.
+
+    `index`: the frames to sum over (default: all). The sums are taken in float64 chunk
+    by chunk, so no float64 copy of the whole is made."""
+    rows = np.arange(len(x)) if index is None else np.asarray(index)
+    centre = np.asarray(centre, np.float64)
+    residual = spread = 0.0
+    for start in range(0, len(rows), _CHUNK):
+        part = rows[start : start + _CHUNK]
+        frames = np.asarray(x[part], np.float64)
+        residual += float(np.sum((frames - np.asarray(reconstruction[part], np.float64)) ** 2))
+        spread += float(np.sum((frames - centre) ** 2))
     return float(1.0 - residual / spread) if spread > 0 else float("nan")
 
 

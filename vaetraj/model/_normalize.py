@@ -31,27 +31,11 @@ def compute_moments(
         chunk = np.asarray(x[part], np.float64)
         chunk_mean = chunk.mean(axis=0)
         chunk_m2 = ((chunk - chunk_mean) ** 2).sum(axis=0)
-        if count == 0:
-            count, mean, m2 = len(chunk), chunk_mean, chunk_m2
-            continue
         delta, total = chunk_mean - mean, count + len(chunk)
         mean = mean + delta * (len(chunk) / total)
         m2 = m2 + chunk_m2 + delta**2 * (count * len(chunk) / total)
         count = total
     return mean, np.sqrt(m2 / max(count, 1))
-
-
-def find_constant_features(
-    x: np.ndarray, *, min_relative_std: float = MIN_RELATIVE_STD
-) -> np.ndarray:
-    """Mask (features,) of the features whose std over frames is below min_relative_std
-    times the largest."""
-    _, std = compute_moments(np.asarray(x))
-    return _constant(std, min_relative_std)
-
-
-def _constant(std: np.ndarray, min_relative_std: float) -> np.ndarray:
-    return std <= min_relative_std * max(float(std.max()), np.finfo(np.float32).tiny)
 
 
 def fit_normalization(
@@ -74,6 +58,6 @@ def normalization_from_moments(
 ) -> tuple[Normalization, np.ndarray]:
     """The normalization of features with this mean and std, and the mask of the
     constant ones (only centred)."""
-    constant = _constant(spread, min_relative_std)
+    constant = spread <= min_relative_std * max(float(spread.max()), np.finfo(np.float32).tiny)
     std = np.where(constant, 1.0, spread)
     return Normalization(mean.astype(np.float32), std.astype(np.float32)), constant

@@ -15,6 +15,7 @@ import numpy as np
 
 from vaetraj.model import (
     compute_active_units,
+    compute_explained_variance,
     compute_kl_diagonal,
     compute_moments,
     compute_pca_explained_variance,
@@ -64,18 +65,6 @@ class _Reconstruction:
     fields: dict[str, Any]
 
 
-def _spread_about(flat: np.ndarray, index: np.ndarray, centre: np.ndarray) -> float:
-    """sum |x - centre|^2 over the rows `index` of flat (rows, features), from their
-    moments (one chunked float64 pass, no copy of the whole)."""
-    mean, std = compute_moments(flat, index)
-    return float(len(index) * np.sum(std**2 + (mean - centre) ** 2))
-
-
-def _explained(residual: float, spread: float) -> float:
-    """1 - residual / spread: see `compute_explained_variance`."""
-    return float(1.0 - residual / spread) if spread > 0 else math.nan
-
-
 def _reconstruct(
     model: Model, xyz: np.ndarray, train_index: np.ndarray, val_index: np.ndarray
 ) -> _Reconstruction:
@@ -98,16 +87,14 @@ def _reconstruct(
     pca = compute_pca_explained_variance(flat[yardstick], model.latent_dim)
     recon_train = float(rmsd[train_index].mean())
     recon_val = float(rmsd[val_index].mean()) if has_val else None
-    residual_train = float(displacement[train_index].sum(dtype=np.float64))
     fields = {
         "recon_rmsd_train": recon_train,
         "recon_rmsd_val": recon_val,
         "val_gap": recon_val / recon_train if recon_val is not None and recon_train > 0 else None,
-        "explained_variance_train": _explained(residual_train, spread),
-        "explained_variance_val": _explained(
-            float(displacement[val_index].sum(dtype=np.float64)),
-            _spread_about(flat, val_index, centre),
-        )
+        "explained_variance_train": compute_explained_variance(
+            flat, flat_decoded, centre, train_index
+        ),
+        "explained_variance_val": compute_explained_variance(flat, flat_decoded, centre, val_index)
         if has_val
         else None,
         "pca_explained_variance": pca,

@@ -29,7 +29,8 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from vaetraj._memory import FLOAT, require_memory
-from vaetraj.errors import BadInputError, NumericalError, UsageError
+from vaetraj.configs import Rules, check_rules
+from vaetraj.errors import BadInputError, ConfigError, NumericalError, UsageError
 from vaetraj.geometry import make_kabsch_target, superpose_frame
 from vaetraj.io._hash import compute_sha256
 from vaetraj.io.structures import check_structure_output, write_structures
@@ -62,6 +63,20 @@ _LOG_2PI = math.log(2 * math.pi)
 Progress = Callable[..., None]
 
 
+# each field's rule (ConfigError names the field; the CLI prints its option)
+_OPTIMIZE_RULES: Rules = {
+    "objective": (lambda v: v in OBJECTIVES, f"must be one of {', '.join(OBJECTIVES)}"),
+    "direction": (lambda v: v in ("min", "max"), "must be min or max"),
+    "target": (lambda v: v is None or math.isfinite(v), "must be a finite number"),
+    "restarts": (lambda v: v >= 1, "must be at least 1"),
+    "learning_rate": (lambda v: v > 0, "must be positive"),
+    "trust_weight": (lambda v: v >= 0, "must be 0 or more"),
+    "tether_width": (lambda v: v > 0 and math.isfinite(v), "must be positive"),
+    "data_starts": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "trust_quantile": (lambda v: 0 < v < 1, "must be in (0, 1)"),
+}
+
+
 @dataclass(frozen=True)
 class OptimizeConfig:
     """objective: rg, end-to-end, distance (between two selections) or rmsd (to a
@@ -83,30 +98,12 @@ class OptimizeConfig:
     data_starts: float = 0.5  # the share of restarts that start from training frames
 
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise UsageError(
-                f"--objective must be one of {', '.join(OBJECTIVES)}, got '{self.objective}'"
-            )
-        if self.direction not in ("min", "max"):
-            raise UsageError(f"--direction must be min or max, got '{self.direction}'")
-        if self.target is not None and not math.isfinite(self.target):
-            raise UsageError("--target must be a finite number")
-        if self.restarts < 1:
-            raise UsageError(f"--restarts must be at least 1, got {self.restarts}")
-        if self.record_every < 1 or self.steps < self.record_every:
-            raise UsageError(f"--steps must be at least {self.record_every}, got {self.steps}")
-        if self.steps % self.record_every:
-            raise UsageError(f"--steps must be a multiple of {self.record_every}")
-        if not self.learning_rate > 0:
-            raise UsageError(f"--lr must be positive, got {self.learning_rate}")
-        if not self.trust_weight >= 0:
-            raise UsageError(f"--trust-weight must be 0 or more, got {self.trust_weight}")
-        if not (self.tether_width > 0 and math.isfinite(self.tether_width)):
-            raise UsageError(f"--tether-width must be positive, got {self.tether_width}")
-        if not 0 <= self.data_starts <= 1:
-            raise UsageError(f"--data-starts must be in [0, 1], got {self.data_starts}")
-        if not 0 < self.trust_quantile < 1:
-            raise UsageError(f"--trust-quantile must be in (0, 1), got {self.trust_quantile}")
+        check_rules(self, _OPTIMIZE_RULES)
+        every = self.record_every
+        if every < 1:
+            raise ConfigError("record_every", "must be at least 1", every)
+        if self.steps < every or self.steps % every:
+            raise ConfigError("steps", f"must be a positive multiple of {every}", self.steps)
 
 
 @dataclass

@@ -381,13 +381,6 @@ def _spread(frames: int, most: int) -> np.ndarray:
     return np.unique(np.linspace(0, frames - 1, most).round().astype(np.int64))
 
 
-def _frame_rg_chunked(xyz: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    step = 65_536
-    return np.concatenate(
-        [compute_frame_rg(xyz[i : i + step], weights) for i in range(0, len(xyz), step)]
-    )
-
-
 def compute_data_stats(
     xyz: np.ndarray,
     topology_json: str | None,
@@ -409,7 +402,7 @@ def compute_data_stats(
     measured = _spread(len(xyz), MAX_MEASURED_FRAMES)
     bond, angle, volume, contact, rg = _measure(xyz[measured], terms, weights)
     if len(measured) < len(xyz):  # R_g is cheap: its range is every frame's
-        rg = _frame_rg_chunked(xyz, weights)
+        rg = compute_frame_rg(xyz, weights)
     order = np.argsort(rg, kind="stable")
     anchors = order[
         np.unique(np.linspace(0, len(order) - 1, min(ANCHORS, len(order))).round().astype(int))
@@ -515,7 +508,10 @@ def _rg_kernel():
 
 
 def compute_frame_rg(xyz: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """R_g of each frame (frames,)."""
+    """R_g of each frame (frames,), computed in chunks of frames."""
     if len(xyz) == 0:
         return np.zeros(0, np.float32)
-    return np.asarray(_rg_kernel()(jnp.asarray(xyz), jnp.asarray(weights, jnp.float32)))
+    kernel, mass = _rg_kernel(), jnp.asarray(weights, jnp.float32)
+    return np.concatenate(
+        [np.asarray(kernel(jnp.asarray(xyz[part]), mass)) for part in _chunks(len(xyz))]
+    )

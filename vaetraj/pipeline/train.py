@@ -1,14 +1,20 @@
 """`train` and `train_file`: aligned frames in, a `Model` (and model file) out.
 
-`train` runs in three phases, each a function with a small record out:
+`train` runs in phases, each a function with a small record out:
 
-1. `_prepare`: checks, the split into training and validation blocks, normalization.
-2. `_fit`: the Python loop around the jit-compiled epoch: validation, the epoch kept,
-   progress, checkpoints, interrupts, and the divergence guard (a bad epoch is rolled
-   back and run again at half the rate, up to `max_recoveries` times).
-3. `_assess`: what the kept parameters are worth (explained variance against PCA's,
-   the validation gap, the latent density); a model that explains almost nothing is a
-   failed training (`TrainingFailedError`), not a file that looks normal.
+1. `_prepare`: checks, the split into training and validation blocks, normalization
+   (`_Prepared`).
+2. `_start`: the compiled trainer, the data on the devices, a fresh or restored run
+   (`_Session`, `run_state.Run`).
+3. `_fit_or_checkpoint` / `_fit` / `_epoch`: the Python loop around the jit-compiled
+   epoch: validation, the epoch kept, progress, checkpoints, interrupts, and the
+   divergence guard (a bad epoch is rolled back and run again at half the rate, up to
+   `max_recoveries` times, `_recover`).
+4. `_model_record`, then `assess.assess`: what the kept parameters are worth (explained
+   variance against PCA's, the validation gap, the latent density); a model that
+   explains almost nothing is a failed training (`TrainingFailedError`), not a file
+   that looks normal.
+5. `_report`, `_provenance`: the report and what the model file records of the run.
 """
 
 from __future__ import annotations
@@ -48,7 +54,6 @@ from vaetraj.model import (
     ModelConfig,
     Normalization,
     compute_moments,
-    fit_normalization,
     normalization_from_moments,
 )
 from vaetraj.pipeline.align import AlignConfig
@@ -181,16 +186,14 @@ def _prepare(
         )
     notes: list[str] = []
     feature_std = None
+    normalization, constant = normalization_from_moments(*compute_moments(flat, train_index))
     if model_config.likelihood == "categorical":  # class indicators are used as they are
+        feature_std = normalization.std
         normalization = Normalization(
             np.zeros(flat.shape[1], np.float32), np.ones(flat.shape[1], np.float32)
         )
-        feature_std = fit_normalization(flat, index=train_index).std
-    else:
-        normalization, mask = normalization_from_moments(*compute_moments(flat, train_index))
-        constant = int(np.sum(mask))
-        if constant > 0:
-            notes.append(f"{constant} feature(s) are constant; they are only centred")
+    elif constant.any():
+        notes.append(f"{int(constant.sum())} feature(s) are constant; they are only centred")
     mean, std = normalization
     return _Prepared(
         model_config=model_config,
@@ -367,10 +370,11 @@ def _commit(run: Run, state: TrainState, record: dict[str, Any], watched: float)
 
 
 def _show_progress(
-    progress: Progress, epoch: int, epochs: int, record: dict[str, Any], frames_per_s: float
-) -> None:
+    progress: Progress, epoch: int, epochs: int, record: dict[str, Any], frames_per_s: float,
+    validated: bool,
+) -> None:  # fmt: skip
     detail = f"loss {record['loss']:.4g}"
-    if not math.isnan(record["val_loss"]):
+    if validated:
         detail += f"  val {record['val_loss']:.4g}"
     detail += f"  KL {sum(record['kl']):.3g}  {frames_per_s:,.0f} frames/s"
     progress(epoch, epochs, "training", detail)
@@ -439,7 +443,8 @@ def _fit(
         compiled = True
         if progress is not None:
             rate = frames / elapsed if elapsed > 0 else math.nan
-            _show_progress(progress, epoch, train_config.epochs, record, rate)
+            validated = session.val_data is not None
+            _show_progress(progress, epoch, train_config.epochs, record, rate, validated)
         every = train_config.checkpoint_every
         if checkpoint is not None and every and epoch % every == 0:
             write_run_checkpoint(checkpoint, run, session.fields)
