@@ -19,11 +19,12 @@ def test_chunked_moments_match_numpy_across_chunks(monkeypatch):
     )
     mean, std = compute_moments(x)
     np.testing.assert_allclose(mean, x.astype(np.float64).mean(axis=0), rtol=1e-12, atol=1e-9)
-    np.testing.assert_allclose(std, x.astype(np.float64).std(axis=0), rtol=1e-9, atol=1e-9)
+    # squares rounded to float32 (the normalization is stored in float32 anyway)
+    np.testing.assert_allclose(std, x.astype(np.float64).std(axis=0), rtol=1e-7, atol=1e-9)
     index = np.sort(rng.choice(1000, 333, replace=False))
     mean, std = compute_moments(x, index)
     np.testing.assert_allclose(mean, x[index].astype(np.float64).mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(std, x[index].astype(np.float64).std(axis=0), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(std, x[index].astype(np.float64).std(axis=0), rtol=1e-7, atol=1e-9)
     # the constant column is only centred
     assert fit_normalization(x, index=index).std[4] == 1.0
 
@@ -39,16 +40,20 @@ def test_explained_variance_summed_in_chunks_matches_the_whole(monkeypatch):
     whole = compute_explained_variance(x, recon, centre, index)
     monkeypatch.setattr(_diagnostics, "_CHUNK", 29)
     assert compute_explained_variance(x, recon, centre, index) == pytest.approx(whole, rel=1e-12)
+    # squares in float32, sums in float64: within float32 rounding of a float64 pass
     x64, r64 = x[index].astype(np.float64), recon[index].astype(np.float64)
     expected = 1 - np.sum((x64 - r64) ** 2) / np.sum((x64 - centre) ** 2)
-    assert whole == pytest.approx(expected, rel=1e-12)
+    assert whole == pytest.approx(expected, rel=1e-7)
 
 
-def test_one_chunk_is_bit_identical_to_numpy():
-    x = np.random.default_rng(1).normal(size=(500, 4)).astype(np.float32)
+def test_one_chunk_mean_is_bit_identical_to_numpy_and_std_within_float32_rounding():
+    x = np.random.default_rng(1).normal(size=(500, 4)).astype(np.float32) + 100
     mean, std = compute_moments(x)
     assert np.array_equal(mean, x.astype(np.float64).mean(axis=0))
-    assert np.array_equal(std, x.astype(np.float64).std(axis=0))
+    np.testing.assert_allclose(std, x.astype(np.float64).std(axis=0), rtol=1e-7)
+    # float64 rows take the float64 path: bit-identical
+    x64 = x.astype(np.float64) + 1e-3 * np.arange(500)[:, None]
+    assert np.array_equal(compute_moments(x64)[1], x64.std(axis=0))
 
 
 def test_the_latent_density_is_fitted_to_a_capped_number_of_draws(monkeypatch):
@@ -84,3 +89,87 @@ def test_geometry_terms_on_a_spread_of_frames_keep_every_frames_rg_range(monkeyp
     assert structure._spread(10, 50).tolist() == list(range(10))
     picked = structure._spread(1000, 50)
     assert len(picked) == 50 and picked[0] == 0 and picked[-1] == 999
+
+
+def test_an_aligned_file_is_trained_on_without_a_copy_on_the_cpu(tmp_path, polymer_2d):
+    """read_aligned reads into a 64-byte aligned buffer, which place_rows gives JAX's
+    CPU client as it is: the device array is the host's memory (held once)."""
+    from vaetraj.io.aligned import read_aligned
+    from vaetraj.pipeline.align import align_file
+    from vaetraj.training import place_rows
+
+    np.save(tmp_path / "raw.npy", polymer_2d)
+    align_file([tmp_path / "raw.npy"], tmp_path / "aligned.h5")
+    xyz = read_aligned(tmp_path / "aligned.h5").xyz
+    flat = xyz.reshape(len(xyz), -1)
+    rows = place_rows(flat)
+    if jax.default_backend() == "cpu":
+        assert rows.unsafe_buffer_pointer() == flat.ctypes.data
+    np.testing.assert_array_equal(np.asarray(rows), flat)
+    # a table off the 64-byte boundary is copied, with the same values
+    buffer = np.zeros(flat.size * 4 + 128, np.uint8)
+    start = (-buffer.ctypes.data % 64) + 4
+    odd = buffer[start : start + flat.size * 4].view(np.float32).reshape(flat.shape)
+    odd[:] = flat
+    copied = place_rows(odd)
+    assert copied.unsafe_buffer_pointer() != odd.ctypes.data
+    np.testing.assert_array_equal(np.asarray(copied), flat)
+
+
+def test_batches_normalized_in_the_epoch_match_a_normalized_copy(polymer_2d):
+    """Frames(rows, members, shift, scale) trains as the normalized copy of its members
+    does (the data are not copied to be normalized)."""
+    import jax.numpy as jnp
+
+    from vaetraj.model import ModelConfig, fit_normalization
+    from vaetraj.training import Frames, TrainConfig, make_trainer
+
+    flat = polymer_2d.reshape(len(polymer_2d), -1).astype(np.float32)
+    members = np.arange(0, len(flat), 3)
+    mean, std = fit_normalization(flat, index=members)
+    config = ModelConfig(features=flat.shape[1], hidden=16, layers=2)
+    trainer = make_trainer(config, TrainConfig(batch_size=32), frames=len(members))
+    state = trainer.init(key=jax.random.key(0))
+    frames = Frames(jnp.asarray(flat), jnp.asarray(members), jnp.asarray(mean), jnp.asarray(std))
+    copy = jnp.asarray((flat[members] - mean) / std)
+    beta, key = jnp.float32(0.5), jax.random.key(1)
+    (a, metrics_a), (b, metrics_b) = (
+        trainer.run_epoch(state, data, beta, key=key) for data in (frames, copy)
+    )
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    assert float(metrics_a.loss) == pytest.approx(float(metrics_b.loss), rel=1e-5)
+    val_a = trainer.evaluate(a.params, frames, beta, key=key)
+    val_b = trainer.evaluate(a.params, copy, beta, key=key)
+    assert float(val_a.loss) == pytest.approx(float(val_b.loss), rel=1e-5)
+
+
+def test_assessment_in_small_chunks_matches_one_chunk(monkeypatch, model_2d, polymer_2d):
+    """The figures summed chunk by chunk (no decoded copy held) do not depend on the
+    chunk size."""
+    from vaetraj.model import compute_explained_variance
+    from vaetraj.pipeline import assess
+    from vaetraj.pipeline.model import load_model
+
+    model = load_model(model_2d)
+    frames = polymer_2d.astype(np.float32)
+    cut = 3 * len(frames) // 4
+    train_index, val_index = np.arange(cut), np.arange(cut, len(frames))
+    whole = assess._reconstruct(model, frames, train_index, val_index, None)
+    monkeypatch.setattr(assess, "_CHUNK", 37)
+    parts = assess._reconstruct(model, frames, train_index, val_index, None)
+    for name, value in whole.fields.items():
+        if isinstance(value, float):
+            assert parts.fields[name] == pytest.approx(value, rel=1e-6), name
+    np.testing.assert_allclose(parts.per_atom, whole.per_atom, rtol=1e-6)
+    np.testing.assert_array_equal(parts.mean, whole.mean)
+    # against the whole decoded copy, summed by the reference definition
+    flat = frames.reshape(len(frames), -1)
+    decoded = model.decode(model.encode(frames)[0]).reshape(len(frames), -1)
+    centre = flat[train_index].astype(np.float64).mean(axis=0)
+    expected = compute_explained_variance(
+        flat.astype(np.float64), decoded.astype(np.float64), centre, train_index
+    )
+    assert whole.fields["explained_variance_train"] == pytest.approx(expected, rel=1e-6)
+    rmsd = np.sqrt(np.mean(np.sum((decoded - flat).reshape(frames.shape) ** 2, -1), 1))
+    assert whole.fields["recon_rmsd_val"] == pytest.approx(rmsd[val_index].mean(), rel=1e-6)

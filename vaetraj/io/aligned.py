@@ -23,6 +23,7 @@ import h5py
 import mdtraj as md
 import numpy as np
 
+from vaetraj._memory import empty_aligned
 from vaetraj._version import __version__
 from vaetraj.errors import BadInputError, InputMissingError, WriteError
 from vaetraj.io._atomic import require_space
@@ -201,7 +202,10 @@ def read_aligned(path: str | os.PathLike) -> AlignedData:
     try:
         with h5py.File(path, "r") as handle:
             fields, _ = check_aligned(handle, path)
-            xyz = handle["xyz"][()]
+            stored = handle["xyz"]
+            xyz = empty_aligned(stored.shape)  # training can use it as is (no copy)
+            if xyz.size:
+                stored.read_direct(xyz)
     except OSError as error:
         raise BadInputError(f"cannot read HDF5 file ({error})", path=path) from None
     check_values(xyz, _XYZ, path, _WHAT)

@@ -17,6 +17,7 @@ from vaetraj.model._density import (
     sample_mixture,
 )
 from vaetraj.model._diagnostics import (
+    ExplainedVariance,
     compute_active_units,
     compute_explained_variance,
     compute_pca_explained_variance,
@@ -29,6 +30,7 @@ from vaetraj.model._likelihood import (
 )
 from vaetraj.model._mlp import apply_mlp, init_mlp
 from vaetraj.model._normalize import (
+    Moments,
     Normalization,
     compute_moments,
     fit_normalization,
@@ -47,6 +49,8 @@ from vaetraj.model._vae import (
 )
 
 __all__ = [
+    "ExplainedVariance",
+    "Moments",
     "compute_moments",
     "normalization_from_moments",
     "decode_data",

@@ -17,6 +17,34 @@ def compute_active_units(means: ArrayLike, threshold: float = 0.01) -> jax.Array
 _CHUNK = 65_536  # frames per float64 pass
 
 
+def _squared_sum(difference: np.ndarray) -> float:
+    """sum of difference**2, squared in place and summed in float64: for float32 data
+    3x faster than converting the operands to float64, and equal to it to float32
+    rounding."""
+    np.square(difference, out=difference)
+    return float(difference.sum(dtype=np.float64))
+
+
+class ExplainedVariance:
+    """The sums of `compute_explained_variance`, added chunk by chunk (squares in
+    float32, sums in float64)."""
+
+    def __init__(self, centre: np.ndarray):
+        self.centre = np.asarray(centre, np.float64)
+        self.residual = 0.0
+        self.spread = 0.0
+
+    def add(self, x: np.ndarray, reconstruction: np.ndarray) -> None:
+        single = np.result_type(x, reconstruction) == np.float32
+        kind = np.float32 if single else np.float64  # float64 data keep float64 squares
+        self.residual += _squared_sum(np.subtract(x, reconstruction, dtype=kind))
+        self.spread += _squared_sum(np.subtract(x, self.centre, dtype=kind))
+
+    @property
+    def value(self) -> float:
+        return float(1.0 - self.residual / self.spread) if self.spread > 0 else float("nan")
+
+
 def compute_explained_variance(
     x: np.ndarray,
     reconstruction: np.ndarray,
@@ -29,16 +57,13 @@ def compute_explained_variance(
     scores; below 0 is worse than that. nan when the data do not vary.
 
     `index`: the frames to sum over (default: all). The sums are taken in float64 chunk
-    by chunk, so no float64 copy of the whole is made."""
+    by chunk (`ExplainedVariance`), so no float64 copy of the whole is made."""
     rows = np.arange(len(x)) if index is None else np.asarray(index)
-    centre = np.asarray(centre, np.float64)
-    residual = spread = 0.0
+    total = ExplainedVariance(centre)
     for start in range(0, len(rows), _CHUNK):
         part = rows[start : start + _CHUNK]
-        frames = np.asarray(x[part], np.float64)
-        residual += float(np.sum((frames - np.asarray(reconstruction[part], np.float64)) ** 2))
-        spread += float(np.sum((frames - centre) ** 2))
-    return float(1.0 - residual / spread) if spread > 0 else float("nan")
+        total.add(x[part], reconstruction[part])
+    return total.value
 
 
 def compute_pca_explained_variance(x: np.ndarray, components: int) -> float:

@@ -18,24 +18,50 @@ MIN_RELATIVE_STD = 1e-6
 _CHUNK = 65_536  # rows per pass of the moments, in float64
 
 
+class Moments:
+    """Running mean and std per feature over chunks of rows (rows, features): each
+    chunk's mean and squared deviations summed in float64, merged into the total by
+    Chan's formula."""
+
+    def __init__(self, features: int):
+        self.count = 0
+        self.mean = np.zeros(features)
+        self.m2 = np.zeros(features)
+
+    def add(self, rows: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        chunk_mean = np.mean(rows, axis=0, dtype=np.float64)
+        # float32 rows: deviations from the mean rounded to float32, squared in float32,
+        # summed in float64 and corrected for that rounding: a float64 pass's std to
+        # float32 rounding (the normalization is stored in float32), at half its cost
+        # and with no float64 copy of the chunk
+        kind = np.float32 if rows.dtype == np.float32 else np.float64
+        deviation = np.subtract(rows, chunk_mean.astype(kind), dtype=kind)
+        first = deviation.sum(axis=0, dtype=np.float64)
+        np.square(deviation, out=deviation)
+        chunk_m2 = deviation.sum(axis=0, dtype=np.float64) - first**2 / len(rows)
+        delta, total = chunk_mean - self.mean, self.count + len(rows)
+        self.mean = self.mean + delta * (len(rows) / total)
+        self.m2 = self.m2 + np.maximum(chunk_m2, 0.0) + delta**2 * (self.count * len(rows) / total)
+        self.count = total
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) of the rows added so far."""
+        return self.mean, np.sqrt(self.m2 / max(self.count, 1))
+
+
 def compute_moments(
     x: np.ndarray, index: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std (features,) of the rows of x (rows, features), or of `index`'s rows,
-    in float64, chunk by chunk (Chan's merge of per-chunk means and squared deviations):
-    memory stays at a chunk's whatever the rows, with no float64 copy of the whole."""
+    in float64, chunk by chunk (`Moments`): memory stays at a chunk's whatever the rows,
+    with no float64 copy of the whole."""
     rows = np.arange(len(x)) if index is None else np.asarray(index)
-    count, mean, m2 = 0, np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    moments = Moments(x.shape[1])
     for start in range(0, len(rows), _CHUNK):
-        part = rows[start : start + _CHUNK]
-        chunk = np.asarray(x[part], np.float64)
-        chunk_mean = chunk.mean(axis=0)
-        chunk_m2 = ((chunk - chunk_mean) ** 2).sum(axis=0)
-        delta, total = chunk_mean - mean, count + len(chunk)
-        mean = mean + delta * (len(chunk) / total)
-        m2 = m2 + chunk_m2 + delta**2 * (count * len(chunk) / total)
-        count = total
-    return mean, np.sqrt(m2 / max(count, 1))
+        moments.add(x[rows[start : start + _CHUNK]])
+    return moments.result()
 
 
 def fit_normalization(

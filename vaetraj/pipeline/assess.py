@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaetraj.model import (
+    ExplainedVariance,
+    Moments,
     compute_active_units,
-    compute_explained_variance,
     compute_kl_diagonal,
     compute_moments,
     compute_pca_explained_variance,
@@ -31,7 +32,12 @@ _DENSITY_DRAWS_PER_FRAME = 4
 # and beyond MAX_POINTS a random subset of frames one draw each (EM on 1M points took
 # 98 s here; the count is in the report and the model's summary as density_points)
 _DENSITY_MAX_POINTS = 50_000
+# EM stops when the mean log-likelihood per point gains less than this (scikit-learn's
+# default is 1e-3): at 1e-6, the float32 resolution of a mean near -3, a slowly
+# converging fit ran all 500 iterations (7 s on 50k points) for no visible change
+_DENSITY_TOL = 1e-4
 _PCA_MAX_FRAMES = 4096  # the PCA yardstick is fitted on at most this many training frames
+_CHUNK = 65_536  # frames encoded and decoded at a time
 _GAP_NOTE = 1.5  # validation RMSD above this many times the training RMSD earns a note
 
 
@@ -60,52 +66,86 @@ class _Reconstruction:
 
     mean: np.ndarray  # (frames, latent)
     std: np.ndarray
-    displacement: np.ndarray  # (frames, atoms): squared distance decoded - data
+    per_atom: np.ndarray  # (atoms,) mean squared displacement over the training frames
     finite: bool
     fields: dict[str, Any]
 
 
+class _Sums:
+    """What `_reconstruct` adds up over chunks of frames: per-frame RMSD, the training
+    frames' per-atom squared displacement, the explained variance of each set, and the
+    decoded training frames' moments."""
+
+    def __init__(
+        self, xyz: np.ndarray, train_index: np.ndarray, val_index: np.ndarray, moments: Any
+    ):
+        frames, atoms, dims = xyz.shape
+        self.role = np.zeros(frames, np.int8)  # 1: training, 2: validation
+        self.role[train_index], self.role[val_index] = 1, 2
+        if moments is None:
+            moments = compute_moments(xyz.reshape(frames, -1), train_index)
+        self.centre, self.train_std = moments
+        self.explained = {1: ExplainedVariance(self.centre), 2: ExplainedVariance(self.centre)}
+        self.decoded = Moments(atoms * dims)
+        self.per_atom = np.zeros(atoms)
+        self.rmsd = np.zeros(frames, np.float32)
+        self.finite = True
+
+    def add(self, part: slice, xyz: np.ndarray, decoded: np.ndarray) -> None:
+        displacement = np.sum((decoded - xyz) ** 2, axis=-1)  # (chunk, atoms)
+        self.rmsd[part] = np.sqrt(displacement.mean(axis=1))
+        role = self.role[part]
+        flat, flat_decoded = xyz.reshape(len(xyz), -1), decoded.reshape(len(xyz), -1)
+        for which, total in self.explained.items():
+            chosen = role == which
+            total.add(flat[chosen], flat_decoded[chosen])
+        training = role == 1
+        self.per_atom += displacement[training].sum(axis=0, dtype=np.float64)
+        self.decoded.add(flat_decoded[training])
+        self.finite &= bool(np.isfinite(decoded).all())
+
+
 def _reconstruct(
-    model: Model, xyz: np.ndarray, train_index: np.ndarray, val_index: np.ndarray
+    model: Model,
+    xyz: np.ndarray,
+    train_index: np.ndarray,
+    val_index: np.ndarray,
+    moments: tuple[np.ndarray, np.ndarray] | None,
 ) -> _Reconstruction:
-    """Every frame encoded and decoded once; the sums the figures need are taken chunk
-    by chunk in float64 (at 1M frames of 50 atoms: 21 s with whole float64 copies)."""
-    frames = len(xyz)
-    mean, std = model.encode(xyz)
-    decoded = model.decode(mean).reshape(xyz.shape)
-    finite = bool(np.isfinite(decoded).all() and np.isfinite(mean).all() and np.isfinite(std).all())
-    displacement = np.sum((decoded - xyz) ** 2, axis=-1)  # (frames, atoms)
-    rmsd = np.sqrt(displacement.mean(axis=1))
-    flat, flat_decoded = xyz.reshape(frames, -1), decoded.reshape(frames, -1)
-    centre, train_std = compute_moments(flat, train_index)
-    spread = float(len(train_index) * np.sum(train_std**2))
-    # the decoded frames' spread about their own mean, as a share of the data's
-    decoded_std = compute_moments(flat_decoded, train_index)[1]
-    decoded_spread = float(len(train_index) * np.sum(decoded_std**2))
+    """Every frame encoded and decoded once, chunk by chunk: the sums the figures need
+    are taken in float64 as the chunks pass, so no decoded copy of the data is held (at
+    1M frames of 50 atoms that copy and its float64 sums took 21 s and 1.2 GB)."""
+    sums = _Sums(xyz, train_index, val_index, moments)
+    mean = np.zeros((len(xyz), model.latent_dim), np.float32)
+    std = np.zeros_like(mean)
+    for start in range(0, len(xyz), _CHUNK):
+        part = slice(start, start + _CHUNK)
+        mean[part], std[part] = model.encode(xyz[part])
+        sums.add(part, xyz[part], model.decode(mean[part]).reshape(xyz[part].shape))
+    finite = sums.finite and bool(np.isfinite(mean).all() and np.isfinite(std).all())
+    spread = float(len(train_index) * np.sum(sums.train_std**2))
+    decoded_spread = float(len(train_index) * np.sum(sums.decoded.result()[1] ** 2))
     has_val = len(val_index) > 0
+    flat = xyz.reshape(len(xyz), -1)
     yardstick = train_index[:: max(1, math.ceil(len(train_index) / _PCA_MAX_FRAMES))]
-    pca = compute_pca_explained_variance(flat[yardstick], model.latent_dim)
-    recon_train = float(rmsd[train_index].mean())
-    recon_val = float(rmsd[val_index].mean()) if has_val else None
+    recon_train = float(sums.rmsd[train_index].mean())
+    recon_val = float(sums.rmsd[val_index].mean()) if has_val else None
+    per_atom = sums.per_atom / max(1, len(train_index))
     fields = {
         "recon_rmsd_train": recon_train,
         "recon_rmsd_val": recon_val,
         "val_gap": recon_val / recon_train if recon_val is not None and recon_train > 0 else None,
-        "explained_variance_train": compute_explained_variance(
-            flat, flat_decoded, centre, train_index
-        ),
-        "explained_variance_val": compute_explained_variance(flat, flat_decoded, centre, val_index)
-        if has_val
-        else None,
-        "pca_explained_variance": pca,
+        "explained_variance_train": sums.explained[1].value,
+        "explained_variance_val": sums.explained[2].value if has_val else None,
+        "pca_explained_variance": compute_pca_explained_variance(flat[yardstick], model.latent_dim),
         "decoded_variance": float(decoded_spread / spread) if spread > 0 else math.nan,
-        "recon_rmsd_per_atom_train": np.sqrt(displacement[train_index].mean(axis=0)).tolist(),
+        "recon_rmsd_per_atom_train": np.sqrt(per_atom).tolist(),
         "kl_per_dim": [],
         "active_units": 0,
         "density_components": 0,
         "density_points": 0,
     }
-    return _Reconstruction(mean, std, displacement, finite, fields)
+    return _Reconstruction(mean, std, per_atom, finite, fields)
 
 
 def assess(
@@ -116,6 +156,7 @@ def assess(
     train_config: TrainConfig,
     *,
     key: jax.Array,
+    moments: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Quality:
     """Diagnose the kept parameters of a trained model.
 
@@ -126,12 +167,14 @@ def assess(
         val_index: the validation frames' indices (may be empty).
         train_config: gives `min_explained` and `density_components`.
         key: the random key of the latent density's fit.
+        moments: the training frames' mean and std per feature (float64), when known
+            (else they are computed).
 
     Returns:
         The report's fields, notes, the failure (if any), the density and statistics.
     """
     xyz = data.xyz
-    recon = _reconstruct(model, xyz, train_index, val_index)
+    recon = _reconstruct(model, xyz, train_index, val_index, moments)
     fields = dict(recon.fields)
     if not recon.finite:
         return Quality(fields, failure="the trained model gives non-finite output")
@@ -146,13 +189,13 @@ def assess(
     fields["density_points"] = frames_used * draws
     data_stats = None
     if not data.is_features:
-        per_atom = np.sqrt(recon.displacement[train_index].mean(axis=0) / xyz.shape[2])
         data_stats = compute_data_stats(
-            xyz[train_index],
+            xyz,
             data.topology,
             data.masses,
-            held_out=xyz[val_index],
-            tether_std=per_atom,
+            index=train_index,
+            held_out_index=val_index,
+            tether_std=np.sqrt(recon.per_atom / xyz.shape[2]),
             latent=mean,
         ).to_dict()
     notes = []
@@ -215,6 +258,9 @@ def fit_density(
     eps = np.asarray(jax.random.normal(draw_key, (draws, *mean.shape)))
     points = (mean[None] + std[None] * eps).reshape(-1, mean.shape[1])
     fit = fit_gaussian_mixture(
-        jnp.asarray(points), components=min(components, len(points)), key=fit_key
+        jnp.asarray(points),
+        components=min(components, len(points)),
+        key=fit_key,
+        tol=_DENSITY_TOL,
     )
     return {name: np.asarray(value) for name, value in fit.mixture._asdict().items()}

@@ -386,23 +386,28 @@ def compute_data_stats(
     topology_json: str | None,
     masses: np.ndarray | None,
     *,
-    held_out: np.ndarray | None = None,
+    index: np.ndarray | None = None,
+    held_out_index: np.ndarray | None = None,
     tether_std: np.ndarray | None = None,
     latent: np.ndarray | None = None,
 ) -> DataStats:
-    """The geometry of training frames (frames, atoms, dims); the pass rate is that of
-    `held_out` frames when given (and not empty), else of the training frames.
-    tether_std (atoms,): the decoder's per-atom error per dimension; latent (frames,
-    latent): the frames' posterior means, of which ANCHORS frames evenly spread in R_g
-    order (both extremes included) are kept as places `optimize` may start from."""
+    """The geometry of the training frames: those of xyz (frames, atoms, dims) at
+    `index` (default: all). The pass rate is that of the `held_out_index` frames when
+    given (and not empty), else of the training frames. Terms are measured on at most
+    MAX_MEASURED_FRAMES training frames evenly spread, R_g on every one; no copy of
+    the frames is made beyond those measured. tether_std (atoms,): the decoder's
+    per-atom error per dimension; latent (training frames, latent): their posterior
+    means, of which ANCHORS frames evenly spread in R_g order (both extremes included)
+    are kept as places `optimize` may start from."""
     atoms, dims = xyz.shape[1], xyz.shape[2]
+    training = np.arange(len(xyz)) if index is None else np.asarray(index)
     bonds, source = bonds_of(topology_json, atoms)
     terms = geometry_terms(atoms, bonds, dims)
     weights, kind = rg_weights(masses, atoms)
-    measured = _spread(len(xyz), MAX_MEASURED_FRAMES)
+    measured = training[_spread(len(training), MAX_MEASURED_FRAMES)]
     bond, angle, volume, contact, rg = _measure(xyz[measured], terms, weights)
-    if len(measured) < len(xyz):  # R_g is cheap: its range is every frame's
-        rg = compute_frame_rg(xyz, weights)
+    if len(measured) < len(training):  # R_g is cheap: its range is every frame's
+        rg = compute_frame_rg(xyz, weights, training)
     order = np.argsort(rg, kind="stable")
     anchors = order[
         np.unique(np.linspace(0, len(order) - 1, min(ANCHORS, len(order))).round().astype(int))
@@ -413,7 +418,7 @@ def compute_data_stats(
         rg_max=float(rg.max()),
         rg_mean=float(rg.mean()),
         rg_weights=kind,
-        frames=int(len(xyz)),
+        frames=int(len(training)),
         dims=int(dims),
         data_pass_fraction=math.nan,
         data_pass_frames=0,
@@ -424,9 +429,11 @@ def compute_data_stats(
         measured_frames=int(len(measured)),
     )
     judged, on = (
-        (held_out, "validation") if held_out is not None and len(held_out) else (xyz, "training")
+        (np.asarray(held_out_index), "validation")
+        if held_out_index is not None and len(held_out_index)
+        else (training, "training")
     )
-    judged = judged[_spread(len(judged), MAX_MEASURED_FRAMES)]
+    judged = xyz[judged[_spread(len(judged), MAX_MEASURED_FRAMES)]]
     check = check_structures(judged, stats, masses)
     return dataclasses.replace(
         stats,
@@ -507,11 +514,14 @@ def _rg_kernel():
     return jax.jit(jax.vmap(compute_rg, in_axes=(0, None)))
 
 
-def compute_frame_rg(xyz: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """R_g of each frame (frames,), computed in chunks of frames."""
-    if len(xyz) == 0:
+def compute_frame_rg(
+    xyz: np.ndarray, weights: np.ndarray, index: np.ndarray | None = None
+) -> np.ndarray:
+    """R_g of each frame (frames,), or of `index`'s frames, computed in chunks."""
+    rows = np.arange(len(xyz)) if index is None else np.asarray(index)
+    if len(rows) == 0:
         return np.zeros(0, np.float32)
     kernel, mass = _rg_kernel(), jnp.asarray(weights, jnp.float32)
     return np.concatenate(
-        [np.asarray(kernel(jnp.asarray(xyz[part]), mass)) for part in _chunks(len(xyz))]
+        [np.asarray(kernel(jnp.asarray(xyz[rows[part]]), mass)) for part in _chunks(len(rows))]
     )

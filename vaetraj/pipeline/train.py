@@ -72,10 +72,12 @@ from vaetraj.pipeline.run_state import (
 from vaetraj.pipeline.training_set import DEFAULT_DATA, TrainingSet, check_frames, load_training_set
 from vaetraj.training import (
     NON_FINITE,
+    Frames,
     TrainConfig,
     Trainer,
     TrainState,
     make_trainer,
+    place_rows,
     split_blocks,
 )
 
@@ -144,9 +146,8 @@ class _Prepared:
     normalization: Normalization
     train_index: np.ndarray
     val_index: np.ndarray
-    train_data: np.ndarray  # (train frames, features) normalized
-    val_data: np.ndarray | None
-    feature_std: np.ndarray | None  # spread of each feature of train_data; None: 1
+    feature_std: np.ndarray | None  # spread of each feature of the data; None: 1
+    moments: tuple[np.ndarray, np.ndarray]  # the training frames' mean and std, float64
     notes: list[str]
 
 
@@ -186,7 +187,8 @@ def _prepare(
         )
     notes: list[str] = []
     feature_std = None
-    normalization, constant = normalization_from_moments(*compute_moments(flat, train_index))
+    moments = compute_moments(flat, train_index)
+    normalization, constant = normalization_from_moments(*moments)
     if model_config.likelihood == "categorical":  # class indicators are used as they are
         feature_std = normalization.std
         normalization = Normalization(
@@ -194,21 +196,24 @@ def _prepare(
         )
     elif constant.any():
         notes.append(f"{int(constant.sum())} feature(s) are constant; they are only centred")
-    mean, std = normalization
     return _Prepared(
         model_config=model_config,
         normalization=normalization,
         train_index=train_index,
         val_index=val_index,
-        train_data=(flat[train_index] - mean) / std,
-        val_data=(flat[val_index] - mean) / std if len(val_index) else None,
         feature_std=feature_std,
+        moments=moments,
         notes=notes,
     )
 
 
 def _fingerprint(xyz: np.ndarray) -> str:
-    digest = hashlib.sha256(np.ascontiguousarray(xyz, np.float32).tobytes())
+    """SHA-256 of the frames as float32 bytes and their shape, chunk by chunk (no
+    whole copy)."""
+    digest = hashlib.sha256()
+    step = max(1, (64 << 20) // max(1, xyz[:1].nbytes))
+    for start in range(0, len(xyz), step):
+        digest.update(np.ascontiguousarray(xyz[start : start + step], np.float32).data)
     digest.update(repr(xyz.shape).encode())
     return digest.hexdigest()
 
@@ -276,8 +281,8 @@ class _Session:
     the fields a checkpoint must share with a resumed run."""
 
     trainer: Trainer
-    train_data: jax.Array
-    val_data: jax.Array | None
+    train_data: Frames  # the data's frames on the devices, held once for both sets
+    val_data: Frames | None
     keys: tuple[jax.Array, jax.Array]  # the epochs' and validation's
     density_key: jax.Array
     devices: int
@@ -305,14 +310,11 @@ def _start(
     )
     key = jax.random.key(train_config.seed)
     init_key, epoch_key, val_key, density_key = (jax.random.fold_in(key, i) for i in range(4))
-    train_data = jnp.asarray(prepared.train_data)
-    val_data = None if prepared.val_data is None else jnp.asarray(prepared.val_data)
     state = trainer.init(key=init_key)
-    if mesh is not None:
-        replicated = NamedSharding(mesh, PartitionSpec())
-        state, train_data = jax.device_put((state, train_data), replicated)
-        if val_data is not None:
-            val_data = jax.device_put(val_data, replicated)
+    replicated = None if mesh is None else NamedSharding(mesh, PartitionSpec())
+    if replicated is not None:
+        state = jax.device_put(state, replicated)
+    train_data, val_data = _place(data, prepared, replicated)
     _, atoms, dims = data.xyz.shape
     fields = {
         "model_config": model_config.to_json(),
@@ -339,6 +341,21 @@ def _start(
         for r in run.recoveries
     )
     return session, run, resumed_from
+
+
+def _place(
+    data: TrainingSet, prepared: _Prepared, sharding: NamedSharding | None
+) -> tuple[Frames, Frames | None]:
+    """The training and validation sets as views of one copy of the frames on the
+    devices (none on the CPU, where the aligned file's buffer is used as it is)."""
+    rows = place_rows(data.xyz.reshape(len(data.xyz), -1), sharding)
+    shift, scale = (jnp.asarray(v) for v in prepared.normalization)
+
+    def frames(index: np.ndarray) -> Frames:
+        return Frames(rows, jnp.asarray(index, jnp.int32), shift, scale)
+
+    val_index = prepared.val_index
+    return frames(prepared.train_index), frames(val_index) if len(val_index) else None
 
 
 def _epoch_record(metrics: Any, val: Any, beta: jax.Array, state: TrainState) -> dict[str, Any]:
@@ -430,7 +447,7 @@ def _fit(
     its loss at the final beta, so a KL warm-up does not favour its own early epochs."""
     timing = _Timing()
     compiled = False
-    frames = len(session.train_data)
+    frames = session.train_data.size
     while run.epoch() < train_config.epochs:
         check_stop()  # a signal before the epoch (during start-up, say): no epoch more
         record = _epoch(run, session, train_config, checkpoint, notes)
@@ -650,7 +667,7 @@ def train(
     model = Model(record)
     quality = assess(
         model, data, prepared.train_index, prepared.val_index, train_config,
-        key=session.density_key,
+        key=session.density_key, moments=prepared.moments,
     )  # fmt: skip
     record.density, record.data_stats = quality.density, quality.data_stats
     outcome = _Outcome(run, timing, resumed_from, session.devices, started)

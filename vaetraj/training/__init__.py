@@ -7,10 +7,12 @@ from vaetraj.training._trainer import (
     NON_FINITE,
     SPIKE,
     EpochMetrics,
+    Frames,
     Trainer,
     TrainState,
     compute_layer_rates,
     make_trainer,
+    place_rows,
 )
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "SCHEDULES",
     "SPIKE",
     "EpochMetrics",
+    "Frames",
     "TrainConfig",
     "TrainState",
     "Trainer",
@@ -28,5 +31,6 @@ __all__ = [
     "make_optimizer",
     "make_schedule",
     "make_trainer",
+    "place_rows",
     "split_blocks",
 ]

@@ -76,10 +76,50 @@ class EpochMetrics(NamedTuple):
     high_steps: jax.Array
 
 
+class Frames(NamedTuple):
+    """A training or validation set as the trainer reads it: `rows` of a frame table
+    (rows, features), the rows in the set (`members`; None: every row) and the per-feature
+    `shift` and `scale` that normalize them (None: as they are). Batches are gathered and
+    normalized inside the compiled epoch, so the data are held once, raw, whatever the
+    split (no normalized copy of the training frames beside the data)."""
+
+    rows: jax.Array
+    members: jax.Array | None = None
+    shift: jax.Array | None = None
+    scale: jax.Array | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.rows) if self.members is None else len(self.members)
+
+    def take(self, positions: jax.Array) -> jax.Array:
+        """The normalized frames at `positions` (0 to size - 1) of the set."""
+        rows = self.rows[positions if self.members is None else self.members[positions]]
+        if self.shift is not None and self.scale is not None:
+            shape = (1,) * (rows.ndim - 1) + (-1,)
+            rows = (rows - jnp.reshape(self.shift, shape)) / jnp.reshape(self.scale, shape)
+        return rows
+
+
+def place_rows(table: np.ndarray, sharding: NamedSharding | None = None) -> jax.Array:
+    """A table (rows, features) as a float32 device array. On the CPU, JAX takes a
+    float32 C-contiguous table that starts on a 64-byte boundary
+    (`vaetraj._memory.empty_aligned`, as `read_aligned` gives) without a copy: the
+    device array shares the host's memory, which must not change while it is in use.
+    Elsewhere it is copied."""
+    return jax.device_put(np.asarray(table, np.float32), sharding)
+
+
+def as_frames(data: Frames | jax.Array) -> Frames:
+    """`data` as a `Frames`: an array is a whole set, already normalized."""
+    return data if isinstance(data, Frames) else Frames(data)
+
+
 class Trainer(NamedTuple):
     """What `make_trainer` returns: init(key=) -> TrainState; run_epoch(state, data,
     beta, key=) -> (TrainState, EpochMetrics); evaluate(params, data, beta, key=) ->
-    EpochMetrics; and the batches in an epoch."""
+    EpochMetrics; and the batches in an epoch. `data` is a normalized array
+    (frames, features) or a `Frames`."""
 
     init: Callable[..., TrainState]
     run_epoch: Callable[..., tuple[TrainState, EpochMetrics]]
@@ -230,44 +270,38 @@ def _guarded_update(
     return _Carry(params, opt_state, level, spread, floor, over, bad_step, bad_kind), high
 
 
-def _run_epoch(
-    plan: _Plan, state: TrainState, data: jax.Array, beta: jax.Array, *, key: jax.Array
-) -> tuple[TrainState, EpochMetrics]:
-    """data (frames, features), normalized; key is the run's key, folded with the
-    epoch number here so a resumed run draws exactly what an unbroken one would."""
-    epoch_key = jax.random.fold_in(key, state.epoch)
-    order_key, steps_key = jax.random.split(epoch_key)
-    index, mask = _batch_layout(plan, order_key)
-    step_keys = jax.random.split(steps_key, plan.batches)
+def _step(plan: _Plan, beta, lr_scale, carry: _Carry, batch, batch_mask, step_key, i):
+    """One guarded step on a normalized batch (rows, features); returns the carry and
+    the step's frame-weighted sums (loss, reconstruction, kl) and whether it was high."""
+    if plan.batch_sharding is not None:
+        batch = jax.lax.with_sharding_constraint(batch, plan.batch_sharding)
+    (loss, (reconstruction, kl, error)), grads = _gradients(
+        plan, carry.params, batch, batch_mask, step_key, beta
+    )
+    carry, high = _guarded_update(plan, carry, loss, error, grads, lr_scale, i)
+    count = jnp.sum(batch_mask)
+    return carry, (loss * count, reconstruction * count, kl * count, high)
 
-    def step(carry: _Carry, inputs):
-        batch_index, batch_mask, step_key, i = inputs
-        batch = data[batch_index]
-        if plan.batch_sharding is not None:
-            batch = jax.lax.with_sharding_constraint(batch, plan.batch_sharding)
-        (loss, (reconstruction, kl, error)), grads = _gradients(
-            plan, carry.params, batch, batch_mask, step_key, beta
-        )
-        carry, high = _guarded_update(plan, carry, loss, error, grads, state.lr_scale, i)
-        count = jnp.sum(batch_mask)
-        return carry, (loss * count, reconstruction * count, kl * count, high)
 
-    start = _Carry(
+def open_epoch(state: TrainState) -> _Carry:
+    """The carry an epoch starts from."""
+    return _Carry(
         state.params, state.opt_state, state.loss_level, state.loss_spread, state.loss_floor,
         state.over, jnp.array(-1, jnp.int32), jnp.array(0, jnp.int32),
     )  # fmt: skip
-    end, (loss, reconstruction, kl, high) = jax.lax.scan(
-        step, start, (index, mask, step_keys, jnp.arange(plan.batches, dtype=jnp.int32))
-    )
+
+
+def close_epoch(
+    plan: _Plan, state: TrainState, end: _Carry, sums: tuple
+) -> tuple[TrainState, EpochMetrics]:
+    """The state after an epoch and its metrics, from the end carry and the sums of
+    (loss, reconstruction, kl) over its frames and the count of high steps."""
+    loss, reconstruction, kl, high = sums
     frames = plan.frames
     metrics = EpochMetrics(
-        jnp.sum(loss) / frames,
-        jnp.sum(reconstruction) / frames,
-        jnp.sum(kl, axis=0) / frames,
-        end.bad_step,
-        end.bad_kind,
-        jnp.sum(high, dtype=jnp.int32),
-    )
+        loss / frames, reconstruction / frames, kl / frames, end.bad_step, end.bad_kind,
+        jnp.asarray(high, jnp.int32),
+    )  # fmt: skip
     new_state = TrainState(
         end.params, end.opt_state, state.epoch + 1, state.lr_scale, end.level, end.spread,
         end.floor, end.over,
@@ -275,18 +309,52 @@ def _run_epoch(
     return new_state, metrics
 
 
+def epoch_keys(plan: _Plan, state: TrainState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(the epoch's order key, its steps' keys (batches,)): `key` is the run's key,
+    folded with the epoch number so a resumed run draws exactly what an unbroken one
+    would."""
+    order_key, steps_key = jax.random.split(jax.random.fold_in(key, state.epoch))
+    return order_key, jax.random.split(steps_key, plan.batches)
+
+
+def _run_epoch(
+    plan: _Plan, state: TrainState, data: Frames | jax.Array, beta: jax.Array, *, key: jax.Array
+) -> tuple[TrainState, EpochMetrics]:
+    """One epoch over data, the `plan.frames` training frames, as one scan."""
+    data = as_frames(data)
+    order_key, step_keys = epoch_keys(plan, state, key)
+    index, mask = _batch_layout(plan, order_key)
+
+    def step(carry: _Carry, inputs):
+        batch_index, batch_mask, step_key, i = inputs
+        return _step(
+            plan, beta, state.lr_scale, carry, data.take(batch_index), batch_mask, step_key, i
+        )
+
+    end, (loss, reconstruction, kl, high) = jax.lax.scan(
+        step,
+        open_epoch(state),
+        (index, mask, step_keys, jnp.arange(plan.batches, dtype=jnp.int32)),
+    )
+    sums = (jnp.sum(loss), jnp.sum(reconstruction), jnp.sum(kl, axis=0), jnp.sum(high))
+    return close_epoch(plan, state, end, sums)
+
+
 def _evaluate(
-    plan: _Plan, params: dict, data: jax.Array, beta: jax.Array, *, key: jax.Array
+    plan: _Plan, params: dict, data: Frames | jax.Array, beta: jax.Array, *, key: jax.Array
 ) -> EpochMetrics:
-    """The loss terms on data (frames, features) with fixed draws from `key`, in
-    chunks so memory stays bounded."""
+    """The loss terms on every frame of data with fixed draws from `key`, in chunks
+    so memory stays bounded."""
+    data = as_frames(data)
     model_config = plan.model_config
-    noise = jax.random.normal(key, (data.shape[0], plan.samples, model_config.size[1]))
+    noise = jax.random.normal(key, (data.size, plan.samples, model_config.size[1]))
 
     def one(inputs):
-        return compute_loss_terms(params, *inputs, model_config)
+        position, eps = inputs
+        return compute_loss_terms(params, data.take(position), eps, model_config)
 
-    terms = jax.lax.map(one, (data, noise), batch_size=4096)
+    positions = jnp.arange(data.size, dtype=jnp.int32)
+    terms = jax.lax.map(one, (positions, noise), batch_size=4096)
     reconstruction = jnp.mean(terms.reconstruction)
     kl = jnp.mean(terms.kl, axis=0)
     none = jnp.array(-1, jnp.int32)
