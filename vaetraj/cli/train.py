@@ -283,6 +283,16 @@ ResumeArg = Annotated[
     typer.Option("--resume", help="Continue the interrupted run from its checkpoint."),
 ]
 
+MemoryBudgetArg = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-budget",
+        metavar="SIZE",
+        help="Memory the frames may take (64MB, 2GB style); an aligned file larger is "
+        "streamed from disk within it. Default: half of the memory available.",
+    ),
+]
+
 MethodArg = Annotated[
     Method,
     typer.Option("--method", help="Alignment of raw DATA (see `vaetraj align`)."),
@@ -362,6 +372,7 @@ def train_command(
     checkpoint_every: CheckpointEveryArg = TrainConfig.checkpoint_every,
     checkpoint: CheckpointArg = None,
     resume: ResumeArg = False,
+    memory_budget: MemoryBudgetArg = None,
     method: MethodArg = Method.principal,
     reference: ReferenceArg = None,
     top: TopArg = None,
@@ -421,11 +432,24 @@ def _train(o: dict) -> dict[str, Any] | None:
                 overwrite=o["overwrite"],
                 features=o["features"],
                 progress=progress,
+                memory_budget=_memory_budget(o["memory_budget"]),
             )
         except TrainingFailedError as failure:  # the numbers first, then the error line
             finish_report(failure.report, json_output=json_output, print_summary=_print_summary)
             raise
     return finish_report(report, json_output=json_output, print_summary=_print_summary)
+
+
+def _memory_budget(text: str | None) -> int | None:
+    from vaetraj._memory import parse_size
+    from vaetraj.errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise UsageError(f"--memory-budget: {error}") from None
 
 
 def _print_summary(report) -> None:

@@ -184,6 +184,126 @@ def check_aligned(handle: h5py.File, path: Path) -> tuple[Fields, md.Topology | 
     return fields, topology
 
 
+_BLOCK_BYTES = 8 << 20  # at most this much is read at once from a FrameFile
+
+
+class FrameFile:
+    """The frames of an aligned file, read on demand: data larger than memory.
+
+    Indexed like the (frames, atoms, dims) array it stands for, by an int, a slice or
+    an array of frame indices (read as contiguous spans of at most _BLOCK_BYTES, so
+    sorted indices cost about a read of their span); `reshape(frames, -1)` gives the
+    flat (frames, features) view. Every value was checked finite when it was opened.
+    The file stays open until `close`."""
+
+    def __init__(self, path: Path, handle: h5py.File, flat: bool = False):
+        self.path, self.handle, self.flat = path, handle, flat
+        self.stored = handle["xyz"]
+        frames, atoms, dims = self.stored.shape
+        self.shape = (frames, atoms * dims) if flat else (frames, atoms, dims)
+        self.dtype = np.dtype(np.float32)
+        self.chunk_rows = int(self.stored.chunks[0]) if self.stored.chunks else 1024
+        self.block_rows = max(1, _BLOCK_BYTES // max(1, atoms * dims * 4))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * 4
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def reshape(self, frames: int, rest: int = -1) -> FrameFile:
+        assert frames == len(self) and rest == -1, "only the flat (frames, -1) view"
+        return FrameFile(self.path, self.handle, flat=True)
+
+    def _shaped(self, block: np.ndarray) -> np.ndarray:
+        block = np.asarray(block, np.float32)
+        return block.reshape(len(block), -1) if self.flat else block
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            if isinstance(key, (slice, int, np.integer)):
+                value = np.asarray(self.stored[key], np.float32)
+                return value.reshape(-1) if self.flat and value.ndim == 2 else self._shaped(value)
+            return self._take(np.asarray(key))
+        except OSError as error:
+            raise BadInputError(f"cannot read HDF5 file ({error})", path=self.path) from None
+
+    def _take(self, rows: np.ndarray) -> np.ndarray:
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        taken = np.empty((len(rows), *self.stored.shape[1:]), np.float32)
+        start = 0
+        while start < len(ordered):
+            first = ordered[start]
+            stop = int(np.searchsorted(ordered, first + self.block_rows))
+            span = self.stored[int(first) : int(ordered[stop - 1]) + 1]
+            taken[order[start:stop]] = span[ordered[start:stop] - first]
+            start = stop
+        return self._shaped(taken)
+
+    def close(self) -> None:
+        if self.handle.id.valid:
+            self.handle.close()
+
+
+def _check_frames_finite(frames: FrameFile) -> None:
+    """Every coordinate finite, checked block by block (the first bad one is named)."""
+    for start in range(0, len(frames), frames.block_rows):
+        block = frames[start : start + frames.block_rows]
+        bad = ~np.isfinite(block)
+        if bad.any():
+            where = [int(i) for i in np.argwhere(bad)[0]]
+            where[0] += start
+            raise BadInputError(
+                f"{_WHAT}: /xyz holds {block[tuple(np.argwhere(bad)[0])]} at index {where}",
+                path=frames.path,
+            )
+
+
+def open_aligned(path: str | os.PathLike) -> AlignedData:
+    """An aligned file with its frames left on disk (`FrameFile`, read on demand), every
+    field checked as `read_aligned` checks it. Close `xyz` when done.
+
+    Args:
+        path: an `.h5` written by `align_file` or `vaetraj align`.
+
+    Returns:
+        The fields, with `xyz` a `FrameFile`.
+
+    Raises:
+        BadInputError: the file is damaged (naming the file and the field).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputMissingError("no such file", path=path)
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise BadInputError(f"cannot read HDF5 file ({error})", path=path) from None
+    try:
+        fields, _ = check_aligned(handle, path)
+        frames = FrameFile(path, handle)
+        _check_frames_finite(frames)
+    except BaseException:
+        handle.close()
+        raise
+    return AlignedData(
+        xyz=frames,  # type: ignore[arg-type]
+        rmsd=fields.arrays["rmsd"],
+        atom_indices=fields.arrays["atom_indices"],
+        masses=fields.arrays.get("masses"),
+        reference=fields.arrays.get("reference"),
+        attrs=fields.attrs,
+    )
+
+
 def read_aligned(path: str | os.PathLike) -> AlignedData:
     """Read a whole aligned file, every field checked.
 
@@ -217,6 +337,16 @@ def read_aligned(path: str | os.PathLike) -> AlignedData:
         reference=fields.arrays.get("reference"),
         attrs=fields.attrs,
     )
+
+
+def aligned_frame_bytes(path: str | os.PathLike) -> int:
+    """The bytes of an aligned file's frames as float32 in memory (0 when unreadable:
+    reading it then names the problem)."""
+    try:
+        with h5py.File(path, "r") as handle:
+            return int(np.prod(handle["xyz"].shape, dtype=np.int64)) * 4
+    except (OSError, KeyError, TypeError):
+        return 0
 
 
 def is_aligned_file(path: str | os.PathLike) -> bool:

@@ -21,6 +21,7 @@ from vaetraj.model._diagnostics import (
     compute_active_units,
     compute_explained_variance,
     compute_pca_explained_variance,
+    count_active_units,
 )
 from vaetraj.model._kl import compute_kl_diagonal, compute_kl_full
 from vaetraj.model._likelihood import (
@@ -68,6 +69,7 @@ __all__ = [
     "Posterior",
     "apply_mlp",
     "compute_active_units",
+    "count_active_units",
     "compute_aggregate_log_density",
     "compute_explained_variance",
     "compute_pca_explained_variance",

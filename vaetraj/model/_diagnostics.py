@@ -11,7 +11,13 @@ from jax.typing import ArrayLike
 def compute_active_units(means: ArrayLike, threshold: float = 0.01) -> jax.Array:
     """Latent dimensions whose posterior mean varies over the data (variance over frames
     above `threshold`, Burda et al.'s criterion): the rest carry no information."""
-    return jnp.sum(jnp.var(means, axis=0) > threshold)
+    return count_active_units(jnp.var(means, axis=0), threshold)
+
+
+def count_active_units(variance: ArrayLike, threshold: float = 0.01) -> jax.Array:
+    """`compute_active_units` from the variance of each dimension's posterior mean over
+    the frames (as a running `Moments` gives it)."""
+    return jnp.sum(jnp.asarray(variance) > threshold)
 
 
 _CHUNK = 65_536  # frames per float64 pass

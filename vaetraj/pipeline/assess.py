@@ -13,13 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaetraj._memory import return_freed_memory
 from vaetraj.model import (
     ExplainedVariance,
     Moments,
-    compute_active_units,
     compute_kl_diagonal,
     compute_moments,
     compute_pca_explained_variance,
+    count_active_units,
     fit_gaussian_mixture,
 )
 from vaetraj.pipeline.model import Model
@@ -37,7 +38,7 @@ _DENSITY_MAX_POINTS = 50_000
 # converging fit ran all 500 iterations (7 s on 50k points) for no visible change
 _DENSITY_TOL = 1e-4
 _PCA_MAX_FRAMES = 4096  # the PCA yardstick is fitted on at most this many training frames
-_CHUNK = 65_536  # frames encoded and decoded at a time
+_CHUNK = 16_384  # frames encoded and decoded at a time (memory: about 10 copies of a chunk)
 _GAP_NOTE = 1.5  # validation RMSD above this many times the training RMSD earns a note
 
 
@@ -178,15 +179,13 @@ def assess(
     fields = dict(recon.fields)
     if not recon.finite:
         return Quality(fields, failure="the trained model gives non-finite output")
-    mean, std = recon.mean[train_index], recon.std[train_index]
-    # The per-dimension KL at the marginal std (exact for a diagonal posterior).
-    kl = compute_kl_diagonal(jnp.asarray(mean), jnp.asarray(std))
-    fields["kl_per_dim"] = np.asarray(jnp.mean(kl, axis=0)).tolist()
-    fields["active_units"] = int(compute_active_units(mean))
+    return_freed_memory()  # the chunks' copies, before the next steps' own
+    fields["kl_per_dim"], fields["active_units"] = _latent_use(recon, train_index)
     density = fit_density(recon.mean, recon.std, train_config.density_components, key=key)
     fields["density_components"] = len(density["weights"])
     frames_used, draws = _density_sample(len(recon.mean))
     fields["density_points"] = frames_used * draws
+    return_freed_memory()
     data_stats = None
     if not data.is_features:
         data_stats = compute_data_stats(
@@ -196,7 +195,7 @@ def assess(
             index=train_index,
             held_out_index=val_index,
             tether_std=np.sqrt(recon.per_atom / xyz.shape[2]),
-            latent=mean,
+            latent=recon.mean,
         ).to_dict()
     notes = []
     gap = fields["val_gap"]
@@ -208,6 +207,21 @@ def assess(
         )
     failure = judge(fields, train_config.min_explained, model.latent_dim)
     return Quality(fields, notes, failure, density, data_stats)
+
+
+def _latent_use(recon: _Reconstruction, train_index: np.ndarray) -> tuple[list[float], int]:
+    """The mean KL per dimension over the training frames (at each frame's posterior:
+    exact for a diagonal one) and the active units, a chunk of frames at a time."""
+    kl = np.zeros(recon.mean.shape[1])
+    spread = Moments(recon.mean.shape[1])
+    for start in range(0, len(train_index), _CHUNK):
+        part = train_index[start : start + _CHUNK]
+        mean, std = recon.mean[part], recon.std[part]
+        terms = compute_kl_diagonal(jnp.asarray(mean), jnp.asarray(std))
+        kl += np.asarray(terms).sum(axis=0, dtype=np.float64)
+        spread.add(mean)
+    active = count_active_units(spread.result()[1] ** 2)
+    return (kl / max(1, len(train_index))).tolist(), int(active)
 
 
 def judge(fields: dict[str, Any], min_explained: float, latent_dim: int) -> str | None:

@@ -145,6 +145,13 @@ def _check_resumable(saved: dict[str, Any], fields: dict[str, Any], path: Path) 
             f"({saved.get('model_config')}); resume with the same options",
             path=path,
         )
+    saved_layout = saved.get("data_layout", "in memory")
+    if saved_layout != fields["data_layout"]:
+        raise UsageError(
+            f"resume needs the checkpoint's data layout ({saved_layout}); this run's is "
+            f"{fields['data_layout']}: give the same --memory-budget",
+            path=path,
+        )
     saved_train = json.loads(saved.get("train_config", "{}"))
     current_train = json.loads(fields["train_config"])
     changed = [k for k in _RESUME_FIXED if saved_train.get(k) != current_train.get(k)]

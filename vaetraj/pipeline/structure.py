@@ -133,8 +133,14 @@ class _Running:
         self.parts: tuple[np.ndarray, ...] | None = None
 
     def add(self, values: np.ndarray) -> None:
-        values = np.asarray(values, dtype=np.float64)
-        part = (values.min(0), values.max(0), values.sum(0), (values**2).sum(0))
+        values = np.asarray(values)  # summed in float64, with no float64 copy
+        kind = np.float32 if values.dtype == np.float32 else np.float64
+        part = (
+            values.min(0).astype(np.float64),
+            values.max(0).astype(np.float64),
+            values.sum(0, dtype=np.float64),
+            np.square(values, dtype=kind).sum(0, dtype=np.float64),
+        )
         if self.parts is None:
             self.parts = part
         else:
@@ -396,9 +402,9 @@ def compute_data_stats(
     given (and not empty), else of the training frames. Terms are measured on at most
     MAX_MEASURED_FRAMES training frames evenly spread, R_g on every one; no copy of
     the frames is made beyond those measured. tether_std (atoms,): the decoder's
-    per-atom error per dimension; latent (training frames, latent): their posterior
-    means, of which ANCHORS frames evenly spread in R_g order (both extremes included)
-    are kept as places `optimize` may start from."""
+    per-atom error per dimension; latent (frames, latent): the posterior means of
+    every frame of xyz; those of ANCHORS training frames evenly spread in R_g order
+    (both extremes included) are kept as places `optimize` may start from."""
     atoms, dims = xyz.shape[1], xyz.shape[2]
     training = np.arange(len(xyz)) if index is None else np.asarray(index)
     bonds, source = bonds_of(topology_json, atoms)
@@ -424,7 +430,7 @@ def compute_data_stats(
         data_pass_frames=0,
         data_pass_on="training",
         tether_std=[] if tether_std is None else np.asarray(tether_std, float).tolist(),
-        anchor_z=[] if latent is None else np.asarray(latent[anchors], float).tolist(),
+        anchor_z=[] if latent is None else np.asarray(latent[training[anchors]], float).tolist(),
         anchor_rg=rg[anchors].tolist(),
         measured_frames=int(len(measured)),
     )

@@ -19,12 +19,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -35,7 +36,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vaetraj._interrupt import check_stop, deferred
-from vaetraj._memory import FLOAT, require_memory
+from vaetraj._memory import FLOAT, default_memory_budget, require_memory, return_freed_memory
 from vaetraj._version import __version__
 from vaetraj.errors import (
     BadInputError,
@@ -46,7 +47,7 @@ from vaetraj.errors import (
     UsageError,
 )
 from vaetraj.io._atomic import check_output, run_lock
-from vaetraj.io.aligned import AlignedData
+from vaetraj.io.aligned import AlignedData, FrameFile
 from vaetraj.io.features import describe_table, read_features
 from vaetraj.io.model_file import ModelRecord
 from vaetraj.io.trajectory import ReadOptions
@@ -56,6 +57,7 @@ from vaetraj.model import (
     compute_moments,
     normalization_from_moments,
 )
+from vaetraj.pipeline import streaming
 from vaetraj.pipeline.align import AlignConfig
 from vaetraj.pipeline.assess import Quality, assess
 from vaetraj.pipeline.model import Model
@@ -69,6 +71,7 @@ from vaetraj.pipeline.run_state import (
     restore_run,
     write_run_checkpoint,
 )
+from vaetraj.pipeline.streaming import StreamedSet
 from vaetraj.pipeline.training_set import DEFAULT_DATA, TrainingSet, check_frames, load_training_set
 from vaetraj.training import (
     NON_FINITE,
@@ -130,6 +133,7 @@ class TrainReport:
     devices: int
     frames_per_s: float
     wall_time_s: float
+    streamed: bool  # the frames streamed from disk (over the memory budget)
     output: str | None = None
     checkpoint: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -163,9 +167,8 @@ def _check_categorical(table: np.ndarray, where: str | None) -> None:
         )
 
 
-def _prepare(
-    data: TrainingSet, model_config: ModelConfig, train_config: TrainConfig, where: str | None
-) -> _Prepared:
+def _prepare(data: TrainingSet, model_config: ModelConfig, train_config: TrainConfig) -> _Prepared:
+    where = data.origin if data.origin not in ("array", "aligned data") else None
     check_frames(data.xyz, where, features=data.is_features)
     frames, atoms, dims = data.xyz.shape
     model_config = dataclasses.replace(model_config, features=atoms * dims)
@@ -281,8 +284,9 @@ class _Session:
     the fields a checkpoint must share with a resumed run."""
 
     trainer: Trainer
-    train_data: Frames  # the data's frames on the devices, held once for both sets
-    val_data: Frames | None
+    # the data's frames on the devices, held once for both sets; or streamed from disk
+    train_data: Frames | StreamedSet
+    val_data: Frames | StreamedSet | None
     keys: tuple[jax.Array, jax.Array]  # the epochs' and validation's
     density_key: jax.Array
     devices: int
@@ -296,9 +300,11 @@ def _start(
     checkpoint: Path | None,
     resume: bool,
     notes: list[str],
+    budget: int,
 ) -> tuple[_Session, Run, int | None]:
-    """Build the trainer, put the data on the devices, and start a run: afresh, or from
-    the checkpoint (then also the epoch it was at)."""
+    """Build the trainer, put the data on the devices (or stream them from disk within
+    `budget` bytes), and start a run: afresh, or from the checkpoint (then also the
+    epoch it was at)."""
     model_config = prepared.model_config
     mesh = _mesh()
     trainer = make_trainer(
@@ -314,7 +320,7 @@ def _start(
     replicated = None if mesh is None else NamedSharding(mesh, PartitionSpec())
     if replicated is not None:
         state = jax.device_put(state, replicated)
-    train_data, val_data = _place(data, prepared, replicated)
+    train_data, val_data, layout = _data_sets(data, prepared, replicated, budget, notes)
     _, atoms, dims = data.xyz.shape
     fields = {
         "model_config": model_config.to_json(),
@@ -322,6 +328,7 @@ def _start(
         "data_sha256": _fingerprint(data.xyz),
         "atoms": atoms,
         "dims": dims,
+        "data_layout": layout,
     }
     session = _Session(
         trainer, train_data, val_data, (epoch_key, val_key), density_key,
@@ -356,6 +363,55 @@ def _place(
 
     val_index = prepared.val_index
     return frames(prepared.train_index), frames(val_index) if len(val_index) else None
+
+
+def _data_sets(
+    data: TrainingSet,
+    prepared: _Prepared,
+    sharding: NamedSharding | None,
+    budget: int,
+    notes: list[str],
+) -> tuple[Frames | StreamedSet, Frames | StreamedSet | None, str]:
+    """The training and validation sets, on the devices or streamed from disk, and
+    which ("data_layout": a streamed epoch's order follows its budget)."""
+    if not isinstance(data.xyz, FrameFile):
+        return (*_place(data, prepared, sharding), "in memory")
+    notes.append(
+        f"streamed from {data.xyz.path}: {data.xyz.nbytes / 1e6:,.0f} MB of frames, "
+        f"over the memory budget of {budget / 1e6:,.0f} MB"
+    )
+    return (*_streamed(data.xyz, prepared, budget), f"streamed within {budget} bytes")
+
+
+def _streamed(
+    frames: FrameFile, prepared: _Prepared, budget: int
+) -> tuple[StreamedSet, StreamedSet | None]:
+    """The training and validation sets left on disk, read within `budget` bytes."""
+    shift, scale = (jnp.asarray(v) for v in prepared.normalization)
+    flat = frames.reshape(len(frames), -1)
+
+    def of(index: np.ndarray) -> StreamedSet:
+        return StreamedSet(flat, np.asarray(index), shift, scale, budget)
+
+    val_index = prepared.val_index
+    return of(prepared.train_index), of(val_index) if len(val_index) else None
+
+
+def _run_epoch(session: _Session, state: TrainState, beta: jax.Array, batch_size: int):
+    """The epoch, on the devices' frames or streamed from disk."""
+    key, data = session.keys[0], session.train_data
+    if isinstance(data, StreamedSet):
+        return streaming.run_epoch(session.trainer, state, data, beta, batch_size, key=key)
+    return session.trainer.run_epoch(state, data, beta, key=key)
+
+
+def _validate(session: _Session, params: dict, beta: jax.Array) -> Any:
+    key, data = session.keys[1], session.val_data
+    if data is None:
+        return None
+    if isinstance(data, StreamedSet):
+        return streaming.evaluate(session.trainer, params, data, beta, key=key)
+    return session.trainer.evaluate(params, data, beta, key=key)
 
 
 def _epoch_record(metrics: Any, val: Any, beta: jax.Array, state: TrainState) -> dict[str, Any]:
@@ -403,7 +459,6 @@ def _epoch(
 ) -> dict[str, Any] | None:  # fmt: skip
     """Run one epoch and commit it; returns its history record, or None when the epoch
     went bad and the run was rolled back (`_recover`)."""
-    epoch_key, val_key = session.keys
     epoch = run.epoch()
     beta = jnp.float32(train_config.beta_at(epoch))
     tick = time.perf_counter()
@@ -412,15 +467,11 @@ def _epoch(
         # a rising beta raises the reconstruction loss on purpose: judge spikes
         # against the level reached under this beta, not an earlier one
         before = before._replace(loss_floor=before.loss_level)
-    state, metrics = session.trainer.run_epoch(before, session.train_data, beta, key=epoch_key)
+    state, metrics = _run_epoch(session, before, beta, train_config.batch_size)
     if int(metrics.bad_step) >= 0:
         _recover(run, before, metrics, train_config, checkpoint, session.fields, notes)
         return None
-    val = (
-        None
-        if session.val_data is None
-        else session.trainer.evaluate(state.params, session.val_data, beta, key=val_key)
-    )
+    val = _validate(session, state.params, beta)
     record = _epoch_record(metrics, val, beta, state)
     record["seconds"] = time.perf_counter() - tick
     assert set(record) == set(HISTORY_METRICS)
@@ -603,6 +654,7 @@ def _report(
         if timing.seconds
         else math.nan,
         wall_time_s=time.perf_counter() - outcome.started,
+        streamed=isinstance(data.xyz, FrameFile),
         notes=notes + quality.notes,
     )
 
@@ -632,8 +684,13 @@ def train(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     progress: Progress | None = None,
+    memory_budget: int | None = None,
 ) -> tuple[Model, TrainReport]:
     """Train a (beta-)VAE on aligned frames.
+
+    Frames left on disk (`AlignedData` from `open_aligned`) are streamed from the file
+    a window of batches at a time within `memory_budget`; frames in memory are put on
+    the devices once.
 
     Args:
         data: frames (frames, atoms, dims) as a `TrainingSet`, `AlignedData` or array.
@@ -643,6 +700,8 @@ def train(
             interrupt (then InterruptedRunError).
         resume: continue exactly from `checkpoint`.
         progress: called as progress(epoch, epochs, phase, detail) after each epoch.
+        memory_budget: bytes a streamed epoch may hold (default: half of the memory
+            available).
 
     Returns:
         The model and the report of the run.
@@ -654,29 +713,41 @@ def train(
     """
     started = time.perf_counter()
     data = _as_training_set(data)
-    where = data.origin if data.origin not in ("array", "aligned data") else None
-    prepared = _prepare(data, model_config, train_config, where)
+    prepared = _prepare(data, model_config, train_config)
     notes = list(prepared.notes)
-    _require_training_memory(prepared.model_config, train_config, data.xyz.nbytes)
+    budget = memory_budget or default_memory_budget()
+    held = budget if isinstance(data.xyz, FrameFile) else data.xyz.nbytes  # streamed: budget
+    _require_training_memory(prepared.model_config, train_config, held)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
-    session, run, resumed_from = _start(data, prepared, train_config, checkpoint, resume, notes)
+    session, run, resumed_from = _start(
+        data, prepared, train_config, checkpoint, resume, notes, budget
+    )
     timing = _fit_or_checkpoint(
         run, session, train_config, checkpoint=checkpoint, progress=progress, notes=notes
     )
+    return_freed_memory()  # the epochs' reads: the assessment's peak is then its own
+    record, model, quality = _assess_kept(data, prepared, train_config, run, session)
+    outcome = _Outcome(run, timing, resumed_from, session.devices, started)
+    report = _report(data, prepared, train_config, outcome, quality, notes)
+    record.density, record.data_stats = quality.density, quality.data_stats
+    record.summary = {k: v for k, v in report.to_dict().items() if k not in ("notes",)}
+    record.provenance = _provenance(data, prepared, train_config, session.fields["data_sha256"])
+    if quality.failure:
+        raise TrainingFailedError(quality.failure, model=model, report=report)
+    return model, report
+
+
+def _assess_kept(
+    data: TrainingSet, prepared: _Prepared, train_config: TrainConfig, run: Run, session: _Session
+) -> tuple[ModelRecord, Model, Quality]:
+    """The model of the kept parameters, and what it is worth."""
     record = _model_record(data, prepared, train_config, run.point)
     model = Model(record)
     quality = assess(
         model, data, prepared.train_index, prepared.val_index, train_config,
         key=session.density_key, moments=prepared.moments,
     )  # fmt: skip
-    record.density, record.data_stats = quality.density, quality.data_stats
-    outcome = _Outcome(run, timing, resumed_from, session.devices, started)
-    report = _report(data, prepared, train_config, outcome, quality, notes)
-    record.summary = {k: v for k, v in report.to_dict().items() if k not in ("notes",)}
-    record.provenance = _provenance(data, prepared, train_config, session.fields["data_sha256"])
-    if quality.failure:
-        raise TrainingFailedError(quality.failure, model=model, report=report)
-    return model, report
+    return record, model, quality
 
 
 def _at_epoch(history: dict[str, list], name: str, epoch: int) -> float:
@@ -729,8 +800,12 @@ def train_file(
     overwrite: bool = False,
     features: bool = False,
     progress: Progress | None = None,
+    memory_budget: int | None = None,
 ) -> TrainReport:
     """Train on an aligned `.h5` or raw inputs and write the model atomically.
+
+    An aligned file whose frames exceed `memory_budget` bytes (default: half of the
+    memory available) is streamed from disk within it; otherwise it is read.
 
     The checkpoint is removed once the model is safely written. A model that does not
     work is written all the same, for inspection, and then TrainingFailedError names
@@ -749,32 +824,55 @@ def train_file(
         overwrite: replace an existing model (and a stale checkpoint).
         features: the input is a plain table (.npy, .npz or .csv) trained on as is.
         progress: called after each epoch.
+        memory_budget: bytes the frames may hold in memory; above it they stream.
 
     Returns:
         The report, with the model's and checkpoint's paths.
     """
+    output, checkpoint = _outputs(output, checkpoint, inputs, read_options, overwrite)
+    # one run at a time per model and checkpoint: a second is refused, naming the first
+    with run_lock(output), run_lock(checkpoint):
+        _check_checkpoint(checkpoint, resume=resume, overwrite=overwrite)
+        budget = default_memory_budget() if memory_budget is None else memory_budget
+        data = _read_training_set(inputs, features, align_config, read_options, progress, budget)
+        try:
+            with _closing(data):
+                model, report = train(
+                    data, model_config, train_config, checkpoint=checkpoint, resume=resume,
+                    progress=progress, memory_budget=budget,
+                )  # fmt: skip
+        except TrainingFailedError as failure:
+            _keep_for_inspection(failure, output, checkpoint, train_config, overwrite)
+        model.save(output, overwrite=overwrite)
+        checkpoint.unlink(missing_ok=True)
+        report.output, report.checkpoint = str(output), str(checkpoint)
+        return report
+
+
+@contextlib.contextmanager
+def _closing(data: TrainingSet) -> Iterator[None]:
+    """Close the file of frames left on disk, whatever happens."""
+    try:
+        yield
+    finally:
+        if isinstance(data.xyz, FrameFile):
+            data.xyz.close()
+
+
+def _outputs(
+    output: str | os.PathLike,
+    checkpoint: str | os.PathLike | None,
+    inputs: Sequence[str | os.PathLike] | None,
+    read_options: ReadOptions,
+    overwrite: bool,
+) -> tuple[Path, Path]:
+    """The model's and the checkpoint's paths, checked before any work."""
     output = Path(output)
     if output.suffix.lower() not in (".h5", ".hdf5"):
         raise UsageError(f"a model file must be .h5, got '{output.suffix}'", path=output)
     given = [*(inputs or [DEFAULT_DATA]), read_options.top, checkpoint]
     check_output(output, overwrite=overwrite, inputs=given)
-    checkpoint = Path(checkpoint) if checkpoint is not None else default_checkpoint(output)
-    # one run at a time per model and checkpoint: a second is refused, naming the first
-    with run_lock(output), run_lock(checkpoint):
-        _check_checkpoint(checkpoint, resume=resume, overwrite=overwrite)
-        data = _read_training_set(inputs, features, align_config, read_options, progress)
-        try:
-            model, report = train(
-                data, model_config, train_config, checkpoint=checkpoint, resume=resume,
-                progress=progress,
-            )  # fmt: skip
-        except TrainingFailedError as failure:
-            _keep_for_inspection(failure, output, checkpoint, train_config, overwrite)
-        model.save(output, overwrite=overwrite)
-        checkpoint.unlink(missing_ok=True)
-        report.output = str(output)
-        report.checkpoint = str(checkpoint)
-        return report
+    return output, Path(checkpoint) if checkpoint is not None else default_checkpoint(output)
 
 
 def _keep_for_inspection(
@@ -815,9 +913,11 @@ def _read_training_set(
     align_config: AlignConfig,
     read_options: ReadOptions,
     progress: Progress | None,
+    memory_budget: int,
 ) -> TrainingSet:
-    """The frames `train_file` trains on: a feature table, an aligned file, or inputs
-    aligned first (no inputs: ./aligned.h5)."""
+    """The frames `train_file` trains on: a feature table, an aligned file (left on disk
+    when its frames exceed `memory_budget`), or inputs aligned first (no inputs:
+    ./aligned.h5)."""
     if features:
         if not inputs or len(inputs) != 1:
             raise UsageError("--features trains on exactly one table (.npy, .npz or .csv)")
@@ -831,7 +931,7 @@ def _read_training_set(
                 "no such file (run `vaetraj align` first, or name the data to train on)",
                 path=DEFAULT_DATA,
             )
-    return load_training_set(inputs, align_config, read_options, progress)
+    return load_training_set(inputs, align_config, read_options, progress, memory_budget)
 
 
 def _what_to_try(report: TrainReport, train_config: TrainConfig) -> str:

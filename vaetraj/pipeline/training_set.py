@@ -13,8 +13,16 @@ from typing import Any
 
 import numpy as np
 
+from vaetraj._memory import default_memory_budget
 from vaetraj.errors import BadInputError
-from vaetraj.io.aligned import AlignedData, is_aligned_file, read_aligned
+from vaetraj.io.aligned import (
+    AlignedData,
+    FrameFile,
+    aligned_frame_bytes,
+    is_aligned_file,
+    open_aligned,
+    read_aligned,
+)
 from vaetraj.io.trajectory import ReadOptions
 from vaetraj.pipeline.align import AlignConfig, align_file
 
@@ -28,7 +36,7 @@ class TrainingSet:
     """Aligned frames and what a model must remember about them. lengths: frames of
     each trajectory (input file) in order; empty means one trajectory."""
 
-    xyz: np.ndarray  # (frames, atoms, dims) float32
+    xyz: np.ndarray  # (frames, atoms, dims) float32; or a FrameFile (streamed from disk)
     units: str
     alignment: dict[str, Any]
     atom_indices: np.ndarray
@@ -54,8 +62,9 @@ class TrainingSet:
         attrs = data.attrs
         topology = attrs.get("topology")
         lengths = attrs.get("summary", {}).get("trajectory_frames", [])
+        on_disk = isinstance(data.xyz, FrameFile)
         return cls(
-            xyz=np.asarray(data.xyz, np.float32),
+            xyz=data.xyz if on_disk else np.asarray(data.xyz, np.float32),
             units=str(attrs.get("units", "unknown")),
             alignment={
                 "method": str(attrs.get("method")),
@@ -109,18 +118,29 @@ class TrainingSet:
         )
 
 
+_CHECK_FRAMES = 65_536  # frames checked finite at a time
+
+
 def check_frames(xyz: np.ndarray, where: str | None, *, features: bool = False) -> None:
+    """Frames (frames, atoms, 2 or 3), at least 2 of them, every coordinate finite
+    (checked a block at a time)."""
     if xyz.ndim != 3 or xyz.shape[-1] not in ((1,) if features else (2, 3)):
         raise BadInputError(f"expected frames (frames, atoms, 2 or 3), got {xyz.shape}", path=where)
     if xyz.shape[0] < 2:
         raise BadInputError(
             f"{xyz.shape[0]} frame(s): training needs at least 2 (better thousands)", path=where
         )
-    finite = np.isfinite(xyz).all(axis=(1, 2))
-    if not finite.all():
-        frame = int(np.argmin(finite))
-        atom = int(np.argwhere(~np.isfinite(xyz[frame]))[0][0])
-        raise BadInputError(f"non-finite coordinate at frame {frame}, atom {atom}", path=where)
+    if isinstance(xyz, FrameFile):
+        return  # checked when it was opened
+    for start in range(0, len(xyz), _CHECK_FRAMES):
+        block = xyz[start : start + _CHECK_FRAMES]
+        finite = np.isfinite(block).all(axis=(1, 2))
+        if not finite.all():
+            frame = int(np.argmin(finite))
+            atom = int(np.argwhere(~np.isfinite(block[frame]))[0][0])
+            raise BadInputError(
+                f"non-finite coordinate at frame {start + frame}, atom {atom}", path=where
+            )
 
 
 def load_training_set(
@@ -128,11 +148,17 @@ def load_training_set(
     align_config: AlignConfig,
     read_options: ReadOptions,
     progress: Progress | None,
+    memory_budget: int | None = None,
 ) -> TrainingSet:
-    """One aligned .h5 is read as is; anything else is aligned first, as `align` would."""
+    """One aligned .h5 is read as is, or left on disk (a FrameFile, to be streamed) when
+    its frames exceed `memory_budget` bytes; anything else is aligned first, as `align`
+    would, and read."""
     if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in (".h5", ".hdf5"):
         path = Path(inputs[0])
         if is_aligned_file(path):
+            budget = default_memory_budget() if memory_budget is None else memory_budget
+            if aligned_frame_bytes(path) > budget:
+                return TrainingSet.from_aligned(open_aligned(path), str(path))
             return TrainingSet.from_aligned(read_aligned(path), str(path))
     with tempfile.TemporaryDirectory(prefix="vaetraj-train-") as folder:
         aligned = Path(folder) / "aligned.h5"

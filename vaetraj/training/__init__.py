@@ -3,6 +3,13 @@
 from vaetraj.configs import KEEP, LR_SCALINGS, OPTIMIZERS, SCHEDULES, TrainConfig
 from vaetraj.training._optimizer import make_optimizer, make_schedule
 from vaetraj.training._split import split_blocks
+from vaetraj.training._stream import (
+    prefetch,
+    run_streamed_epoch,
+    seed_of,
+    stream_batches,
+    windows_of,
+)
 from vaetraj.training._trainer import (
     NON_FINITE,
     SPIKE,
@@ -33,4 +40,9 @@ __all__ = [
     "make_trainer",
     "place_rows",
     "split_blocks",
+    "prefetch",
+    "run_streamed_epoch",
+    "seed_of",
+    "stream_batches",
+    "windows_of",
 ]

@@ -125,6 +125,14 @@ class Trainer(NamedTuple):
     run_epoch: Callable[..., tuple[TrainState, EpochMetrics]]
     evaluate: Callable[..., EpochMetrics]
     batches_per_epoch: int
+    # the same epoch fed from the host a window of batches at a time (streaming):
+    # start(state, key) -> (carry, order_key, step_keys); run_window(carry, block,
+    # masks, step_keys, steps, beta, lr_scale, shift, scale) -> (carry, sums);
+    # finish(state, carry, sums) -> (TrainState, EpochMetrics). See `run_streamed_epoch`.
+    start: Callable[..., tuple]
+    run_window: Callable[..., tuple]
+    finish: Callable[..., tuple[TrainState, EpochMetrics]]
+    rows: int  # a batch's rows: the batch size padded to a multiple of the devices
 
 
 def compute_layer_rates(model_config: ModelConfig, train_config: TrainConfig) -> dict:
@@ -340,6 +348,37 @@ def _run_epoch(
     return close_epoch(plan, state, end, sums)
 
 
+def _start(plan: _Plan, state: TrainState, key: jax.Array) -> tuple:
+    return (open_epoch(state), *epoch_keys(plan, state, key))
+
+
+def _run_window(
+    plan: _Plan, carry: _Carry, block, masks, step_keys, steps, beta, lr_scale, shift, scale
+) -> tuple[_Carry, tuple]:
+    """Steps on a window of batches from the host: block (steps, rows, features) of
+    raw frames, normalized here by (shift, scale); masks (steps, rows). A step whose
+    mask is empty (padding after the epoch's last batch) changes nothing."""
+
+    def step(carry: _Carry, inputs):
+        rows, mask, step_key, i = inputs
+        batch = (rows - shift[None]) / scale[None]
+
+        def real(carry):
+            return _step(plan, beta, lr_scale, carry, batch, mask, step_key, i)
+
+        def skip(carry):
+            zero = jnp.zeros((), jnp.float32)
+            latent = plan.model_config.size[1]
+            return carry, (zero, zero, jnp.zeros(latent, jnp.float32), jnp.array(False))
+
+        return jax.lax.cond(jnp.sum(mask) > 0, real, skip, carry)
+
+    end, (loss, reconstruction, kl, high) = jax.lax.scan(
+        step, carry, (block, masks, step_keys, steps)
+    )
+    return end, (jnp.sum(loss), jnp.sum(reconstruction), jnp.sum(kl, axis=0), jnp.sum(high))
+
+
 def _evaluate(
     plan: _Plan, params: dict, data: Frames | jax.Array, beta: jax.Array, *, key: jax.Array
 ) -> EpochMetrics:
@@ -412,4 +451,8 @@ def make_trainer(
         jax.jit(functools.partial(_run_epoch, plan)),
         jax.jit(functools.partial(_evaluate, plan)),
         batches,
+        jax.jit(functools.partial(_start, plan)),
+        jax.jit(functools.partial(_run_window, plan)),
+        jax.jit(functools.partial(close_epoch, plan)),
+        plan.rows,
     )
