@@ -116,6 +116,7 @@ def test_an_aligned_file_is_trained_on_without_a_copy_on_the_cpu(tmp_path, polym
     np.testing.assert_array_equal(np.asarray(copied), flat)
 
 
+@pytest.mark.slow
 def test_batches_normalized_in_the_epoch_match_a_normalized_copy(polymer_2d):
     """Frames(rows, members, shift, scale) trains as the normalized copy of its members
     does (the data are not copied to be normalized)."""
@@ -155,14 +156,24 @@ def test_assessment_in_small_chunks_matches_one_chunk(monkeypatch, model_2d, pol
     frames = polymer_2d.astype(np.float32)
     cut = 3 * len(frames) // 4
     train_index, val_index = np.arange(cut), np.arange(cut, len(frames))
-    whole = assess._reconstruct(model, frames, train_index, val_index, None)
+    sample = np.arange(1, len(frames), 3)  # the frames whose std is kept
+    whole = assess._reconstruct(model, frames, train_index, val_index, None, sample)
     monkeypatch.setattr(assess, "_CHUNK", 37)
-    parts = assess._reconstruct(model, frames, train_index, val_index, None)
+    parts = assess._reconstruct(model, frames, train_index, val_index, None, sample)
     for name, value in whole.fields.items():
         if isinstance(value, float):
             assert parts.fields[name] == pytest.approx(value, rel=1e-6), name
     np.testing.assert_allclose(parts.per_atom, whole.per_atom, rtol=1e-6)
-    np.testing.assert_array_equal(parts.mean, whole.mean)
+    np.testing.assert_array_equal(parts.density_mean, whole.density_mean)
+    np.testing.assert_allclose(parts.fields["kl_per_dim"], whole.fields["kl_per_dim"], rtol=1e-6)
+    mean, std = model.encode(frames)
+    np.testing.assert_array_equal(whole.density_mean, mean[sample])
+    np.testing.assert_array_equal(whole.density_std, std[sample])
+    np.testing.assert_array_equal(parts.density_std, std[sample])
+    # the KL per dimension against its closed form over the training frames
+    m, v = mean[train_index].astype(np.float64), std[train_index].astype(np.float64)
+    kl = np.mean(0.5 * (m**2 + v**2 - 1) - np.log(v), axis=0)
+    np.testing.assert_allclose(whole.fields["kl_per_dim"], kl, rtol=1e-5)
     # against the whole decoded copy, summed by the reference definition
     flat = frames.reshape(len(frames), -1)
     decoded = model.decode(model.encode(frames)[0]).reshape(len(frames), -1)
@@ -173,3 +184,19 @@ def test_assessment_in_small_chunks_matches_one_chunk(monkeypatch, model_2d, pol
     assert whole.fields["explained_variance_train"] == pytest.approx(expected, rel=1e-6)
     rmsd = np.sqrt(np.mean(np.sum((decoded - flat).reshape(frames.shape) ** 2, -1), 1))
     assert whole.fields["recon_rmsd_val"] == pytest.approx(rmsd[val_index].mean(), rel=1e-6)
+
+
+def test_anchor_frames_by_partition_match_the_sorted_order():
+    """The R_g anchors are found by a partition (no index array as long as the frames):
+    the same frames as ranking a stable sort."""
+    from vaetraj.pipeline.structure import _rank_frames
+
+    rng = np.random.default_rng(0)
+    for frames in (1, 2, 7, 300, 20_000):
+        rg = rng.random(frames).astype(np.float32)
+        count = min(256, frames)
+        order = np.argsort(rg, kind="stable")
+        expected = order[np.unique(np.linspace(0, frames - 1, count).round().astype(int))]
+        np.testing.assert_array_equal(_rank_frames(rg, count), expected)
+    # equal values: the first of them
+    np.testing.assert_array_equal(_rank_frames(np.ones(10, np.float32), 3), [0, 0, 0])

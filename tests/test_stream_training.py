@@ -253,3 +253,28 @@ def test_a_non_finite_frame_on_disk_is_refused_naming_it(tmp_path, aligned_file)
         handle["xyz"][123, 4, 1] = np.nan
     with pytest.raises(BadInputError, match=r"/xyz holds nan at index \[123, 4, 1\]"):
         open_aligned(damaged)
+
+
+@pytest.mark.parametrize(
+    ("budget", "fragment"),
+    [("12XB", "cannot read '12XB' as a size"), ("10KB", "below the least budget of 1MB"),
+     ("-5GB", "below the least budget"), ("nan", "cannot read"), ("inf", "cannot read")],
+)  # fmt: skip
+def test_a_bad_memory_budget_is_one_line_and_writes_nothing(tmp_path, aligned_file, budget,
+                                                            fragment):  # fmt: skip
+    from conftest import assert_error, run
+
+    model = tmp_path / "model.h5"
+    result = run("train", aligned_file, "-o", model, "--epochs", "1", "--memory-budget", budget)
+    assert_error(result, 2, "--memory-budget", fragment)
+    assert not model.exists()
+
+
+def test_sizes_read_as_decimal_and_binary_units():
+    from vaetraj._memory import parse_size
+
+    assert parse_size("64MB") == 64_000_000
+    assert parse_size("2GB") == 2_000_000_000
+    assert parse_size("512MiB") == 512 << 20
+    assert parse_size(" 1.5 gb ") == 1_500_000_000
+    assert parse_size("3000000") == 3_000_000

@@ -12,6 +12,7 @@ they are meant to catch requests off by orders of magnitude, not to budget to th
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -107,8 +108,10 @@ def parse_size(text: str) -> int:
     try:
         size = float(number) * _UNITS[unit]
     except (ValueError, KeyError):
-        raise ValueError(f"cannot read '{text}' as a size (use 64MB or 2GB style)") from None
-    if not size >= 1e6:  # also refuses nan
+        size = math.nan
+    if not math.isfinite(size):
+        raise ValueError(f"cannot read '{text}' as a size (use 64MB or 2GB style)")
+    if size < 1e6:
         raise ValueError(f"'{text}' is below the least budget of 1MB")
     return int(size)
 

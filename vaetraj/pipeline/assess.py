@@ -65,45 +65,57 @@ class Quality:
 class _Reconstruction:
     """Every frame encoded and decoded once, and the figures read from that."""
 
-    mean: np.ndarray  # (frames, latent)
-    std: np.ndarray
+    density_frames: np.ndarray  # the frames the latent density is fitted to
+    density_mean: np.ndarray  # (density frames, latent): their posterior means
+    density_std: np.ndarray  # and stds
     per_atom: np.ndarray  # (atoms,) mean squared displacement over the training frames
     finite: bool
     fields: dict[str, Any]
 
 
 class _Sums:
-    """What `_reconstruct` adds up over chunks of frames: per-frame RMSD, the training
-    frames' per-atom squared displacement, the explained variance of each set, and the
-    decoded training frames' moments."""
+    """What `_reconstruct` adds up over chunks of frames: the RMSD and explained
+    variance of each set, the training frames' per-atom squared displacement, KL per
+    dimension and spread of posterior means, and the decoded training frames' moments.
+    Nothing per frame is kept but the role (1: training, 2: validation)."""
 
     def __init__(
-        self, xyz: np.ndarray, train_index: np.ndarray, val_index: np.ndarray, moments: Any
-    ):
+        self, xyz: np.ndarray, train_index: np.ndarray, val_index: np.ndarray, moments: Any,
+        latent: int,
+    ):  # fmt: skip
         frames, atoms, dims = xyz.shape
-        self.role = np.zeros(frames, np.int8)  # 1: training, 2: validation
+        self.role = np.zeros(frames, np.int8)
         self.role[train_index], self.role[val_index] = 1, 2
         if moments is None:
             moments = compute_moments(xyz.reshape(frames, -1), train_index)
         self.centre, self.train_std = moments
         self.explained = {1: ExplainedVariance(self.centre), 2: ExplainedVariance(self.centre)}
+        self.rmsd = {1: 0.0, 2: 0.0}
         self.decoded = Moments(atoms * dims)
+        self.latent = Moments(latent)
+        self.kl = np.zeros(latent)
         self.per_atom = np.zeros(atoms)
-        self.rmsd = np.zeros(frames, np.float32)
         self.finite = True
 
-    def add(self, part: slice, xyz: np.ndarray, decoded: np.ndarray) -> None:
+    def add(self, part: slice, xyz: np.ndarray, decoded: np.ndarray, posterior: tuple) -> None:
         displacement = np.sum((decoded - xyz) ** 2, axis=-1)  # (chunk, atoms)
-        self.rmsd[part] = np.sqrt(displacement.mean(axis=1))
+        rmsd = np.sqrt(displacement.mean(axis=1))
         role = self.role[part]
         flat, flat_decoded = xyz.reshape(len(xyz), -1), decoded.reshape(len(xyz), -1)
         for which, total in self.explained.items():
             chosen = role == which
             total.add(flat[chosen], flat_decoded[chosen])
+            self.rmsd[which] += float(rmsd[chosen].sum(dtype=np.float64))
         training = role == 1
         self.per_atom += displacement[training].sum(axis=0, dtype=np.float64)
         self.decoded.add(flat_decoded[training])
-        self.finite &= bool(np.isfinite(decoded).all())
+        mean, std = (value[training] for value in posterior)
+        # the KL per dimension at each frame's posterior (exact for a diagonal one)
+        terms = compute_kl_diagonal(jnp.asarray(mean), jnp.asarray(std))
+        self.kl += np.asarray(terms).sum(axis=0, dtype=np.float64)
+        self.latent.add(mean)
+        finite = [np.isfinite(value).all() for value in (decoded, *posterior)]
+        self.finite &= bool(all(finite))
 
 
 def _reconstruct(
@@ -112,41 +124,69 @@ def _reconstruct(
     train_index: np.ndarray,
     val_index: np.ndarray,
     moments: tuple[np.ndarray, np.ndarray] | None,
+    density_frames: np.ndarray,
 ) -> _Reconstruction:
     """Every frame encoded and decoded once, chunk by chunk: the sums the figures need
     are taken in float64 as the chunks pass, so no decoded copy of the data is held (at
-    1M frames of 50 atoms that copy and its float64 sums took 21 s and 1.2 GB)."""
-    sums = _Sums(xyz, train_index, val_index, moments)
-    mean = np.zeros((len(xyz), model.latent_dim), np.float32)
-    std = np.zeros_like(mean)
+    1M frames of 50 atoms that copy and its float64 sums took 21 s and 1.2 GB). Only
+    the posteriors of `density_frames` (sorted) are kept."""
+    sums = _Sums(xyz, train_index, val_index, moments, model.latent_dim)
+    density_mean = np.zeros((len(density_frames), model.latent_dim), np.float32)
+    density_std = np.zeros_like(density_mean)
     for start in range(0, len(xyz), _CHUNK):
         part = slice(start, start + _CHUNK)
-        mean[part], std[part] = model.encode(xyz[part])
-        sums.add(part, xyz[part], model.decode(mean[part]).reshape(xyz[part].shape))
-    finite = sums.finite and bool(np.isfinite(mean).all() and np.isfinite(std).all())
-    spread = float(len(train_index) * np.sum(sums.train_std**2))
-    decoded_spread = float(len(train_index) * np.sum(sums.decoded.result()[1] ** 2))
-    has_val = len(val_index) > 0
+        mean, std = model.encode(xyz[part])
+        picked = slice(*np.searchsorted(density_frames, [start, start + len(std)]))
+        density_mean[picked] = mean[density_frames[picked] - start]
+        density_std[picked] = std[density_frames[picked] - start]
+        decoded = model.decode(mean).reshape(xyz[part].shape)
+        sums.add(part, xyz[part], decoded, (mean, std))
     flat = xyz.reshape(len(xyz), -1)
     yardstick = train_index[:: max(1, math.ceil(len(train_index) / _PCA_MAX_FRAMES))]
-    recon_train = float(sums.rmsd[train_index].mean())
-    recon_val = float(sums.rmsd[val_index].mean()) if has_val else None
     per_atom = sums.per_atom / max(1, len(train_index))
     fields = {
-        "recon_rmsd_train": recon_train,
-        "recon_rmsd_val": recon_val,
-        "val_gap": recon_val / recon_train if recon_val is not None and recon_train > 0 else None,
+        **_rmsd_fields(sums, len(train_index), len(val_index)),
         "explained_variance_train": sums.explained[1].value,
-        "explained_variance_val": sums.explained[2].value if has_val else None,
+        "explained_variance_val": sums.explained[2].value if len(val_index) else None,
         "pca_explained_variance": compute_pca_explained_variance(flat[yardstick], model.latent_dim),
-        "decoded_variance": float(decoded_spread / spread) if spread > 0 else math.nan,
+        "decoded_variance": _decoded_share(sums),
         "recon_rmsd_per_atom_train": np.sqrt(per_atom).tolist(),
-        "kl_per_dim": [],
-        "active_units": 0,
+        "kl_per_dim": (sums.kl / max(1, len(train_index))).tolist(),
+        "active_units": int(count_active_units(sums.latent.result()[1] ** 2)),
         "density_components": 0,
         "density_points": 0,
     }
-    return _Reconstruction(mean, std, per_atom, finite, fields)
+    return _Reconstruction(density_frames, density_mean, density_std, per_atom, sums.finite, fields)
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """The posterior means of frames of xyz, encoded when asked for (the data
+    statistics want those of a few anchor frames: no means of every frame are kept)."""
+
+    model: Model
+    xyz: np.ndarray
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return self.model.encode(self.xyz[np.asarray(rows)])[0]
+
+
+def _rmsd_fields(sums: _Sums, train: int, val: int) -> dict[str, Any]:
+    recon_train = sums.rmsd[1] / max(1, train)
+    recon_val = sums.rmsd[2] / val if val else None
+    return {
+        "recon_rmsd_train": recon_train,
+        "recon_rmsd_val": recon_val,
+        "val_gap": recon_val / recon_train if recon_val is not None and recon_train > 0 else None,
+    }
+
+
+def _decoded_share(sums: _Sums) -> float:
+    """The decoded training frames' spread about their own mean, as a share of the
+    data's."""
+    spread = float(np.sum(sums.train_std**2))
+    decoded = float(np.sum(sums.decoded.result()[1] ** 2))
+    return decoded / spread if spread > 0 else math.nan
 
 
 def assess(
@@ -175,15 +215,17 @@ def assess(
         The report's fields, notes, the failure (if any), the density and statistics.
     """
     xyz = data.xyz
-    recon = _reconstruct(model, xyz, train_index, val_index, moments)
+    chosen = density_frames(len(xyz), key)
+    recon = _reconstruct(model, xyz, train_index, val_index, moments, chosen)
     fields = dict(recon.fields)
     if not recon.finite:
         return Quality(fields, failure="the trained model gives non-finite output")
     return_freed_memory()  # the chunks' copies, before the next steps' own
-    fields["kl_per_dim"], fields["active_units"] = _latent_use(recon, train_index)
-    density = fit_density(recon.mean, recon.std, train_config.density_components, key=key)
+    density = fit_density(
+        recon.density_mean, recon.density_std, train_config.density_components, key=key
+    )
     fields["density_components"] = len(density["weights"])
-    frames_used, draws = _density_sample(len(recon.mean))
+    frames_used, draws = _density_sample(len(chosen))
     fields["density_points"] = frames_used * draws
     return_freed_memory()
     data_stats = None
@@ -195,7 +237,7 @@ def assess(
             index=train_index,
             held_out_index=val_index,
             tether_std=np.sqrt(recon.per_atom / xyz.shape[2]),
-            latent=recon.mean,
+            latent=_Encoded(model, xyz),
         ).to_dict()
     notes = []
     gap = fields["val_gap"]
@@ -207,21 +249,6 @@ def assess(
         )
     failure = judge(fields, train_config.min_explained, model.latent_dim)
     return Quality(fields, notes, failure, density, data_stats)
-
-
-def _latent_use(recon: _Reconstruction, train_index: np.ndarray) -> tuple[list[float], int]:
-    """The mean KL per dimension over the training frames (at each frame's posterior:
-    exact for a diagonal one) and the active units, a chunk of frames at a time."""
-    kl = np.zeros(recon.mean.shape[1])
-    spread = Moments(recon.mean.shape[1])
-    for start in range(0, len(train_index), _CHUNK):
-        part = train_index[start : start + _CHUNK]
-        mean, std = recon.mean[part], recon.std[part]
-        terms = compute_kl_diagonal(jnp.asarray(mean), jnp.asarray(std))
-        kl += np.asarray(terms).sum(axis=0, dtype=np.float64)
-        spread.add(mean)
-    active = count_active_units(spread.result()[1] ** 2)
-    return (kl / max(1, len(train_index))).tolist(), int(active)
 
 
 def judge(fields: dict[str, Any], min_explained: float, latent_dim: int) -> str | None:
@@ -247,6 +274,17 @@ def _density_sample(frames: int) -> tuple[int, int]:
     return used, min(_DENSITY_DRAWS_PER_FRAME, max(1, _DENSITY_MAX_POINTS // used))
 
 
+def density_frames(frames: int, key: jax.Array) -> np.ndarray:
+    """The frames (sorted) whose posteriors the latent density is fitted to: all of
+    them, or _DENSITY_MAX_POINTS drawn without replacement (from `key` folded with 2)."""
+    if frames <= _DENSITY_MAX_POINTS:
+        return np.arange(frames)
+    pick = jax.random.fold_in(key, 2)
+    return np.sort(
+        np.asarray(jax.random.choice(pick, frames, (_DENSITY_MAX_POINTS,), replace=False))
+    )
+
+
 def fit_density(
     mean: np.ndarray, std: np.ndarray, components: int, *, key: jax.Array
 ) -> dict[str, np.ndarray]:
@@ -262,12 +300,8 @@ def fit_density(
         The mixture's arrays by name, as the model file stores them.
     """
     draw_key, fit_key = jax.random.split(key)
-    if len(mean) > _DENSITY_MAX_POINTS:
-        pick = jax.random.fold_in(key, 2)
-        chosen = np.sort(
-            np.asarray(jax.random.choice(pick, len(mean), (_DENSITY_MAX_POINTS,), replace=False))
-        )
-        mean, std = mean[chosen], std[chosen]
+    chosen = density_frames(len(mean), key)
+    mean, std = mean[chosen], std[chosen]
     _, draws = _density_sample(len(mean))
     eps = np.asarray(jax.random.normal(draw_key, (draws, *mean.shape)))
     points = (mean[None] + std[None] * eps).reshape(-1, mean.shape[1])

@@ -387,6 +387,17 @@ def _spread(frames: int, most: int) -> np.ndarray:
     return np.unique(np.linspace(0, frames - 1, most).round().astype(np.int64))
 
 
+def _rank_frames(values: np.ndarray, count: int) -> np.ndarray:
+    """Positions of `count` values evenly spread in their sorted order, both extremes
+    included: a partition, not a sort (no index array as long as `values`). Of equal
+    values the first is taken."""
+    ranks = np.unique(np.linspace(0, len(values) - 1, count).round().astype(int))
+    wanted = np.partition(values, ranks)[ranks]
+    found = np.flatnonzero(np.isin(values, wanted))  # ascending
+    distinct, first = np.unique(values[found], return_index=True)
+    return found[first[np.searchsorted(distinct, wanted)]]
+
+
 def compute_data_stats(
     xyz: np.ndarray,
     topology_json: str | None,
@@ -395,16 +406,17 @@ def compute_data_stats(
     index: np.ndarray | None = None,
     held_out_index: np.ndarray | None = None,
     tether_std: np.ndarray | None = None,
-    latent: np.ndarray | None = None,
+    latent: Any = None,
 ) -> DataStats:
     """The geometry of the training frames: those of xyz (frames, atoms, dims) at
     `index` (default: all). The pass rate is that of the `held_out_index` frames when
     given (and not empty), else of the training frames. Terms are measured on at most
     MAX_MEASURED_FRAMES training frames evenly spread, R_g on every one; no copy of
     the frames is made beyond those measured. tether_std (atoms,): the decoder's
-    per-atom error per dimension; latent (frames, latent): the posterior means of
-    every frame of xyz; those of ANCHORS training frames evenly spread in R_g order
-    (both extremes included) are kept as places `optimize` may start from."""
+    per-atom error per dimension; latent: the posterior means (rows, latent) of the
+    frames of xyz at the rows it is indexed with (an array, or an encoder); those of
+    ANCHORS training frames evenly spread in R_g order (both extremes included) are
+    kept as places `optimize` may start from."""
     atoms, dims = xyz.shape[1], xyz.shape[2]
     training = np.arange(len(xyz)) if index is None else np.asarray(index)
     bonds, source = bonds_of(topology_json, atoms)
@@ -414,10 +426,7 @@ def compute_data_stats(
     bond, angle, volume, contact, rg = _measure(xyz[measured], terms, weights)
     if len(measured) < len(training):  # R_g is cheap: its range is every frame's
         rg = compute_frame_rg(xyz, weights, training)
-    order = np.argsort(rg, kind="stable")
-    anchors = order[
-        np.unique(np.linspace(0, len(order) - 1, min(ANCHORS, len(order))).round().astype(int))
-    ]
+    anchors = _rank_frames(rg, min(ANCHORS, len(rg)))
     stats = DataStats(
         **_term_fields(terms, source, bond, angle, volume, contact),
         rg_min=float(rg.min()),
