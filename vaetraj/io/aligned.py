@@ -267,6 +267,18 @@ def _check_frames_finite(frames: FrameFile) -> None:
             )
 
 
+def _aligned_data(xyz: np.ndarray, fields: Fields) -> AlignedData:
+    """An AlignedData of the frames and the checked fields."""
+    return AlignedData(
+        xyz=xyz,
+        rmsd=fields.arrays["rmsd"],
+        atom_indices=fields.arrays["atom_indices"],
+        masses=fields.arrays.get("masses"),
+        reference=fields.arrays.get("reference"),
+        attrs=fields.attrs,
+    )
+
+
 def open_aligned(path: str | os.PathLike) -> AlignedData:
     """An aligned file with its frames left on disk (`FrameFile`, read on demand), every
     field checked as `read_aligned` checks it. Close `xyz` when done.
@@ -294,14 +306,7 @@ def open_aligned(path: str | os.PathLike) -> AlignedData:
     except BaseException:
         handle.close()
         raise
-    return AlignedData(
-        xyz=frames,  # type: ignore[arg-type]
-        rmsd=fields.arrays["rmsd"],
-        atom_indices=fields.arrays["atom_indices"],
-        masses=fields.arrays.get("masses"),
-        reference=fields.arrays.get("reference"),
-        attrs=fields.attrs,
-    )
+    return _aligned_data(frames, fields)  # type: ignore[arg-type]
 
 
 def read_aligned(path: str | os.PathLike) -> AlignedData:
@@ -329,14 +334,7 @@ def read_aligned(path: str | os.PathLike) -> AlignedData:
     except OSError as error:
         raise BadInputError(f"cannot read HDF5 file ({error})", path=path) from None
     check_values(xyz, _XYZ, path, _WHAT)
-    return AlignedData(
-        xyz=xyz,
-        rmsd=fields.arrays["rmsd"],
-        atom_indices=fields.arrays["atom_indices"],
-        masses=fields.arrays.get("masses"),
-        reference=fields.arrays.get("reference"),
-        attrs=fields.attrs,
-    )
+    return _aligned_data(xyz, fields)
 
 
 def aligned_frame_bytes(path: str | os.PathLike) -> int:
