@@ -104,7 +104,10 @@ def test_principal_invariance_hypothesis(frame, angles, shift):
     first, second = align(frame[None]), align(moved[None])
     assume(not first.ambiguous[0])
     scale = np.linalg.norm(first.xyz[0])
-    assert np.linalg.norm(first.xyz[0] - second.xyz[0]) / scale < 1e-5
+    # alignment works in float32: the moved frame's coordinates (up to ~100) carry
+    # rounding of eps32 * |x| each, which no alignment can undo
+    rounding = 8 * np.finfo(np.float32).eps * np.abs(moved).max() * np.sqrt(moved.size)
+    assert np.linalg.norm(first.xyz[0] - second.xyz[0]) < 1e-5 * scale + rounding
     np.testing.assert_allclose(
         first.xyz[0], numpy_principal(frame, weights), atol=1e-5 * max(scale, 1)
     )
