@@ -116,9 +116,11 @@ def parse_size(text: str) -> int:
     return int(size)
 
 
-def default_memory_budget() -> int:
-    """Half of the memory available now (the host's, and the accelerator's when smaller);
-    4 GB when it cannot be read."""
+def resolve_memory_budget(given: int | None) -> int:
+    """The memory budget: `given`, or by default half of the memory available now (the
+    host's, and the accelerator's when smaller), 4 GB when that cannot be read."""
+    if given is not None:
+        return given
     available = available_bytes()
     return 4_000_000_000 if available is None else available // 2
 

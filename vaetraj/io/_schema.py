@@ -159,13 +159,15 @@ def _bind(dims: dict[str, int], spec: Data, shape: tuple[int, ...], path: Path, 
             )
 
 
-def check_values(values: np.ndarray, spec: Data, path: Path, what: str) -> None:
-    """Finite / positive / non-negative checks of a dataset's values."""
+def check_values(values: np.ndarray, spec: Data, path: Path, what: str, *, first: int = 0) -> None:
+    """Finite / positive / non-negative checks of a dataset's values; `first`: the
+    index in the dataset of values[0] (a block of a dataset checked block by block)."""
     if spec.kind in ("float", "number") and spec.finite and values.size:
         bad = ~np.isfinite(values)
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
-            _fail(path, what, f"/{spec.name} holds {values[where]} at index {list(where)}")
+            index = [where[0] + first, *where[1:]]
+            _fail(path, what, f"/{spec.name} holds {values[where]} at index {index}")
     if spec.positive and values.size and not (values > 0).all():
         _fail(path, what, f"/{spec.name} must be positive, holds {values.min()}")
     if spec.nonnegative and values.size and not (values >= 0).all():

@@ -257,14 +257,17 @@ def _check_frames_finite(frames: FrameFile) -> None:
     """Every coordinate finite, checked block by block (the first bad one is named)."""
     for start in range(0, len(frames), frames.block_rows):
         block = frames[start : start + frames.block_rows]
-        bad = ~np.isfinite(block)
-        if bad.any():
-            where = [int(i) for i in np.argwhere(bad)[0]]
-            where[0] += start
-            raise BadInputError(
-                f"{_WHAT}: /xyz holds {block[tuple(np.argwhere(bad)[0])]} at index {where}",
-                path=frames.path,
-            )
+        check_values(block, _XYZ, frames.path, _WHAT, first=start)
+
+
+def _open(path: Path) -> h5py.File:
+    """The aligned file open for reading; a missing or unreadable one is refused."""
+    if not path.exists():
+        raise InputMissingError("no such file", path=path)
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise BadInputError(f"cannot read HDF5 file ({error})", path=path) from None
 
 
 def _aligned_data(xyz: np.ndarray, fields: Fields) -> AlignedData:
@@ -293,12 +296,7 @@ def open_aligned(path: str | os.PathLike) -> AlignedData:
         BadInputError: the file is damaged (naming the file and the field).
     """
     path = Path(path)
-    if not path.exists():
-        raise InputMissingError("no such file", path=path)
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise BadInputError(f"cannot read HDF5 file ({error})", path=path) from None
+    handle = _open(path)
     try:
         fields, _ = check_aligned(handle, path)
         frames = FrameFile(path, handle)
@@ -322,10 +320,8 @@ def read_aligned(path: str | os.PathLike) -> AlignedData:
         BadInputError: the file is damaged (naming the file and the field).
     """
     path = Path(path)
-    if not path.exists():
-        raise InputMissingError("no such file", path=path)
     try:
-        with h5py.File(path, "r") as handle:
+        with _open(path) as handle:
             fields, _ = check_aligned(handle, path)
             stored = handle["xyz"]
             xyz = empty_aligned(stored.shape)  # training can use it as is (no copy)

@@ -65,7 +65,6 @@ class Quality:
 class _Reconstruction:
     """Every frame encoded and decoded once, and the figures read from that."""
 
-    density_frames: np.ndarray  # the frames the latent density is fitted to
     density_mean: np.ndarray  # (density frames, latent): their posterior means
     density_std: np.ndarray  # and stds
     per_atom: np.ndarray  # (atoms,) mean squared displacement over the training frames
@@ -156,7 +155,7 @@ def _reconstruct(
         "density_components": 0,
         "density_points": 0,
     }
-    return _Reconstruction(density_frames, density_mean, density_std, per_atom, sums.finite, fields)
+    return _Reconstruction(density_mean, density_std, per_atom, sums.finite, fields)
 
 
 @dataclass(frozen=True)

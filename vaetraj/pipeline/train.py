@@ -36,7 +36,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vaetraj._interrupt import check_stop, deferred
-from vaetraj._memory import FLOAT, default_memory_budget, require_memory, return_freed_memory
+from vaetraj._memory import FLOAT, require_memory, resolve_memory_budget, return_freed_memory
 from vaetraj._version import __version__
 from vaetraj.errors import (
     BadInputError,
@@ -350,21 +350,6 @@ def _start(
     return session, run, resumed_from
 
 
-def _place(
-    data: TrainingSet, prepared: _Prepared, sharding: NamedSharding | None
-) -> tuple[Frames, Frames | None]:
-    """The training and validation sets as views of one copy of the frames on the
-    devices (none on the CPU, where the aligned file's buffer is used as it is)."""
-    rows = place_rows(data.xyz.reshape(len(data.xyz), -1), sharding)
-    shift, scale = (jnp.asarray(v) for v in prepared.normalization)
-
-    def frames(index: np.ndarray) -> Frames:
-        return Frames(rows, jnp.asarray(index, jnp.int32), shift, scale)
-
-    val_index = prepared.val_index
-    return frames(prepared.train_index), frames(val_index) if len(val_index) else None
-
-
 def _data_sets(
     data: TrainingSet,
     prepared: _Prepared,
@@ -372,29 +357,25 @@ def _data_sets(
     budget: int,
     notes: list[str],
 ) -> tuple[Frames | StreamedSet, Frames | StreamedSet | None, str]:
-    """The training and validation sets, on the devices or streamed from disk, and
-    which ("data_layout": a streamed epoch's order follows its budget)."""
-    if not isinstance(data.xyz, FrameFile):
-        return (*_place(data, prepared, sharding), "in memory")
-    notes.append(
-        f"streamed from {data.xyz.path}: {data.xyz.nbytes / 1e6:,.0f} MB of frames, "
-        f"over the memory budget of {budget / 1e6:,.0f} MB"
-    )
-    return (*_streamed(data.xyz, prepared, budget), f"streamed within {budget} bytes")
-
-
-def _streamed(
-    frames: FrameFile, prepared: _Prepared, budget: int
-) -> tuple[StreamedSet, StreamedSet | None]:
-    """The training and validation sets left on disk, read within `budget` bytes."""
+    """The training and validation sets and which layout they have ("data_layout": a
+    streamed epoch's order follows its budget): views of one copy of the frames on the
+    devices (none on the CPU, where the aligned file's buffer is used as it is), or
+    frames left on disk, read within `budget` bytes."""
     shift, scale = (jnp.asarray(v) for v in prepared.normalization)
-    flat = frames.reshape(len(frames), -1)
-
-    def of(index: np.ndarray) -> StreamedSet:
-        return StreamedSet(flat, np.asarray(index), shift, scale, budget)
-
+    flat = data.xyz.reshape(len(data.xyz), -1)
+    make: Callable[[np.ndarray], Frames | StreamedSet]
+    if isinstance(flat, FrameFile):
+        layout = f"streamed within {budget} bytes"
+        notes.append(
+            f"streamed from {flat.path}: {flat.nbytes / 1e6:,.0f} MB of frames, "
+            f"over the memory budget of {budget / 1e6:,.0f} MB"
+        )
+        make = lambda index: StreamedSet(flat, np.asarray(index), shift, scale, budget)  # noqa: E731
+    else:
+        layout, rows = "in memory", place_rows(flat, sharding)
+        make = lambda index: Frames(rows, jnp.asarray(index, jnp.int32), shift, scale)  # noqa: E731
     val_index = prepared.val_index
-    return of(prepared.train_index), of(val_index) if len(val_index) else None
+    return make(prepared.train_index), make(val_index) if len(val_index) else None, layout
 
 
 def _run_epoch(session: _Session, state: TrainState, beta: jax.Array, batch_size: int):
@@ -715,7 +696,7 @@ def train(
     data = _as_training_set(data)
     prepared = _prepare(data, model_config, train_config)
     notes = list(prepared.notes)
-    budget = memory_budget or default_memory_budget()
+    budget = resolve_memory_budget(memory_budget)
     held = budget if isinstance(data.xyz, FrameFile) else data.xyz.nbytes  # streamed: budget
     _require_training_memory(prepared.model_config, train_config, held)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -833,7 +814,7 @@ def train_file(
     # one run at a time per model and checkpoint: a second is refused, naming the first
     with run_lock(output), run_lock(checkpoint):
         _check_checkpoint(checkpoint, resume=resume, overwrite=overwrite)
-        budget = default_memory_budget() if memory_budget is None else memory_budget
+        budget = resolve_memory_budget(memory_budget)
         data = _read_training_set(inputs, features, align_config, read_options, progress, budget)
         try:
             with _closing(data):

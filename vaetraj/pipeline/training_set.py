@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from vaetraj._memory import default_memory_budget
+from vaetraj._memory import resolve_memory_budget
 from vaetraj.errors import BadInputError
 from vaetraj.io.aligned import (
     AlignedData,
@@ -156,8 +156,7 @@ def load_training_set(
     if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in (".h5", ".hdf5"):
         path = Path(inputs[0])
         if is_aligned_file(path):
-            budget = default_memory_budget() if memory_budget is None else memory_budget
-            if aligned_frame_bytes(path) > budget:
+            if aligned_frame_bytes(path) > resolve_memory_budget(memory_budget):
                 return TrainingSet.from_aligned(open_aligned(path), str(path))
             return TrainingSet.from_aligned(read_aligned(path), str(path))
     with tempfile.TemporaryDirectory(prefix="vaetraj-train-") as folder:

@@ -33,7 +33,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vaetraj.configs import TrainConfig
-from vaetraj.model import ModelConfig, compute_loss_terms, init_vae
+from vaetraj.model import ModelConfig, compute_loss_terms, init_vae, normalize
 from vaetraj.training._optimizer import make_optimizer
 
 # A squared error above floor + SPIKE_FACTOR * (floor + spread) is far out of line: about
@@ -97,7 +97,7 @@ class Frames(NamedTuple):
         rows = self.rows[positions if self.members is None else self.members[positions]]
         if self.shift is not None and self.scale is not None:
             shape = (1,) * (rows.ndim - 1) + (-1,)
-            rows = (rows - jnp.reshape(self.shift, shape)) / jnp.reshape(self.scale, shape)
+            rows = normalize(rows, jnp.reshape(self.shift, shape), jnp.reshape(self.scale, shape))
         return rows
 
 
@@ -361,7 +361,7 @@ def _run_window(
 
     def step(carry: _Carry, inputs):
         rows, mask, step_key, i = inputs
-        batch = (rows - shift[None]) / scale[None]
+        batch = normalize(rows, shift[None], scale[None])
 
         def real(carry):
             return _step(plan, beta, lr_scale, carry, batch, mask, step_key, i)
