@@ -32,6 +32,20 @@ SETTINGS_FILE = "vaetraj.toml"
 FLAGS = {"learning_rate": "--lr"}
 
 
+# what a command body returns when it must print nothing, not even --json's record (a
+# process of a run over several other than process 0)
+SILENT: dict[str, Any] = {"silent": True}
+
+
+def keep_stdout_for_records() -> None:
+    """Send what native libraries print to stdout (gloo's connection lines) to stderr,
+    and keep the real stdout for the command's own records (--json)."""
+    sys.stdout.flush()
+    real = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = os.fdopen(real, "w", buffering=1)
+
+
 def _console():
     from rich.console import Console
 
@@ -167,7 +181,7 @@ def run_command(
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
         sys.unraisablehook = previous_hook
-    if json_output:
+    if json_output and record is not SILENT:
         typer.echo(json.dumps({"ok": True, **(record or {})}, default=str))
 
 

@@ -10,7 +10,14 @@ from typing import Annotated, Any
 import typer
 
 from vaetraj.cli._options import DebugOption, JsonOption, OverwriteOption
-from vaetraj.cli._runtime import finish_report, print_table, progress_bar, run_command
+from vaetraj.cli._runtime import (
+    SILENT,
+    finish_report,
+    keep_stdout_for_records,
+    print_table,
+    progress_bar,
+    run_command,
+)
 from vaetraj.cli.align import Method, _parse_reference
 from vaetraj.configs import ModelConfig, TrainConfig
 
@@ -293,6 +300,26 @@ MemoryBudgetArg = Annotated[
     ),
 ]
 
+CoordinatorArg = Annotated[
+    str | None,
+    typer.Option(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="Process 0's address, to train over several processes (jax.distributed). "
+        "Default: from SLURM (srun) or Open MPI (mpirun) when they started several tasks.",
+    ),
+]
+
+NumProcessesArg = Annotated[
+    int | None,
+    typer.Option("--num-processes", min=1, help="Processes of the run (with --coordinator)."),
+]
+
+ProcessIdArg = Annotated[
+    int | None,
+    typer.Option("--process-id", min=0, help="This process's index, 0 to N-1 (0 writes)."),
+]
+
 MethodArg = Annotated[
     Method,
     typer.Option("--method", help="Alignment of raw DATA (see `vaetraj align`)."),
@@ -373,6 +400,9 @@ def train_command(
     checkpoint: CheckpointArg = None,
     resume: ResumeArg = False,
     memory_budget: MemoryBudgetArg = None,
+    coordinator: CoordinatorArg = None,
+    num_processes: NumProcessesArg = None,
+    process_id: ProcessIdArg = None,
     method: MethodArg = Method.principal,
     reference: ReferenceArg = None,
     top: TopArg = None,
@@ -405,39 +435,57 @@ def _pick(config_class, options: dict, *, besides: tuple[str, ...] = ()):
 
 def _train(o: dict) -> dict[str, Any] | None:
     from vaetraj.errors import TrainingFailedError
-    from vaetraj.io.trajectory import ReadOptions
-    from vaetraj.model import ModelConfig
-    from vaetraj.pipeline.align import AlignConfig
+    from vaetraj.pipeline.processes import join
     from vaetraj.pipeline.train import train_file
-    from vaetraj.training import TrainConfig
 
-    align_config = AlignConfig(
-        method=o["method"].value,
-        reference=_parse_reference(o["reference"]),
-        equal_masses=o["equal_masses"],
-    )
-    read_options = ReadOptions(top=o["top"], select=o["select"], stride=o["stride"], key=o["key"])
+    processes = join(o["coordinator"], o["num_processes"], o["process_id"])
+    if processes.count > 1:
+        keep_stdout_for_records()
     json_output = o["json_output"]
+    if not processes.primary:  # the others print nothing but errors
+        train_file(o["inputs"], o["output"], *_configs(o), **_file_options(o, None))
+        return SILENT
     with progress_bar(not json_output) as progress:
         try:
             report = train_file(
-                o["inputs"],
-                o["output"],
-                _pick(ModelConfig, o, besides=("features",)),  # --features: a table
-                _pick(TrainConfig, o),
-                align_config=align_config,
-                read_options=read_options,
-                checkpoint=o["checkpoint"],
-                resume=o["resume"],
-                overwrite=o["overwrite"],
-                features=o["features"],
-                progress=progress,
-                memory_budget=_memory_budget(o["memory_budget"]),
+                o["inputs"], o["output"], *_configs(o), **_file_options(o, progress)
             )
         except TrainingFailedError as failure:  # the numbers first, then the error line
             finish_report(failure.report, json_output=json_output, print_summary=_print_summary)
             raise
     return finish_report(report, json_output=json_output, print_summary=_print_summary)
+
+
+def _configs(o: dict) -> tuple:
+    from vaetraj.model import ModelConfig
+    from vaetraj.training import TrainConfig
+
+    return _pick(ModelConfig, o, besides=("features",)), _pick(
+        TrainConfig, o
+    )  # --features: a table
+
+
+def _file_options(o: dict, progress) -> dict[str, Any]:
+    """`train_file`'s keyword arguments from the options."""
+    from vaetraj.io.trajectory import ReadOptions
+    from vaetraj.pipeline.align import AlignConfig
+
+    return {
+        "align_config": AlignConfig(
+            method=o["method"].value,
+            reference=_parse_reference(o["reference"]),
+            equal_masses=o["equal_masses"],
+        ),
+        "read_options": ReadOptions(
+            top=o["top"], select=o["select"], stride=o["stride"], key=o["key"]
+        ),
+        "checkpoint": o["checkpoint"],
+        "resume": o["resume"],
+        "overwrite": o["overwrite"],
+        "features": o["features"],
+        "progress": progress,
+        "memory_budget": _memory_budget(o["memory_budget"]),
+    }
 
 
 def _memory_budget(text: str | None) -> int | None:

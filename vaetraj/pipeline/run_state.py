@@ -20,6 +20,7 @@ from jax.sharding import NamedSharding
 
 from vaetraj.errors import BadInputError, UsageError
 from vaetraj.io.checkpoint import read_checkpoint, read_checkpoint_fields, write_checkpoint
+from vaetraj.pipeline.processes import replicated
 from vaetraj.training import TrainState
 
 # what every epoch adds to the history (the model's /history, the checkpoint's)
@@ -215,7 +216,7 @@ def replicate_run(run: Run, sharding: NamedSharding) -> None:
     """Put a restored run's states on every device of the mesh."""
 
     def placed(point: Point) -> Point:
-        return dataclasses.replace(point, state=jax.device_put(point.state, sharding))
+        return dataclasses.replace(point, state=replicated(point.state, sharding))
 
     same = run.anchor is run.point
     run.point = placed(run.point)

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
 
 from vaetraj.io.aligned import FrameFile
+from vaetraj.pipeline.processes import Processes, local_copy, summed, to_global
 from vaetraj.training import (
     EpochMetrics,
     Frames,
@@ -36,14 +38,21 @@ _SHARES = {"buffer": 4, "window": 16, "validation": 8}  # budget / share
 
 @dataclass(frozen=True)
 class StreamedSet:
-    """Frames of a `FrameFile` (`members`, sorted) and their normalization, read as
-    the budget allows."""
+    """Frames of a source (`members`, sorted) and their normalization, read as the
+    budget allows. The source is a `FrameFile`, or an array: a process's shard of a run
+    over several processes (`sharding` set), each of whose batches is this process's
+    rows of the global batch."""
 
-    source: FrameFile
+    source: FrameFile | np.ndarray
     members: np.ndarray
-    shift: jax.Array
-    scale: jax.Array
+    shift: jax.Array | np.ndarray  # NumPy over several processes: the same in each
+    scale: jax.Array | np.ndarray
     budget: int  # bytes
+    # several processes: the windows' sharding over all of their devices, and the
+    # batches of an epoch (every process runs as many, padding with empty ones)
+    sharding: NamedSharding | None = None
+    processes: Processes = Processes()
+    batches: int | None = None
 
     @property
     def size(self) -> int:
@@ -55,18 +64,40 @@ class StreamedSet:
 
     def windows(self, trainer: Trainer, batch_size: int):
         """What `run_streamed_epoch` reads: the epoch's windows for an order key."""
-        steps = max(1, self._frames_in("window") // trainer.rows)
+        rows = trainer.rows // self.processes.count
+        batches = self.batches or -(-self.size // batch_size)
+        steps = max(1, min(self._frames_in("window") // trainer.rows, batches))  # no idle steps
         buffer_frames = max(batch_size, self._frames_in("buffer"))
+        chunk_rows = getattr(self.source, "chunk_rows", 4096)
 
         def of(order_key: jax.Array) -> Iterator:
             batches = stream_batches(
-                self.source, self.members, batch_size=batch_size,
-                chunk_rows=self.source.chunk_rows, buffer_frames=buffer_frames,
-                seed=seed_of(order_key),
+                self.source, self.members, batch_size=batch_size, chunk_rows=chunk_rows,
+                buffer_frames=buffer_frames, seed=seed_of(order_key),
             )  # fmt: skip
-            return prefetch(windows_of(batches, rows=trainer.rows, steps=steps))
+            if self.batches is not None:
+                batches = _padded(batches, self.batches, int(np.prod(self.source.shape[1:])))
+            windows = prefetch(windows_of(batches, rows=rows, steps=steps))
+            if self.sharding is None:
+                return windows
+            sharding = self.sharding
+            return ((to_global(block, sharding), to_global(masks, sharding))
+                    for block, masks in windows)  # fmt: skip
 
         return of
+
+
+def _padded(batches: Iterator[np.ndarray], count: int, features: int) -> Iterator[np.ndarray]:
+    """`batches`, then empty ones up to `count` in all (a process whose shard is a
+    frame short runs as many steps as the others)."""
+    given = 0
+    for batch in batches:
+        given += 1
+        yield batch
+    if given > count:
+        raise RuntimeError(f"{given} batches for an epoch of {count}")
+    for _ in range(count - given):
+        yield np.zeros((0, features), np.float32)
 
 
 def run_epoch(
@@ -84,17 +115,27 @@ def evaluate(
     trainer: Trainer, params: dict, data: StreamedSet, beta: jax.Array, *, key: jax.Array
 ) -> EpochMetrics:
     """The loss terms on every frame of `data`, a chunk at a time (each chunk's draws
-    from `key` folded with its number): frame-weighted means, as `trainer.evaluate`."""
+    from `key` folded with its number): frame-weighted means, as `trainer.evaluate`.
+    Over several processes, each evaluates its shard on its own devices and the sums
+    are added up."""
+    processes = data.processes
+    if processes.count > 1:
+        params = local_copy(params)
+        key = jax.random.fold_in(local_copy(key), processes.index)
     chunk = data._frames_in("validation")
-    totals = None
+    totals = np.zeros(3 + trainer.latent, np.float64)  # frames, loss, reconstruction, KL
     for number, start in enumerate(range(0, data.size, chunk)):
         members = data.members[start : start + chunk]
         frames = Frames(jnp.asarray(data.source[members]), None, data.shift, data.scale)
         part = trainer.evaluate(params, frames, beta, key=jax.random.fold_in(key, number))
-        weighted = (part.loss * len(members), part.reconstruction * len(members),
-                    part.kl * len(members))  # fmt: skip
-        totals = weighted if totals is None else jax.tree.map(jnp.add, totals, weighted)
-    assert totals is not None, "no frames to evaluate"
-    loss, reconstruction, kl = (total / data.size for total in totals)
+        totals += len(members) * np.concatenate(
+            [[1.0, float(part.loss), float(part.reconstruction)], np.asarray(part.kl)]
+        )
+    totals = summed(totals, processes)
+    count, loss, reconstruction, *kl = totals
+    assert count > 0, "no frames to evaluate"
     none = jnp.array(-1, jnp.int32)
-    return EpochMetrics(loss, reconstruction, kl, none, none, none + 1)
+    return EpochMetrics(
+        jnp.float32(loss / count), jnp.float32(reconstruction / count),
+        jnp.asarray(np.asarray(kl) / count, jnp.float32), none, none, none + 1,
+    )  # fmt: skip

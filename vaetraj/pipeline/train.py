@@ -33,9 +33,9 @@ from typing import Any, NoReturn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
-from vaetraj._interrupt import check_stop, deferred
+from vaetraj._interrupt import check_stop, deferred, request_stop, stop_requested
 from vaetraj._memory import FLOAT, require_memory, resolve_memory_budget, return_freed_memory
 from vaetraj._version import __version__
 from vaetraj.errors import (
@@ -61,6 +61,15 @@ from vaetraj.pipeline import streaming
 from vaetraj.pipeline.align import AlignConfig
 from vaetraj.pipeline.assess import Quality, assess
 from vaetraj.pipeline.model import Model
+from vaetraj.pipeline.processes import (
+    current,
+    global_mesh,
+    least,
+    peers_watched,
+    replicated,
+    shard_of,
+    summed,
+)
 from vaetraj.pipeline.run_state import (
     HISTORY_METRICS,
     Point,
@@ -130,7 +139,8 @@ class TrainReport:
     final_lr: float
     status: str
     units: str
-    devices: int
+    devices: int  # over all processes
+    processes: int
     frames_per_s: float
     wall_time_s: float
     streamed: bool  # the frames streamed from disk (over the memory budget)
@@ -221,9 +231,19 @@ def _fingerprint(xyz: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _mesh() -> Mesh | None:
-    devices = jax.local_devices()
-    return Mesh(np.array(devices), ("batch",)) if len(devices) > 1 else None
+def _stop_point() -> None:
+    """Stop here (KeyboardInterrupt) when a signal asked to: over several processes,
+    when any of them got one, so that all stop after the same epoch."""
+    processes = current()
+    if processes.count > 1 and summed(np.array([float(stop_requested())]), processes)[0] > 0:
+        request_stop()
+    check_stop()
+
+
+def _save(checkpoint: Path, run: Run, fields: dict[str, Any]) -> None:
+    """Write the run's checkpoint (process 0 alone, over several processes)."""
+    if current().primary:
+        write_run_checkpoint(checkpoint, run, fields)
 
 
 @dataclass
@@ -255,7 +275,7 @@ def _recover(
         run.point = run.anchor  # the last good state
         where_saved = ""
         if checkpoint is not None:
-            write_run_checkpoint(checkpoint, run, fields)
+            _save(checkpoint, run, fields)
             where_saved = f"; the last good state (epoch {run.anchor.epoch}) is in {checkpoint}"
         tries = len(run.recoveries)
         raise NumericalError(
@@ -306,7 +326,7 @@ def _start(
     `budget` bytes), and start a run: afresh, or from the checkpoint (then also the
     epoch it was at)."""
     model_config = prepared.model_config
-    mesh = _mesh()
+    mesh = global_mesh()
     trainer = make_trainer(
         model_config,
         train_config,
@@ -317,10 +337,12 @@ def _start(
     key = jax.random.key(train_config.seed)
     init_key, epoch_key, val_key, density_key = (jax.random.fold_in(key, i) for i in range(4))
     state = trainer.init(key=init_key)
-    replicated = None if mesh is None else NamedSharding(mesh, PartitionSpec())
-    if replicated is not None:
-        state = jax.device_put(state, replicated)
-    train_data, val_data, layout = _data_sets(data, prepared, replicated, budget, notes)
+    everywhere = None if mesh is None else NamedSharding(mesh, PartitionSpec())
+    if everywhere is not None:
+        state = replicated(state, everywhere)
+    train_data, val_data, layout = _data_sets(
+        data, prepared, everywhere, budget, trainer.batches_per_epoch, notes
+    )
     _, atoms, dims = data.xyz.shape
     fields = {
         "model_config": model_config.to_json(),
@@ -355,15 +377,19 @@ def _data_sets(
     prepared: _Prepared,
     sharding: NamedSharding | None,
     budget: int,
+    batches: int,
     notes: list[str],
 ) -> tuple[Frames | StreamedSet, Frames | StreamedSet | None, str]:
     """The training and validation sets and which layout they have ("data_layout": a
     streamed epoch's order follows its budget): views of one copy of the frames on the
     devices (none on the CPU, where the aligned file's buffer is used as it is), or
-    frames left on disk, read within `budget` bytes."""
+    frames left on disk, read within `budget` bytes; over several processes, this
+    process's shards (`_shards`)."""
     shift, scale = (jnp.asarray(v) for v in prepared.normalization)
     flat = data.xyz.reshape(len(data.xyz), -1)
     make: Callable[[np.ndarray], Frames | StreamedSet]
+    if current().count > 1:
+        return _shards(flat, prepared, sharding, budget, batches, notes)
     if isinstance(flat, FrameFile):
         layout = f"streamed within {budget} bytes"
         notes.append(
@@ -378,11 +404,52 @@ def _data_sets(
     return make(prepared.train_index), make(val_index) if len(val_index) else None, layout
 
 
+def _shards(
+    flat: np.ndarray, prepared: _Prepared, sharding: NamedSharding | None, budget: int,
+    batches: int, notes: list[str],
+) -> tuple[StreamedSet, StreamedSet | None, str]:  # fmt: skip
+    """This process's shards of the training and validation frames: read into memory
+    when they fit in half the budget, else streamed from the file. Each batch is its
+    rows of the global batch, placed over the devices of all processes."""
+    processes = current()
+    assert sharding is not None
+    # NumPy arrays: jit takes them as the same on every process
+    shift, scale = (np.asarray(v) for v in prepared.normalization)
+    train_shard = shard_of(prepared.train_index, processes)
+    val_shard = shard_of(prepared.val_index, processes)
+    window = NamedSharding(sharding.mesh, PartitionSpec(None, "batch"))
+
+    # a shard within a quarter of the budget is held, and shuffled whole each epoch (in
+    # one buffer: an order that does not depend on the budget)
+    fits = len(train_shard) * flat.shape[1] * FLOAT <= budget // 4
+    held = least(int(fits or not isinstance(flat, FrameFile)), processes) == 1  # alike in all
+
+    def make(members: np.ndarray, epoch_batches: int | None) -> StreamedSet:
+        source: FrameFile | np.ndarray = flat
+        if held:
+            source, members = np.asarray(flat[members], np.float32), np.arange(len(members))
+        return StreamedSet(source, members, shift, scale, budget, window, processes, epoch_batches)
+
+    notes.append(
+        f"trained over {processes.count} processes and {sharding.mesh.size} devices "
+        f"({len(train_shard)} training frames on process {processes.index})"
+    )
+    layout = f"sharded over {processes.count} processes, " + (
+        "in memory" if held else f"streamed within {budget} bytes"
+    )
+    return (
+        make(train_shard, batches),
+        make(val_shard, None) if len(prepared.val_index) else None,
+        layout,
+    )
+
+
 def _run_epoch(session: _Session, state: TrainState, beta: jax.Array, batch_size: int):
     """The epoch, on the devices' frames or streamed from disk."""
     key, data = session.keys[0], session.train_data
     if isinstance(data, StreamedSet):
-        return streaming.run_epoch(session.trainer, state, data, beta, batch_size, key=key)
+        local_batch = batch_size // data.processes.count
+        return streaming.run_epoch(session.trainer, state, data, beta, local_batch, key=key)
     return session.trainer.run_epoch(state, data, beta, key=key)
 
 
@@ -481,7 +548,7 @@ def _fit(
     compiled = False
     frames = session.train_data.size
     while run.epoch() < train_config.epochs:
-        check_stop()  # a signal before the epoch (during start-up, say): no epoch more
+        _stop_point()  # a signal before the epoch (during start-up, say): no epoch more
         record = _epoch(run, session, train_config, checkpoint, notes)
         if record is None:
             continue
@@ -496,8 +563,8 @@ def _fit(
             _show_progress(progress, epoch, train_config.epochs, record, rate, validated)
         every = train_config.checkpoint_every
         if checkpoint is not None and every and epoch % every == 0:
-            write_run_checkpoint(checkpoint, run, session.fields)
-        check_stop()  # a signal during the epoch (deferred) or one Python swallowed
+            _save(checkpoint, run, session.fields)
+        _stop_point()  # a signal during the epoch (deferred) or one Python swallowed
         if train_config.patience is not None and run.point.since_best >= train_config.patience:
             timing.stopped_early = True
             notes.append(
@@ -527,7 +594,7 @@ def _fit_or_checkpoint(
     except KeyboardInterrupt:
         if checkpoint is None or run.epoch() == 0:  # no epoch done: nothing to keep
             raise
-        write_run_checkpoint(checkpoint, run, session.fields)
+        _save(checkpoint, run, session.fields)
         raise InterruptedRunError(
             f"interrupted after epoch {run.epoch()}; checkpoint written, "
             "run the same command with --resume to continue",
@@ -631,6 +698,7 @@ def _report(
         status="failed" if quality.failure else "ok",
         units=data.units,
         devices=outcome.devices,
+        processes=current().count,
         frames_per_s=len(prepared.train_index) * timing.epochs / timing.seconds
         if timing.seconds
         else math.nan,
@@ -696,16 +764,17 @@ def train(
     data = _as_training_set(data)
     prepared = _prepare(data, model_config, train_config)
     notes = list(prepared.notes)
-    budget = resolve_memory_budget(memory_budget)
+    budget = least(resolve_memory_budget(memory_budget), current())  # one layout for all
     held = budget if isinstance(data.xyz, FrameFile) else data.xyz.nbytes  # streamed: budget
     _require_training_memory(prepared.model_config, train_config, held)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     session, run, resumed_from = _start(
         data, prepared, train_config, checkpoint, resume, notes, budget
     )
-    timing = _fit_or_checkpoint(
-        run, session, train_config, checkpoint=checkpoint, progress=progress, notes=notes
-    )
+    with peers_watched(current(), None if checkpoint is None else str(checkpoint)):
+        timing = _fit_or_checkpoint(
+            run, session, train_config, checkpoint=checkpoint, progress=progress, notes=notes
+        )
     return_freed_memory()  # the epochs' reads: the assessment's peak is then its own
     record, model, quality = _assess_kept(data, prepared, train_config, run, session)
     outcome = _Outcome(run, timing, resumed_from, session.devices, started)
@@ -811,8 +880,7 @@ def train_file(
         The report, with the model's and checkpoint's paths.
     """
     output, checkpoint = _outputs(output, checkpoint, inputs, read_options, overwrite)
-    # one run at a time per model and checkpoint: a second is refused, naming the first
-    with run_lock(output), run_lock(checkpoint):
+    with _locked(output, checkpoint):
         _check_checkpoint(checkpoint, resume=resume, overwrite=overwrite)
         budget = resolve_memory_budget(memory_budget)
         data = _read_training_set(inputs, features, align_config, read_options, progress, budget)
@@ -824,10 +892,22 @@ def train_file(
                 )  # fmt: skip
         except TrainingFailedError as failure:
             _keep_for_inspection(failure, output, checkpoint, train_config, overwrite)
-        model.save(output, overwrite=overwrite)
-        checkpoint.unlink(missing_ok=True)
+        if current().primary:  # over several processes, process 0 alone writes
+            model.save(output, overwrite=overwrite)
+            checkpoint.unlink(missing_ok=True)
         report.output, report.checkpoint = str(output), str(checkpoint)
         return report
+
+
+@contextlib.contextmanager
+def _locked(output: Path, checkpoint: Path) -> Iterator[None]:
+    """One run at a time per model and checkpoint (a second is refused, naming the
+    first): their run locks, taken by process 0 alone."""
+    if not current().primary:
+        yield
+        return
+    with run_lock(output), run_lock(checkpoint):
+        yield
 
 
 @contextlib.contextmanager
@@ -864,7 +944,9 @@ def _keep_for_inspection(
     overwrite: bool,
 ) -> NoReturn:
     """Write a model that does not work (for inspection), then raise its failure naming
-    the file and the first thing to try."""
+    the file and the first thing to try (process 0 alone writes)."""
+    if not current().primary:
+        raise failure
     failure.model.save(output, overwrite=overwrite)
     checkpoint.unlink(missing_ok=True)
     failure.report.output, failure.report.checkpoint = str(output), str(checkpoint)

@@ -146,8 +146,8 @@ def run_streamed_epoch(
     beta: jax.Array,
     *,
     key: jax.Array,
-    shift: jax.Array,
-    scale: jax.Array,
+    shift: jax.Array | np.ndarray,
+    scale: jax.Array | np.ndarray,
 ) -> tuple[TrainState, EpochMetrics]:
     """One epoch from `windows(order_key)`, the epoch's windows of raw frames in the
     order the key gives; normalized on the device by (shift, scale). Returns what
@@ -160,7 +160,7 @@ def run_streamed_epoch(
         steps = np.arange(done, done + len(block))
         keys = step_keys[np.minimum(steps, batches - 1)]  # padding steps do nothing
         carry, part = trainer.run_window(
-            carry, block, masks, keys, jnp.asarray(steps, jnp.int32), beta, state.lr_scale,
+            carry, block, masks, keys, np.asarray(steps, np.int32), beta, state.lr_scale,
             shift, scale,
         )  # fmt: skip
         sums = part if sums is None else jax.tree.map(jnp.add, sums, part)

@@ -85,8 +85,8 @@ class Frames(NamedTuple):
 
     rows: jax.Array
     members: jax.Array | None = None
-    shift: jax.Array | None = None
-    scale: jax.Array | None = None
+    shift: jax.Array | np.ndarray | None = None
+    scale: jax.Array | np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -133,6 +133,7 @@ class Trainer(NamedTuple):
     run_window: Callable[..., tuple]
     finish: Callable[..., tuple[TrainState, EpochMetrics]]
     rows: int  # a batch's rows: the batch size padded to a multiple of the devices
+    latent: int  # the latent units (the length of EpochMetrics.kl)
 
 
 def compute_layer_rates(model_config: ModelConfig, train_config: TrainConfig) -> dict:
@@ -455,4 +456,5 @@ def make_trainer(
         jax.jit(functools.partial(_run_window, plan)),
         jax.jit(functools.partial(close_epoch, plan)),
         plan.rows,
+        model_config.size[1],
     )

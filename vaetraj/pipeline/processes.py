@@ -1,0 +1,196 @@
+"""Training across processes and machines with JAX's own distributed runtime.
+
+`join` starts `jax.distributed` for this process: from the coordinator's address, the
+process count and this process's index, or from SLURM's or Open MPI's environment when
+they are not given. Every process then runs the same training; the batch axis of the
+mesh spans the devices of all of them (`global_mesh`), each process feeds its own
+shard of frames (`shard_of`) as its rows of every global batch (`to_global`), and XLA
+sums the gradients across processes (gloo on the CPU, NCCL on GPUs).
+
+A process that dies closes its connections: the others' next collective fails at once,
+and `peers_watched` turns that into `PeerLostError` (exit 75: resumable from the last
+checkpoint). A process that hangs stops sending heartbeats, and the runtime ends the
+others after `HEARTBEAT_S` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+
+from vaetraj.errors import InterruptedRunError, UsageError
+
+HEARTBEAT_S = 30  # a process silent this long is taken for dead
+JOIN_TIMEOUT_S = 120  # how long the processes may take to find each other
+
+
+class PeerLostError(InterruptedRunError):
+    """Another process of the run stopped (a crash, a kill, a lost node)."""
+
+
+@dataclass(frozen=True)
+class Processes:
+    """The processes of a run: how many, and which one this is (0 writes)."""
+
+    count: int = 1
+    index: int = 0
+
+    @property
+    def primary(self) -> bool:
+        return self.index == 0
+
+
+def current() -> Processes:
+    """This run's processes (one unless `join` started more)."""
+    return Processes(jax.process_count(), jax.process_index())
+
+
+def _cluster_size() -> int:
+    """The tasks SLURM (inside srun) or Open MPI (inside mpirun) started; 1 outside."""
+    for name in ("OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS"):
+        if name == "SLURM_NTASKS" and "SLURM_PROCID" not in os.environ:
+            continue
+        with contextlib.suppress(ValueError):
+            return max(1, int(os.environ.get(name, "1")))
+    return 1
+
+
+def join(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> Processes:
+    """Start `jax.distributed` for this process, before anything else uses JAX.
+
+    Args:
+        coordinator: HOST:PORT of process 0's coordination service.
+        num_processes: the processes of the run.
+        process_id: this process's index, 0 to num_processes - 1.
+        With none of them, a run under SLURM (srun) or Open MPI (mpirun) with more than
+        one task is detected from the environment; else there is one process.
+
+    Returns:
+        The run's processes.
+    """
+    given = [coordinator, num_processes, process_id]
+    if all(value is None for value in given):
+        if _cluster_size() == 1:
+            return Processes()
+        return _initialize()  # the cluster's environment says who is who
+    if any(value is None for value in given):
+        raise UsageError("--coordinator, --num-processes and --process-id go together")
+    assert num_processes is not None and process_id is not None and coordinator is not None
+    if num_processes < 1 or not 0 <= process_id < num_processes:
+        raise UsageError(
+            f"--process-id must be 0 to {num_processes - 1} for --num-processes "
+            f"{num_processes}, got {process_id}"
+        )
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--coordinator must be HOST:PORT, got {coordinator!r}")
+    if num_processes == 1:
+        return Processes()
+    return _initialize(coordinator, num_processes, process_id)
+
+
+def _initialize(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> Processes:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(
+            coordinator,
+            num_processes,
+            process_id,
+            initialization_timeout=JOIN_TIMEOUT_S,
+            heartbeat_timeout_seconds=HEARTBEAT_S,
+        )
+    except (RuntimeError, ValueError) as error:  # JaxRuntimeError is a RuntimeError
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"the processes could not join: {first}") from None
+    return current()
+
+
+def global_mesh() -> Mesh | None:
+    """A mesh with one axis, "batch", over every device of every process (None for a
+    single device)."""
+    devices = jax.devices()
+    return Mesh(np.array(devices), ("batch",)) if len(devices) > 1 else None
+
+
+def replicated(tree, sharding: jax.sharding.Sharding):
+    """A tree of host or local arrays put whole on every device of `sharding` (over
+    several processes, each gives its own copy, the same in all of them)."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def one(value):
+        host = np.asarray(value)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(one, tree)
+
+
+def shard_of(index: np.ndarray, processes: Processes) -> np.ndarray:
+    """This process's part of `index`: contiguous, sizes differing by at most one."""
+    return np.array_split(np.asarray(index), processes.count)[processes.index]
+
+
+def to_global(local: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
+    """One array across the processes from each one's part (its rows of axis 1)."""
+    return jax.make_array_from_process_local_data(sharding, local)
+
+
+def local_copy(tree):
+    """A tree of arrays replicated over every process's devices as arrays on this
+    process's first device (for work that is this process's alone)."""
+
+    def one(value):
+        if isinstance(value, jax.Array) and not value.is_fully_addressable:
+            return value.addressable_data(0)
+        return value
+
+    return jax.tree.map(one, tree)
+
+
+def summed(values: np.ndarray, processes: Processes) -> np.ndarray:
+    """`values` summed over the processes (every process gets the same sum; each
+    process's part travels as float32)."""
+    if processes.count == 1:
+        return values
+    gathered = multihost_utils.process_allgather(np.asarray(values, np.float32), tiled=False)
+    return np.asarray(gathered, np.float64).sum(axis=0)
+
+
+def least(value: int, processes: Processes) -> int:
+    """The smallest of the processes' `value`s (a setting they must share; 0 to 2**62)."""
+    if processes.count == 1:
+        return value
+    words = np.array([value >> 31, value & (2**31 - 1)], np.int32)  # JAX's ints are 32-bit
+    gathered = np.asarray(multihost_utils.process_allgather(words, tiled=False), np.int64)
+    return int(np.min(gathered[:, 0] * 2**31 + gathered[:, 1]))
+
+
+@contextlib.contextmanager
+def peers_watched(processes: Processes, checkpoint: str | None) -> Iterator[None]:
+    """Turn a collective that failed because a peer stopped into `PeerLostError`."""
+    try:
+        yield
+    except RuntimeError as error:
+        text = str(error)
+        if processes.count == 1 or not any(
+            sign in text for sign in ("Gloo", "Connection closed", "NCCL", "heartbeat")
+        ):
+            raise
+        where = f"; the last checkpoint is {checkpoint}" if checkpoint else ""
+        raise PeerLostError(
+            f"another of the {processes.count} processes stopped{where}; run the same "
+            "command with --resume on every process to continue"
+        ) from None
