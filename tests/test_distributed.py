@@ -58,7 +58,10 @@ def _start_pair(data: Path, model: Path, *extra: object) -> list[subprocess.Pope
     return [
         subprocess.Popen(
             _argv(data, model, *joined, "--process-id", index, *extra),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_environment(),
         )  # fmt: skip
         for index in (0, 1)
     ]
@@ -101,7 +104,9 @@ def test_two_processes_reach_the_one_process_loss(one_process, two_processes):
 
 
 @pytest.mark.slow
-def test_a_killed_process_stops_the_other_and_the_run_resumes_exactly(data, tmp_path, two_processes):
+def test_a_killed_process_stops_the_other_and_the_run_resumes_exactly(
+    data, tmp_path, two_processes
+):
     model = tmp_path / "model.h5"
     checkpoint = tmp_path / "model.ckpt.h5"
     first, second = _start_pair(data, model)
@@ -167,3 +172,12 @@ def test_one_process_needs_no_runtime():
 def test_bad_process_flags_are_usage_errors(tmp_path, flags, fragment):
     result = run("train", tmp_path / "absent.npz", "-o", tmp_path / "m.h5", *flags)
     assert_error(result, 2, fragment)
+
+
+@pytest.mark.slow
+def test_a_batch_not_shared_evenly_is_refused_by_every_process(data, tmp_path):
+    results = _finish(_start_pair(data, tmp_path / "model.h5", "--batch-size", 33), timeout=120)
+    for code, _, err in results:
+        assert code == 2, err
+        assert "--batch-size 33 must be a multiple of the 2 processes" in err
+    assert not (tmp_path / "model.h5").exists()

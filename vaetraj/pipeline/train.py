@@ -198,6 +198,12 @@ def _prepare(data: TrainingSet, model_config: ModelConfig, train_config: TrainCo
             f"{train_config.batch_size}; lower --batch-size or --val-fraction",
             path=where,
         )
+    processes = current().count
+    if train_config.batch_size % processes:
+        raise UsageError(
+            f"--batch-size {train_config.batch_size} must be a multiple of the "
+            f"{processes} processes (it is the global batch)"
+        )
     notes: list[str] = []
     feature_std = None
     moments = compute_moments(flat, train_index)
