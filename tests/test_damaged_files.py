@@ -9,6 +9,7 @@ so a field a writer adds is damaged here without anyone listing it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -358,3 +359,15 @@ def test_damaged_latent_npz_and_csv_are_one_line_and_exit_65(files, tmp_path, su
     assert tried >= 10
     print(f"latent .{suffix}: {len(cases)} damages, {tried} runs, {len(wrong)} wrong")
     assert not wrong, f"{len(wrong)} of {tried} wrong:\n" + "\n".join(map(str, wrong))
+
+
+@pytest.mark.parametrize(("values", "first", "index"), [(np.float32("nan"), 0, "[]"),
+                                                       (np.array([[1.0, np.inf]]), 7, "[7, 1]")])  # fmt: skip
+def test_a_non_finite_value_is_named_by_its_index_in_the_dataset(values, first, index):
+    from vaetraj.errors import BadInputError
+    from vaetraj.io._schema import Data, check_values
+
+    with pytest.raises(BadInputError, match=rf"/x holds .* at index {re.escape(index)}"):
+        check_values(
+            np.asarray(values), Data("x", "float", ()), Path("f.h5"), "a file", first=first
+        )

@@ -166,7 +166,7 @@ def check_values(values: np.ndarray, spec: Data, path: Path, what: str, *, first
         bad = ~np.isfinite(values)
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
-            index = [where[0] + first, *where[1:]]
+            index = [where[0] + first, *where[1:]] if where else []  # [] for a scalar
             _fail(path, what, f"/{spec.name} holds {values[where]} at index {index}")
     if spec.positive and values.size and not (values > 0).all():
         _fail(path, what, f"/{spec.name} must be positive, holds {values.min()}")
