@@ -36,6 +36,8 @@ from vaetraj.model._normalize import (
     compute_moments,
     fit_normalization,
     normalization_from_moments,
+    summed_squares,
+    working_float,
 )
 from vaetraj.model._vae import (
     LossTerms,
@@ -50,6 +52,8 @@ from vaetraj.model._vae import (
 )
 
 __all__ = [
+    "summed_squares",
+    "working_float",
     "ExplainedVariance",
     "Moments",
     "compute_moments",

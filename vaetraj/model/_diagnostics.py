@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from vaetraj.model._normalize import summed_squares, working_float
+
 
 def compute_active_units(means: ArrayLike, threshold: float = 0.01) -> jax.Array:
     """Latent dimensions whose posterior mean varies over the data (variance over frames
@@ -23,14 +25,6 @@ def count_active_units(variance: ArrayLike, threshold: float = 0.01) -> jax.Arra
 _CHUNK = 65_536  # frames per float64 pass
 
 
-def _squared_sum(difference: np.ndarray) -> float:
-    """sum of difference**2, squared in place and summed in float64: for float32 data
-    3x faster than converting the operands to float64, and equal to it to float32
-    rounding."""
-    np.square(difference, out=difference)
-    return float(difference.sum(dtype=np.float64))
-
-
 class ExplainedVariance:
     """The sums of `compute_explained_variance`, added chunk by chunk (squares in
     float32, sums in float64)."""
@@ -41,10 +35,9 @@ class ExplainedVariance:
         self.spread = 0.0
 
     def add(self, x: np.ndarray, reconstruction: np.ndarray) -> None:
-        single = np.result_type(x, reconstruction) == np.float32
-        kind = np.float32 if single else np.float64  # float64 data keep float64 squares
-        self.residual += _squared_sum(np.subtract(x, reconstruction, dtype=kind))
-        self.spread += _squared_sum(np.subtract(x, self.centre, dtype=kind))
+        kind = working_float(x, reconstruction)
+        self.residual += float(summed_squares(np.subtract(x, reconstruction, dtype=kind)))
+        self.spread += float(summed_squares(np.subtract(x, self.centre, dtype=kind)))
 
     @property
     def value(self) -> float:

@@ -134,12 +134,13 @@ def _reconstruct(
     density_std = np.zeros_like(density_mean)
     for start in range(0, len(xyz), _CHUNK):
         part = slice(start, start + _CHUNK)
-        mean, std = model.encode(xyz[part])
+        frames = xyz[part]  # one read (a file's frames are read from disk)
+        mean, std = model.encode(frames)
         picked = slice(*np.searchsorted(density_frames, [start, start + len(std)]))
         density_mean[picked] = mean[density_frames[picked] - start]
         density_std[picked] = std[density_frames[picked] - start]
-        decoded = model.decode(mean).reshape(xyz[part].shape)
-        sums.add(part, xyz[part], decoded, (mean, std))
+        decoded = model.decode(mean).reshape(frames.shape)
+        sums.add(part, frames, decoded, (mean, std))
     flat = xyz.reshape(len(xyz), -1)
     yardstick = train_index[:: max(1, math.ceil(len(train_index) / _PCA_MAX_FRAMES))]
     per_atom = sums.per_atom / max(1, len(train_index))

@@ -148,9 +148,11 @@ def _check_resumable(saved: dict[str, Any], fields: dict[str, Any], path: Path) 
         )
     saved_layout = saved.get("data_layout", "in memory")
     if saved_layout != fields["data_layout"]:
+        sharded = "processes" in saved_layout + fields["data_layout"]
+        advice = "the same number of processes and " if sharded else ""
         raise UsageError(
             f"resume needs the checkpoint's data layout ({saved_layout}); this run's is "
-            f"{fields['data_layout']}: give the same --memory-budget",
+            f"{fields['data_layout']}: give {advice}the same --memory-budget",
             path=path,
         )
     saved_train = json.loads(saved.get("train_config", "{}"))

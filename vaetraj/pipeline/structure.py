@@ -47,6 +47,7 @@ from vaetraj.metrics import (
     stereocentre_handedness,
     term_windows,
 )
+from vaetraj.model import summed_squares, working_float
 from vaetraj.refine import Refined, Restraints, make_refiner
 
 _CHUNK = 4096
@@ -134,12 +135,11 @@ class _Running:
 
     def add(self, values: np.ndarray) -> None:
         values = np.asarray(values)  # summed in float64, with no float64 copy
-        kind = np.float32 if values.dtype == np.float32 else np.float64
         part = (
             values.min(0).astype(np.float64),
             values.max(0).astype(np.float64),
             values.sum(0, dtype=np.float64),
-            np.square(values, dtype=kind).sum(0, dtype=np.float64),
+            summed_squares(values.astype(working_float(values)), axis=0),
         )
         if self.parts is None:
             self.parts = part

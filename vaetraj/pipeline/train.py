@@ -317,6 +317,7 @@ class _Session:
     density_key: jax.Array
     devices: int
     fields: dict[str, Any]
+    train_frames: int  # over all processes (train_data holds this process's shard)
 
 
 def _start(
@@ -360,7 +361,7 @@ def _start(
     }
     session = _Session(
         trainer, train_data, val_data, (epoch_key, val_key), density_key,
-        1 if mesh is None else mesh.size, fields,
+        1 if mesh is None else mesh.size, fields, len(prepared.train_index),
     )  # fmt: skip
     run = Run(Point(state, jax.device_get(state.params)))
     if not resume:
@@ -391,11 +392,11 @@ def _data_sets(
     devices (none on the CPU, where the aligned file's buffer is used as it is), or
     frames left on disk, read within `budget` bytes; over several processes, this
     process's shards (`_shards`)."""
-    shift, scale = (jnp.asarray(v) for v in prepared.normalization)
     flat = data.xyz.reshape(len(data.xyz), -1)
-    make: Callable[[np.ndarray], Frames | StreamedSet]
     if current().count > 1:
         return _shards(flat, prepared, sharding, budget, batches, notes)
+    shift, scale = (jnp.asarray(v) for v in prepared.normalization)
+    make: Callable[[np.ndarray], Frames | StreamedSet]
     if isinstance(flat, FrameFile):
         layout = f"streamed within {budget} bytes"
         notes.append(
@@ -415,7 +416,7 @@ def _shards(
     batches: int, notes: list[str],
 ) -> tuple[StreamedSet, StreamedSet | None, str]:  # fmt: skip
     """This process's shards of the training and validation frames: read into memory
-    when they fit in half the budget, else streamed from the file. Each batch is its
+    when the training shard fits in a quarter of the budget, else streamed from the file. Each batch is its
     rows of the global batch, placed over the devices of all processes."""
     processes = current()
     assert sharding is not None
@@ -552,7 +553,7 @@ def _fit(
     its loss at the final beta, so a KL warm-up does not favour its own early epochs."""
     timing = _Timing()
     compiled = False
-    frames = session.train_data.size
+    frames = session.train_frames  # of every process
     while run.epoch() < train_config.epochs:
         _stop_point()  # a signal before the epoch (during start-up, say): no epoch more
         record = _epoch(run, session, train_config, checkpoint, notes)

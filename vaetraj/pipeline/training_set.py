@@ -152,13 +152,13 @@ def load_training_set(
     memory_budget: int | None = None,
 ) -> TrainingSet:
     """One aligned .h5 is read as is, or left on disk (a FrameFile, to be streamed) when
-    its frames exceed `memory_budget` bytes or several processes share the run; anything else is aligned first, as `align`
-    would, and read."""
+    its frames exceed `memory_budget` bytes or several processes share the run (each
+    reads its shard); anything else is aligned first, as `align` would, and read."""
     if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in (".h5", ".hdf5"):
         path = Path(inputs[0])
         if is_aligned_file(path):
             over_budget = aligned_frame_bytes(path) > resolve_memory_budget(memory_budget)
-            if over_budget or current().count > 1:  # several processes: each reads its shard
+            if over_budget or current().count > 1:
                 return TrainingSet.from_aligned(open_aligned(path), str(path))
             return TrainingSet.from_aligned(read_aligned(path), str(path))
     with tempfile.TemporaryDirectory(prefix="vaetraj-train-") as folder:
