@@ -181,3 +181,43 @@ def test_a_batch_not_shared_evenly_is_refused_by_every_process(data, tmp_path):
         assert code == 2, err
         assert "--batch-size 33 must be a multiple of the 2 processes" in err
     assert not (tmp_path / "model.h5").exists()
+
+
+@pytest.mark.parametrize(
+    ("environment", "size"),
+    [
+        ({}, 1),
+        ({"SLURM_NTASKS": "4", "SLURM_PROCID": "2"}, 4),
+        ({"SLURM_NTASKS": "4"}, 1),  # an allocation's shell, not an srun task
+        ({"OMPI_COMM_WORLD_SIZE": "3"}, 3),
+        ({"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}, 1),
+    ],
+)
+def test_the_cluster_size_comes_from_slurm_or_open_mpi(monkeypatch, environment, size):
+    from vaetraj.pipeline.processes import _cluster_size
+
+    for name in ("SLURM_NTASKS", "SLURM_PROCID", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert _cluster_size() == size
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_after_the_same_epoch(data, tmp_path):
+    import re
+    import signal
+
+    model, checkpoint = tmp_path / "model.h5", tmp_path / "model.ckpt.h5"
+    first, second = _start_pair(data, model)
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists() and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.2)  # the first checkpoint: both are in their epochs
+    second.send_signal(signal.SIGTERM)  # jax.distributed's own handler must not swallow it
+    results = _finish([first, second], timeout=120)
+    epochs = set()
+    for code, _, err in results:
+        assert code == 75, err
+        epochs.update(re.findall(r"interrupted after epoch (\d+)", err))
+    assert len(epochs) == 1, epochs
+    assert checkpoint.exists() and not model.exists()

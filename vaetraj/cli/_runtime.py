@@ -126,6 +126,13 @@ def _terminate(signum, frame):  # SIGTERM is an interrupt like Ctrl-C: clean up,
         raise KeyboardInterrupt
 
 
+def keep_termination_handler() -> None:
+    """Take SIGTERM back once `jax.distributed` has started: its preemption notifier
+    installs a handler of its own, which swallowed the signal (a run went on to its
+    end and exited 0)."""
+    signal.signal(signal.SIGTERM, _terminate)
+
+
 class _Exit:
     """Set by `main` (the installed `vaetraj` program, not an in-process caller): a
     failed command leaves with os._exit once it has reported and cleaned up. JAX's

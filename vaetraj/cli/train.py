@@ -14,6 +14,7 @@ from vaetraj.cli._runtime import (
     SILENT,
     finish_report,
     keep_stdout_for_records,
+    keep_termination_handler,
     print_table,
     progress_bar,
     run_command,
@@ -435,17 +436,18 @@ def _pick(config_class, options: dict, *, besides: tuple[str, ...] = ()):
 
 def _train(o: dict) -> dict[str, Any] | None:
     from vaetraj.errors import TrainingFailedError
-    from vaetraj.pipeline.processes import join
+    from vaetraj.pipeline.processes import join, leaving_last
     from vaetraj.pipeline.train import train_file
 
     processes = join(o["coordinator"], o["num_processes"], o["process_id"])
     if processes.count > 1:
         keep_stdout_for_records()
+        keep_termination_handler()
     json_output = o["json_output"]
     if not processes.primary:  # the others print nothing but errors
         train_file(o["inputs"], o["output"], *_configs(o), **_file_options(o, None))
         return SILENT
-    with progress_bar(not json_output) as progress:
+    with leaving_last(processes), progress_bar(not json_output) as progress:
         try:
             report = train_file(
                 o["inputs"], o["output"], *_configs(o), **_file_options(o, progress)
@@ -457,12 +459,12 @@ def _train(o: dict) -> dict[str, Any] | None:
 
 
 def _configs(o: dict) -> tuple:
+    """The model's and the training's configs from the options."""
     from vaetraj.model import ModelConfig
     from vaetraj.training import TrainConfig
 
-    return _pick(ModelConfig, o, besides=("features",)), _pick(
-        TrainConfig, o
-    )  # --features: a table
+    model_config = _pick(ModelConfig, o, besides=("features",))  # --features: a table
+    return model_config, _pick(TrainConfig, o)
 
 
 def _file_options(o: dict, progress) -> dict[str, Any]:

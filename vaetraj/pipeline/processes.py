@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,9 +26,11 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from vaetraj.errors import InterruptedRunError, UsageError
+from vaetraj.errors import InterruptedRunError, UsageError, VaetrajError
 
 HEARTBEAT_S = 30  # a process silent this long is taken for dead
+# how long process 0 waits, on an error, for the others to report theirs (see leaving_last)
+EXIT_GRACE_S = 5
 JOIN_TIMEOUT_S = 120  # how long the processes may take to find each other
 
 
@@ -53,13 +56,13 @@ def current() -> Processes:
 
 
 def _cluster_size() -> int:
-    """The tasks SLURM (inside srun) or Open MPI (inside mpirun) started; 1 outside."""
-    for name in ("OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS"):
-        if name == "SLURM_NTASKS" and "SLURM_PROCID" not in os.environ:
-            continue
-        with contextlib.suppress(ValueError):
-            return max(1, int(os.environ.get(name, "1")))
-    return 1
+    """The tasks Open MPI (mpirun) or SLURM (srun: SLURM_PROCID set) started; 1 when
+    neither started several."""
+    sizes = [os.environ.get("OMPI_COMM_WORLD_SIZE")]
+    if "SLURM_PROCID" in os.environ:
+        sizes.append(os.environ.get("SLURM_NTASKS"))
+    counts = [int(size) for size in sizes if size is not None and size.isdigit()]
+    return max([1, *counts])
 
 
 def join(
@@ -194,3 +197,17 @@ def peers_watched(processes: Processes, checkpoint: str | None) -> Iterator[None
             f"another of the {processes.count} processes stopped{where}; run the same "
             "command with --resume on every process to continue"
         ) from None
+
+
+@contextlib.contextmanager
+def leaving_last(processes: Processes) -> Iterator[None]:
+    """On an error, process 0 leaves EXIT_GRACE_S after the others. It hosts the
+    runtime's coordination service, and the runtime aborts a process whose service is
+    gone: an error every process meets (a usage error, a model that does not work)
+    would otherwise end the others with the runtime's crash report, not their line."""
+    try:
+        yield
+    except VaetrajError as error:
+        if processes.count > 1 and processes.primary and not isinstance(error, PeerLostError):
+            time.sleep(EXIT_GRACE_S)
+        raise
