@@ -270,6 +270,17 @@ def test_a_bad_memory_budget_is_one_line_and_writes_nothing(tmp_path, aligned_fi
     assert not model.exists()
 
 
+def test_a_time_lagged_model_over_the_budget_is_refused(tmp_path, aligned_file):
+    from vaetraj.errors import UsageError
+    from vaetraj.pipeline.train import train_file
+
+    model = tmp_path / "model.h5"
+    with pytest.raises(UsageError, match="--lag trains on frames held in memory") as refused:
+        train_file([aligned_file], model, _SMALL, _config(lag=2), memory_budget=8_000)
+    assert refused.value.path == str(aligned_file)
+    assert not model.exists()
+
+
 def test_sizes_read_as_decimal_and_binary_units():
     from vaetraj._memory import parse_size
 

@@ -142,6 +142,7 @@ _TRAIN_RULES: Rules = {
     "samples": (lambda v: v >= 1, "must be at least 1"),
     "val_fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "val_blocks": (lambda v: v >= 1, "must be at least 1"),
+    "lag": (lambda v: v >= 0, "must be zero or more"),
     "keep": (lambda v: v in KEEP, f"must be one of {', '.join(KEEP)}"),
     "patience": (lambda v: v is None or v >= 1, "must be at least 1"),
     "max_recoveries": (lambda v: v >= 0, "must be zero or more"),
@@ -181,6 +182,10 @@ class TrainConfig:
     samples: reparameterized draws per frame averaged in the reconstruction term.
     val_fraction, val_blocks: the share of each trajectory held out to validate, as
     val_blocks contiguous blocks spread over it (see `split_blocks`).
+    lag: frames between what the encoder sees and what the decoder reconstructs: a
+    time-lagged VAE encodes x(t) and reconstructs x(t + lag), so its latent space keeps
+    what predicts the future (the slow processes). Pairs never cross from one input
+    trajectory to the next (`lagged_pairs`). 0: the plain VAE.
     keep: "best" keeps the parameters of the epoch with the lowest validation loss (at
     the final beta), "last" those of the last epoch.
     patience: stop when the validation loss has not improved for this many epochs (None:
@@ -209,6 +214,7 @@ class TrainConfig:
     samples: int = 1
     val_fraction: float = 0.1
     val_blocks: int = 5
+    lag: int = 0
     keep: str = "best"
     patience: int | None = None
     max_recoveries: int = 5

@@ -236,6 +236,15 @@ ValBlocksArg = Annotated[
     typer.Option("--val-blocks", help="Contiguous blocks per trajectory the held-out frames form."),
 ]
 
+LagArg = Annotated[
+    int,
+    typer.Option(
+        "--lag",
+        help="Time-lagged VAE: encode frame t, reconstruct frame t + LAG (frames as read, "
+        "after --stride; pairs never cross input files). 0: the plain VAE.",
+    ),
+]
+
 KeepArg = Annotated[
     Keep,
     typer.Option("--keep", help="Parameters kept: best (validation) epoch, or last."),
@@ -391,6 +400,7 @@ def train_command(
     weight_decay: WeightDecayArg = TrainConfig.weight_decay,
     val_fraction: ValFractionArg = TrainConfig.val_fraction,
     val_blocks: ValBlocksArg = TrainConfig.val_blocks,
+    lag: LagArg = TrainConfig.lag,
     keep: KeepArg = Keep(TrainConfig.keep),
     patience: PatienceArg = TrainConfig.patience,
     max_recoveries: MaxRecoveriesArg = TrainConfig.max_recoveries,

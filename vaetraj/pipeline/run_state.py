@@ -39,6 +39,7 @@ _RESUME_FIXED = (
     "val_fraction",
     "val_blocks",
     "seed",
+    "lag",
 )
 
 
@@ -157,7 +158,11 @@ def _check_resumable(saved: dict[str, Any], fields: dict[str, Any], path: Path) 
         )
     saved_train = json.loads(saved.get("train_config", "{}"))
     current_train = json.loads(fields["train_config"])
-    changed = [k for k in _RESUME_FIXED if saved_train.get(k) != current_train.get(k)]
+    defaults = {"lag": 0}  # fields a checkpoint of an older version may lack
+    changed = [
+        k for k in _RESUME_FIXED
+        if saved_train.get(k, defaults.get(k)) != current_train.get(k, defaults.get(k))
+    ]  # fmt: skip
     if changed:
         raise UsageError(
             f"resume needs the checkpoint's {', '.join('--' + k.replace('_', '-') for k in changed)} "

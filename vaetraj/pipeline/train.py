@@ -88,6 +88,7 @@ from vaetraj.training import (
     TrainConfig,
     Trainer,
     TrainState,
+    lagged_pairs,
     make_trainer,
     place_rows,
     split_blocks,
@@ -158,8 +159,10 @@ class _Prepared:
 
     model_config: ModelConfig
     normalization: Normalization
-    train_index: np.ndarray
+    train_index: np.ndarray  # with a lag: the first frame of each pair
     val_index: np.ndarray
+    # with a lag, the frames each one's reconstruction is scored against (lag later)
+    targets: tuple[np.ndarray, np.ndarray] | None
     feature_std: np.ndarray | None  # spread of each feature of the data; None: 1
     moments: tuple[np.ndarray, np.ndarray]  # the training frames' mean and std, float64
     notes: list[str]
@@ -191,6 +194,14 @@ def _prepare(data: TrainingSet, model_config: ModelConfig, train_config: TrainCo
         blocks=train_config.val_blocks,
         seed=train_config.seed,
     )
+    notes: list[str] = []
+    targets = None
+    if train_config.lag:
+        train_index, val_index, targets = _pairs(data, train_index, val_index, train_config.lag)
+        notes.append(
+            f"time-lagged: {len(train_index)} training and {len(val_index)} validation pairs "
+            f"of frames {train_config.lag} apart, none across trajectories"
+        )
     if len(train_index) < train_config.batch_size:
         raise BadInputError(
             f"{len(train_index)} training frames (after holding out "
@@ -204,7 +215,6 @@ def _prepare(data: TrainingSet, model_config: ModelConfig, train_config: TrainCo
             f"--batch-size {train_config.batch_size} must be a multiple of the "
             f"{processes} processes (it is the global batch)"
         )
-    notes: list[str] = []
     feature_std = None
     moments = compute_moments(flat, train_index)
     normalization, constant = normalization_from_moments(*moments)
@@ -220,10 +230,28 @@ def _prepare(data: TrainingSet, model_config: ModelConfig, train_config: TrainCo
         normalization=normalization,
         train_index=train_index,
         val_index=val_index,
+        targets=targets,
         feature_std=feature_std,
         moments=moments,
         notes=notes,
     )
+
+
+def _pairs(
+    data: TrainingSet, train_index: np.ndarray, val_index: np.ndarray, lag: int
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The time-lagged pairs (t, t + lag) within the training and the validation
+    frames: (training inputs, validation inputs, (their targets))."""
+    lengths = data.trajectory_lengths
+    train_index, train_targets = lagged_pairs(lengths, train_index, lag)
+    val_index, val_targets = lagged_pairs(lengths, val_index, lag)
+    if not len(train_index):
+        raise BadInputError(
+            f"--lag {lag} leaves no pair of training frames {lag} apart within one "
+            f"trajectory (the longest has {max(lengths)} frames); lower --lag",
+            path=data.origin if data.origin not in ("array", "aligned data") else None,
+        )
+    return train_index, val_index, (train_targets, val_targets)
 
 
 def _fingerprint(xyz: np.ndarray) -> str:
@@ -393,22 +421,44 @@ def _data_sets(
     frames left on disk, read within `budget` bytes; over several processes, this
     process's shards (`_shards`)."""
     flat = data.xyz.reshape(len(data.xyz), -1)
+    _refuse_lag_unless_in_memory(flat, prepared)
     if current().count > 1:
         return _shards(flat, prepared, sharding, budget, batches, notes)
     shift, scale = (jnp.asarray(v) for v in prepared.normalization)
-    make: Callable[[np.ndarray], Frames | StreamedSet]
+    make: Callable[[np.ndarray, np.ndarray | None], Frames | StreamedSet]
     if isinstance(flat, FrameFile):
         layout = f"streamed within {budget} bytes"
         notes.append(
             f"streamed from {flat.path}: {flat.nbytes / 1e6:,.0f} MB of frames, "
             f"over the memory budget of {budget / 1e6:,.0f} MB"
         )
-        make = lambda index: StreamedSet(flat, np.asarray(index), shift, scale, budget)  # noqa: E731
+        make = lambda index, _: StreamedSet(flat, np.asarray(index), shift, scale, budget)  # noqa: E731
     else:
         layout, rows = "in memory", place_rows(flat, sharding)
-        make = lambda index: Frames(rows, jnp.asarray(index, jnp.int32), shift, scale)  # noqa: E731
+
+        def make(index: np.ndarray, targets: np.ndarray | None) -> Frames:
+            lagged = None if targets is None else jnp.asarray(targets, jnp.int32)
+            return Frames(rows, jnp.asarray(index, jnp.int32), shift, scale, lagged)
+
+    train_targets, val_targets = prepared.targets or (None, None)
     val_index = prepared.val_index
-    return make(prepared.train_index), make(val_index) if len(val_index) else None, layout
+    val = make(val_index, val_targets) if len(val_index) else None
+    return make(prepared.train_index, train_targets), val, layout
+
+
+def _refuse_lag_unless_in_memory(flat: np.ndarray | FrameFile, prepared: _Prepared) -> None:
+    """A time-lagged model trains on frames held in memory, in one process (its pairs
+    would cross the chunks of a streamed file and the shards of several processes)."""
+    if prepared.targets is None:
+        return
+    if isinstance(flat, FrameFile):
+        raise UsageError(
+            f"--lag trains on frames held in memory, and {flat.nbytes / 1e6:,.0f} MB of "
+            f"frames exceed the memory budget: raise --memory-budget",
+            path=flat.path,
+        )
+    if current().count > 1:
+        raise UsageError("--lag trains in one process; leave out --num-processes")
 
 
 def _shards(

@@ -2,7 +2,7 @@
 
 from vaetraj.configs import KEEP, LR_SCALINGS, OPTIMIZERS, SCHEDULES, TrainConfig
 from vaetraj.training._optimizer import make_optimizer, make_schedule
-from vaetraj.training._split import split_blocks
+from vaetraj.training._split import lagged_pairs, split_blocks
 from vaetraj.training._stream import (
     prefetch,
     run_streamed_epoch,
@@ -39,6 +39,7 @@ __all__ = [
     "make_schedule",
     "make_trainer",
     "place_rows",
+    "lagged_pairs",
     "split_blocks",
     "prefetch",
     "run_streamed_epoch",

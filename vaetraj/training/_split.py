@@ -56,3 +56,29 @@ def _blocks_in(length: int, count: int, blocks: int, rng: np.random.Generator):
     for (low, high), size in zip(zip(edges[:-1], edges[1:], strict=True), sizes, strict=True):
         room = max(high - low - size, 0)
         yield low + int(rng.integers(room + 1)), int(min(size, high - low))
+
+
+def lagged_pairs(
+    lengths: Sequence[int], members: np.ndarray, lag: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, targets): the frames t of `members` (sorted indices into the
+    concatenated trajectories) whose frame t + lag is a member too and lies in the same
+    trajectory, and those frames t + lag. A pair never crosses from one trajectory to
+    the next, nor from a training block to a validation block. lag 0: every member,
+    paired with itself."""
+    members = np.asarray(members, np.int64)
+    if lag < 0:
+        raise ValueError(f"lag must be >= 0, got {lag}")
+    if lag == 0:
+        return members, members
+    sizes = np.asarray([int(n) for n in lengths], np.int64)
+    trajectory = np.repeat(np.arange(len(sizes)), sizes)
+    member = np.zeros(len(trajectory), bool)
+    member[members] = True
+    targets = members + lag
+    inside = targets < len(trajectory)
+    ok = np.zeros(len(members), bool)
+    ok[inside] = member[targets[inside]] & (
+        trajectory[targets[inside]] == trajectory[members[inside]]
+    )
+    return members[ok], targets[ok]

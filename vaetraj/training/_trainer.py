@@ -81,12 +81,16 @@ class Frames(NamedTuple):
     (rows, features), the rows in the set (`members`; None: every row) and the per-feature
     `shift` and `scale` that normalize them (None: as they are). Batches are gathered and
     normalized inside the compiled epoch, so the data are held once, raw, whatever the
-    split (no normalized copy of the training frames beside the data)."""
+    split (no normalized copy of the training frames beside the data).
+
+    `targets`: for a time-lagged model, the row each member's reconstruction is scored
+    against (the frame `lag` later; see `lagged_pairs`); None: the member itself."""
 
     rows: jax.Array
     members: jax.Array | None = None
     shift: jax.Array | np.ndarray | None = None
     scale: jax.Array | np.ndarray | None = None
+    targets: jax.Array | None = None
 
     @property
     def size(self) -> int:
@@ -94,7 +98,18 @@ class Frames(NamedTuple):
 
     def take(self, positions: jax.Array) -> jax.Array:
         """The normalized frames at `positions` (0 to size - 1) of the set."""
-        rows = self.rows[positions if self.members is None else self.members[positions]]
+        return self._normalized(
+            self.rows[positions if self.members is None else self.members[positions]]
+        )
+
+    def take_targets(self, positions: jax.Array) -> jax.Array:
+        """What the reconstructions of the frames at `positions` are scored against:
+        the normalized frames `lag` later, or the frames themselves."""
+        if self.targets is None:
+            return self.take(positions)
+        return self._normalized(self.rows[self.targets[positions]])
+
+    def _normalized(self, rows: jax.Array) -> jax.Array:
         if self.shift is not None and self.scale is not None:
             shape = (1,) * (rows.ndim - 1) + (-1,)
             rows = normalize(rows, jnp.reshape(self.shift, shape), jnp.reshape(self.scale, shape))
@@ -225,9 +240,12 @@ def _batch_layout(plan: _Plan, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     return index, mask
 
 
-def _gradients(plan: _Plan, params: dict, batch: jax.Array, mask: jax.Array, key, beta):
+def _gradients(
+    plan: _Plan, params: dict, batch: jax.Array, target: jax.Array, mask: jax.Array, key, beta
+):
     """The loss, its terms and its gradient on one batch (the encoder sees the batch
-    corrupted by input noise; the loss scores the clean batch)."""
+    corrupted by input noise; the loss scores the clean `target`: the batch itself, or
+    its frames `lag` later)."""
     noise_key, input_key = jax.random.split(key)
     noise = jax.random.normal(noise_key, (plan.rows, plan.samples, plan.model_config.size[1]))
     seen = batch
@@ -235,7 +253,7 @@ def _gradients(plan: _Plan, params: dict, batch: jax.Array, mask: jax.Array, key
         corruption = jax.random.normal(input_key, batch.shape)
         seen = batch + jnp.reshape(plan.input_noise, (1, -1)) * corruption
     return jax.value_and_grad(_weighted_terms, has_aux=True)(
-        params, batch, seen, mask, noise, beta, plan.model_config
+        params, target, seen, mask, noise, beta, plan.model_config
     )
 
 
@@ -279,13 +297,16 @@ def _guarded_update(
     return _Carry(params, opt_state, level, spread, floor, over, bad_step, bad_kind), high
 
 
-def _step(plan: _Plan, beta, lr_scale, carry: _Carry, batch, batch_mask, step_key, i):
-    """One guarded step on a normalized batch (rows, features); returns the carry and
-    the step's frame-weighted sums (loss, reconstruction, kl) and whether it was high."""
+def _step(plan: _Plan, beta, lr_scale, carry: _Carry, batch, target, batch_mask, step_key, i):
+    """One guarded step on a normalized batch (rows, features) scored against `target`
+    (the same shape); returns the carry and the step's frame-weighted sums (loss,
+    reconstruction, kl) and whether it was high."""
     if plan.batch_sharding is not None:
-        batch = jax.lax.with_sharding_constraint(batch, plan.batch_sharding)
+        batch, target = (
+            jax.lax.with_sharding_constraint(x, plan.batch_sharding) for x in (batch, target)
+        )
     (loss, (reconstruction, kl, error)), grads = _gradients(
-        plan, carry.params, batch, batch_mask, step_key, beta
+        plan, carry.params, batch, target, batch_mask, step_key, beta
     )
     carry, high = _guarded_update(plan, carry, loss, error, grads, lr_scale, i)
     count = jnp.sum(batch_mask)
@@ -336,9 +357,9 @@ def _run_epoch(
 
     def step(carry: _Carry, inputs):
         batch_index, batch_mask, step_key, i = inputs
-        return _step(
-            plan, beta, state.lr_scale, carry, data.take(batch_index), batch_mask, step_key, i
-        )
+        batch = data.take(batch_index)
+        target = batch if data.targets is None else data.take_targets(batch_index)
+        return _step(plan, beta, state.lr_scale, carry, batch, target, batch_mask, step_key, i)
 
     end, (loss, reconstruction, kl, high) = jax.lax.scan(
         step,
@@ -365,7 +386,7 @@ def _run_window(
         batch = normalize(rows, shift[None], scale[None])
 
         def real(carry):
-            return _step(plan, beta, lr_scale, carry, batch, mask, step_key, i)
+            return _step(plan, beta, lr_scale, carry, batch, batch, mask, step_key, i)
 
         def skip(carry):
             zero = jnp.zeros((), jnp.float32)
@@ -391,7 +412,11 @@ def _evaluate(
 
     def one(inputs):
         position, eps = inputs
-        return compute_loss_terms(params, data.take(position), eps, model_config)
+        if data.targets is None:
+            return compute_loss_terms(params, data.take(position), eps, model_config)
+        return compute_loss_terms(
+            params, data.take_targets(position), eps, model_config, seen=data.take(position)
+        )
 
     positions = jnp.arange(data.size, dtype=jnp.int32)
     terms = jax.lax.map(one, (positions, noise), batch_size=4096)
