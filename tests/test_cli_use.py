@@ -15,6 +15,7 @@ import pytest
 from conftest import assert_error, random_rotation, run
 
 from vaetraj import align, load_model
+from vaetraj.errors import BadInputError
 from vaetraj.io.latent import read_latent
 from vaetraj.io.model_file import read_model_file, write_model_file
 from vaetraj.io.trajectory import Trajectory
@@ -121,6 +122,33 @@ def test_encode_picks_the_models_atoms_and_checks_names(workdir, polymer_files, 
     )
     assert_error(run("encode", "renamed.pdb", "-o", "r.h5"), 65, "renamed.pdb", "BEA:XB1", "BEA:B1")
     assert not (workdir / "r.h5").exists()
+
+
+def test_a_latent_path_keeps_which_file_each_frame_came_from(workdir, polymer_2d, model_2d):
+    np.save("first.npy", polymer_2d[:150])
+    np.save("second.npy", polymer_2d[150:])
+    for name in ("two.h5", "two.npz", "two.csv"):
+        _ok(run("encode", "first.npy", "second.npy", "-m", model_2d, "--stride", "2",
+                "-o", name, "--json"))  # fmt: skip
+        latent = read_latent(name)
+        assert latent.trajectory_lengths == [75, 125], name
+        assert latent.extras["trajectory"].tolist() == [0] * 75 + [1] * 125
+    # a file from before the column: the sources' frame counts and the stride
+    old = read_latent("two.h5")
+    del old.extras["trajectory"]
+    assert old.trajectory_lengths == [75, 125]
+    # numbers that do not count up from 0 are damage, named
+    table = np.loadtxt("two.csv", delimiter=",", skiprows=1)
+    header = Path("two.csv").read_text().splitlines()[0]
+    column = header.split(",").index("trajectory")
+    table[10, column] = 0.5
+    np.savetxt("bad.csv", table, delimiter=",", header=header, comments="")
+    with pytest.raises(BadInputError, match=r"bad.csv: .*trajectory\[10\] is 0.5"):
+        read_latent("bad.csv")
+    table[10, column], table[80, column] = 0, 0  # back to file 0 after file 1
+    np.savetxt("bad.csv", table, delimiter=",", header=header, comments="")
+    with pytest.raises(BadInputError, match=r"trajectory\[80\] is 0"):
+        read_latent("bad.csv")
 
 
 @pytest.fixture

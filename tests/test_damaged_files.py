@@ -28,7 +28,7 @@ runner = CliRunner()
 OPTIONAL = {
     "model": {"train_config", "data_stats", "topology", "alignment/masses"},
     "aligned": {"config", "read_options", "created", "ambiguous", "masses", "topology"},
-    "latent": {"stride", "created", "vaetraj_version", "std", "rg", "recon_rmsd"},
+    "latent": {"stride", "created", "vaetraj_version", "std", "rg", "recon_rmsd", "trajectory"},
     "checkpoint": set(),
 }
 # a model may lack a metric's history; a checkpoint may not (the resumed history would

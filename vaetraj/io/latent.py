@@ -2,7 +2,9 @@
 
 A latent path is written while frames are encoded, chunk by chunk:
   .h5   /mean, /std (frames, latent) float32, and per-frame extras such as /rg and
-        /recon_rmsd (frames,); attrs format, format_version, latent_dim, units, model
+        /recon_rmsd (frames,); /trajectory (frames,): the number (0, 1, ...) of the
+        input file each frame came from, so that what reads the path (a Markov model,
+        time-lagged pairs) never joins the end of one trajectory to the next; attrs format, format_version, latent_dim, units, model
         (JSON: path, SHA-256, data SHA-256), sources (JSON: path, format, frames,
         SHA-256), vaetraj_version, created. Streamed: memory stays bounded.
   .csv  one row per frame: mean_0..mean_{d-1}, std_0..std_{d-1}, then the extras.
@@ -165,6 +167,24 @@ class LatentData:
     extras: dict[str, np.ndarray]
     attrs: dict[str, Any]
 
+    @property
+    def trajectory_lengths(self) -> list[int]:
+        """Frames of each trajectory (input file) in order. From the /trajectory column
+        (checked when read); a file written before it had one: from its sources'
+        frame counts and stride when they add up, else one trajectory."""
+        column = self.extras.get("trajectory")
+        if column is not None:
+            per_file = np.bincount(column.astype(np.int64))
+            return [int(n) for n in per_file if n > 0]
+        stride = self.attrs.get("stride", 1)
+        frames = [s.get("frames") for s in self.attrs.get("sources", []) if isinstance(s, dict)]
+        counts = [n for n in frames if isinstance(n, int)]
+        if counts and len(counts) == len(frames) and isinstance(stride, int):
+            lengths = [-(-n // stride) for n in counts]
+            if sum(lengths) == len(self.mean) and all(lengths):
+                return lengths
+        return [len(self.mean)]
+
 
 def _exists(path: Path) -> None:
     if not path.exists():
@@ -194,12 +214,30 @@ def _checked(group, path: Path, attrs: tuple[Attr, ...]) -> LatentData:
             values = read_dataset(group, Data(name, "float", ("frames",)), path, _WHAT, fields.dims)
             assert values is not None  # a required dataset
             extras[name] = values
+    if "trajectory" in extras:
+        _check_trajectory_column(extras["trajectory"], path)
     return LatentData(
         mean=fields.arrays["mean"].astype(np.float32),
         std=fields.arrays.get("std"),
         extras=extras,
         attrs=fields.attrs,
     )
+
+
+def _check_trajectory_column(numbers: np.ndarray, path: Path) -> None:
+    """The input-file numbers count up from 0 in whole steps, frame by frame."""
+    steps = np.diff(numbers)
+    bad = (numbers != np.round(numbers)) | (numbers < 0)
+    bad[1:] |= steps < 0
+    if len(numbers) and numbers[0] != 0:
+        bad[0] = True
+    if bad.any():
+        frame = int(np.argmax(bad))
+        raise BadInputError(
+            f"{_WHAT}: trajectory[{frame}] is {numbers[frame]:g}; the input-file numbers "
+            f"must be whole and count up from 0",
+            path=path,
+        )
 
 
 def _check_format(attrs, path: Path) -> None:

@@ -26,7 +26,12 @@ from vaetraj.io.latent import LatentWriter, check_latent_suffix
 from vaetraj.io.trajectory import ReadOptions
 from vaetraj.pipeline.align import describe_sources
 from vaetraj.pipeline.model import Model, load_model
-from vaetraj.pipeline.model_input import frame_aligner, iter_model_frames, open_for_model
+from vaetraj.pipeline.model_input import (
+    frame_aligner,
+    iter_model_chunks,
+    iter_model_frames,
+    open_for_model,
+)
 from vaetraj.pipeline.structure import compute_frame_rg, rg_weights
 
 Progress = Callable[..., None]
@@ -186,7 +191,7 @@ class _Source:
     path, the encoder of one chunk, the inputs' provenance (None: after reading) and
     the reader's notes."""
 
-    chunks: Any  # an iterable of chunks
+    chunks: Any  # an iterable of (chunk, number of the input file it is from)
     total: int | None
     extras: list[str]
     encode: Callable[[np.ndarray], dict[str, np.ndarray]]
@@ -200,15 +205,15 @@ def _source(
     if model.is_features:
         path, table = _read_table(model, inputs, read_options)
         return _Source(
-            [table], len(table), ["recon_rmsd"] if recon else [],
+            [(table, 0)], len(table), ["trajectory"] + (["recon_rmsd"] if recon else []),
             lambda chunk: _encode_table(model, chunk, recon),
             [describe_table(path, table)], [],
         )  # fmt: skip
     trajectory, notes = open_for_model(model, inputs, read_options)
     weights, _ = rg_weights(model.masses, model.atoms)
     return _Source(
-        iter_model_frames(model, trajectory), trajectory.frames,
-        ["rg"] + (["recon_rmsd"] if recon else []),
+        iter_model_chunks(model, trajectory), trajectory.frames,
+        ["trajectory", "rg"] + (["recon_rmsd"] if recon else []),
         lambda chunk: _encode_chunk(model, chunk, weights, recon),
         lambda: describe_sources(trajectory), notes + list(trajectory.notes),
     )  # fmt: skip
@@ -300,8 +305,9 @@ def encode_file(
             final_path=output,
         )  # fmt: skip
         try:
-            for xyz in source.chunks:
+            for xyz, number in source.chunks:
                 columns = source.encode(xyz)
+                columns["trajectory"] = np.full(len(xyz), number, np.float32)
                 writer.append(columns)
                 tally.add(columns)
                 if progress:

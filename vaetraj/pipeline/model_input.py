@@ -92,6 +92,15 @@ def iter_model_frames(
     model: Model, trajectory: Trajectory, chunk_frames: int | None = None
 ) -> Iterator[np.ndarray]:
     """Aligned chunks (frames, atoms, dims) float32 of a trajectory opened for the model."""
+    for xyz, _ in iter_model_chunks(model, trajectory, chunk_frames):
+        yield xyz
+
+
+def iter_model_chunks(
+    model: Model, trajectory: Trajectory, chunk_frames: int | None = None
+) -> Iterator[tuple[np.ndarray, int]]:
+    """As `iter_model_frames`, with the number of the input file each chunk is from (a
+    chunk never spans two)."""
     aligner = frame_aligner(model)
     for chunk in trajectory.iter_chunks(chunk_frames):
-        yield aligner(chunk.xyz)
+        yield aligner(chunk.xyz), chunk.source
