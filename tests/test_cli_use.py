@@ -151,21 +151,10 @@ def test_a_latent_path_keeps_which_file_each_frame_came_from(workdir, polymer_2d
         read_latent("bad.csv")
 
 
-@pytest.fixture
-def untrained_3d(workdir, polymer_3d) -> Path:
-    """A model of 3D frames trained for one epoch: enough to be refused 2D frames."""
-    from vaetraj import ModelConfig, TrainConfig, train
-
-    model, _ = train(polymer_3d[:64, :12], ModelConfig(latent_dim=2, hidden=8),
-                     TrainConfig(epochs=1, batch_size=32, min_explained=0))  # fmt: skip
-    model.save(workdir / "model_3d.h5")
-    return workdir / "model_3d.h5"
-
-
-def test_encode_bad_inputs(workdir, polymer_npz, polymer_2d, model_2d, untrained_3d):
+def test_encode_bad_inputs(workdir, polymer_npz, polymer_2d, model_2d, model_3d):
     np.save("ten.npy", polymer_2d[:, :10])
     assert_error(run("encode", "ten.npy", "-m", model_2d), 65, "ten.npy", "10 atoms", "12 atoms")
-    assert_error(run("encode", polymer_npz, "-m", untrained_3d), 65, "in 2D", "in 3D")
+    assert_error(run("encode", polymer_npz, "-m", model_3d), 65, "in 2D", "in 3D")
     (workdir / "fake.h5").write_text("not hdf5")
     assert_error(run("encode", polymer_npz, "-m", "fake.h5"), 65, "fake.h5", "not a vaetraj model")
     assert_error(run("encode", polymer_npz, "-m", "missing.h5"), 66, "missing.h5")

@@ -16,6 +16,7 @@ from vaetraj.cli.demo import demo_command
 from vaetraj.cli.encode import encode_command
 from vaetraj.cli.evaluate import evaluate_command
 from vaetraj.cli.generate import decode_command, sample_command
+from vaetraj.cli.kinetics import kinetics_command
 from vaetraj.cli.optimize import HELP as optimize_help
 from vaetraj.cli.optimize import optimize_command
 from vaetraj.cli.plot import plot_command
@@ -40,6 +41,7 @@ app.command("sample")(sample_command)
 app.command("optimize", help=optimize_help)(optimize_command)
 app.command("evaluate")(evaluate_command)
 app.command("plot")(plot_command)
+app.command("kinetics")(kinetics_command)
 app.add_typer(simulate_app, name="simulate")
 
 

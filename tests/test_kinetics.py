@@ -1,0 +1,129 @@
+"""`vaetraj kinetics` (issue 16): the same numbers as deeptime run directly, a known
+timescale recovered from a two-state process, trajectory boundaries kept, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from conftest import assert_error, run
+from deeptime.clustering import KMeans
+from deeptime.decomposition import VAMP
+from deeptime.markov import TransitionCountEstimator
+from deeptime.markov.msm import MaximumLikelihoodMSM
+
+from vaetraj.io.latent import LatentWriter
+from vaetraj.pipeline.kinetics import KineticsConfig, kinetics_file
+
+
+def _latent_file(path, mean: np.ndarray, lengths: list[int]):
+    """A latent path file as `encode` writes one, from means and trajectory lengths."""
+    writer = LatentWriter(path, suffix=path.suffix, latent_dim=mean.shape[1],
+                          extras=["trajectory"], final_path=path)  # fmt: skip
+    number = np.repeat(np.arange(len(lengths)), lengths).astype(np.float32)
+    writer.append({"mean": mean.astype(np.float32), "std": np.ones_like(mean, np.float32),
+                   "trajectory": number})  # fmt: skip
+    writer.finish({"units": "nm", "model": {}, "sources": [], "stride": 1})
+    writer.close()
+    return path
+
+
+def _two_states(frames: int, flip: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A symmetric two-state Markov chain (flip probability per frame) seen as points
+    around (-1, 0) and (1, 0): its one slow process has timescale -1 / ln(1 - 2 flip)."""
+    rng = np.random.default_rng(seed)
+    state = np.cumsum(rng.random(frames) < flip) % 2
+    points = np.stack([2.0 * state - 1, np.zeros(frames)], 1) + rng.normal(0, 0.25, (frames, 2))
+    return points, state
+
+
+@pytest.fixture(scope="module")
+def two_state(tmp_path_factory):
+    points, state = _two_states(40_000, 0.02, seed=0)
+    path = _latent_file(tmp_path_factory.mktemp("kinetics") / "two.npz", points, [40_000])
+    return path, points, state
+
+
+def test_a_two_state_process_gives_its_known_timescale(two_state):
+    path, _, state = two_state
+    report = kinetics_file(path, None, KineticsConfig(lag=5, clusters=20, states=2))
+    exact = -1 / np.log(1 - 2 * 0.02)  # 24.5 frames
+    assert report.implied_timescales[0] == pytest.approx(exact, rel=0.1)
+    assert report.implied_timescales[1] < exact / 5  # the rest are fast: noise
+    assert sorted(report.stationary_weights) == pytest.approx([0.5, 0.5], abs=0.03)
+    assert report.ck_max_error < 0.05
+    # every lag of the implied-timescale test sees the same process
+    slowest = [its[0] for lag, its in zip(report.its_lags, report.its, strict=True) if lag >= 3]
+    assert np.allclose(slowest, exact, rtol=0.15)
+
+
+def test_the_numbers_are_deeptimes_on_the_same_latent(two_state, tmp_path):
+    path, points, _ = two_state
+    config = KineticsConfig(lag=5, clusters=20, states=2, seed=3)
+    output = tmp_path / "kinetics.h5"
+    report = kinetics_file(path, output, config)
+    # deeptime, by hand, on the means as the file holds them
+    mean = points.astype(np.float32).astype(np.float64)
+    assert report.vamp2 == pytest.approx(VAMP(lagtime=5).fit(mean).fetch_model().score(2), 1e-10)
+    clustering = KMeans(20, fixed_seed=config.seed + 1, n_jobs=1, max_iter=500).fit_fetch(mean)
+    dtraj = clustering.transform(mean)
+    counts = TransitionCountEstimator(5, "sliding").fit_fetch(dtraj).submodel_largest()
+    msm = MaximumLikelihoodMSM(reversible=True).fit_fetch(counts)
+    np.testing.assert_allclose(report.implied_timescales, msm.timescales(5), rtol=1e-8)
+    pcca = msm.pcca(2)
+    np.testing.assert_allclose(
+        report.stationary_weights, pcca.coarse_grained_stationary_probability, rtol=1e-8
+    )
+    with h5py.File(output) as handle:
+        assert handle.attrs["format"] == "vaetraj-kinetics"
+        assert handle.attrs["vamp2"] == report.vamp2
+        np.testing.assert_array_equal(handle["cluster"][:], dtraj)
+        np.testing.assert_allclose(handle["transition_matrix"][:], msm.transition_matrix)
+        assert handle["metastable"].shape == (len(points),)
+        assert set(np.unique(handle["metastable"][:])) <= {0, 1}
+
+
+def test_no_pair_spans_two_trajectories(tmp_path):
+    lengths = [30, 25, 40, 30]
+    mean, _ = _two_states(sum(lengths), 0.1, seed=1)
+    path = _latent_file(tmp_path / "four.h5", mean, lengths)
+    report = kinetics_file(path, None, KineticsConfig(lag=10, clusters=6, states=2))
+    pieces = np.split(mean.astype(np.float32).astype(np.float64), np.cumsum(lengths)[:-1])
+    by_piece = VAMP(lagtime=10).fit(pieces).fetch_model().score(2)
+    joined = VAMP(lagtime=10).fit(np.concatenate(pieces)).fetch_model().score(2)
+    assert report.vamp2 == pytest.approx(by_piece, rel=1e-10)
+    assert abs(by_piece - joined) > 1e-3  # the check could fail
+    assert report.trajectories == 4
+
+
+def test_cli_json_and_table(two_state, tmp_path):
+    path, _, _ = two_state
+    result = run("kinetics", path, "--lag", "5", "--clusters", "10", "--frame-time", "0.5",
+                 "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["vamp2"] > 1.5 and record["lag"] == 5
+    assert record["implied_timescales"] == sorted(record["implied_timescales"], reverse=True)
+    assert record["implied_timescales_ps"][0] == pytest.approx(
+        0.5 * record["implied_timescales"][0]
+    )
+    table = run("kinetics", path, "--lag", "5", "--clusters", "10")
+    assert table.exit_code == 0 and "VAMP-2 at lag 5" in table.stderr
+
+
+def test_bad_input_is_one_line_and_writes_nothing(two_state, tmp_path):
+    path, _, _ = two_state
+    out = tmp_path / "k.h5"
+    assert_error(run("kinetics", tmp_path / "none.h5", "--lag", "5"), 66, "none.h5")
+    assert_error(run("kinetics", path, "--lag", "0"), 2, "--lag must be at least 1")
+    assert_error(run("kinetics", path, "--lag", "50000"), 65, "--lag 50000", "two.npz")
+    assert_error(run("kinetics", path, "--lag", "5", "--states", "30", "--clusters", "20"), 2,
+                 "--states 30 must not exceed --clusters 20")  # fmt: skip
+    assert_error(run("kinetics", path, "--lag", "5", "--lags", "1,x"), 2, "--lags")
+    assert_error(run("kinetics", path, "--lag", "5", "-o", tmp_path / "k.txt"), 2, "k.txt", ".h5")
+    assert not out.exists()
+    out.write_text("keep me")
+    assert_error(run("kinetics", path, "--lag", "5", "-o", out), 73, "k.h5")
+    assert out.read_text() == "keep me"

@@ -1,0 +1,319 @@
+"""`vaetraj kinetics`: the slow processes of a latent path, with deeptime underneath.
+
+The latent means of each trajectory (input file) are a time series. On them, at a lag
+of `lag` frames:
+
+1. the VAMP-2 score (deeptime's `VAMP`): 1 plus the sum of the squared singular values
+   of the Koopman operator the latent coordinates give at that lag; the higher, the
+   more of the slow processes the coordinates hold;
+2. k-means clustering of the means (`KMeans`, seeded);
+3. a reversible maximum-likelihood Markov state model on the clusters' largest
+   connected set (`TransitionCountEstimator` with sliding windows,
+   `MaximumLikelihoodMSM`), its implied timescales, and the same over a range of lags
+   (the implied-timescale test);
+4. a Chapman-Kolmogorov test over `states` metastable sets at multiples of the lag;
+5. PCCA+ (`msm.pcca`): each frame's metastable state and the states' stationary
+   weights.
+
+Counts, VAMP covariances and every lag respect trajectory boundaries: a pair of frames
+never spans two input files (`LatentData.trajectory_lengths`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaetraj.configs import Rules, check_rules
+from vaetraj.errors import BadInputError, UsageError
+from vaetraj.io._atomic import check_output
+from vaetraj.io.kinetics import check_kinetics_suffix, write_kinetics
+from vaetraj.io.latent import LatentData, read_latent
+
+_RULES: Rules = {
+    "lag": (lambda v: v >= 1, "must be at least 1"),
+    "clusters": (lambda v: v >= 2, "must be at least 2"),
+    "states": (lambda v: v >= 2, "must be at least 2"),
+    "frame_time": (lambda v: v is None or v > 0, "must be positive"),
+}
+_TIMESCALES = 5  # implied timescales reported per lag, at most
+_CK_STEPS = 4  # the Chapman-Kolmogorov test's multiples of the lag
+
+
+@dataclass(frozen=True)
+class KineticsConfig:
+    """lag: frames between the two ends of a pair. clusters: k-means centres. states:
+    metastable sets (PCCA+ and the Chapman-Kolmogorov test). lags: the implied-timescale
+    test's lags (None: about ten from 1 to 5 x lag). frame_time: ps per frame (None:
+    the latent file's, if it has one; timescales in frames only otherwise)."""
+
+    lag: int
+    clusters: int = 100
+    states: int = 2
+    lags: tuple[int, ...] | None = None
+    seed: int = 0
+    frame_time: float | None = None
+
+    def __post_init__(self) -> None:
+        check_rules(self, _RULES)
+        if self.states > self.clusters:
+            raise UsageError(f"--states {self.states} must not exceed --clusters {self.clusters}")
+        if self.lags is not None and any(lag < 1 for lag in self.lags):
+            raise UsageError(f"--lags must be at least 1, got {list(self.lags)}")
+
+
+@dataclass
+class KineticsReport:
+    """What `vaetraj kinetics --json` prints. Timescales are in frames, slowest first."""
+
+    latent: str
+    frames: int
+    trajectories: int
+    latent_dim: int
+    lag: int
+    frame_time_ps: float | None
+    vamp2: float
+    clusters: int
+    active_states: int
+    active_fraction: float  # frames whose cluster is in the largest connected set
+    implied_timescales: list[float]
+    implied_timescales_ps: list[float] | None
+    its_lags: list[int]
+    its: list[list[float]]  # per lag of its_lags, slowest first
+    states: int
+    stationary_weights: list[float]  # of the metastable states
+    state_frames: list[int]  # frames assigned to each metastable state
+    ck_lags: list[int]
+    ck_max_error: float | None  # largest |prediction - estimate| of the CK test
+    wall_time_s: float
+    output: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Kinetics:
+    """The analysis in full: the report's numbers and the arrays `kinetics.h5` holds."""
+
+    report: KineticsReport
+    arrays: dict[str, np.ndarray]
+
+
+def _trajectories(latent: LatentData, lag: int, where: Path) -> list[np.ndarray]:
+    """The latent means split at trajectory boundaries; those too short for one pair
+    at `lag` are left out (they hold no transition)."""
+    cuts = np.cumsum(latent.trajectory_lengths)[:-1]
+    pieces = np.split(np.asarray(latent.mean, np.float64), cuts)
+    usable = [piece for piece in pieces if len(piece) > lag]
+    if not usable:
+        raise BadInputError(
+            f"--lag {lag} is not shorter than any trajectory (the longest has "
+            f"{max(len(p) for p in pieces)} frames): no pair of frames to count",
+            path=where,
+        )
+    return usable
+
+
+def _default_lags(lag: int, longest: int) -> list[int]:
+    """About ten lags from 1 to 5 x lag, spaced geometrically, and lag itself."""
+    grid = np.unique(np.round(np.geomspace(1, 5 * lag, 10)).astype(int))
+    return sorted({int(v) for v in grid if v < longest} | {lag})
+
+
+def _msm(dtrajs: list[np.ndarray], lag: int):
+    """A reversible maximum-likelihood MSM at `lag` on the largest connected set, and
+    its count model."""
+    from deeptime.markov import TransitionCountEstimator
+    from deeptime.markov.msm import MaximumLikelihoodMSM
+
+    counts = TransitionCountEstimator(lagtime=lag, count_mode="sliding").fit_fetch(dtrajs)
+    try:
+        active = counts.submodel_largest()
+    except ValueError:  # deeptime: every strongly connected set is a single cluster
+        raise _Disconnected(f"at lag {lag} no two clusters are connected both ways") from None
+    return MaximumLikelihoodMSM(reversible=True).fit_fetch(active), active
+
+
+class _Disconnected(Exception):
+    """At this lag no two clusters are connected both ways."""
+
+
+def _timescales(msm, count: int) -> list[float]:
+    """The slowest `count` implied timescales in frames (real: the model is reversible,
+    and deeptime's eigensolver may hand them back as complex numbers)."""
+    return [float(t) for t in np.real(msm.timescales(min(count, msm.n_states - 1)))]
+
+
+def _its_at(dtrajs: list[np.ndarray], lag: int, msm) -> list[float]:
+    """The implied timescales of the model at `lag` (none where it has no connected
+    pair of clusters)."""
+    try:
+        return _timescales(msm or _msm(dtrajs, lag)[0], _TIMESCALES)
+    except _Disconnected:
+        return []
+
+
+def _cluster(trajectories: list[np.ndarray], config: KineticsConfig, where: Path):
+    """k-means centres of every frame's mean, and each trajectory's cluster indices."""
+    from deeptime.clustering import KMeans
+
+    frames = np.concatenate(trajectories)
+    clusters = min(config.clusters, len(np.unique(frames, axis=0)))
+    if clusters < config.states:
+        raise BadInputError(
+            f"{clusters} distinct latent points cannot form --states {config.states}", path=where
+        )
+    estimator = KMeans(n_clusters=clusters, fixed_seed=config.seed + 1, n_jobs=1, max_iter=500)
+    model = estimator.fit_fetch(frames)
+    return model.cluster_centers, [model.transform(piece) for piece in trajectories]
+
+
+def _metastable(dtrajs: list[np.ndarray], active, pcca, clusters: int) -> np.ndarray:
+    """Each frame's metastable state (PCCA+'s crisp assignment of its cluster); -1 for
+    a frame whose cluster is outside the largest connected set."""
+    state_of = np.full(clusters, -1, np.int64)
+    state_of[active.state_symbols] = pcca.assignments
+    return state_of[np.concatenate(dtrajs)]
+
+
+def _ck_test(msm, dtrajs: list[np.ndarray], config: KineticsConfig, longest: int, notes):
+    """Chapman-Kolmogorov: the model at lag, propagated k times, against models
+    estimated at k x lag (k = 1.._CK_STEPS, those with pairs)."""
+    multiples = [k * config.lag for k in range(1, _CK_STEPS + 1) if k * config.lag < longest]
+    try:
+        test = msm.ck_test([_msm(dtrajs, lag)[0] for lag in multiples], config.states)
+    except (ValueError, RuntimeError, _Disconnected) as failure:  # e.g. another connected set
+        notes.append(f"no Chapman-Kolmogorov test: {failure}")
+        return None, [], None
+    largest = float(np.max(np.abs(np.real(test.predictions) - np.real(test.estimates))))
+    return test, [int(v) for v in test.lagtimes], largest
+
+
+def analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetics:
+    """The whole analysis of a latent path (see the module's docstring). deeptime's
+    warnings become the report's notes, each once."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _analyze(latent, config, where)
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        result.report.notes.append(f"deeptime: {message}")
+    return result
+
+
+def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetics:
+    from deeptime.decomposition import VAMP
+
+    started = time.perf_counter()
+    notes: list[str] = []
+    trajectories = _trajectories(latent, config.lag, where)
+    longest = max(len(t) for t in trajectories)
+    vamp2 = float(VAMP(lagtime=config.lag).fit(trajectories).fetch_model().score(2))
+    centers, dtrajs = _cluster(trajectories, config, where)
+    try:
+        msm, active = _msm(dtrajs, config.lag)
+    except _Disconnected:
+        raise BadInputError(
+            f"at lag {config.lag} no two of the {len(centers)} clusters are visited one "
+            f"from the other and back: no Markov model; lower --lag or --clusters",
+            path=where,
+        ) from None
+    if msm.n_states < config.states:
+        raise BadInputError(
+            f"the largest connected set at lag {config.lag} has {msm.n_states} cluster(s), "
+            f"fewer than --states {config.states}; lower --lag or --states",
+            path=where,
+        )
+    lags = sorted({lag for lag in (config.lags or _default_lags(config.lag, longest))
+                   if lag < longest} | {config.lag})  # fmt: skip
+    its = [_its_at(dtrajs, lag, msm if lag == config.lag else None) for lag in lags]
+    pcca = msm.pcca(config.states)
+    metastable = _metastable(dtrajs, active, pcca, len(centers))
+    test, ck_lags, ck_error = _ck_test(msm, dtrajs, config, longest, notes)
+    frame_time = config.frame_time or _frame_time(latent)
+    slowest = _timescales(msm, _TIMESCALES)
+    report = KineticsReport(
+        latent=str(where), frames=len(latent.mean), trajectories=len(latent.trajectory_lengths),
+        latent_dim=latent.mean.shape[1], lag=config.lag, frame_time_ps=frame_time,
+        vamp2=vamp2, clusters=len(centers), active_states=msm.n_states,
+        active_fraction=float(np.mean(metastable >= 0)),
+        implied_timescales=slowest,
+        implied_timescales_ps=None if frame_time is None else [t * frame_time for t in slowest],
+        its_lags=lags, its=its, states=config.states,
+        stationary_weights=[float(w) for w in pcca.coarse_grained_stationary_probability],
+        state_frames=[int(np.sum(metastable == s)) for s in range(config.states)],
+        ck_lags=ck_lags, ck_max_error=ck_error,
+        wall_time_s=time.perf_counter() - started, notes=notes,
+    )  # fmt: skip
+    arrays = _arrays(centers, dtrajs, metastable, msm, active, pcca, lags, its, test)
+    return Kinetics(report, arrays)
+
+
+def _frame_time(latent: LatentData) -> float | None:
+    value = latent.attrs.get("frame_time_ps")
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _arrays(centers, dtrajs, metastable, msm, active, pcca, lags, its, test) -> dict:
+    """What kinetics.h5 holds, by dataset name."""
+    width = max(1, max(len(row) for row in its))
+    table = np.full((len(lags), width), np.nan)
+    for row, values in enumerate(its):
+        table[row, : len(values)] = values
+    arrays = {
+        "cluster": np.concatenate(dtrajs).astype(np.int32),
+        "metastable": metastable.astype(np.int32),
+        "cluster_centers": np.asarray(centers, np.float64),
+        "active_clusters": np.asarray(active.state_symbols, np.int32),
+        "transition_matrix": np.asarray(msm.transition_matrix, np.float64),
+        "stationary_distribution": np.asarray(msm.stationary_distribution, np.float64),
+        "memberships": np.asarray(pcca.memberships, np.float64),
+        "its/lags": np.asarray(lags, np.int32),
+        "its/timescales": table,
+    }
+    if test is not None:
+        arrays["ck/lags"] = np.asarray(test.lagtimes, np.int32)
+        arrays["ck/predictions"] = np.real(test.predictions).astype(np.float64)
+        arrays["ck/estimates"] = np.real(test.estimates).astype(np.float64)
+    return arrays
+
+
+def kinetics_file(
+    latent: str | os.PathLike = "latent.h5",
+    output: str | os.PathLike | None = None,
+    config: KineticsConfig | None = None,
+    *,
+    overwrite: bool = False,
+) -> KineticsReport:
+    """`vaetraj kinetics`: analyze the latent path in `latent` and, when `output` is
+    given, write the arrays to it (`.h5`, format `vaetraj-kinetics`)."""
+    if config is None:
+        raise UsageError("--lag is required: frames between the two ends of a pair")
+    where = Path(latent)
+    if output is not None:
+        check_kinetics_suffix(Path(output))
+        check_output(output, overwrite=overwrite, inputs=[where])
+    result = analyze(read_latent(where), config, where)
+    if output is not None:
+        write_kinetics(Path(output), result.arrays, _attrs(result.report, config), overwrite)
+        result.report.output = str(output)
+    return result.report
+
+
+def _attrs(report: KineticsReport, config: KineticsConfig) -> dict[str, Any]:
+    return {
+        "latent": report.latent,
+        "lag": config.lag,
+        "states": config.states,
+        "seed": config.seed,
+        "vamp2": report.vamp2,
+        "frame_time_ps": report.frame_time_ps,
+    }
