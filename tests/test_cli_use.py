@@ -67,7 +67,9 @@ def test_encode_aligns_like_training_and_streams(
 
 
 @pytest.mark.slow
-def test_encode_is_invariant_to_rigid_motion_kabsch(workdir, polymer_files, polymer_3d, model_3d):
+def test_encode_is_invariant_to_rigid_motion_kabsch(
+    workdir, polymer_files, polymer_2d, polymer_3d, model_3d
+):
     rng = np.random.default_rng(0)
     moved = polymer_3d @ random_rotation(rng, 3).T + np.array([3.0, -1.0, 2.0])
     top = polymer_files / "polymer.pdb"
@@ -87,6 +89,9 @@ def test_encode_is_invariant_to_rigid_motion_kabsch(workdir, polymer_files, poly
     )
     _ok(run("encode", "moved.dcd", "--top", top, "-m", model_3d, "-o", "b.h5", "--json"))
     np.testing.assert_allclose(read_latent("a.h5").mean, read_latent("b.h5").mean, atol=2e-4)
+    # a 3D model refuses 2D frames (here, where the 3D model is trained anyway: slow)
+    np.savez("polymer.npz", arr=polymer_2d)
+    assert_error(run("encode", "polymer.npz", "-m", model_3d), 65, "in 2D", "in 3D")
 
 
 @pytest.mark.slow
@@ -151,10 +156,10 @@ def test_a_latent_path_keeps_which_file_each_frame_came_from(workdir, polymer_2d
         read_latent("bad.csv")
 
 
-def test_encode_bad_inputs(workdir, polymer_npz, polymer_2d, model_2d, model_3d):
+def test_encode_bad_inputs(workdir, polymer_npz, polymer_2d, model_2d):
     np.save("ten.npy", polymer_2d[:, :10])
     assert_error(run("encode", "ten.npy", "-m", model_2d), 65, "ten.npy", "10 atoms", "12 atoms")
-    assert_error(run("encode", polymer_npz, "-m", model_3d), 65, "in 2D", "in 3D")
+    # 2D frames into a 3D model: test_encode_is_invariant_to_rigid_motion_kabsch (slow)
     (workdir / "fake.h5").write_text("not hdf5")
     assert_error(run("encode", polymer_npz, "-m", "fake.h5"), 65, "fake.h5", "not a vaetraj model")
     assert_error(run("encode", polymer_npz, "-m", "missing.h5"), 66, "missing.h5")
@@ -565,6 +570,7 @@ def test_demo_checks_every_option_before_writing(workdir, option, fragment):
     assert not (workdir / "d").exists()
 
 
+@pytest.mark.slow
 def test_requests_larger_than_memory_are_refused_up_front(workdir, model_2d, polymer_npz):
     """Each once aborted in XLA (exit 134) or ran out of memory with a traceback."""
     huge = [

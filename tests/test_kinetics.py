@@ -4,6 +4,7 @@ timescale recovered from a two-state process, trajectory boundaries kept, bad in
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -98,6 +99,23 @@ def test_no_pair_spans_two_trajectories(tmp_path):
     assert report.trajectories == 4
 
 
+def test_a_trajectory_too_short_for_the_lag_is_clustered_not_counted(tmp_path):
+    lengths = [200, 4, 300]
+    mean, _ = _two_states(sum(lengths), 0.05, seed=2)
+    path = _latent_file(tmp_path / "three.npz", mean, lengths)
+    output = tmp_path / "k.h5"
+    config = KineticsConfig(lag=5, clusters=8, states=2, lags=(1, 5, 400))
+    report = kinetics_file(path, output, config)
+    usable = [mean[:200], mean[204:]]
+    usable = [piece.astype(np.float32).astype(np.float64) for piece in usable]
+    assert report.vamp2 == pytest.approx(VAMP(lagtime=5).fit(usable).fetch_model().score(2), 1e-10)
+    assert any("1 of 3 trajectories have no pair" in note for note in report.notes)
+    assert any("--lags [400] left out" in note for note in report.notes)
+    assert report.its_lags == [1, 5]
+    with h5py.File(output) as handle:  # per-frame arrays hold every frame
+        assert handle["cluster"].shape == handle["metastable"].shape == (504,)
+
+
 def test_cli_json_and_table(two_state, tmp_path):
     path, _, _ = two_state
     result = run("kinetics", path, "--lag", "5", "--clusters", "10", "--frame-time", "0.5",
@@ -111,6 +129,34 @@ def test_cli_json_and_table(two_state, tmp_path):
     )
     table = run("kinetics", path, "--lag", "5", "--clusters", "10")
     assert table.exit_code == 0 and "VAMP-2 at lag 5" in table.stderr
+
+
+def test_figures_and_the_equilibrium_weights_of_frames(two_state, tmp_path):
+    from vaetraj.pipeline.kinetics import analyze
+    from vaetraj.pipeline.kinetics_plots import frame_weights
+
+    path, _, state = two_state
+    figures = tmp_path / "figs"
+    report = kinetics_file(path, None, KineticsConfig(lag=5, clusters=10), figures=figures)
+    assert [p.split("/")[-1] for p in report.figures] == ["timescales.png", "ck.png",
+                                                           "free_energy.png"]  # fmt: skip
+    for name in report.figures:
+        assert Path(name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a figure is an output like any other: kept unless --overwrite
+    result = run("kinetics", path, "--lag", "5", "--clusters", "10", "--figures", figures)
+    assert_error(result, 73, "timescales.png")
+    # frames weighted to the model's equilibrium: the frames of each cluster share its
+    # stationary probability, and the states' crisp sums are near their PCCA+ weights
+    from vaetraj.io.latent import read_latent
+
+    result = analyze(read_latent(path), KineticsConfig(lag=5, clusters=10), path)
+    arrays = result.arrays
+    weights = frame_weights(arrays)
+    per_cluster = np.bincount(arrays["cluster"], weights=weights)
+    np.testing.assert_allclose(per_cluster[arrays["active_clusters"]],
+                               arrays["stationary_distribution"], rtol=1e-10)  # fmt: skip
+    by_state = [weights[arrays["metastable"] == s].sum() for s in (0, 1)]
+    np.testing.assert_allclose(by_state, result.report.stationary_weights, atol=0.02)
 
 
 def test_bad_input_is_one_line_and_writes_nothing(two_state, tmp_path):

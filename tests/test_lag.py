@@ -112,3 +112,8 @@ def test_a_lag_too_long_for_every_trajectory_is_one_line_and_writes_nothing(tmp_
     assert_error(result, 65, "--lag 60 leaves no pair", "short.npy")
     assert not model.exists()
     assert_error(run("train", frames, "-o", model, "--lag", "-1"), 2, "lag")
+    # 4 validation frames in 2 blocks of 2: no pair 3 frames apart
+    result = run("train", frames, "-o", model, "--lag", "3", "--epochs", "1", "--batch-size", "8",
+                 "--val-blocks", "2")  # fmt: skip
+    assert_error(result, 65, "--lag 3 is as long as every validation block", "short.npy")
+    assert not model.exists()

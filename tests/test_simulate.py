@@ -35,6 +35,7 @@ def test_polymer_is_physical_and_moves(dims, polymer_2d, polymer_3d):
     assert np.sqrt(np.mean(np.sum((aligned[0] - aligned[-1]) ** 2, -1))) > 0.3
 
 
+@pytest.mark.slow
 def test_same_seed_same_trajectory_other_seed_differs():
     config = PolymerConfig(frames=20, stride=10, equilibration=100)
     a = simulate_polymer(config, seed=5)

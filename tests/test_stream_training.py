@@ -34,6 +34,7 @@ def _setup(polymer_2d, batch_size=32):
     return flat, members, mean, std, trainer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps", [7])
 def test_a_windowed_epoch_in_the_in_memory_order_is_the_in_memory_epoch(polymer_2d, steps):
     flat, members, mean, std, trainer = _setup(polymer_2d)

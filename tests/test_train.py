@@ -114,6 +114,7 @@ def test_a_swallowed_sigterm_still_stops_training_at_the_epoch_end(tmp_path):
     assert checkpoint.exists()
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_data(tmp_path):
     from vaetraj.errors import BadInputError
 
@@ -134,6 +135,7 @@ def test_resume_refuses_other_data(tmp_path):
         train(xyz[::-1].copy(), SMALL, config, checkpoint=checkpoint, resume=True)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_last_good_parameters(tmp_path):
     rng = np.random.default_rng(0)
     xyz, _ = _two_states(rng, 200)

@@ -49,6 +49,7 @@ def test_a_loss_that_stays_far_above_its_floor_is_a_spike_at_its_first_step():
     assert float(state_after.loss_level) == float(state.loss_level)
 
 
+@pytest.mark.slow
 def test_a_spike_whose_high_steps_began_in_the_previous_epoch_is_still_caught():
     """Two batches per epoch: the first far-out epoch has two high steps (no spike yet),
     the next one's first step makes three in a row, dated to that epoch's step 0."""
@@ -238,6 +239,7 @@ def test_a_new_lr_on_resume_replaces_the_lowered_rate(spike_at_epoch_three, tmp_
     np.testing.assert_array_equal(model.history["lr_scale"][-2:], [1.0, 1.0])
 
 
+@pytest.mark.slow
 def test_a_run_that_cannot_recover_stops_with_the_last_good_state(tmp_path):
     xyz = _chain()
     checkpoint = tmp_path / "nan.ckpt.h5"

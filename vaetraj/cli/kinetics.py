@@ -29,6 +29,9 @@ def kinetics_command(
     output: Path | None = typer.Option(
         None, "-o", "--output", help="Write the clusters, MSM, states and tests (.h5)."
     ),
+    figures: Path | None = typer.Option(
+        None, "--figures", help="Folder for timescales.png, ck.png and free_energy.png."
+    ),
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
@@ -43,6 +46,8 @@ def kinetics_command(
       vaetraj kinetics --lag 10
 
       vaetraj kinetics latent.h5 --lag 10 --clusters 100 --states 2 -o kinetics.h5 --json
+
+      vaetraj kinetics --lag 10 --frame-time 0.5 --figures figures
     """
 
     def body():
@@ -52,7 +57,7 @@ def kinetics_command(
             lag=lag, clusters=clusters, states=states, lags=_parse_lags(lags), seed=seed,
             frame_time=frame_time,
         )  # fmt: skip
-        report = kinetics_file(latent, output, config, overwrite=overwrite)
+        report = kinetics_file(latent, output, config, figures=figures, overwrite=overwrite)
         return finish_report(report, json_output=json_output, print_summary=_print_summary)
 
     run_command(body, json_output=json_output, debug=debug)
@@ -93,4 +98,6 @@ def _print_summary(report) -> None:
     ]  # fmt: skip
     if report.output:
         rows.append(("written", report.output))
+    if report.figures:
+        rows.append(("figures", ", ".join(report.figures)))
     print_table("kinetics", rows)

@@ -94,6 +94,7 @@ class KineticsReport:
     ck_max_error: float | None  # largest |prediction - estimate| of the CK test
     wall_time_s: float
     output: str | None = None
+    figures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,19 +109,27 @@ class Kinetics:
     arrays: dict[str, np.ndarray]
 
 
-def _trajectories(latent: LatentData, lag: int, where: Path) -> list[np.ndarray]:
-    """The latent means split at trajectory boundaries; those too short for one pair
-    at `lag` are left out (they hold no transition)."""
+def _trajectories(
+    latent: LatentData, lag: int, where: Path, notes: list[str]
+) -> tuple[list[np.ndarray], list[int]]:
+    """The latent means split at trajectory boundaries, and the numbers of those long
+    enough for a pair at `lag` (the others hold no transition: they are clustered,
+    not counted)."""
     cuts = np.cumsum(latent.trajectory_lengths)[:-1]
     pieces = np.split(np.asarray(latent.mean, np.float64), cuts)
-    usable = [piece for piece in pieces if len(piece) > lag]
+    usable = [number for number, piece in enumerate(pieces) if len(piece) > lag]
     if not usable:
         raise BadInputError(
             f"--lag {lag} is not shorter than any trajectory (the longest has "
             f"{max(len(p) for p in pieces)} frames): no pair of frames to count",
             path=where,
         )
-    return usable
+    if len(usable) < len(pieces):
+        notes.append(
+            f"{len(pieces) - len(usable)} of {len(pieces)} trajectories have no pair of frames "
+            f"{lag} apart: their frames are clustered but not counted"
+        )
+    return pieces, usable
 
 
 def _default_lags(lag: int, longest: int) -> list[int]:
@@ -172,6 +181,8 @@ def _cluster(trajectories: list[np.ndarray], config: KineticsConfig, where: Path
         raise BadInputError(
             f"{clusters} distinct latent points cannot form --states {config.states}", path=where
         )
+    # deeptime reads fixed_seed=0 as "no seed" (time-based): seed + 1 keeps --seed 0
+    # reproducible; one thread, so that sums run in one order
     estimator = KMeans(n_clusters=clusters, fixed_seed=config.seed + 1, n_jobs=1, max_iter=500)
     model = estimator.fit_fetch(frames)
     return model.cluster_centers, [model.transform(piece) for piece in trajectories]
@@ -214,10 +225,11 @@ def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetic
 
     started = time.perf_counter()
     notes: list[str] = []
-    trajectories = _trajectories(latent, config.lag, where)
-    longest = max(len(t) for t in trajectories)
-    vamp2 = float(VAMP(lagtime=config.lag).fit(trajectories).fetch_model().score(2))
-    centers, dtrajs = _cluster(trajectories, config, where)
+    pieces, usable = _trajectories(latent, config.lag, where, notes)
+    longest = max(len(pieces[number]) for number in usable)
+    vamp2 = float(VAMP(lagtime=config.lag).fit([pieces[n] for n in usable]).fetch_model().score(2))
+    centers, every_dtraj = _cluster(pieces, config, where)
+    dtrajs = [every_dtraj[number] for number in usable]
     try:
         msm, active = _msm(dtrajs, config.lag)
     except _Disconnected:
@@ -232,11 +244,10 @@ def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetic
             f"fewer than --states {config.states}; lower --lag or --states",
             path=where,
         )
-    lags = sorted({lag for lag in (config.lags or _default_lags(config.lag, longest))
-                   if lag < longest} | {config.lag})  # fmt: skip
+    lags = _test_lags(config, longest, notes)
     its = [_its_at(dtrajs, lag, msm if lag == config.lag else None) for lag in lags]
     pcca = msm.pcca(config.states)
-    metastable = _metastable(dtrajs, active, pcca, len(centers))
+    metastable = _metastable(every_dtraj, active, pcca, len(centers))
     test, ck_lags, ck_error = _ck_test(msm, dtrajs, config, longest, notes)
     frame_time = config.frame_time or _frame_time(latent)
     slowest = _timescales(msm, _TIMESCALES)
@@ -253,8 +264,19 @@ def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetic
         ck_lags=ck_lags, ck_max_error=ck_error,
         wall_time_s=time.perf_counter() - started, notes=notes,
     )  # fmt: skip
-    arrays = _arrays(centers, dtrajs, metastable, msm, active, pcca, lags, its, test)
+    arrays = _arrays(centers, every_dtraj, metastable, msm, active, pcca, lags, its, test)
     return Kinetics(report, arrays)
+
+
+def _test_lags(config: KineticsConfig, longest: int, notes: list[str]) -> list[int]:
+    """The implied-timescale test's lags: those asked for (or the default), shorter
+    than the longest trajectory, and the lag itself."""
+    asked = config.lags or _default_lags(config.lag, longest)
+    kept = sorted({lag for lag in asked if lag < longest} | {config.lag})
+    dropped = sorted(set(asked) - set(kept))
+    if dropped:
+        notes.append(f"--lags {dropped} left out: the longest trajectory has {longest} frames")
+    return kept
 
 
 def _frame_time(latent: LatentData) -> float | None:
@@ -291,20 +313,33 @@ def kinetics_file(
     output: str | os.PathLike | None = None,
     config: KineticsConfig | None = None,
     *,
+    figures: str | os.PathLike | None = None,
     overwrite: bool = False,
 ) -> KineticsReport:
-    """`vaetraj kinetics`: analyze the latent path in `latent` and, when `output` is
-    given, write the arrays to it (`.h5`, format `vaetraj-kinetics`)."""
+    """`vaetraj kinetics`: analyze the latent path in `latent`; when `output` is given,
+    write the arrays to it (`.h5`, format `vaetraj-kinetics`), and when `figures` is,
+    draw the figures into that folder (`kinetics_plots`)."""
+    from vaetraj.pipeline import kinetics_plots
+
     if config is None:
         raise UsageError("--lag is required: frames between the two ends of a pair")
     where = Path(latent)
     if output is not None:
         check_kinetics_suffix(Path(output))
         check_output(output, overwrite=overwrite, inputs=[where])
-    result = analyze(read_latent(where), config, where)
+    folder = None if figures is None else Path(figures)
+    if folder is not None and folder.is_dir():  # else made once the analysis is done
+        for name in kinetics_plots.FIGURES:
+            check_output(folder / name, overwrite=overwrite, inputs=[where])
+    data = read_latent(where)
+    result = analyze(data, config, where)
     if output is not None:
         write_kinetics(Path(output), result.arrays, _attrs(result.report, config), overwrite)
         result.report.output = str(output)
+    if folder is not None:
+        result.report.figures = kinetics_plots.draw(
+            folder, np.asarray(data.mean), result.arrays, config.lag, overwrite
+        )
     return result.report
 
 

@@ -244,12 +244,21 @@ def _pairs(
     frames: (training inputs, validation inputs, (their targets))."""
     lengths = data.trajectory_lengths
     train_index, train_targets = lagged_pairs(lengths, train_index, lag)
-    val_index, val_targets = lagged_pairs(lengths, val_index, lag)
+    val_frames = val_index
+    val_index, val_targets = lagged_pairs(lengths, val_frames, lag)
+    where = data.origin if data.origin not in ("array", "aligned data") else None
     if not len(train_index):
         raise BadInputError(
             f"--lag {lag} leaves no pair of training frames {lag} apart within one "
             f"trajectory (the longest has {max(lengths)} frames); lower --lag",
-            path=data.origin if data.origin not in ("array", "aligned data") else None,
+            path=where,
+        )
+    if len(val_targets) == 0 and len(val_frames):
+        raise BadInputError(
+            f"--lag {lag} is as long as every validation block ({len(val_frames)} frames "
+            f"in all): no validation pair; raise --val-fraction, lower --val-blocks or "
+            f"--lag, or pass --val-fraction 0",
+            path=where,
         )
     return train_index, val_index, (train_targets, val_targets)
 
@@ -458,7 +467,7 @@ def _refuse_lag_unless_in_memory(flat: np.ndarray | FrameFile, prepared: _Prepar
             path=flat.path,
         )
     if current().count > 1:
-        raise UsageError("--lag trains in one process; leave out --num-processes")
+        raise UsageError(f"--lag trains in one process, not {current().count}: run one")
 
 
 def _shards(
