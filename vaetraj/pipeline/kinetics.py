@@ -166,7 +166,7 @@ def _its_at(dtrajs: list[np.ndarray], lag: int, msm) -> list[float]:
     """The implied timescales of the model at `lag` (none where it has no connected
     pair of clusters)."""
     try:
-        return _timescales(msm or _msm(dtrajs, lag)[0], _TIMESCALES)
+        return _timescales(_msm(dtrajs, lag)[0] if msm is None else msm, _TIMESCALES)
     except _Disconnected:
         return []
 
