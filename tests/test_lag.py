@@ -117,3 +117,33 @@ def test_a_lag_too_long_for_every_trajectory_is_one_line_and_writes_nothing(tmp_
                  "--val-blocks", "2")  # fmt: skip
     assert_error(result, 65, "--lag 3 is as long as every validation block", "short.npy")
     assert not model.exists()
+
+
+def test_a_checkpoint_from_before_the_lag_resumes_as_lag_0():
+    import json
+    from pathlib import Path
+
+    from vaetraj.errors import UsageError
+    from vaetraj.pipeline.run_state import _check_resumable
+
+    fields = {"atoms": 5, "dims": 3, "data_sha256": "x", "model_config": "m",
+              "data_layout": "in memory"}  # fmt: skip
+    older = json.loads(TrainConfig().to_json())
+    del older["lag"]  # written before --lag existed
+    saved = {**fields, "train_config": json.dumps(older)}
+    _check_resumable(saved, {**fields, "train_config": TrainConfig().to_json()}, Path("c.h5"))
+    with pytest.raises(UsageError, match="--lag"):
+        _check_resumable(saved, {**fields, "train_config": TrainConfig(lag=2).to_json()},
+                         Path("c.h5"))  # fmt: skip
+
+
+def test_several_processes_refuse_a_lag_before_reading_the_frames(monkeypatch):
+    from vaetraj.errors import UsageError
+    from vaetraj.pipeline import train as pipeline_train
+    from vaetraj.pipeline.processes import Processes
+
+    monkeypatch.setattr(pipeline_train, "current", lambda: Processes(2, 0))
+    with pytest.raises(UsageError, match="--lag trains in one process, not 2"):
+        pipeline_train._refuse_lag_unless_in_memory(np.zeros((4, 3, 3), np.float32))
+    monkeypatch.setattr(pipeline_train, "current", lambda: Processes(1, 0))
+    pipeline_train._refuse_lag_unless_in_memory(np.zeros((4, 3, 3), np.float32))

@@ -4,9 +4,10 @@ A latent path is written while frames are encoded, chunk by chunk:
   .h5   /mean, /std (frames, latent) float32, and per-frame extras such as /rg and
         /recon_rmsd (frames,); /trajectory (frames,): the number (0, 1, ...) of the
         input file each frame came from, so that what reads the path (a Markov model,
-        time-lagged pairs) never joins the end of one trajectory to the next; attrs format, format_version, latent_dim, units, model
-        (JSON: path, SHA-256, data SHA-256), sources (JSON: path, format, frames,
-        SHA-256), vaetraj_version, created. Streamed: memory stays bounded.
+        time-lagged pairs) never joins the end of one trajectory to the next; attrs
+        format, format_version, latent_dim, units, model (JSON: path, SHA-256, data
+        SHA-256), sources (JSON: path, format, frames, SHA-256), vaetraj_version,
+        created. Streamed: memory stays bounded.
   .csv  one row per frame: mean_0..mean_{d-1}, std_0..std_{d-1}, then the extras.
         Streamed too.
   .npz  the same arrays by name; held in memory until the end (latent paths are

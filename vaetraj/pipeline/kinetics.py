@@ -52,7 +52,7 @@ class KineticsConfig:
     """lag: frames between the two ends of a pair. clusters: k-means centres. states:
     metastable sets (PCCA+ and the Chapman-Kolmogorov test). lags: the implied-timescale
     test's lags (None: about ten from 1 to 5 x lag). frame_time: ps per frame (None:
-    the latent file's, if it has one; timescales in frames only otherwise)."""
+    timescales in frames only)."""
 
     lag: int
     clusters: int = 100
@@ -132,24 +132,31 @@ def _trajectories(
     return pieces, usable
 
 
-def _default_lags(lag: int, longest: int) -> list[int]:
-    """About ten lags from 1 to 5 x lag, spaced geometrically, and lag itself."""
-    grid = np.unique(np.round(np.geomspace(1, 5 * lag, 10)).astype(int))
-    return sorted({int(v) for v in grid if v < longest} | {lag})
+class _Models:
+    """Reversible maximum-likelihood MSMs of the discrete trajectories, one per lag,
+    each estimated once (the implied-timescale and Chapman-Kolmogorov tests share
+    them): `at(lag)` gives the model and its count model, on the largest connected
+    set."""
 
+    def __init__(self, dtrajs: list[np.ndarray]):
+        self.dtrajs = dtrajs
+        self._made: dict[int, tuple[Any, Any]] = {}
 
-def _msm(dtrajs: list[np.ndarray], lag: int):
-    """A reversible maximum-likelihood MSM at `lag` on the largest connected set, and
-    its count model."""
-    from deeptime.markov import TransitionCountEstimator
-    from deeptime.markov.msm import MaximumLikelihoodMSM
+    def at(self, lag: int) -> tuple[Any, Any]:
+        if lag not in self._made:
+            self._made[lag] = self._estimate(lag)
+        return self._made[lag]
 
-    counts = TransitionCountEstimator(lagtime=lag, count_mode="sliding").fit_fetch(dtrajs)
-    try:
-        active = counts.submodel_largest()
-    except ValueError:  # deeptime: every strongly connected set is a single cluster
-        raise _Disconnected(f"at lag {lag} no two clusters are connected both ways") from None
-    return MaximumLikelihoodMSM(reversible=True).fit_fetch(active), active
+    def _estimate(self, lag: int) -> tuple[Any, Any]:
+        from deeptime.markov import TransitionCountEstimator
+        from deeptime.markov.msm import MaximumLikelihoodMSM
+
+        counts = TransitionCountEstimator(lagtime=lag, count_mode="sliding").fit_fetch(self.dtrajs)
+        try:
+            active = counts.submodel_largest()
+        except ValueError:  # deeptime: every strongly connected set is a single cluster
+            raise _Disconnected(f"at lag {lag} no two clusters are connected both ways") from None
+        return MaximumLikelihoodMSM(reversible=True).fit_fetch(active), active
 
 
 class _Disconnected(Exception):
@@ -162,11 +169,11 @@ def _timescales(msm, count: int) -> list[float]:
     return [float(t) for t in np.real(msm.timescales(min(count, msm.n_states - 1)))]
 
 
-def _its_at(dtrajs: list[np.ndarray], lag: int, msm) -> list[float]:
+def _its_at(models: _Models, lag: int) -> list[float]:
     """The implied timescales of the model at `lag` (none where it has no connected
     pair of clusters)."""
     try:
-        return _timescales(_msm(dtrajs, lag)[0] if msm is None else msm, _TIMESCALES)
+        return _timescales(models.at(lag)[0], _TIMESCALES)
     except _Disconnected:
         return []
 
@@ -196,12 +203,13 @@ def _metastable(dtrajs: list[np.ndarray], active, pcca, clusters: int) -> np.nda
     return state_of[np.concatenate(dtrajs)]
 
 
-def _ck_test(msm, dtrajs: list[np.ndarray], config: KineticsConfig, longest: int, notes):
+def _ck_test(models: _Models, config: KineticsConfig, longest: int, notes):
     """Chapman-Kolmogorov: the model at lag, propagated k times, against models
     estimated at k x lag (k = 1.._CK_STEPS, those with pairs)."""
     multiples = [k * config.lag for k in range(1, _CK_STEPS + 1) if k * config.lag < longest]
     try:
-        test = msm.ck_test([_msm(dtrajs, lag)[0] for lag in multiples], config.states)
+        msm = models.at(config.lag)[0]
+        test = msm.ck_test([models.at(lag)[0] for lag in multiples], config.states)
     except (ValueError, RuntimeError, _Disconnected) as failure:  # e.g. another connected set
         notes.append(f"no Chapman-Kolmogorov test: {failure}")
         return None, [], None
@@ -229,9 +237,9 @@ def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetic
     longest = max(len(pieces[number]) for number in usable)
     vamp2 = float(VAMP(lagtime=config.lag).fit([pieces[n] for n in usable]).fetch_model().score(2))
     centers, every_dtraj = _cluster(pieces, config, where)
-    dtrajs = [every_dtraj[number] for number in usable]
+    models = _Models([every_dtraj[number] for number in usable])
     try:
-        msm, active = _msm(dtrajs, config.lag)
+        msm, active = models.at(config.lag)
     except _Disconnected:
         raise BadInputError(
             f"at lag {config.lag} no two of the {len(centers)} clusters are visited one "
@@ -245,14 +253,14 @@ def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetic
             path=where,
         )
     lags = _test_lags(config, longest, notes)
-    its = [_its_at(dtrajs, lag, msm if lag == config.lag else None) for lag in lags]
+    its = [_its_at(models, lag) for lag in lags]
     pcca = msm.pcca(config.states)
     metastable = _metastable(every_dtraj, active, pcca, len(centers))
-    test, ck_lags, ck_error = _ck_test(msm, dtrajs, config, longest, notes)
-    frame_time = config.frame_time or _frame_time(latent)
-    slowest = _timescales(msm, _TIMESCALES)
+    test, ck_lags, ck_error = _ck_test(models, config, longest, notes)
+    frame_time = config.frame_time  # ps per frame, or None
+    slowest = its[lags.index(config.lag)]
     report = KineticsReport(
-        latent=str(where), frames=len(latent.mean), trajectories=len(latent.trajectory_lengths),
+        latent=str(where), frames=len(latent.mean), trajectories=len(pieces),
         latent_dim=latent.mean.shape[1], lag=config.lag, frame_time_ps=frame_time,
         vamp2=vamp2, clusters=len(centers), active_states=msm.n_states,
         active_fraction=float(np.mean(metastable >= 0)),
@@ -269,19 +277,15 @@ def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetic
 
 
 def _test_lags(config: KineticsConfig, longest: int, notes: list[str]) -> list[int]:
-    """The implied-timescale test's lags: those asked for (or the default), shorter
-    than the longest trajectory, and the lag itself."""
-    asked = config.lags or _default_lags(config.lag, longest)
-    kept = sorted({lag for lag in asked if lag < longest} | {config.lag})
-    dropped = sorted(set(asked) - set(kept))
+    """The implied-timescale test's lags, shorter than the longest trajectory, and the
+    lag itself: those asked for (a note names any left out), or about ten from 1 to
+    5 x lag, spaced geometrically."""
+    asked = config.lags or np.unique(np.round(np.geomspace(1, 5 * config.lag, 10)).astype(int))
+    kept = sorted({int(lag) for lag in asked if lag < longest} | {config.lag})
+    dropped = sorted(set(config.lags or ()) - set(kept))
     if dropped:
         notes.append(f"--lags {dropped} left out: the longest trajectory has {longest} frames")
     return kept
-
-
-def _frame_time(latent: LatentData) -> float | None:
-    value = latent.attrs.get("frame_time_ps")
-    return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
 def _arrays(centers, dtrajs, metastable, msm, active, pcca, lags, its, test) -> dict:
@@ -309,9 +313,9 @@ def _arrays(centers, dtrajs, metastable, msm, active, pcca, lags, its, test) -> 
 
 
 def kinetics_file(
-    latent: str | os.PathLike = "latent.h5",
-    output: str | os.PathLike | None = None,
-    config: KineticsConfig | None = None,
+    latent: str | os.PathLike,
+    output: str | os.PathLike | None,
+    config: KineticsConfig,
     *,
     figures: str | os.PathLike | None = None,
     overwrite: bool = False,
@@ -321,8 +325,6 @@ def kinetics_file(
     draw the figures into that folder (`kinetics_plots`)."""
     from vaetraj.pipeline import kinetics_plots
 
-    if config is None:
-        raise UsageError("--lag is required: frames between the two ends of a pair")
     where = Path(latent)
     if output is not None:
         check_kinetics_suffix(Path(output))

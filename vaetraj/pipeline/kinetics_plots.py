@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vaetraj.pipeline.plot import _pyplot, _save
+from vaetraj.pipeline.plot import headless_pyplot, save_png
 
 FIGURES = ("timescales.png", "ck.png", "free_energy.png")
 
 
 def plot_timescales(arrays: dict[str, np.ndarray], lag: int, path: Path, overwrite: bool) -> None:
-    plt = _pyplot()
+    plt = headless_pyplot()
     lags, table = arrays["its/lags"], arrays["its/timescales"]
     figure, axes = plt.subplots(figsize=(5, 4))
     for process in range(table.shape[1]):
@@ -33,12 +33,11 @@ def plot_timescales(arrays: dict[str, np.ndarray], lag: int, path: Path, overwri
     axes.set(xlabel="lag (frames)", ylabel="implied timescale (frames)", yscale="log")
     axes.set_ylim(bottom=max(0.5, float(np.nanmin(table)) / 2))
     axes.legend(fontsize="small")
-    _save(figure, path, overwrite)
-    plt.close(figure)
+    save_png(figure, path, overwrite)
 
 
 def plot_ck(arrays: dict[str, np.ndarray], path: Path, overwrite: bool) -> None:
-    plt = _pyplot()
+    plt = headless_pyplot()
     lags, predicted, estimated = arrays["ck/lags"], arrays["ck/predictions"], arrays["ck/estimates"]
     states = predicted.shape[1]
     figure, grid = plt.subplots(states, states, figsize=(2.4 * states, 2.2 * states),
@@ -53,8 +52,7 @@ def plot_ck(arrays: dict[str, np.ndarray], path: Path, overwrite: bool) -> None:
     for axes in grid[-1]:
         axes.set_xlabel("lag (frames)")
     grid[0, 0].legend(fontsize="x-small")
-    _save(figure, path, overwrite)
-    plt.close(figure)
+    save_png(figure, path, overwrite)
 
 
 def frame_weights(arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -72,7 +70,7 @@ def plot_free_energy(
 ) -> None:
     """The free energy over the first two latent coordinates (over the first alone for
     a 1D latent space)."""
-    plt = _pyplot()
+    plt = headless_pyplot()
     weights = frame_weights(arrays)
     figure, axes = plt.subplots(figsize=(5, 4))
     if mean.shape[1] == 1:
@@ -94,8 +92,7 @@ def plot_free_energy(
         axes.scatter(centers[:, 0], centers[:, 1], c=state, cmap="tab10", s=12, edgecolor="w",
                      linewidth=0.3, vmin=0, vmax=9)  # fmt: skip
         axes.set(xlabel="z0", ylabel="z1")
-    _save(figure, path, overwrite)
-    plt.close(figure)
+    save_png(figure, path, overwrite)
 
 
 def _center_states(arrays: dict[str, np.ndarray]) -> np.ndarray:

@@ -27,7 +27,8 @@ from vaetraj.pipeline.model import Model, load_model, require_structure_model
 FIGURES = ("loss", "latent", "marginals", "structures")
 
 
-def _pyplot():
+def headless_pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -36,14 +37,15 @@ def _pyplot():
     return plt
 
 
-def _save(figure, path: Path, overwrite: bool) -> None:
+def save_png(figure, path: Path, overwrite: bool) -> None:
+    """`figure` written atomically to `path` as a PNG, then closed."""
     with atomic_output(path, overwrite=overwrite) as tmp:
         figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    _pyplot().close(figure)
+    headless_pyplot().close(figure)
 
 
 def plot_loss(model: Model, path: Path, *, overwrite: bool = False) -> None:
-    plt = _pyplot()
+    plt = headless_pyplot()
     history = model.history
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     epochs = np.arange(1, len(history["loss"]) + 1)
@@ -68,13 +70,13 @@ def plot_loss(model: Model, path: Path, *, overwrite: bool = False) -> None:
     right.set_yscale("log")
     right.legend()
     figure.tight_layout()
-    _save(figure, path, overwrite)
+    save_png(figure, path, overwrite)
 
 
 def plot_latent(
     model: Model, latent: LatentData, path: Path, *, color: str = "time", overwrite: bool = False
 ) -> None:
-    plt = _pyplot()
+    plt = headless_pyplot()
     mean = latent.mean
     if mean.shape[1] < 2:
         mean = np.column_stack([np.arange(len(mean)), mean[:, 0]])
@@ -105,7 +107,7 @@ def plot_latent(
     points = axis.scatter(mean[:, 0], mean[:, 1], c=values, s=8, cmap="viridis", zorder=3)
     figure.colorbar(points, ax=axis, label=label)
     axis.set(xlabel=labels[0], ylabel=labels[1], title="latent path (posterior means)")
-    _save(figure, path, overwrite)
+    save_png(figure, path, overwrite)
 
 
 def _marginal_pairs(atoms: int, count: int = 8) -> list[tuple[int, int]]:
@@ -117,7 +119,7 @@ def _marginal_pairs(atoms: int, count: int = 8) -> list[tuple[int, int]]:
 def plot_marginals(
     model: Model, data: np.ndarray, samples: np.ndarray, path: Path, *, overwrite: bool = False
 ) -> None:
-    plt = _pyplot()
+    plt = headless_pyplot()
     pairs = _marginal_pairs(model.atoms)
     columns = min(4, len(pairs))
     rows = -(-len(pairs) // columns)
@@ -133,7 +135,7 @@ def plot_marginals(
         axis.set_visible(False)
     axes[0, 0].legend(fontsize=8)
     figure.tight_layout()
-    _save(figure, path, overwrite)
+    save_png(figure, path, overwrite)
 
 
 def plot_structures(
@@ -141,7 +143,7 @@ def plot_structures(
 ) -> None:
     from vaetraj.pipeline.structure import compute_frame_rg, rg_weights
 
-    plt = _pyplot()
+    plt = headless_pyplot()
     weights, _ = rg_weights(model.masses, model.atoms)
     rg = compute_frame_rg(data, weights)
     lowest = data[int(np.argmin(rg))]
@@ -156,7 +158,7 @@ def plot_structures(
     axis.set_aspect("equal")
     axis.set(xlabel=f"x ({model.units})", ylabel=f"y ({model.units})", title="most compact")
     axis.legend(fontsize=8)
-    _save(figure, path, overwrite)
+    save_png(figure, path, overwrite)
 
 
 @dataclass

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 
+from vaetraj.configs import TrainConfig
 from vaetraj.errors import BadInputError, UsageError
 from vaetraj.io.checkpoint import read_checkpoint, read_checkpoint_fields, write_checkpoint
 from vaetraj.pipeline.processes import replicated
@@ -41,6 +42,8 @@ _RESUME_FIXED = (
     "seed",
     "lag",
 )
+# what a checkpoint of an older version that lacks a field had: the field's default
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 @dataclass(frozen=True)
@@ -158,11 +161,7 @@ def _check_resumable(saved: dict[str, Any], fields: dict[str, Any], path: Path) 
         )
     saved_train = json.loads(saved.get("train_config", "{}"))
     current_train = json.loads(fields["train_config"])
-    defaults = {"lag": 0}  # fields a checkpoint of an older version may lack
-    changed = [
-        k for k in _RESUME_FIXED
-        if saved_train.get(k, defaults.get(k)) != current_train.get(k, defaults.get(k))
-    ]  # fmt: skip
+    changed = [k for k in _RESUME_FIXED if saved_train.get(k, _DEFAULTS[k]) != current_train[k]]
     if changed:
         raise UsageError(
             f"resume needs the checkpoint's {', '.join('--' + k.replace('_', '-') for k in changed)} "

@@ -197,7 +197,9 @@ def _prepare(data: TrainingSet, model_config: ModelConfig, train_config: TrainCo
     notes: list[str] = []
     targets = None
     if train_config.lag:
-        train_index, val_index, targets = _pairs(data, train_index, val_index, train_config.lag)
+        train_index, val_index, targets = _pairs(
+            data, train_index, val_index, train_config.lag, where
+        )
         notes.append(
             f"time-lagged: {len(train_index)} training and {len(val_index)} validation pairs "
             f"of frames {train_config.lag} apart, none across trajectories"
@@ -238,29 +240,29 @@ def _prepare(data: TrainingSet, model_config: ModelConfig, train_config: TrainCo
 
 
 def _pairs(
-    data: TrainingSet, train_index: np.ndarray, val_index: np.ndarray, lag: int
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    data: TrainingSet, train_index: np.ndarray, val_index: np.ndarray, lag: int,
+    where: str | None,
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
     """The time-lagged pairs (t, t + lag) within the training and the validation
     frames: (training inputs, validation inputs, (their targets))."""
+    _refuse_lag_unless_in_memory(data.xyz)
     lengths = data.trajectory_lengths
-    train_index, train_targets = lagged_pairs(lengths, train_index, lag)
-    val_frames = val_index
-    val_index, val_targets = lagged_pairs(lengths, val_frames, lag)
-    where = data.origin if data.origin not in ("array", "aligned data") else None
-    if not len(train_index):
+    train_inputs, train_targets = lagged_pairs(lengths, train_index, lag)
+    val_inputs, val_targets = lagged_pairs(lengths, val_index, lag)
+    if not len(train_inputs):
         raise BadInputError(
             f"--lag {lag} leaves no pair of training frames {lag} apart within one "
             f"trajectory (the longest has {max(lengths)} frames); lower --lag",
             path=where,
         )
-    if len(val_targets) == 0 and len(val_frames):
+    if len(val_targets) == 0 and len(val_index):
         raise BadInputError(
-            f"--lag {lag} is as long as every validation block ({len(val_frames)} frames "
+            f"--lag {lag} is as long as every validation block ({len(val_index)} frames "
             f"in all): no validation pair; raise --val-fraction, lower --val-blocks or "
             f"--lag, or pass --val-fraction 0",
             path=where,
         )
-    return train_index, val_index, (train_targets, val_targets)
+    return train_inputs, val_inputs, (train_targets, val_targets)
 
 
 def _fingerprint(xyz: np.ndarray) -> str:
@@ -430,7 +432,6 @@ def _data_sets(
     frames left on disk, read within `budget` bytes; over several processes, this
     process's shards (`_shards`)."""
     flat = data.xyz.reshape(len(data.xyz), -1)
-    _refuse_lag_unless_in_memory(flat, prepared)
     if current().count > 1:
         return _shards(flat, prepared, sharding, budget, batches, notes)
     shift, scale = (jnp.asarray(v) for v in prepared.normalization)
@@ -455,19 +456,19 @@ def _data_sets(
     return make(prepared.train_index, train_targets), val, layout
 
 
-def _refuse_lag_unless_in_memory(flat: np.ndarray | FrameFile, prepared: _Prepared) -> None:
+def _refuse_lag_unless_in_memory(xyz: np.ndarray | FrameFile) -> None:
     """A time-lagged model trains on frames held in memory, in one process (its pairs
-    would cross the chunks of a streamed file and the shards of several processes)."""
-    if prepared.targets is None:
-        return
-    if isinstance(flat, FrameFile):
-        raise UsageError(
-            f"--lag trains on frames held in memory, and {flat.nbytes / 1e6:,.0f} MB of "
-            f"frames exceed the memory budget: raise --memory-budget",
-            path=flat.path,
-        )
+    would cross the chunks of a streamed file and the shards of several processes).
+    Checked before the normalization pass; processes first (over several, an aligned
+    file is always left on disk)."""
     if current().count > 1:
         raise UsageError(f"--lag trains in one process, not {current().count}: run one")
+    if isinstance(xyz, FrameFile):
+        raise UsageError(
+            f"--lag trains on frames held in memory, and {xyz.nbytes / 1e6:,.0f} MB of "
+            f"frames exceed the memory budget: raise --memory-budget",
+            path=xyz.path,
+        )
 
 
 def _shards(
