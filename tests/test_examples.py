@@ -88,6 +88,37 @@ def test_alanine_dipeptide_latent_space_separates_the_basins(tmp_path):
                results["sample_basin_fractions"]["alpha-R"]) > 0.1  # fmt: skip
 
 
+@pytest.mark.skipif(
+    not (SHARED_DATA / "alanine-dipeptide" / "ala2.dcd").exists(),
+    reason="the alanine-dipeptide data (../shared/data) are not here",
+)
+@pytest.mark.slow
+def test_alanine_kinetics_meets_the_issues_bar(tmp_path):
+    """Issue 16's Done-when on the real trajectory, with few epochs and every other
+    frame: the time-lagged latent's VAMP-2 (deeptime) at 5 ps at least the plain
+    latent's and 0.9x the phi/psi torsions'; `kinetics` gives deeptime's VAMP-2 (1%)
+    and a slowest timescale at least 0.8x the Ramachandran basins' Markov model's."""
+    example = load_example("alanine_kinetics")
+    out = tmp_path / "kinetics"
+    results = example.main(["-o", str(out), "--stride", "2", "--epochs", "15", "--clusters", "50",
+                            "--data", str(SHARED_DATA / "alanine-dipeptide")])  # fmt: skip
+    assert json.loads((out / "results.json").read_text()) == results
+    assert (results["frames"], results["lag_frames"], results["lag_ps"]) == (4000, 5, 5.0)
+    assert results["kinetics_frame_time_ps"] == 1.0  # --frame-time 0.5 x --stride 2, recorded
+    vamp2 = results["vamp2"]
+    assert vamp2["time-lagged"] >= vamp2["plain"]
+    assert vamp2["time-lagged"] >= 0.9 * vamp2["phi/psi (sin, cos)"]
+    assert results["vamp2_kinetics_cli"] == pytest.approx(vamp2["time-lagged"], rel=0.01)
+    assert results["timescale_ratio_to_basins"] >= 0.8
+    # the basins' own timescale at 5 ps: about 21 ps (the data's ~200 transitions in 4 ns)
+    assert 10 < results["slowest_timescale_ps"]["basins"] < 40
+    # the two metastable states are the two basins the trajectory visits
+    assert results["state_basin_purity"] > 0.9
+    for name in ("kinetics.png", "lagged/timescales.png", "lagged/ck.png",
+                 "lagged/free_energy.png"):  # fmt: skip
+        assert_png(out / "figures" / name)
+
+
 def test_basins_of_known_dihedrals():
     example = load_example("alanine_dipeptide")
     phi = np.array([-70.0, -140.0, 60.0, -80.0])

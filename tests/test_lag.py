@@ -147,3 +147,79 @@ def test_several_processes_refuse_a_lag_before_reading_the_frames(monkeypatch):
         pipeline_train._refuse_lag_unless_in_memory(np.zeros((4, 3, 3), np.float32))
     monkeypatch.setattr(pipeline_train, "current", lambda: Processes(1, 0))
     pipeline_train._refuse_lag_unless_in_memory(np.zeros((4, 3, 3), np.float32))
+
+
+class _Identity:
+    """A stand-in model whose decode(encode(x)) gives x back exactly."""
+
+    def __init__(self, features: int):
+        self.latent_dim = features
+
+    def encode(self, frames):
+        flat = np.asarray(frames, np.float32).reshape(len(frames), -1)
+        return flat, np.ones_like(flat)
+
+    def decode(self, mean):
+        return np.asarray(mean)
+
+
+def test_a_lagged_model_is_scored_on_the_frames_lag_later():
+    """The assessment's figures compare each input's decoded frame with the frame `lag`
+    later: for a model that gives back its input, against NumPy on the same pairs."""
+    from vaetraj.pipeline.assess import _reconstruct
+
+    rng = np.random.default_rng(3)
+    steps = rng.normal(size=(300, 4, 3)).astype(np.float32)
+    xyz = np.cumsum(0.2 * steps, axis=0)  # a random walk: frames lag apart differ
+    lengths, lag = [180, 120], 7
+    train, val = split_blocks(lengths, 0.2, blocks=2, seed=0)
+    (train_in, train_out), (val_in, val_out) = (lagged_pairs(lengths, m, lag) for m in (train, val))
+    model = _Identity(12)
+    plain = _reconstruct(model, xyz, train, val, None, np.arange(0))
+    lagged = _reconstruct(model, xyz, train_in, val_in, None, np.arange(0), lag)
+    assert plain.fields["explained_variance_train"] == pytest.approx(1.0)
+    assert plain.fields["recon_rmsd_train"] == pytest.approx(0.0, abs=1e-6)
+    flat = xyz.reshape(300, -1).astype(np.float64)
+    centre = flat[train_out].mean(axis=0)
+    for inputs, targets, name in ((train_in, train_out, "train"), (val_in, val_out, "val")):
+        error = np.sum((flat[inputs] - flat[targets]) ** 2)
+        expected = 1 - error / np.sum((flat[targets] - centre) ** 2)
+        assert lagged.fields[f"explained_variance_{name}"] == pytest.approx(expected, rel=1e-5)
+        rmsd = np.sqrt(((xyz[inputs] - xyz[targets]) ** 2).sum(-1).mean(-1)).mean()
+        assert lagged.fields[f"recon_rmsd_{name}"] == pytest.approx(rmsd, rel=1e-5)
+    # the yardstick is the linear prediction of the later frames, not PCA of the inputs
+    from vaetraj.model import compute_prediction_explained_variance
+
+    assert lagged.fields["pca_explained_variance"] == pytest.approx(
+        compute_prediction_explained_variance(flat[train_in], flat[train_out], 12)
+    )
+    assert lagged.fields["pca_explained_variance"] < plain.fields["pca_explained_variance"]
+
+
+def test_frames_that_share_nothing_at_the_lag_fail_with_lower_lag():
+    from vaetraj.pipeline.assess import judge
+
+    fields = {"pca_explained_variance": 0.03, "explained_variance_train": 0.025,
+              "decoded_variance": 0.01}  # fmt: skip
+    failure = judge(fields, 0.5, 2, lag=5)
+    assert failure and "frames 5 apart are nearly independent" in failure
+    assert judge(fields, 0.5, 2) is None  # the same figures at lag 0 pass (0.025 > 0.5 x 0.03)
+    good = {**fields, "pca_explained_variance": 0.4, "explained_variance_train": 0.45}
+    assert judge(good, 0.5, 2, lag=5) is None
+    weak = {**good, "explained_variance_train": 0.1}
+    assert "predictions explain 10.0% of the variance of the frames 5 later" in judge(
+        weak, 0.5, 2, 5
+    )
+
+
+@pytest.mark.slow
+def test_a_lag_past_the_datas_memory_exits_3_saying_lower_lag(tmp_path):
+    """Independent frames: nothing at the lag to predict, so the run fails (exit 3) and
+    says the lag is what to change, not the epochs."""
+    frames = tmp_path / "noise.npy"
+    np.save(frames, np.random.default_rng(0).normal(size=(400, 5, 3)).astype(np.float32))
+    result = run("train", frames, "-o", tmp_path / "m.h5", "--lag", "2", "--epochs", "3",
+                 "--batch-size", "32")  # fmt: skip
+    assert result.exit_code == 3, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "frames 2 apart are nearly independent" in last and last.endswith("lower --lag")

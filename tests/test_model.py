@@ -302,3 +302,28 @@ def test_loss_terms_squared_error_is_the_decoded_means_error():
         )
         terms = compute_loss_terms(params, x, noise, config)
         assert float(terms.squared_error) == pytest.approx(expected, rel=1e-5)
+
+
+def test_prediction_explained_variance_against_least_squares_and_pca():
+    """Reduced-rank regression against an independent route (np.linalg.lstsq, the fit
+    cut to k components by its SVD, the residual summed); PCA's share when y = x."""
+    from vaetraj.model import compute_prediction_explained_variance
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2000, 6)) @ rng.normal(size=(6, 6)) + 3.0
+    y = x @ rng.normal(size=(6, 9)) + rng.normal(size=(2000, 9)) + 1.0
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    coefficients = np.linalg.lstsq(xc, yc, rcond=None)[0]
+    fitted = xc @ coefficients
+    _, _, vt = np.linalg.svd(fitted, full_matrices=False)
+    for k in (1, 2, 5):
+        cut = fitted @ vt[:k].T @ vt[:k]
+        expected = 1 - np.sum((yc - cut) ** 2) / np.sum(yc**2)
+        assert compute_prediction_explained_variance(x, y, k) == pytest.approx(expected, rel=1e-9)
+        assert compute_prediction_explained_variance(x, x, k) == pytest.approx(
+            compute_pca_explained_variance(x, k), rel=1e-9
+        )
+    # y unrelated to x: next to nothing (at most the k of frames // 10 regressors' chance fit)
+    noise = rng.normal(size=(2000, 9))
+    assert compute_prediction_explained_variance(x, noise, 2) < 0.01
+    assert np.isnan(compute_prediction_explained_variance(x, np.ones((2000, 3)), 1))

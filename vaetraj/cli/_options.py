@@ -7,6 +7,13 @@ import typer
 OverwriteOption = typer.Option(False, "--overwrite", help="Replace an existing output.")
 JsonOption = typer.Option(False, "--json", help="Print one JSON result record on stdout.")
 DebugOption = typer.Option(False, "--debug", help="Show the traceback of an error.")
+FrameTimeOption = typer.Option(
+    None,
+    "--frame-time",
+    metavar="PS",
+    help="Picoseconds between the input files' frames (before --stride), for files that "
+    "do not record it (mdtraj's DCDs, arrays). Default: what the files record.",
+)
 ModelOption = typer.Option(
     Path("model.h5"), "--model", "-m", help="Model file from `vaetraj train`."
 )

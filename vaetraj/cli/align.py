@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vaetraj.cli._options import DebugOption, JsonOption, OverwriteOption
+from vaetraj.cli._options import DebugOption, FrameTimeOption, JsonOption, OverwriteOption
 from vaetraj.cli._runtime import finish_report, print_table, progress_bar, run_command
 
 
@@ -102,6 +102,7 @@ def align_command(
     key: KeyArg = None,
     equal_masses: EqualMassesArg = False,
     allow_partial: AllowPartialArg = False,
+    frame_time: float | None = FrameTimeOption,
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
@@ -126,7 +127,12 @@ def align_command(
             method=method.value, reference=_parse_reference(reference), equal_masses=equal_masses
         )
         options = ReadOptions(
-            top=top, select=select, stride=stride, key=key, allow_partial=allow_partial
+            top=top,
+            select=select,
+            stride=stride,
+            key=key,
+            allow_partial=allow_partial,
+            frame_time=frame_time,
         )
         with progress_bar(not json_output) as progress:
             report = align_file(

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import typer
 
-from vaetraj.cli._options import DebugOption, JsonOption, ModelOption, OverwriteOption
+from vaetraj.cli._options import (
+    DebugOption,
+    FrameTimeOption,
+    JsonOption,
+    ModelOption,
+    OverwriteOption,
+)
 from vaetraj.cli._runtime import finish_report, print_table, progress_bar, run_command
 
 
@@ -30,6 +36,7 @@ def encode_command(
     ),
     stride: int = typer.Option(1, "--stride", min=1, help="Keep every Nth frame."),
     key: str | None = typer.Option(None, "--key", help="Array name in an .npz."),
+    frame_time: float | None = FrameTimeOption,
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
@@ -51,7 +58,7 @@ def encode_command(
         from vaetraj.io.trajectory import ReadOptions
         from vaetraj.pipeline.encode import encode_file
 
-        options = ReadOptions(top=top, select=select, stride=stride, key=key)
+        options = ReadOptions(top=top, select=select, stride=stride, key=key, frame_time=frame_time)
         with progress_bar(not json_output) as progress:
             report = encode_file(
                 inputs,

@@ -23,7 +23,11 @@ def kinetics_command(
         None, "--lags", help="Implied-timescale lags, e.g. 1,2,5,10,20 (default: up to 5x --lag)."
     ),
     frame_time: float | None = typer.Option(
-        None, "--frame-time", help="Picoseconds per frame: timescales in ps too."
+        None,
+        "--frame-time",
+        metavar="PS",
+        help="Picoseconds per latent frame, for timescales in ps too (default: the one "
+        "encode recorded from its inputs, if any).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the k-means initialization."),
     output: Path | None = typer.Option(

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vaetraj.cli._options import DebugOption, JsonOption, OverwriteOption
+from vaetraj.cli._options import DebugOption, FrameTimeOption, JsonOption, OverwriteOption
 from vaetraj.cli._runtime import (
     SILENT,
     finish_report,
@@ -420,6 +420,7 @@ def train_command(
     select: SelectArg = None,
     stride: StrideArg = 1,
     key: KeyArg = None,
+    frame_time: float | None = FrameTimeOption,
     equal_masses: EqualMassesArg = False,
     features: FeaturesArg = False,
     overwrite: bool = OverwriteOption,
@@ -489,7 +490,11 @@ def _file_options(o: dict, progress) -> dict[str, Any]:
             equal_masses=o["equal_masses"],
         ),
         "read_options": ReadOptions(
-            top=o["top"], select=o["select"], stride=o["stride"], key=o["key"]
+            top=o["top"],
+            select=o["select"],
+            stride=o["stride"],
+            key=o["key"],
+            frame_time=o["frame_time"],
         ),
         "checkpoint": o["checkpoint"],
         "resume": o["resume"],
@@ -534,6 +539,7 @@ def _print_summary(report) -> None:
                 else f"({report.atoms} atoms in {report.dims}D)"
             ),
         ),
+        *_lag_rows(report),
         (
             "epochs",
             f"{report.epochs_run} run, best {report.best_epoch}, kept {report.kept_epoch}"
@@ -560,14 +566,30 @@ def _print_summary(report) -> None:
     print_table("vaetraj train", rows)
 
 
+def _lag_rows(report) -> list[tuple[str, str]]:
+    """The lag of a time-lagged model, in frames and (when known) ps; the frame time."""
+    step = report.frame_time_ps
+    if report.lag:
+        time = f" = {report.lag * step:.4g} ps" if step else " (frame time unknown)"
+        return [("lag", f"{report.lag} frames{time}: frame t is encoded, frame t+lag decoded")]
+    return [("frame time", f"{step:.4g} ps")] if step else []
+
+
 def _quality_rows(report) -> list[tuple[str, str]]:
     """What the kept model is worth: reconstruction, variance, KL, density."""
     table = report.dims == 1
-    components = f"{report.latent_dim} component" + ("s" if report.latent_dim > 1 else "")
+    plural = "s" if report.latent_dim > 1 else ""
+    yardstick = f"PCA with {report.latent_dim} component{plural}"
+    later = ""
+    if report.lag:  # a time-lagged model is scored on the frames it predicts
+        yardstick = f"linear prediction through {report.latent_dim} dimension{plural}"
+        later = f" of frame t+{report.lag}"
     kl = ", ".join(f"{value:.3g}" for value in report.kl_per_dim)
     return [
         (
-            "recon RMS error" if table else f"recon RMSD ({report.units})",
+            ("prediction RMS error" if table else f"prediction RMSD ({report.units})") + later
+            if report.lag
+            else ("recon RMS error" if table else f"recon RMSD ({report.units})"),
             f"train {report.recon_rmsd_train:.4g}"
             + (
                 f", validation {report.recon_rmsd_val:.4g} ({report.val_gap:.2f}x)"
@@ -576,14 +598,14 @@ def _quality_rows(report) -> list[tuple[str, str]]:
             ),
         ),
         (
-            "variance explained",
+            "variance explained" + later,
             f"train {report.explained_variance_train:.1%}"
             + (
                 f", validation {report.explained_variance_val:.1%}"
                 if report.explained_variance_val is not None
                 else ""
             )
-            + f" (PCA with {components}: {report.pca_explained_variance:.1%})",
+            + f" ({yardstick}: {report.pca_explained_variance:.1%})",
         ),
         ("KL per dim", kl),
         ("active units", f"{report.active_units} of {report.latent_dim}"),

@@ -2,11 +2,14 @@
 
 mdtraj reads a DCD that ends inside a frame short without a word, and trusts a DCD
 header's frame count. These scans tell how many whole frames a file really holds so the
-reader can refuse a truncated file or read exactly the frames that are there.
+reader can refuse a truncated file or read exactly the frames that are there. They also
+read the time between frames, which mdtraj does not give for a DCD (its `time` counts
+frames).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -16,12 +19,32 @@ from pathlib import Path
 @dataclass(frozen=True)
 class FrameCount:
     """atoms: per frame; whole: whole frames in the file; partial: it ends inside a
-    frame; header_frames: the count a header claims (DCD), None where there is none."""
+    frame; header_frames: the count a header claims (DCD), None where there is none;
+    frame_time_ps: the time between frames, None where the file does not tell."""
 
     atoms: int
     whole: int
     partial: bool
     header_frames: int | None = None
+    frame_time_ps: float | None = None
+
+
+_AKMA_PS = 0.04888821  # CHARMM's AKMA time unit in ps: a DCD's time step is in it
+
+
+def _positive(value: float) -> float | None:
+    return float(value) if math.isfinite(value) and value > 0 else None
+
+
+def _dcd_frame_time(head: bytes, endian: str, charmm: bool) -> float | None:
+    """ps between frames from a DCD header: frames every NSAVC steps of DELTA AKMA
+    units (CHARMM, NAMD and OpenMM write both; X-PLOR files keep DELTA as a double).
+    None for mdtraj's placeholder (NSAVC 1, DELTA 1.0: mdtraj writes no time)."""
+    (steps,) = struct.unpack(endian + "i", head[16:20])
+    delta = struct.unpack(endian + ("f" if charmm else "d"), head[44 : 48 if charmm else 52])[0]
+    if steps == 1 and delta == 1.0:
+        return None
+    return _positive(steps * delta * _AKMA_PS)
 
 
 def scan_dcd(path: Path) -> FrameCount | None:
@@ -57,6 +80,7 @@ def scan_dcd(path: Path) -> FrameCount | None:
         whole=body // frame_bytes,
         partial=body % frame_bytes != 0,
         header_frames=header_frames,
+        frame_time_ps=_dcd_frame_time(head, endian, bool(charmm)),
     )
 
 
@@ -69,15 +93,18 @@ def scan_xtc(path: Path) -> FrameCount | None:
     size = os.path.getsize(path)
     whole = atoms = 0
     position = 0
+    times: list[float] = []  # of the first two frames
     with open(path, "rb") as handle:
         while position < size:
             head = handle.read(56)
             if len(head) < 56:
                 return FrameCount(atoms=atoms, whole=whole, partial=True)
-            magic, natoms = struct.unpack(">2i", head[:8])
+            magic, natoms, _, time = struct.unpack(">3if", head[:16])
             if magic != _XTC_MAGIC:
                 return None if whole == 0 else FrameCount(atoms=atoms, whole=whole, partial=True)
             atoms = natoms
+            if len(times) < 2:
+                times.append(time)
             if natoms <= 9:
                 frame_bytes = 56 + 12 * natoms
             else:
@@ -91,4 +118,5 @@ def scan_xtc(path: Path) -> FrameCount | None:
             position += frame_bytes
             whole += 1
             handle.seek(position)
-    return FrameCount(atoms=atoms, whole=whole, partial=False)
+    frame_time = _positive(times[1] - times[0]) if len(times) == 2 else None
+    return FrameCount(atoms=atoms, whole=whole, partial=False, frame_time_ps=frame_time)

@@ -12,6 +12,7 @@ never a traceback, and never a NaN written out as if it were a result.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,8 @@ _DATA_KINDS = {"float": "f", "int": "iu", "bool": "b", "number": "fiu"}
 
 @dataclass(frozen=True)
 class Attr:
-    """An attribute. kind: "text", "int", or "object"/"list" (JSON text of that type).
+    """An attribute. kind: "text", "int", "positive" (a finite number > 0), or
+    "object"/"list" (JSON text of that type).
     dim: an integer attribute that fixes the length of that named dimension."""
 
     name: str
@@ -104,19 +106,30 @@ def check_format(attrs, path: Path, *, name: str, what: str, newest: int, oldest
         )
 
 
+def _number_value(value: Any, spec: Attr, path: Path, what: str) -> int | float:
+    """An "int" or "positive" attribute's value, checked."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    boolean = isinstance(value, (bool, np.bool_))
+    if spec.kind == "positive":
+        number = isinstance(value, (int, float, np.integer, np.floating)) and not boolean
+        if not number or not 0 < value < math.inf:
+            _fail(path, what, f"attribute '{spec.name}' is {value!r}, expected a positive number")
+        return float(value)
+    if boolean or not isinstance(value, (int, np.integer)):
+        _fail(path, what, f"attribute '{spec.name}' is {value!r}, expected an integer")
+    value = int(value)
+    if spec.minimum is not None and value < spec.minimum:
+        _fail(path, what, f"attribute '{spec.name}' is {value}, expected >= {spec.minimum}")
+    return value
+
+
 def _attr_value(handle: h5py.Group | ArrayGroup, spec: Attr, path: Path, what: str) -> Any:
     value = handle.attrs[spec.name]
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")
-    if spec.kind == "int":
-        if isinstance(value, np.ndarray) and value.shape == ():
-            value = value[()]
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            _fail(path, what, f"attribute '{spec.name}' is {value!r}, expected an integer")
-        value = int(value)
-        if spec.minimum is not None and value < spec.minimum:
-            _fail(path, what, f"attribute '{spec.name}' is {value}, expected >= {spec.minimum}")
-        return value
+    if spec.kind in ("int", "positive"):
+        return _number_value(value, spec, path, what)
     if spec.kind in _JSON_TYPES and isinstance(value, _JSON_TYPES[spec.kind]):
         return value  # a .npz keeps its attributes as one JSON record: parsed already
     if not isinstance(value, str):

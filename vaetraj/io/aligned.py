@@ -6,7 +6,8 @@ Layout: /xyz (frames, atoms, dims) float32; /rmsd (frames,) float32; /ambiguous
 centred (the structure frames were fitted to; kabsch only). Attributes: format,
 format_version, units, method, reference (description), weights, config (JSON),
 topology (JSON, when known), sources (JSON list of path, format, frames, sha256),
-summary (JSON), vaetraj_version, created.
+summary (JSON), vaetraj_version, created, frame_time_ps (ps between the frames kept,
+when the inputs or --frame-time gave it).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ _ATTRS = (
     Attr("topology", "object", required=False),
     Attr("created", "text", required=False),
     Attr("vaetraj_version", "text"),
+    Attr("frame_time_ps", "positive", required=False),
 )
 _XYZ = Data("xyz", "float", ("frames", "atoms", "dims"), load=False)
 _DATA = (

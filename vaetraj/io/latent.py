@@ -6,8 +6,9 @@ A latent path is written while frames are encoded, chunk by chunk:
         input file each frame came from, so that what reads the path (a Markov model,
         time-lagged pairs) never joins the end of one trajectory to the next; attrs
         format, format_version, latent_dim, units, model (JSON: path, SHA-256, data
-        SHA-256), sources (JSON: path, format, frames, SHA-256), vaetraj_version,
-        created. Streamed: memory stays bounded.
+        SHA-256), sources (JSON: path, format, frames, SHA-256), stride,
+        frame_time_ps (ps between the frames kept, when the inputs or --frame-time
+        gave it), vaetraj_version, created. Streamed: memory stays bounded.
   .csv  one row per frame: mean_0..mean_{d-1}, std_0..std_{d-1}, then the extras.
         Streamed too.
   .npz  the same arrays by name; held in memory until the end (latent paths are
@@ -129,7 +130,7 @@ class LatentWriter:
             "latent_dim": self.latent_dim,
             "vaetraj_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            **attrs,
+            **{name: value for name, value in attrs.items() if value is not None},
         }
         try:
             if self.suffix in (".h5", ".hdf5"):
@@ -169,6 +170,11 @@ class LatentData:
     attrs: dict[str, Any]
 
     @property
+    def frame_time_ps(self) -> float | None:
+        """ps between consecutive frames, when the encoded inputs recorded it."""
+        return self.attrs.get("frame_time_ps")
+
+    @property
     def trajectory_lengths(self) -> list[int]:
         """Frames of each trajectory (input file) in order. From the /trajectory column
         (checked when read); a file written before it had one: from its sources'
@@ -199,6 +205,7 @@ _ATTRS = (
     Attr("model", "object"),
     Attr("sources", "list"),
     Attr("stride", "int", required=False, minimum=1),
+    Attr("frame_time_ps", "positive", required=False),
     Attr("created", "text", required=False),
     Attr("vaetraj_version", "text", required=False),
 )

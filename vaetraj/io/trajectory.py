@@ -6,6 +6,7 @@ read is silently short and no coordinate is NaN or infinite.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import warnings
@@ -69,17 +70,24 @@ FLOAT32_RESOLUTION = 1e-3
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How to read trajectory files. stride keeps every Nth frame of each file."""
+    """How to read trajectory files. stride keeps every Nth frame of each file;
+    frame_time: ps between a file's frames before the stride, for files that do not
+    record it (None: what the files say, if anything)."""
 
     top: str | os.PathLike | None = None
     select: str | None = None
     stride: int = 1
     key: str | None = None
     allow_partial: bool = False
+    frame_time: float | None = None
 
     def __post_init__(self) -> None:
         if self.stride < 1:
             raise UsageError(f"--stride must be at least 1, got {self.stride}")
+        if self.frame_time is not None and not (
+            math.isfinite(self.frame_time) and self.frame_time > 0
+        ):
+            raise UsageError(f"--frame-time must be a positive number of ps, got {self.frame_time}")
 
 
 def suffix_of(path: Path) -> str:
@@ -127,6 +135,7 @@ class _FileSource:
     topology: md.Topology | None = None
     origin_indices: np.ndarray | None = None  # our .h5: atoms of the files it came from
     notes: list[str] = field(default_factory=list)
+    frame_time_ps: float | None = None  # between the file's frames, when it says
     warned_precision: bool = False
 
     def iter_blocks(self, atom_indices: np.ndarray | None, block: int) -> Iterator[np.ndarray]:
@@ -253,6 +262,7 @@ def _open_aligned_h5(path: Path) -> _FileSource:
         units=fields.attrs["units"],
         topology=topology,
         origin_indices=fields.arrays["atom_indices"],
+        frame_time_ps=fields.attrs.get("frame_time_ps"),
     )
 
 
@@ -312,6 +322,7 @@ def _open_mdtraj(
         topology=topology,
         notes=notes,
         read_topology=topology,
+        frame_time_ps=None if counted is None else counted.frame_time_ps,
     )
     return source
 
@@ -426,6 +437,20 @@ class Trajectory:
         if len(known) < len(counts):
             return None
         return sum(-(-c // stride) for c in known)
+
+    @property
+    def frame_time_ps(self) -> float | None:
+        """ps between the frames read (after stride): --frame-time's, else the one the
+        files all record (DCD and XTC headers, our aligned .h5); None otherwise."""
+        if self.options.frame_time is not None:
+            return self.options.frame_time * self.options.stride
+        times = [source.frame_time_ps for source in self.sources]
+        first = times[0]
+        if first is None or any(
+            t is None or not math.isclose(t, first, rel_tol=1e-5) for t in times
+        ):
+            return None
+        return first * self.options.stride
 
     @property
     def origin_indices(self) -> np.ndarray:

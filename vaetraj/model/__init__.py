@@ -21,6 +21,7 @@ from vaetraj.model._diagnostics import (
     compute_active_units,
     compute_explained_variance,
     compute_pca_explained_variance,
+    compute_prediction_explained_variance,
     count_active_units,
 )
 from vaetraj.model._kl import compute_kl_diagonal, compute_kl_full
@@ -77,6 +78,7 @@ __all__ = [
     "compute_aggregate_log_density",
     "compute_explained_variance",
     "compute_pca_explained_variance",
+    "compute_prediction_explained_variance",
     "compute_elbo_terms",
     "compute_importance_weighted_bound",
     "compute_kl",

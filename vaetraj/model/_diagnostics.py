@@ -78,3 +78,28 @@ def compute_pca_explained_variance(x: np.ndarray, components: int) -> float:
     if total <= 0:
         return float("nan")
     return float(np.sort(eigenvalues)[::-1][:components].sum() / total)
+
+
+def compute_prediction_explained_variance(x: np.ndarray, y: np.ndarray, components: int) -> float:
+    """The share of the variance of y (frames, features) about its mean that the best
+    linear prediction of rank `components` from x (the same frames' inputs) explains:
+    the yardstick for a time-lagged model, whose decoder predicts the frames `lag`
+    later. Reduced-rank regression: y is fitted by least squares on x's leading
+    principal components (at most max(components, frames // 10) of them, so that the
+    fit on few frames does not learn their noise), and the fitted values are cut to
+    their first `components` principal components. With y = x it is PCA's share.
+    nan when y does not vary."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    total = float(np.sum(y**2))
+    if total <= 0:
+        return float("nan")
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    rank = int(np.sum(s > s[0] * 1e-8)) if len(s) and s[0] > 0 else 0
+    basis = u[:, : min(rank, max(components, len(x) // 10))]  # orthonormal columns
+    fitted = basis @ (basis.T @ y)  # the least-squares fit; y - fitted is orthogonal to it
+    # the rank-k cut of the fit explains the squares of its first k singular values
+    singular = np.linalg.svd(fitted, compute_uv=False) ** 2
+    return float(singular[:components].sum() / total)

@@ -98,6 +98,7 @@ class AlignReport:
     mean_iterations: int
     wall_time_s: float
     trajectory_frames: list[int] = field(default_factory=list)  # aligned frames per input
+    frame_time_ps: float | None = None  # between the frames kept (after --stride)
     output: str | None = None
     sources: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -381,6 +382,7 @@ def _run(
         mean_iterations=iterations,
         wall_time_s=time.perf_counter() - started,
         trajectory_frames=tally.per_source,
+        frame_time_ps=trajectory.frame_time_ps if trajectory is not None else None,
         notes=list(trajectory.notes) if trajectory is not None else [],
     )
     reference_used = aligner.reference if config.method == "kabsch" else None
@@ -563,6 +565,7 @@ def _aligned_file_fields(
         if trajectory.topology is not None
         else None,
         "sources": report.sources,
+        "frame_time_ps": trajectory.frame_time_ps,
         "summary": {k: v for k, v in report.to_dict().items() if k not in ("sources",)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

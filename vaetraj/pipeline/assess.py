@@ -20,6 +20,7 @@ from vaetraj.model import (
     compute_kl_diagonal,
     compute_moments,
     compute_pca_explained_variance,
+    compute_prediction_explained_variance,
     count_active_units,
     fit_gaussian_mixture,
 )
@@ -40,6 +41,9 @@ _DENSITY_TOL = 1e-4
 _PCA_MAX_FRAMES = 4096  # the PCA yardstick is fitted on at most this many training frames
 _CHUNK = 16_384  # frames encoded and decoded at a time (memory: about 10 copies of a chunk)
 _GAP_NOTE = 1.5  # validation RMSD above this many times the training RMSD earns a note
+# with a lag, a best linear prediction of the later frames that explains less than this
+# share says frames that far apart share next to nothing: no model can be shown to work
+LITTLE_TO_PREDICT = 0.1
 
 
 @dataclass(frozen=True)
@@ -97,9 +101,14 @@ class _Sums:
         self.finite = True
 
     def add(self, part: slice, xyz: np.ndarray, decoded: np.ndarray, posterior: tuple) -> None:
+        """Add the frames of `part`: `xyz` is what their decoded frames are scored
+        against (with a lag, the frames `lag` later; it may be shorter than the part
+        at the data's end, where no frame has a target and so none has a role)."""
+        count = len(xyz)
+        decoded, posterior = decoded[:count], tuple(value[:count] for value in posterior)
         displacement = np.sum((decoded - xyz) ** 2, axis=-1)  # (chunk, atoms)
         rmsd = np.sqrt(displacement.mean(axis=1))
-        role = self.role[part]
+        role = self.role[part][:count]
         flat, flat_decoded = xyz.reshape(len(xyz), -1), decoded.reshape(len(xyz), -1)
         for which, total in self.explained.items():
             chosen = role == which
@@ -124,11 +133,17 @@ def _reconstruct(
     val_index: np.ndarray,
     moments: tuple[np.ndarray, np.ndarray] | None,
     density_frames: np.ndarray,
+    lag: int = 0,
 ) -> _Reconstruction:
     """Every frame encoded and decoded once, chunk by chunk: the sums the figures need
     are taken in float64 as the chunks pass, so no decoded copy of the data is held (at
     1M frames of 50 atoms that copy and its float64 sums took 21 s and 1.2 GB). Only
-    the posteriors of `density_frames` (sorted) are kept."""
+    the posteriors of `density_frames` (sorted) are kept. With a lag, each input
+    frame's decoded frame is scored against the frame `lag` later (`train_index` and
+    `val_index` are the pairs' inputs), and the yardstick is the best linear
+    prediction of those frames instead of PCA."""
+    if lag:  # the figures describe the targets: their moments, not the inputs'
+        moments = compute_moments(xyz.reshape(len(xyz), -1), train_index + lag)
     sums = _Sums(xyz, train_index, val_index, moments, model.latent_dim)
     density_mean = np.zeros((len(density_frames), model.latent_dim), np.float32)
     density_std = np.zeros_like(density_mean)
@@ -140,15 +155,14 @@ def _reconstruct(
         density_mean[picked] = mean[density_frames[picked] - start]
         density_std[picked] = std[density_frames[picked] - start]
         decoded = model.decode(mean).reshape(frames.shape)
-        sums.add(part, frames, decoded, (mean, std))
-    flat = xyz.reshape(len(xyz), -1)
-    yardstick = train_index[:: max(1, math.ceil(len(train_index) / _PCA_MAX_FRAMES))]
+        targets = xyz[start + lag : start + _CHUNK + lag] if lag else frames
+        sums.add(part, targets, decoded, (mean, std))
     per_atom = sums.per_atom / max(1, len(train_index))
     fields = {
         **_rmsd_fields(sums, len(train_index), len(val_index)),
         "explained_variance_train": sums.explained[1].value,
         "explained_variance_val": sums.explained[2].value if len(val_index) else None,
-        "pca_explained_variance": compute_pca_explained_variance(flat[yardstick], model.latent_dim),
+        "pca_explained_variance": _yardstick(xyz, train_index, lag, model.latent_dim),
         "decoded_variance": _decoded_share(sums),
         "recon_rmsd_per_atom_train": np.sqrt(per_atom).tolist(),
         "kl_per_dim": (sums.kl / max(1, len(train_index))).tolist(),
@@ -169,6 +183,17 @@ class _Encoded:
 
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
         return self.model.encode(self.xyz[np.asarray(rows)])[0]
+
+
+def _yardstick(xyz: np.ndarray, train_index: np.ndarray, lag: int, components: int) -> float:
+    """What a linear map through `components` dimensions explains of the training
+    frames (at most _PCA_MAX_FRAMES of them): PCA's share, or with a lag the best
+    rank-`components` linear prediction of the frames `lag` later."""
+    picked = train_index[:: max(1, math.ceil(len(train_index) / _PCA_MAX_FRAMES))]
+    flat = xyz.reshape(len(xyz), -1)
+    if not lag:
+        return compute_pca_explained_variance(flat[picked], components)
+    return compute_prediction_explained_variance(flat[picked], flat[picked + lag], components)
 
 
 def _rmsd_fields(sums: _Sums, train: int, val: int) -> dict[str, Any]:
@@ -216,7 +241,7 @@ def assess(
     """
     xyz = data.xyz
     chosen = density_frames(len(xyz), key)
-    recon = _reconstruct(model, xyz, train_index, val_index, moments, chosen)
+    recon = _reconstruct(model, xyz, train_index, val_index, moments, chosen, train_config.lag)
     fields = dict(recon.fields)
     if not recon.finite:
         return Quality(fields, failure="the trained model gives non-finite output")
@@ -247,24 +272,41 @@ def assess(
             "frames better than new ones (more frames, a smaller --hidden or --weight-decay "
             "help)"
         )
-    failure = judge(fields, train_config.min_explained, model.latent_dim)
+    failure = judge(fields, train_config.min_explained, model.latent_dim, train_config.lag)
     return Quality(fields, notes, failure, density, data_stats)
 
 
-def judge(fields: dict[str, Any], min_explained: float, latent_dim: int) -> str | None:
+def judge(
+    fields: dict[str, Any], min_explained: float, latent_dim: int, lag: int = 0
+) -> str | None:
     """Why the model does not work, or None: it explains less than `min_explained` of
-    what PCA with as many components explains on the same frames."""
+    what PCA with as many components explains on the same frames (with a lag: of what
+    the best linear prediction through as many dimensions explains of the frames `lag`
+    later)."""
     pca, explained = fields["pca_explained_variance"], fields["explained_variance_train"]
     if min_explained == 0 or not (math.isfinite(pca) and pca > 0):
         return None
+    if lag and pca < LITTLE_TO_PREDICT:
+        return (
+            f"the model does not work: frames {lag} apart are nearly independent (the best "
+            f"linear prediction through {latent_dim} dimensions explains {pca:.1%} of the later "
+            f"frames' variance, the model's {explained:.1%}), so the latent space carries "
+            "next to nothing of what changes slowly"
+        )
     if explained >= min_explained * pca:
         return None
     components = f"{latent_dim} component" + ("s" if latent_dim > 1 else "")
     ignored = fields["decoded_variance"] < 0.1 * pca
-    return (
-        f"the model does not work: its reconstructions explain {explained:.1%} of the "
-        f"training frames' variance, PCA with {components} {pca:.1%}"
-        + ("; the decoder gives about the same structure whatever z is" if ignored else "")
+    if lag:
+        what = f"predictions explain {explained:.1%} of the variance of the frames {lag} later"
+        yardstick = f"a linear prediction through {latent_dim} dimension" + (
+            "s" if latent_dim > 1 else ""
+        )
+    else:
+        what = f"reconstructions explain {explained:.1%} of the training frames' variance"
+        yardstick = f"PCA with {components}"
+    return f"the model does not work: its {what}, {yardstick} {pca:.1%}" + (
+        "; the decoder gives about the same structure whatever z is" if ignored else ""
     )
 
 

@@ -148,6 +148,7 @@ class EncodeReport:
     wall_time_s: float
     model: str
     output: str | None = None
+    frame_time_ps: float | None = None  # between the frames encoded, when known
     sources: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -197,6 +198,7 @@ class _Source:
     encode: Callable[[np.ndarray], dict[str, np.ndarray]]
     sources: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]]
     notes: list[str]
+    frame_time_ps: float | None = None  # between the frames encoded (after the stride)
 
 
 def _source(
@@ -208,6 +210,8 @@ def _source(
             [(table, 0)], len(table), ["trajectory"] + (["recon_rmsd"] if recon else []),
             lambda chunk: _encode_table(model, chunk, recon),
             [describe_table(path, table)], [],
+            None if read_options.frame_time is None
+            else read_options.frame_time * read_options.stride,
         )  # fmt: skip
     trajectory, notes = open_for_model(model, inputs, read_options)
     weights, _ = rg_weights(model.masses, model.atoms)
@@ -216,11 +220,12 @@ def _source(
         ["trajectory", "rg"] + (["recon_rmsd"] if recon else []),
         lambda chunk: _encode_chunk(model, chunk, weights, recon),
         lambda: describe_sources(trajectory), notes + list(trajectory.notes),
+        trajectory.frame_time_ps,
     )  # fmt: skip
 
 
 def _latent_attrs(
-    model: Model, path: Path, sources: list[dict[str, Any]], stride: int
+    model: Model, path: Path, sources: list[dict[str, Any]], stride: int, source: _Source
 ) -> dict[str, Any]:
     """A latent file's provenance: units, the model (path, hash) and the inputs."""
     return {
@@ -232,6 +237,7 @@ def _latent_attrs(
         },
         "sources": sources,
         "stride": stride,
+        "frame_time_ps": source.frame_time_ps,
     }
 
 
@@ -315,10 +321,10 @@ def encode_file(
             if tally.done == 0:
                 raise BadInputError("no frames to encode", path=inputs[0])
             sources = source.sources() if callable(source.sources) else source.sources
-            writer.finish(_latent_attrs(loaded, model_path, sources, read_options.stride))
+            writer.finish(_latent_attrs(loaded, model_path, sources, read_options.stride, source))
         finally:
             writer.close()
     elapsed = time.perf_counter() - started
     report = _report(loaded, str(model_path), tally, recon, elapsed, sources, source.notes)
-    report.output = str(output)
+    report.output, report.frame_time_ps = str(output), source.frame_time_ps
     return report

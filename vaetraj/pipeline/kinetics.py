@@ -22,6 +22,7 @@ never spans two input files (`LatentData.trajectory_lengths`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 import warnings
@@ -41,7 +42,7 @@ _RULES: Rules = {
     "lag": (lambda v: v >= 1, "must be at least 1"),
     "clusters": (lambda v: v >= 2, "must be at least 2"),
     "states": (lambda v: v >= 2, "must be at least 2"),
-    "frame_time": (lambda v: v is None or v > 0, "must be positive"),
+    "frame_time": (lambda v: v is None or 0 < v < math.inf, "must be a positive number"),
 }
 _TIMESCALES = 5  # implied timescales reported per lag, at most
 _CK_STEPS = 4  # the Chapman-Kolmogorov test's multiples of the lag
@@ -52,7 +53,8 @@ class KineticsConfig:
     """lag: frames between the two ends of a pair. clusters: k-means centres. states:
     metastable sets (PCCA+ and the Chapman-Kolmogorov test). lags: the implied-timescale
     test's lags (None: about ten from 1 to 5 x lag). frame_time: ps per frame (None:
-    timescales in frames only)."""
+    the latent file's, as `encode` recorded it from its inputs; timescales in frames
+    only when neither gives one)."""
 
     lag: int
     clusters: int = 100
@@ -257,7 +259,8 @@ def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetic
     pcca = msm.pcca(config.states)
     metastable = _metastable(every_dtraj, active, pcca, len(centers))
     test, ck_lags, ck_error = _ck_test(models, config, longest, notes)
-    frame_time = config.frame_time  # ps per frame, or None
+    # ps per frame: --frame-time's, else what encode recorded, else None
+    frame_time = config.frame_time if config.frame_time is not None else latent.frame_time_ps
     slowest = its[lags.index(config.lag)]
     report = KineticsReport(
         latent=str(where), frames=len(latent.mean), trajectories=len(pieces),

@@ -59,7 +59,7 @@ from vaetraj.model import (
 )
 from vaetraj.pipeline import streaming
 from vaetraj.pipeline.align import AlignConfig
-from vaetraj.pipeline.assess import Quality, assess
+from vaetraj.pipeline.assess import LITTLE_TO_PREDICT, Quality, assess
 from vaetraj.pipeline.model import Model
 from vaetraj.pipeline.processes import (
     current,
@@ -105,7 +105,11 @@ class TrainReport:
     explained_variance_*: 1 - (squared reconstruction error) / (squared deviation from
     the training mean), of the kept model on training and validation frames;
     pca_explained_variance: the same for PCA with latent_dim components on the training
-    frames, the linear yardstick; decoded_variance: the spread of the decoded frames as
+    frames, the linear yardstick (with a lag: for the best linear prediction through
+    latent_dim dimensions of the frames lag later, of which PCA is the lag-0 case; the
+    explained variances then score the model's predictions of those frames too);
+    lag: frames between a pair's input and target (0: a plain VAE); frame_time_ps: ps
+    between frames, when the data record it; decoded_variance: the spread of the decoded frames as
     a share of the data's (about 0 when the decoder ignores z); val_gap: validation over
     training reconstruction RMSD. status: "ok", or "failed" for a model that explains
     less than `min_explained` of what PCA does (or gives non-finite output)."""
@@ -145,6 +149,8 @@ class TrainReport:
     frames_per_s: float
     wall_time_s: float
     streamed: bool  # the frames streamed from disk (over the memory budget)
+    lag: int = 0
+    frame_time_ps: float | None = None
     output: str | None = None
     checkpoint: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -200,9 +206,12 @@ def _prepare(data: TrainingSet, model_config: ModelConfig, train_config: TrainCo
         train_index, val_index, targets = _pairs(
             data, train_index, val_index, train_config.lag, where
         )
+        apart = f"{train_config.lag}" + (
+            f" ({train_config.lag * data.frame_time_ps:.4g} ps)" if data.frame_time_ps else ""
+        )
         notes.append(
             f"time-lagged: {len(train_index)} training and {len(val_index)} validation pairs "
-            f"of frames {train_config.lag} apart, none across trajectories"
+            f"of frames {apart} apart, none across trajectories"
         )
     if len(train_index) < train_config.batch_size:
         raise BadInputError(
@@ -771,6 +780,8 @@ def _report(
         else math.nan,
         wall_time_s=time.perf_counter() - outcome.started,
         streamed=isinstance(data.xyz, FrameFile),
+        lag=train_config.lag,
+        frame_time_ps=data.frame_time_ps,
         notes=notes + quality.notes,
     )
 
@@ -786,6 +797,7 @@ def _provenance(
         "train_frames": len(prepared.train_index),
         "val_frames": len(prepared.val_index),
         "val_blocks": _blocks(prepared.val_index),
+        "frame_time_ps": data.frame_time_ps,
         "vaetraj_version": __version__,
         "jax_version": jax.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -1067,6 +1079,8 @@ def _read_training_set(
 def _what_to_try(report: TrainReport, train_config: TrainConfig) -> str:
     """The first thing to change for a model that does not work, by what the run did."""
     lower = f"--lr {min(report.final_lr, train_config.lr) / 10:.1g}"
+    if train_config.lag and report.pca_explained_variance < LITTLE_TO_PREDICT:
+        return "lower --lag"
     if report.recoveries or train_config.lr > 1e-2:
         return f"try {lower}, or --clip-norm 1"
     if report.epochs_run < 50:

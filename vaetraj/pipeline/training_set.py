@@ -3,6 +3,7 @@ feature table or raw trajectories (aligned first, as `align` would)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -47,6 +48,7 @@ class TrainingSet:
     sources: list[dict[str, Any]] = field(default_factory=list)
     origin: str = "array"
     lengths: tuple[int, ...] = ()
+    frame_time_ps: float | None = None  # between consecutive frames, when known
 
     @property
     def is_features(self) -> bool:
@@ -82,6 +84,7 @@ class TrainingSet:
             topology=None if topology is None else json.dumps(topology),
             sources=list(attrs.get("sources", [])),
             origin=origin,
+            frame_time_ps=attrs.get("frame_time_ps"),
             # a list that does not add up to the frames is ignored (trajectory_lengths)
             lengths=tuple(int(n) for n in lengths if isinstance(n, int) and not isinstance(n, bool))
             if isinstance(lengths, list)
@@ -158,9 +161,11 @@ def load_training_set(
         path = Path(inputs[0])
         if is_aligned_file(path):
             over_budget = aligned_frame_bytes(path) > resolve_memory_budget(memory_budget)
-            if over_budget or current().count > 1:
-                return TrainingSet.from_aligned(open_aligned(path), str(path))
-            return TrainingSet.from_aligned(read_aligned(path), str(path))
+            read = open_aligned if over_budget or current().count > 1 else read_aligned
+            data = TrainingSet.from_aligned(read(path), str(path))
+            if read_options.frame_time is None:
+                return data
+            return dataclasses.replace(data, frame_time_ps=read_options.frame_time)
     with tempfile.TemporaryDirectory(prefix="vaetraj-train-") as folder:
         aligned = Path(folder) / "aligned.h5"
         align_file(inputs, aligned, align_config, read_options, progress=progress)
