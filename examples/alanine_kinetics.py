@@ -121,7 +121,7 @@ def _commands(out: Path, args, stride: int, lag: int) -> dict:
     )  # fmt: skip
     done["kinetics_plain"] = vaetraj(
         "kinetics", "plain_latent.h5", "--lag", lag, "--clusters", args.clusters, "--lags", lags,
-        "--seed", args.seed, cwd=out,
+        "--seed", args.seed, "--figures", "figures/plain", cwd=out,
     )  # fmt: skip
     return done
 

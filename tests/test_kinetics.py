@@ -77,7 +77,12 @@ def test_the_numbers_are_deeptimes_on_the_same_latent(two_state, tmp_path):
     np.testing.assert_allclose(
         report.stationary_weights, pcca.coarse_grained_stationary_probability, rtol=1e-8
     )
+    # the slowest coordinate: deeptime's first VAMP singular function, which here is the
+    # two-state process itself
+    slowest = VAMP(lagtime=5).fit(mean).fetch_model().transform(mean)[:, 0]
     with h5py.File(output) as handle:
+        np.testing.assert_allclose(handle["slowest"][:], slowest, rtol=1e-8, atol=1e-10)
+        assert abs(np.corrcoef(slowest, two_state[2])[0, 1]) > 0.9
         assert handle.attrs["format"] == "vaetraj-kinetics"
         assert handle.attrs["vamp2"] == report.vamp2
         np.testing.assert_array_equal(handle["cluster"][:], dtraj)

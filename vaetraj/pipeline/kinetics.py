@@ -237,7 +237,8 @@ def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetic
     notes: list[str] = []
     pieces, usable = _trajectories(latent, config.lag, where, notes)
     longest = max(len(pieces[number]) for number in usable)
-    vamp2 = float(VAMP(lagtime=config.lag).fit([pieces[n] for n in usable]).fetch_model().score(2))
+    vamp = VAMP(lagtime=config.lag).fit([pieces[n] for n in usable]).fetch_model()
+    vamp2 = float(vamp.score(2))
     centers, every_dtraj = _cluster(pieces, config, where)
     models = _Models([every_dtraj[number] for number in usable])
     try:
@@ -276,6 +277,8 @@ def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetic
         wall_time_s=time.perf_counter() - started, notes=notes,
     )  # fmt: skip
     arrays = _arrays(centers, every_dtraj, metastable, msm, active, pcca, lags, its, test)
+    # each frame on the slowest linear combination of the latent coordinates at the lag
+    arrays["slowest"] = np.asarray(vamp.transform(np.concatenate(pieces)), np.float64)[:, 0]
     return Kinetics(report, arrays)
 
 

@@ -8,7 +8,9 @@
   estimated at k x lag;
 - `free_energy.png`: the free energy -ln p (in kT) on the latent map, p the density of
   the frames reweighted to the Markov model's stationary distribution, with the
-  cluster centres coloured by metastable state.
+  cluster centres coloured by metastable state; beside it the profile along the
+  slowest VAMP coordinate, the whole and each metastable state's share (the one view
+  that stays readable when the frames lie on a curve: a single active latent unit).
 """
 
 from __future__ import annotations
@@ -68,18 +70,16 @@ def frame_weights(arrays: dict[str, np.ndarray]) -> np.ndarray:
 def plot_free_energy(
     mean: np.ndarray, arrays: dict[str, np.ndarray], path: Path, overwrite: bool
 ) -> None:
-    """The free energy over the first two latent coordinates (over the first alone for
-    a 1D latent space)."""
+    """The free energy over the first two latent coordinates, and its profile along the
+    slowest VAMP coordinate (a 1D latent space: the profile along z0 alone)."""
     plt = headless_pyplot()
     weights = frame_weights(arrays)
-    figure, axes = plt.subplots(figsize=(5, 4))
     if mean.shape[1] == 1:
-        density, edges = np.histogram(mean[:, 0], bins=60, weights=weights, density=True)
-        with np.errstate(divide="ignore"):
-            energy = -np.log(density)
-        axes.plot(0.5 * (edges[1:] + edges[:-1]), energy - np.nanmin(energy[np.isfinite(energy)]))
-        axes.set(xlabel="z0", ylabel="free energy (kT)")
+        figure, axes = plt.subplots(figsize=(5, 4))
+        _profile(axes, mean[:, 0], weights, arrays["metastable"], "z0")
     else:
+        figure, (axes, side) = plt.subplots(1, 2, figsize=(10, 4))
+        _profile(side, arrays["slowest"], weights, arrays["metastable"], "slowest VAMP coordinate")
         density, xs, ys = np.histogram2d(mean[:, 0], mean[:, 1], bins=60, weights=weights,
                                          density=True)  # fmt: skip
         with np.errstate(divide="ignore"):
@@ -93,6 +93,29 @@ def plot_free_energy(
                      linewidth=0.3, vmin=0, vmax=9)  # fmt: skip
         axes.set(xlabel="z0", ylabel="z1")
     save_png(figure, path, overwrite)
+
+
+def _profile(axes, coordinate, weights, metastable, label: str) -> None:
+    """-ln p along one coordinate (kT, 0 at the minimum): all frames, and each
+    metastable state's frames (their share of the same density, so each lies above
+    the whole)."""
+    edges = np.histogram_bin_edges(coordinate, bins=60)
+    middle = 0.5 * (edges[1:] + edges[:-1])
+    total = max(float(weights.sum()), np.finfo(float).tiny)
+
+    def energy(chosen: np.ndarray) -> np.ndarray:
+        mass, _ = np.histogram(coordinate[chosen], bins=edges, weights=weights[chosen])
+        with np.errstate(divide="ignore"):
+            return -np.log(mass / total / np.diff(edges))
+
+    whole = energy(np.ones(len(coordinate), bool))
+    floor = np.min(whole[np.isfinite(whole)]) if np.isfinite(whole).any() else 0.0
+    axes.plot(middle, whole - floor, color="k", label="all frames")
+    for state in range(int(metastable.max()) + 1):
+        axes.plot(middle, energy(metastable == state) - floor, color=f"C{state % 10}",
+                  linestyle="--", label=f"state {state}")  # fmt: skip
+    axes.set(xlabel=label, ylabel="free energy (kT)")
+    axes.legend(fontsize="small")
 
 
 def _center_states(arrays: dict[str, np.ndarray]) -> np.ndarray:
