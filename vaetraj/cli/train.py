@@ -607,6 +607,17 @@ def _quality_rows(report) -> list[tuple[str, str]]:
             )
             + f" ({yardstick}: {report.pca_explained_variance:.1%})",
         ),
+        *(
+            [
+                (
+                    "linear memory",
+                    f"{report.predictable_share:.0%} of what PCA explains of frame t "
+                    f"is predicted at frame t+{report.lag}",
+                )
+            ]
+            if report.lag and report.predictable_share is not None
+            else []
+        ),  # fmt: skip
         ("KL per dim", kl),
         ("active units", f"{report.active_units} of {report.latent_dim}"),
         (

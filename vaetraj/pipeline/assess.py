@@ -41,8 +41,11 @@ _DENSITY_TOL = 1e-4
 _PCA_MAX_FRAMES = 4096  # the PCA yardstick is fitted on at most this many training frames
 _CHUNK = 16_384  # frames encoded and decoded at a time (memory: about 10 copies of a chunk)
 _GAP_NOTE = 1.5  # validation RMSD above this many times the training RMSD earns a note
-# with a lag, a best linear prediction of the later frames that explains less than this
-# share says frames that far apart share next to nothing: no model can be shown to work
+# with a lag: when the best linear prediction of the later frames keeps less than this
+# share of what PCA explains of one frame (`predictable_share`), and the model's
+# predictions too, frames that far apart share next to nothing (the textbook polymer at
+# lag 5: 0.05), and no latent space can be shown to hold a slow process. A share, not
+# an absolute level: PCA with 2 components explains only 14% of a 30-bead chain
 LITTLE_TO_PREDICT = 0.1
 
 
@@ -162,7 +165,7 @@ def _reconstruct(
         **_rmsd_fields(sums, len(train_index), len(val_index)),
         "explained_variance_train": sums.explained[1].value,
         "explained_variance_val": sums.explained[2].value if len(val_index) else None,
-        "pca_explained_variance": _yardstick(xyz, train_index, lag, model.latent_dim),
+        **_yardsticks(xyz, train_index, lag, model.latent_dim),
         "decoded_variance": _decoded_share(sums),
         "recon_rmsd_per_atom_train": np.sqrt(per_atom).tolist(),
         "kl_per_dim": (sums.kl / max(1, len(train_index))).tolist(),
@@ -185,15 +188,22 @@ class _Encoded:
         return self.model.encode(self.xyz[np.asarray(rows)])[0]
 
 
-def _yardstick(xyz: np.ndarray, train_index: np.ndarray, lag: int, components: int) -> float:
+def _yardsticks(
+    xyz: np.ndarray, train_index: np.ndarray, lag: int, components: int
+) -> dict[str, float | None]:
     """What a linear map through `components` dimensions explains of the training
-    frames (at most _PCA_MAX_FRAMES of them): PCA's share, or with a lag the best
-    rank-`components` linear prediction of the frames `lag` later."""
+    frames (at most _PCA_MAX_FRAMES of them), as `pca_explained_variance`: PCA's share,
+    or with a lag the best rank-`components` linear prediction of the frames `lag`
+    later. With a lag, `predictable_share` is the second over the first: how much of
+    the linear structure of one frame is still there `lag` frames later."""
     picked = train_index[:: max(1, math.ceil(len(train_index) / _PCA_MAX_FRAMES))]
     flat = xyz.reshape(len(xyz), -1)
+    pca = compute_pca_explained_variance(flat[picked], components)
     if not lag:
-        return compute_pca_explained_variance(flat[picked], components)
-    return compute_prediction_explained_variance(flat[picked], flat[picked + lag], components)
+        return {"pca_explained_variance": pca, "predictable_share": None}
+    later = compute_prediction_explained_variance(flat[picked], flat[picked + lag], components)
+    share = later / pca if math.isfinite(pca) and pca > 0 else math.nan
+    return {"pca_explained_variance": later, "predictable_share": share}
 
 
 def _rmsd_fields(sums: _Sums, train: int, val: int) -> dict[str, Any]:
@@ -286,12 +296,14 @@ def judge(
     pca, explained = fields["pca_explained_variance"], fields["explained_variance_train"]
     if min_explained == 0 or not (math.isfinite(pca) and pca > 0):
         return None
-    if lag and pca < LITTLE_TO_PREDICT:
+    share = fields.get("predictable_share")
+    if lag and share is not None and _nearly_independent(share, pca, explained):
         return (
             f"the model does not work: frames {lag} apart are nearly independent (the best "
             f"linear prediction through {latent_dim} dimensions explains {pca:.1%} of the later "
-            f"frames' variance, the model's {explained:.1%}), so the latent space carries "
-            "next to nothing of what changes slowly"
+            f"frames' variance, {share:.0%} of what PCA explains of one frame; the model's "
+            f"predictions {explained:.1%}), so the latent space carries next to nothing of "
+            "what changes slowly"
         )
     if explained >= min_explained * pca:
         return None
@@ -308,6 +320,17 @@ def judge(
     return f"the model does not work: its {what}, {yardstick} {pca:.1%}" + (
         "; the decoder gives about the same structure whatever z is" if ignored else ""
     )
+
+
+def _nearly_independent(share: float, later: float, explained: float) -> bool:
+    """Frames a lag apart share next to nothing: the best linear prediction of the later
+    frame keeps under LITTLE_TO_PREDICT of what PCA explains of one frame, and the
+    model's predictions do no better (PCA's share of one frame is later / share)."""
+    if not math.isfinite(share) or share >= LITTLE_TO_PREDICT:
+        return False
+    if share <= 0:  # the linear prediction explains nothing at all
+        return explained <= 0
+    return explained < LITTLE_TO_PREDICT * later / share
 
 
 def _density_sample(frames: int) -> tuple[int, int]:

@@ -108,6 +108,9 @@ class TrainReport:
     frames, the linear yardstick (with a lag: for the best linear prediction through
     latent_dim dimensions of the frames lag later, of which PCA is the lag-0 case; the
     explained variances then score the model's predictions of those frames too);
+    predictable_share: with a lag, the yardstick over PCA's share of one frame (how
+    much of a frame's linear structure is still there lag frames later; under 0.1 with
+    a model no better, the run fails: frames that far apart are nearly independent);
     lag: frames between a pair's input and target (0: a plain VAE); frame_time_ps: ps
     between frames, when the data record it; decoded_variance: the spread of the decoded frames as
     a share of the data's (about 0 when the decoder ignores z); val_gap: validation over
@@ -151,6 +154,7 @@ class TrainReport:
     streamed: bool  # the frames streamed from disk (over the memory budget)
     lag: int = 0
     frame_time_ps: float | None = None
+    predictable_share: float | None = None  # with a lag: see pca_explained_variance
     output: str | None = None
     checkpoint: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -1079,7 +1083,8 @@ def _read_training_set(
 def _what_to_try(report: TrainReport, train_config: TrainConfig) -> str:
     """The first thing to change for a model that does not work, by what the run did."""
     lower = f"--lr {min(report.final_lr, train_config.lr) / 10:.1g}"
-    if train_config.lag and report.pca_explained_variance < LITTLE_TO_PREDICT:
+    share = report.predictable_share
+    if train_config.lag and share is not None and share < LITTLE_TO_PREDICT:
         return "lower --lag"
     if report.recoveries or train_config.lr > 1e-2:
         return f"try {lower}, or --clip-norm 1"
