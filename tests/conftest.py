@@ -11,6 +11,19 @@ import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache(tmp_path_factory):
+    """XLA's compiled programs kept for the session (JAX's persistent compilation
+    cache, in a fresh folder): many tests train or encode the same shapes, and each
+    `train` builds new functions, which jit's in-memory cache cannot match (about 65
+    compilations, 5 s, per small training run)."""
+    folder = tmp_path_factory.mktemp("xla-cache")
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    yield folder
+    jax.config.update("jax_compilation_cache_dir", None)
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if os.environ.get("VAETRAJ_SHARED_DATA"):
     SHARED_DATA = Path(os.environ["VAETRAJ_SHARED_DATA"])

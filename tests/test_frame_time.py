@@ -68,35 +68,39 @@ def test_the_frame_time_follows_the_stride_and_the_option(tmp_path, frames):
             ReadOptions(frame_time=bad)
 
 
-def test_the_frame_time_travels_from_align_and_encode_to_kinetics(tmp_path, frames, model_3d):
+def test_the_frame_time_travels_from_align_and_encode_to_kinetics(
+    tmp_path, frames, polymer_2d, model_2d
+):
     timed = dcd_with_time(tmp_path / "timed.dcd", frames, interval=250, step_ps=0.002)
     top = tmp_path / "top.pdb"
     md.Trajectory(frames[:1], polymer_topology(12)).save_pdb(str(top))
-    aligned = tmp_path / "aligned.h5"
-    result = run("align", timed, "--top", top, "--stride", 2, "-o", aligned, "--json")
+    result = run("align", timed, "--top", top, "--stride", 2, "-o", tmp_path / "3d.h5", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["frame_time_ps"] == pytest.approx(1.0)
-    with h5py.File(aligned) as handle:
+    with h5py.File(tmp_path / "3d.h5") as handle:
         assert handle.attrs["frame_time_ps"] == pytest.approx(1.0)
+    # an array records no time: --frame-time gives it, and the aligned file keeps it
+    plain = tmp_path / "polymer.npy"
+    np.save(plain, polymer_2d)
+    aligned = tmp_path / "aligned.h5"
+    assert run("align", plain, "--frame-time", 0.25, "-o", aligned).exit_code == 0
     latent = tmp_path / "latent.h5"
-    result = run("encode", timed, "--top", top, "-m", model_3d, "--stride", 2, "-o", latent,
-                 "--json")  # fmt: skip
+    result = run("encode", aligned, "-m", model_2d, "--stride", 2, "-o", latent, "--json")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["frame_time_ps"] == pytest.approx(1.0)
+    assert json.loads(result.stdout)["frame_time_ps"] == pytest.approx(0.5)
     result = run("kinetics", latent, "--lag", 2, "--clusters", 4, "--json")
     assert result.exit_code == 0, result.stderr
     record = json.loads(result.stdout)
-    assert record["frame_time_ps"] == pytest.approx(1.0)
-    np.testing.assert_allclose(record["implied_timescales_ps"], record["implied_timescales"])
+    assert record["frame_time_ps"] == pytest.approx(0.5)
+    np.testing.assert_allclose(record["implied_timescales_ps"],
+                               0.5 * np.asarray(record["implied_timescales"]))  # fmt: skip
     # --frame-time on kinetics wins over the file's
     result = run("kinetics", latent, "--lag", 2, "--clusters", 4, "--frame-time", 3, "--json")
     record = json.loads(result.stdout)
     np.testing.assert_allclose(record["implied_timescales_ps"],
                                3 * np.asarray(record["implied_timescales"]))  # fmt: skip
-    # an .npz keeps it too; --frame-time names it for an array that cannot
-    npz = tmp_path / "frames.npy"
-    np.save(npz, frames)
-    result = run("encode", npz, "-m", model_3d, "--frame-time", 0.5, "--stride", 3,
+    # an .npz latent path keeps it too
+    result = run("encode", plain, "-m", model_2d, "--frame-time", 0.5, "--stride", 3,
                  "-o", tmp_path / "latent.npz", "--json")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["frame_time_ps"] == pytest.approx(1.5)
