@@ -24,6 +24,7 @@ def _compilation_cache(tmp_path_factory):
     yield folder
     jax.config.update("jax_compilation_cache_dir", None)
 
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if os.environ.get("VAETRAJ_SHARED_DATA"):
     SHARED_DATA = Path(os.environ["VAETRAJ_SHARED_DATA"])
