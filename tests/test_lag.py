@@ -82,6 +82,39 @@ def test_time_lagged_loss_scores_the_frame_lag_later(case):
     assert abs(float(plain.reconstruction) - reconstruction) > 1e-3
 
 
+def test_likelihood_terms_encode_what_is_seen(case):
+    """compute_elbo_terms and the IWAE bound with seen=: the posterior of frame t, the
+    likelihood of frame t + 4; the KL is frame t's (seen=x is the plain bound)."""
+    from vaetraj.model import compute_elbo_terms, compute_importance_weighted_bound
+
+    config, _, params, rows, _, _ = case
+    noise = jax.random.normal(jax.random.key(5), (3, 2))
+    earlier, later = rows[0], rows[4]
+    plain = compute_elbo_terms(params, later, noise, config)
+    same = compute_elbo_terms(params, later, noise, config, seen=later)
+    np.testing.assert_array_equal(np.asarray(plain), np.asarray(same))
+    lagged = compute_elbo_terms(params, later, noise, config, seen=earlier)
+    # by hand: draws from frame t's posterior, decoded, frame t + 4's log-likelihood
+    from vaetraj.model._likelihood import compute_log_likelihood
+    from vaetraj.model._vae import decode_frame, encode_frame, sample_posterior
+
+    posterior = encode_frame(params, earlier, config)
+    by_hand = np.mean([
+        float(compute_log_likelihood(later, *decode_frame(params, sample_posterior(posterior, eps),
+                                                          config), config))
+        for eps in noise
+    ])  # fmt: skip
+    assert float(lagged[0]) == pytest.approx(by_hand, rel=1e-5)
+    assert float(lagged[0]) != pytest.approx(float(plain[0]), rel=1e-3)
+    assert float(lagged[1]) == pytest.approx(
+        float(compute_elbo_terms(params, earlier, noise, config)[1]), rel=1e-6
+    )
+    bound = compute_importance_weighted_bound(params, later, noise, config, seen=earlier)
+    assert float(bound) != pytest.approx(
+        float(compute_importance_weighted_bound(params, later, noise, config)), rel=1e-4
+    )
+
+
 def test_time_lagged_epoch_trains_on_the_targets(case):
     config, trainer, params, rows, members, targets = case
     state = trainer.init(key=jax.random.key(0))
@@ -229,3 +262,33 @@ def test_a_lag_past_the_datas_memory_exits_3_saying_lower_lag(tmp_path):
     assert result.exit_code == 3, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert "frames 2 apart are nearly independent" in last and last.endswith("lower --lag")
+
+
+def test_evaluate_scores_a_time_lagged_model_on_its_pairs(model_2d, polymer_2d):
+    """`evaluate` on a time-lagged model scores frame t + lag from frame t, as it was
+    trained (here a plain model's record given a lag: the same arithmetic), against
+    NumPy; a trajectory too short for the lag is one line."""
+    import dataclasses
+    import json
+
+    from vaetraj import load_model
+    from vaetraj.errors import BadInputError
+    from vaetraj.pipeline.evaluate import EvaluateConfig, evaluate
+    from vaetraj.pipeline.model import Model
+    from vaetraj.pipeline.model_input import frame_aligner
+
+    record = load_model(model_2d).record
+    settings_ = {**json.loads(record.train_config), "lag": 3}
+    model = Model(dataclasses.replace(record, train_config=json.dumps(settings_)))
+    assert model.lag == 3 and load_model(model_2d).lag == 0
+    config = EvaluateConfig(iwae_samples=2, samples=50, refine=False)
+    report = evaluate(model, polymer_2d, config)
+    plain = evaluate(load_model(model_2d), polymer_2d, config)
+    xyz = frame_aligner(model)(polymer_2d)
+    predicted = model.decode(model.encode(xyz[:-3])[0])
+    rmsd = np.sqrt(((predicted - xyz[3:]) ** 2).sum(-1).mean(-1)).mean()
+    assert report.recon_rmsd == pytest.approx(rmsd, rel=1e-5)
+    assert report.recon_rmsd > plain.recon_rmsd  # frame t + 3 is farther than frame t
+    assert report.lag == 3 and any("over 397 pairs" in note for note in report.notes)
+    with pytest.raises(BadInputError, match="no trajectory here has two frames 3 apart"):
+        evaluate(model, polymer_2d[:3], config)

@@ -44,11 +44,18 @@ def _log_posterior_density(posterior: Posterior, eps: jax.Array) -> jax.Array:
 
 
 def compute_importance_weighted_bound(
-    params: dict, x: jax.Array, noise: jax.Array, config: ModelConfig
+    params: dict,
+    x: jax.Array,
+    noise: jax.Array,
+    config: ModelConfig,
+    *,
+    seen: jax.Array | None = None,
 ) -> jax.Array:
     """log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x) with z_k = mean + L noise_k; noise is
-    (K, latent) standard normal. K = 1 is a one-draw ELBO; the bound tightens with K."""
-    posterior = encode_frame(params, x, config)
+    (K, latent) standard normal. K = 1 is a one-draw ELBO; the bound tightens with K.
+    seen: what the encoder is given instead of x (a time-lagged model's earlier frame:
+    the proposal is then q(z|seen), and the bound is still one on log p(x))."""
+    posterior = encode_frame(params, x if seen is None else seen, config)
 
     def log_weight(eps):
         z = sample_posterior(posterior, eps)
@@ -65,11 +72,17 @@ def compute_importance_weighted_bound(
 
 
 def compute_elbo_terms(
-    params: dict, x: jax.Array, noise: jax.Array, config: ModelConfig
+    params: dict,
+    x: jax.Array,
+    noise: jax.Array,
+    config: ModelConfig,
+    *,
+    seen: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """(expected log p(x|z) over the draws in noise (K, latent), KL summed over
-    dimensions); ELBO = first - second."""
-    posterior = encode_frame(params, x, config)
+    dimensions); ELBO = first - second. seen: what the encoder is given instead of x
+    (a time-lagged model's frame t, x being frame t + lag): the training objective."""
+    posterior = encode_frame(params, x if seen is None else seen, config)
 
     def log_likelihood(eps):
         mean, std = decode_frame(params, sample_posterior(posterior, eps), config)

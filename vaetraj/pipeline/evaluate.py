@@ -37,13 +37,14 @@ from vaetraj.model import (
 )
 from vaetraj.pipeline.generate import generate
 from vaetraj.pipeline.model import Model, load_model, require_structure_model
-from vaetraj.pipeline.model_input import frame_aligner, iter_model_frames, open_for_model
+from vaetraj.pipeline.model_input import frame_aligner, iter_model_chunks, open_for_model
 from vaetraj.pipeline.structure import (
     check_structures,
     compute_frame_rg,
     pair_distances,
     rg_weights,
 )
+from vaetraj.training import lagged_pairs
 
 DEFAULT_MODEL = "model.h5"
 _BATCH = 1024
@@ -101,6 +102,7 @@ class EvaluateReport:
     data_plausible_fraction: float | None
     prior_hole_fraction: float
     wall_time_s: float
+    lag: int = 0  # a time-lagged model's: the likelihood figures score frame t + lag
     model: str | None = None
     data: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -111,13 +113,14 @@ class EvaluateReport:
 
 @functools.lru_cache(maxsize=8)
 def _likelihood_kernel(config: ModelConfig):
-    def one(params, mean, std, xyz, noise):
-        x = normalize(xyz.reshape(-1), mean, std)
-        iwae = compute_importance_weighted_bound(params, x, noise, config)
-        log_likelihood, kl = compute_elbo_terms(params, x, noise, config)
+    def one(params, mean, std, xyz, target, noise):
+        seen = normalize(xyz.reshape(-1), mean, std)
+        x = normalize(target.reshape(-1), mean, std)
+        iwae = compute_importance_weighted_bound(params, x, noise, config, seen=seen)
+        log_likelihood, kl = compute_elbo_terms(params, x, noise, config, seen=seen)
         return iwae, log_likelihood, kl
 
-    return jax.jit(jax.vmap(one, in_axes=(None, None, None, 0, 0)))
+    return jax.jit(jax.vmap(one, in_axes=(None, None, None, 0, 0, 0)))
 
 
 @jax.jit
@@ -130,37 +133,66 @@ def _wasserstein_columns(a, b):
     return jax.vmap(compute_wasserstein_1d, in_axes=(1, 1))(a, b)
 
 
-def _likelihoods(model: Model, xyz: np.ndarray, k: int, key) -> tuple[np.ndarray, ...]:
+def _likelihoods(
+    model: Model, xyz: np.ndarray, targets: np.ndarray, k: int, key
+) -> tuple[np.ndarray, ...]:
+    """IWAE bound, expected log-likelihood and KL of each target frame, the encoder
+    given the frame of xyz beside it (the same frame, but for a time-lagged model)."""
     kernel = _likelihood_kernel(model.config)
     params = jax.tree.map(jnp.asarray, model.params)
     mean = jnp.asarray(model.record.normalization_mean)
     std = jnp.asarray(model.record.normalization_std)
     parts = []
     for number, start in enumerate(range(0, len(xyz), _BATCH)):
-        batch = xyz[start : start + _BATCH]
+        batch = jnp.asarray(xyz[start : start + _BATCH])
+        target = jnp.asarray(targets[start : start + _BATCH])
         noise = jax.random.normal(
             jax.random.fold_in(key, number), (len(batch), k, model.latent_dim)
         )
-        parts.append([np.asarray(a) for a in kernel(params, mean, std, jnp.asarray(batch), noise)])
+        parts.append([np.asarray(a) for a in kernel(params, mean, std, batch, target, noise)])
     return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
 
 def _frames_to_evaluate(
     model: Model, data: np.ndarray | Sequence[str | os.PathLike], read_options: ReadOptions
-) -> tuple[np.ndarray, list[str]]:
-    """The frames, aligned as the training frames were, and the reader's notes."""
+) -> tuple[np.ndarray, list[str], list[int]]:
+    """The frames, aligned as the training frames were, the reader's notes, and the
+    frames of each trajectory (input file; an array is one)."""
     if isinstance(data, np.ndarray):
         if data.ndim != 3 or data.shape[1:] != (model.atoms, model.dims):
             raise BadInputError(
                 f"frames of shape {data.shape[1:]} do not match the model's "
                 f"({model.atoms} atoms, {model.dims}D)"
             )
-        return frame_aligner(model)(data), []
+        return frame_aligner(model)(data), [], [len(data)]
     trajectory, notes = open_for_model(model, list(data), read_options)
-    chunks = list(iter_model_frames(model, trajectory))
+    chunks = list(iter_model_chunks(model, trajectory))
     if not chunks:
         raise BadInputError("no frames to evaluate", path=str(data[0]))
-    return np.concatenate(chunks), notes + trajectory.notes
+    lengths = np.bincount([number for _, number in chunks],
+                          weights=[len(xyz) for xyz, _ in chunks])  # fmt: skip
+    xyz = np.concatenate([xyz for xyz, _ in chunks])
+    return xyz, notes + trajectory.notes, [int(n) for n in lengths if n > 0]
+
+
+def _scored_pairs(model: Model, lengths: list[int], notes: list[str], where: str | None):
+    """(inputs, targets): every frame with itself, or for a time-lagged model every pair
+    (t, t + lag) within one trajectory, as it was trained to predict."""
+    frames = np.arange(sum(lengths))
+    if not model.lag:
+        return frames, frames
+    inputs, targets = lagged_pairs(lengths, frames, model.lag)
+    if len(inputs) == 0:
+        raise BadInputError(
+            f"the model is time-lagged (lag {model.lag}) and no trajectory here has two "
+            f"frames {model.lag} apart (the longest has {max(lengths)})",
+            path=where,
+        )
+    notes.append(
+        f"time-lagged model (lag {model.lag}): reconstruction and likelihoods score frame "
+        f"t + {model.lag} from frame t, over {len(inputs)} pairs within trajectories"
+    )
+    return inputs, targets
 
 
 def _likelihood_fields(
@@ -169,13 +201,18 @@ def _likelihood_fields(
     posterior: tuple[np.ndarray, np.ndarray],
     config: EvaluateConfig,
     key: jax.Array,
+    pairs: tuple[np.ndarray, np.ndarray],
 ) -> dict[str, Any]:
     """Reconstruction, latent usage and likelihoods, in the data's units (the
-    normalization divides by std: its log-Jacobian is taken off)."""
-    mean, std = posterior
-    displacement = np.sum((model.decode(mean) - xyz) ** 2, axis=-1)
+    normalization divides by std: its log-Jacobian is taken off), of each pair's
+    target frame from its input frame (the same frame but for a time-lagged model)."""
+    inputs, targets = pairs
+    mean, std = posterior[0][inputs], posterior[1][inputs]
+    displacement = np.sum((model.decode(mean) - xyz[targets]) ** 2, axis=-1)
     kl_per_dim = np.asarray(jnp.mean(compute_kl_diagonal(jnp.asarray(mean), jnp.asarray(std)), 0))
-    iwae, log_likelihood, kl = _likelihoods(model, xyz, config.iwae_samples, key)
+    iwae, log_likelihood, kl = _likelihoods(
+        model, xyz[inputs], xyz[targets], config.iwae_samples, key
+    )
     jacobian = float(np.sum(np.log(model.record.normalization_std)))
     return {
         "recon_rmsd": float(np.sqrt(displacement.mean(axis=1)).mean()),
@@ -186,7 +223,8 @@ def _likelihood_fields(
         "iwae_log_likelihood": float(np.mean(iwae)) - jacobian,
         "iwae_samples": config.iwae_samples,
         "kl_per_dim": kl_per_dim.tolist(),
-        "active_units": int(compute_active_units(mean)),
+        "active_units": int(compute_active_units(posterior[0])),
+        "lag": model.lag,
     }
 
 
@@ -281,11 +319,13 @@ def evaluate(
     """
     started = time.perf_counter()
     require_structure_model(model, "evaluate")
-    xyz, notes = _frames_to_evaluate(model, data, read_options)
+    xyz, notes, lengths = _frames_to_evaluate(model, data, read_options)
+    where = None if isinstance(data, np.ndarray) else ", ".join(map(str, data))
+    pairs = _scored_pairs(model, lengths, notes, where)
     key = jax.random.key(config.seed)
     likelihood_key, sample_key, hole_key, draw_key = jax.random.split(key, 4)
     posterior = model.encode(xyz)
-    likelihood = _likelihood_fields(model, xyz, posterior, config, likelihood_key)
+    likelihood = _likelihood_fields(model, xyz, posterior, config, likelihood_key, pairs)
     samples = _sample_fields(model, xyz, config, sample_key, notes)
     holes = _prior_holes(posterior, config.seed, (hole_key, draw_key), notes)
     return EvaluateReport(

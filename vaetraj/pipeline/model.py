@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import warnings
 from collections.abc import Iterator
@@ -126,6 +127,16 @@ class Model:
     @property
     def summary(self) -> dict:
         return self.record.summary
+
+    @property
+    def lag(self) -> int:
+        """Frames between the frame a time-lagged model encodes and the one it decodes
+        (`train --lag`); 0 for a plain VAE, or a model from before the lag existed."""
+        try:
+            value = json.loads(self.record.train_config or "{}").get("lag", 0)
+        except (TypeError, ValueError, AttributeError):
+            return 0
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
     @property
     def data_stats(self) -> DataStats | None:
