@@ -115,6 +115,7 @@ def test_likelihood_terms_encode_what_is_seen(case):
     )
 
 
+@pytest.mark.slow  # 3.4 s; the loss by hand above is the default run's check
 def test_time_lagged_epoch_trains_on_the_targets(case):
     config, trainer, params, rows, members, targets = case
     state = trainer.init(key=jax.random.key(0))
@@ -264,6 +265,7 @@ def test_a_lag_past_the_datas_memory_exits_3_saying_lower_lag(tmp_path):
     assert "frames 2 apart are nearly independent" in last and last.endswith("lower --lag")
 
 
+@pytest.mark.slow  # 4.4 s (evaluate samples and checks structures too)
 def test_evaluate_scores_a_time_lagged_model_on_its_pairs(model_2d, polymer_2d):
     """`evaluate` on a time-lagged model scores frame t + lag from frame t, as it was
     trained (here a plain model's record given a lag: the same arithmetic), against
@@ -283,12 +285,12 @@ def test_evaluate_scores_a_time_lagged_model_on_its_pairs(model_2d, polymer_2d):
     assert model.lag == 3 and load_model(model_2d).lag == 0
     config = EvaluateConfig(iwae_samples=2, samples=50, refine=False)
     report = evaluate(model, polymer_2d, config)
-    plain = evaluate(load_model(model_2d), polymer_2d, config)
     xyz = frame_aligner(model)(polymer_2d)
-    predicted = model.decode(model.encode(xyz[:-3])[0])
-    rmsd = np.sqrt(((predicted - xyz[3:]) ** 2).sum(-1).mean(-1)).mean()
+    predicted = model.decode(model.encode(xyz)[0])
+    rmsd = np.sqrt(((predicted[:-3] - xyz[3:]) ** 2).sum(-1).mean(-1)).mean()
     assert report.recon_rmsd == pytest.approx(rmsd, rel=1e-5)
-    assert report.recon_rmsd > plain.recon_rmsd  # frame t + 3 is farther than frame t
+    itself = np.sqrt(((predicted - xyz) ** 2).sum(-1).mean(-1)).mean()
+    assert report.recon_rmsd > 1.05 * itself  # frame t + 3 is farther than frame t
     assert report.lag == 3 and any("over 397 pairs" in note for note in report.notes)
     with pytest.raises(BadInputError, match="no trajectory here has two frames 3 apart"):
         evaluate(model, polymer_2d[:3], config)

@@ -45,7 +45,8 @@ def test_same_seed_same_trajectory_other_seed_differs():
     assert np.abs(a - c).max() > 1e-3
 
 
-@pytest.mark.parametrize("dims", [2, 3])
+# 2D in the slow run (3.6 s): the force kernel is the same code in both dimensions
+@pytest.mark.parametrize("dims", [pytest.param(2, marks=pytest.mark.slow), 3])
 def test_forces_match_finite_differences(dims):
     config = PolymerConfig(dim=dims, beads=6)
     energy = make_polymer_energy(config)
