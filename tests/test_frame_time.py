@@ -51,6 +51,11 @@ def test_dcd_and_xtc_headers_give_the_time_between_frames(tmp_path, frames):
     xtc = md.Trajectory(frames, polymer_topology(12), time=100 + 0.25 * np.arange(60))
     xtc.save_xtc(str(tmp_path / "a.xtc"))
     assert scan_xtc(tmp_path / "a.xtc").frame_time_ps == pytest.approx(0.25)
+    # a file cut inside its last frame (kept with --allow-partial) still tells it
+    whole = (tmp_path / "a.xtc").read_bytes()
+    (tmp_path / "cut.xtc").write_bytes(whole[:-40])
+    cut = scan_xtc(tmp_path / "cut.xtc")
+    assert (cut.partial, cut.whole, cut.frame_time_ps) == (True, 59, pytest.approx(0.25))
 
 
 def test_the_frame_time_follows_the_stride_and_the_option(tmp_path, frames):

@@ -94,14 +94,19 @@ def scan_xtc(path: Path) -> FrameCount | None:
     whole = atoms = 0
     position = 0
     times: list[float] = []  # of the first two frames
+
+    def counted(partial: bool) -> FrameCount:
+        step = _positive(times[1] - times[0]) if len(times) == 2 else None
+        return FrameCount(atoms=atoms, whole=whole, partial=partial, frame_time_ps=step)
+
     with open(path, "rb") as handle:
         while position < size:
             head = handle.read(56)
             if len(head) < 56:
-                return FrameCount(atoms=atoms, whole=whole, partial=True)
+                return counted(True)
             magic, natoms, _, time = struct.unpack(">3if", head[:16])
             if magic != _XTC_MAGIC:
-                return None if whole == 0 else FrameCount(atoms=atoms, whole=whole, partial=True)
+                return None if whole == 0 else counted(True)
             atoms = natoms
             if len(times) < 2:
                 times.append(time)
@@ -110,13 +115,12 @@ def scan_xtc(path: Path) -> FrameCount | None:
             else:
                 compressed = handle.read(36)
                 if len(compressed) < 36:
-                    return FrameCount(atoms=atoms, whole=whole, partial=True)
+                    return counted(True)
                 (byte_count,) = struct.unpack(">i", compressed[32:36])
                 frame_bytes = 56 + 36 + (byte_count + 3) // 4 * 4
             if position + frame_bytes > size:
-                return FrameCount(atoms=atoms, whole=whole, partial=True)
+                return counted(True)
             position += frame_bytes
             whole += 1
             handle.seek(position)
-    frame_time = _positive(times[1] - times[0]) if len(times) == 2 else None
-    return FrameCount(atoms=atoms, whole=whole, partial=False, frame_time_ps=frame_time)
+    return counted(False)
