@@ -294,3 +294,20 @@ def test_evaluate_scores_a_time_lagged_model_on_its_pairs(model_2d, polymer_2d):
     assert report.lag == 3 and any("over 397 pairs" in note for note in report.notes)
     with pytest.raises(BadInputError, match="no trajectory here has two frames 3 apart"):
         evaluate(model, polymer_2d[:3], config)
+
+
+def test_lower_lag_is_advised_only_for_the_judges_own_reason():
+    """The advice follows the judge's rule: nearly independent frames get "lower
+    --lag"; a lagged run that failed otherwise (a non-finite output) gets the usual."""
+    from types import SimpleNamespace
+
+    from vaetraj.pipeline.train import _what_to_try
+
+    run_ = dict(final_lr=1e-3, recoveries=[], epochs_run=250, decoded_variance=0.01,
+                pca_explained_variance=0.032, predictable_share=0.05)  # fmt: skip
+    lagged = TrainConfig(lag=5)
+    assert _what_to_try(SimpleNamespace(**run_, explained_variance_train=0.025), lagged) == (
+        "lower --lag"
+    )
+    broken = SimpleNamespace(**run_, explained_variance_train=float("nan"))
+    assert "lower --lag" not in _what_to_try(broken, lagged)

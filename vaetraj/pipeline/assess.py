@@ -297,7 +297,7 @@ def judge(
     if min_explained == 0 or not (math.isfinite(pca) and pca > 0):
         return None
     share = fields.get("predictable_share")
-    if lag and share is not None and _nearly_independent(share, pca, explained):
+    if lag and nearly_independent(fields):
         return (
             f"the model does not work: frames {lag} apart are nearly independent (the best "
             f"linear prediction through {latent_dim} dimensions explains {pca:.1%} of the later "
@@ -322,11 +322,15 @@ def judge(
     )
 
 
-def _nearly_independent(share: float, later: float, explained: float) -> bool:
-    """Frames a lag apart share next to nothing: the best linear prediction of the later
-    frame keeps under LITTLE_TO_PREDICT of what PCA explains of one frame, and the
-    model's predictions do no better (PCA's share of one frame is later / share)."""
-    if not math.isfinite(share) or share >= LITTLE_TO_PREDICT:
+def nearly_independent(fields: dict[str, Any]) -> bool:
+    """Frames a lag apart share next to nothing (`fields`: a lagged run's report
+    fields): the best linear prediction of the later frame keeps under
+    LITTLE_TO_PREDICT of what PCA explains of one frame (`predictable_share`), and the
+    model's predictions do no better (PCA's share of one frame is the yardstick over
+    the share). False without a share (no lag)."""
+    share = fields.get("predictable_share")
+    later, explained = fields["pca_explained_variance"], fields["explained_variance_train"]
+    if share is None or not math.isfinite(share) or share >= LITTLE_TO_PREDICT:
         return False
     if share <= 0:  # the linear prediction explains nothing at all
         return explained <= 0

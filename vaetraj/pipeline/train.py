@@ -59,7 +59,7 @@ from vaetraj.model import (
 )
 from vaetraj.pipeline import streaming
 from vaetraj.pipeline.align import AlignConfig
-from vaetraj.pipeline.assess import LITTLE_TO_PREDICT, Quality, assess
+from vaetraj.pipeline.assess import Quality, assess, nearly_independent
 from vaetraj.pipeline.model import Model
 from vaetraj.pipeline.processes import (
     current,
@@ -1083,9 +1083,8 @@ def _read_training_set(
 def _what_to_try(report: TrainReport, train_config: TrainConfig) -> str:
     """The first thing to change for a model that does not work, by what the run did."""
     lower = f"--lr {min(report.final_lr, train_config.lr) / 10:.1g}"
-    share = report.predictable_share
-    if train_config.lag and share is not None and share < LITTLE_TO_PREDICT:
-        return "lower --lag"
+    if train_config.lag and nearly_independent(vars(report)):
+        return "lower --lag"  # the judge's own reason (not a non-finite output, say)
     if report.recoveries or train_config.lr > 1e-2:
         return f"try {lower}, or --clip-norm 1"
     if report.epochs_run < 50:
