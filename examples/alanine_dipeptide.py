@@ -80,6 +80,19 @@ def plot(out: Path, phi, psi, basin, z, sample_phi, sample_psi) -> None:
     plt.close(fig)
 
 
+def ala2_folder(data: Path | None, output: Path) -> Path:
+    """A fresh output folder with a figures/ folder and a copy of ala2.dcd and
+    ala2.pdb from `data` (default: the shared data); exits when they are not there."""
+    data = data or (shared_data() or Path("/nonexistent")) / "alanine-dipeptide"
+    if not (data / "ala2.dcd").exists():
+        sys.exit(f"{data}: no ala2.dcd here; pass --data FOLDER (see ../shared/data)")
+    out = fresh_folder(output)
+    (out / "figures").mkdir()
+    for name in ("ala2.dcd", "ala2.pdb"):
+        shutil.copy(data / name, out / name)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parse = parser(__doc__.splitlines()[0], "alanine-dipeptide", epochs=60)
     parse.add_argument("--atoms", choices=sorted(SELECTIONS), default="heavy")
@@ -87,13 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     parse.add_argument("--samples", type=int, default=500, help="structures to sample")
     parse.add_argument("--data", type=Path, default=None, help="folder with ala2.dcd/.pdb")
     args = parse.parse_args(argv)
-    data = args.data or (shared_data() or Path("/nonexistent")) / "alanine-dipeptide"
-    if not (data / "ala2.dcd").exists():
-        sys.exit(f"{data}: no ala2.dcd here; pass --data FOLDER (see ../shared/data)")
-    out = fresh_folder(args.output)
-    (out / "figures").mkdir()
-    for name in ("ala2.dcd", "ala2.pdb"):
-        shutil.copy(data / name, out / name)
+    out = ala2_folder(args.data, args.output)
 
     select = SELECTIONS[args.atoms]
     vaetraj("align", "ala2.dcd", "--top", "ala2.pdb", "--select", select, "--method", "kabsch",

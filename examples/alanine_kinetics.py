@@ -19,15 +19,14 @@ Markov model on the time-lagged latent path. Then, with mdtraj and deeptime dire
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fresh_folder, parser, shared_data, vaetraj, write_results  # noqa: E402
-from alanine_dipeptide import BASINS, basins_of, dihedrals  # noqa: E402
+from _common import parser, vaetraj, write_results  # noqa: E402
+from alanine_dipeptide import BASINS, ala2_folder, basins_of, dihedrals  # noqa: E402
 
 FRAME_PS = 0.5  # the data's README: one frame every 0.5 ps
 HEAVY = "not element H"
@@ -137,15 +136,9 @@ def main(argv: list[str] | None = None) -> dict:
     parse.add_argument("--clusters", type=int, default=100, help="k-means clusters")
     parse.add_argument("--data", type=Path, default=None, help="folder with ala2.dcd/.pdb")
     args = parse.parse_args(argv)
-    data = args.data or (shared_data() or Path("/nonexistent")) / "alanine-dipeptide"
-    if not (data / "ala2.dcd").exists():
-        sys.exit(f"{data}: no ala2.dcd here; pass --data FOLDER (see ../shared/data)")
     frame_ps = FRAME_PS * args.stride
     lag = max(1, round(args.lag_ps / frame_ps))
-    out = fresh_folder(args.output)
-    (out / "figures").mkdir()
-    for name in ("ala2.dcd", "ala2.pdb"):
-        shutil.copy(data / name, out / name)
+    out = ala2_folder(args.data, args.output)
     done = _commands(out, args, args.stride, lag)
 
     import h5py
