@@ -1,5 +1,6 @@
-"""The geometry check and the refinement: kernels against NumPy and mdtraj, windows and
-stereocentres on hand-made data, refinement on structures with known defects."""
+"""The energy judge and the thermal refinement: kernels against NumPy and mdtraj, the
+statistical potential against a NumPy recomputation, the judge on structures with known
+defects, refinement against the built-in polymer's own potential."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pytest
 from vaetraj.io.topology import polymer_topology
 from vaetraj.metrics import (
     TermStats,
-    check_frame,
     compute_angles,
+    compute_dihedrals,
     compute_pair_distances,
     compute_signed_volumes,
     geometry_terms,
@@ -136,98 +137,161 @@ def _chains(frames: int, beads: int, dims: int, seed: int) -> np.ndarray:
     return xyz.astype(np.float32)
 
 
-@pytest.mark.slow
-def test_check_frame_windows_and_held_out_pass_rate():
-    xyz = _chains(600, 10, 3, seed=1)
-    stats = compute_data_stats(
-        xyz, None, None, index=np.arange(500), held_out_index=np.arange(500, 600)
-    )
-    assert stats.frames == 500
-    assert stats.bond_source == "chain" and stats.data_pass_on == "validation"
-    # held-out frames from the same process pass (the check is not fitted to them)
-    assert stats.data_pass_fraction >= 0.95
-    lengths = np.linalg.norm(xyz[:500, 1:] - xyz[:500, :-1], axis=-1)
-    np.testing.assert_allclose(stats.bond_mean, lengths.mean(0), rtol=1e-4)
-    # a frame with one stretched bond, one with beads on top of each other, one squashed
-    good = xyz[500]
-    stretched = good.copy()
-    stretched[5:] += (good[5] - good[4]) * 0.5
-    squashed = good * 0.3
-    overlap = good.copy()
-    overlap[9] = good[0] + 1e-3
-    check = check_structures(np.stack([good, stretched, squashed, overlap]), stats, None)
-    assert check.plausible.tolist() == [True, False, False, False]
-    assert not bool(check.frame.bonds_ok[1]) and not bool(check.frame.contacts_ok[3])
-    limits = stats.limits(10)
-    verdict = check_frame(jnp.asarray(good), limits, jnp.full(10, 0.1))
-    assert bool(verdict.plausible)
+def _topology_json(atoms: int, bonds: np.ndarray, elements: str) -> str:
+    from vaetraj.io.topology import topology_to_json
+
+    topology = md.Topology()
+    residue = topology.add_residue("MOL", topology.add_chain())
+    made = [
+        topology.add_atom(f"A{i}", md.element.get_by_symbol(elements[i]), residue)
+        for i in range(atoms)
+    ]
+    for i, j in bonds:
+        topology.add_bond(made[i], made[j])
+    return topology_to_json(topology)
 
 
-@pytest.mark.slow
-def test_refinement_restores_bonds_contacts_and_handedness():
-    xyz = _chains(400, 10, 3, seed=2)
-    data_mean_bond = float(np.linalg.norm(xyz[:, 1:] - xyz[:, :-1], axis=-1).mean())
-    # an averaged decoder: the mean of a few frames, bonds far too short
-    blobs = np.stack([xyz[i : i + 40].mean(0) for i in range(0, 400, 40)])
-    stats = compute_data_stats(xyz, None, None, tether_std=np.full(10, 0.3))
-    before = check_structures(blobs, stats, None)
-    refined = refine_structures(blobs, stats)
-    after = check_structures(refined.xyz, stats, None)
-    assert before.plausible.mean() < 0.5
-    assert after.plausible.all()
-    assert after.mean_bond.mean() == pytest.approx(data_mean_bond, rel=0.05)
-    assert (refined.energy < refined.energy_start).all()
+def _branched_frames(frames: int, seed: int) -> np.ndarray:
+    """The BONDS molecule near a fixed shape, jittered: a 3D ensemble with a
+    stereocentre (atom 2), torsions and contacts."""
+    base = np.array(
+        [[-2.4, 0.3, 0.1], [-1.3, -0.2, 0], [0, 0, 0], [0.9, 1.0, 0.3], [2.0, 0.9, -0.4],
+         [0.4, -1.0, -1.2], [-0.2, 0.5, 1.1]]
+    )  # fmt: skip
+    rng = np.random.default_rng(seed)
+    return (base[None] + rng.normal(scale=0.03, size=(frames, 7, 3))).astype(np.float32)
+
+
+def test_energy_kernel_and_judge_against_numpy():
+    """The JAX statistical energy of each kind, and the verdict, equal a NumPy
+    recomputation from the stored parameters (a 3D branched molecule: bonds, angles,
+    torsions, contacts by element class, a stereocentre)."""
+    from potential_reference import passes, term_energies
+
+    from vaetraj.pipeline.potential import contact_pairs, pair_classes
+
+    xyz = _branched_frames(600, seed=5)
+    topology = _topology_json(7, BONDS, "CCCNOCN")
+    stats = compute_data_stats(xyz, topology, None, index=np.arange(400),
+                               held_out_index=np.arange(400, 600))  # fmt: skip
+    terms = stats.terms(7)
+    assert len(terms.torsions) and stats.handedness == [1.0]
+    pairs, _ = contact_pairs(terms)
+    classes, names = pair_classes(terms, stats.elements)
+    assert "C-N:3" in names and stats.elements == list("CCCNOCN")
+    tests = np.concatenate([xyz[400:], xyz[400:410] * 1.1, xyz[410:420] * np.array([1, 1, -1])])
+    check = check_structures(tests.astype(np.float32), stats, None)
+    expected = term_energies(tests, stats, terms, pairs, classes)
+    np.testing.assert_allclose(check.energies, expected, rtol=2e-3, atol=2e-3)
+    np.testing.assert_array_equal(check.plausible, passes(expected, stats))
+    # stretched copies fail on bonds; mirror images on handedness; held-out frames pass
+    assert not check.plausible[200:].any()
+    assert check.inside[210:, 4].sum() == 0 and check.plausible[:200].mean() > 0.8
+
+
+def test_dihedrals_against_mdtraj():
+    xyz = _branched_frames(5, seed=6)
+    terms = geometry_terms(7, BONDS, dims=3)
+    trajectory = md.Trajectory(xyz, polymer_topology(7))
+    expected = md.compute_dihedrals(trajectory, terms.torsions)
+    ours = np.stack([compute_dihedrals(jnp.asarray(frame), jnp.asarray(terms.torsions))
+                     for frame in xyz])  # fmt: skip
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
+    # every torsion is a bonded path i-j-k-l; the angles' end atoms are the 1-3 pairs
+    graph = _graph_distances(7, BONDS)
+    assert all(graph[a, b] == graph[b, c] == graph[c, d] == 1 for a, b, c, d in terms.torsions)
+    assert {tuple(p) for p in terms.one_three.tolist()} == {
+        (i, j) for i in range(7) for j in range(i + 1, 7) if graph[i, j] == 2
+    }
+
+
+def test_judge_fails_a_folded_angle_and_a_frozen_chain(polymer_2d):
+    """The demo's optimized structure folded an angle to a 1-3 distance of 0.07 (MD:
+    never under 0.32) and passed the old windows; refined samples had every bond at its
+    mean. The energy judge fails both, and passes the held-out MD frames."""
+    from vaetraj import align
+
+    xyz = align(polymer_2d).xyz
+    stats = compute_data_stats(xyz, None, None, index=np.arange(300),
+                               held_out_index=np.arange(300, len(xyz)))  # fmt: skip
+    held_out = check_structures(xyz[300:], stats, None)
+    frame = np.array(xyz[300 + int(np.argmax(held_out.plausible))])
+    folded = frame.copy()
+    folded[6:] += frame[4] + 0.25 * (frame[5] - frame[4]) - frame[6]  # bead 6 onto bead 4
+    bonds = frame[1:] - frame[:-1]
+    mean = np.asarray(stats.bond_mean)[:, None]
+    frozen = np.concatenate([frame[:1], frame[0] + np.cumsum(
+        bonds / np.linalg.norm(bonds, axis=1, keepdims=True) * mean, axis=0)])  # fmt: skip
+    check = check_structures(np.stack([frame, folded, frozen]), stats, None)
+    assert check.plausible.tolist() == [True, False, False]
+    # the frozen chain is too cold: its bond energy under the held-out frames' p1
+    assert check.energies[2, 0] < stats.energy_low[0]
+    assert np.linalg.norm(folded[6] - folded[4]) < 0.25  # MD: never under 0.32
+    assert stats.data_pass_fraction >= 0.7
+
+
+def test_thermal_refinement_gives_the_datas_spreads(polymer_2d):
+    """Decoder-like averages of two frames (short bonds, squashed angles) refined
+    thermally have the MD frames' bond and angle spreads within 20%, and most lie
+    inside the built-in polymer's own energy range (its simulator's potential)."""
+    import jax
+
+    from vaetraj import align
+    from vaetraj.simulate import PolymerConfig, make_polymer_energy
+
+    xyz = align(polymer_2d).xyz
+    stats = compute_data_stats(xyz, None, None, tether_std=np.full(12, 0.15))
+    blobs = 0.5 * (xyz[:400:2] + xyz[1:400:2])
+    refined = refine_structures(blobs, stats, seed=1)
+    spread = {}
+    for name, frames in (("md", xyz), ("raw", blobs), ("refined", refined.xyz)):
+        bonds = np.linalg.norm(frames[:, 1:] - frames[:, :-1], axis=-1)
+        u, v = frames[:, :-2] - frames[:, 1:-1], frames[:, 2:] - frames[:, 1:-1]
+        cosine = np.sum(u * v, -1) / np.linalg.norm(u, axis=-1) / np.linalg.norm(v, axis=-1)
+        spread[name] = (bonds.std(), np.arccos(np.clip(cosine, -1, 1)).std())
+    assert spread["refined"][0] == pytest.approx(spread["md"][0], rel=0.2)
+    assert spread["refined"][1] == pytest.approx(spread["md"][1], rel=0.2)
+    energy = jax.jit(jax.vmap(make_polymer_energy(PolymerConfig())))
+    low, high = np.percentile(np.asarray(energy(xyz)), [1, 99])
+    outside = np.asarray(energy(jnp.asarray(refined.xyz)))
+    assert np.mean((outside >= low) & (outside <= high)) >= 0.8
     moved = np.sqrt(np.mean(np.sum((refined.xyz - blobs) ** 2, -1), -1))
     np.testing.assert_allclose(refined.moved, moved, rtol=1e-4)
-    # a structure that already passes barely moves
-    still = refine_structures(xyz[:4], stats)
-    assert np.max(still.moved) < 0.1
-    # a tighter tether (optimize's: the decoder's error itself) moves the blobs less and
-    # restores less of their bonds
-    tight = refine_structures(blobs, stats, tether_width=1.0)
-    assert np.median(tight.moved) < np.median(refined.moved)
-    tight_bond = check_structures(tight.xyz, stats, None).mean_bond.mean()
-    assert before.mean_bond.mean() < tight_bond < after.mean_bond.mean()
 
 
 @pytest.mark.slow
-def test_refinement_keeps_a_stereocentre_and_the_check_sees_a_flip():
+def test_the_judge_sees_a_flipped_stereocentre():
     rng = np.random.default_rng(3)
     # atom 0 bonded to 1, 2, 3 (a tetrahedral centre) and 3 bonded to 4
     base = np.array([[0, 0, 0], [1, 0, -0.35], [-0.5, 0.87, -0.35], [-0.5, -0.87, -0.35]])
     base = np.concatenate([base, [[-1.0, -1.7, 0.3]]])
     frames = base[None] + rng.normal(scale=0.03, size=(300, 5, 3))
-    topology = md.Topology()
-    residue = topology.add_residue("MOL", topology.add_chain())
-    atoms = [topology.add_atom(f"C{i}", md.element.carbon, residue) for i in range(5)]
-    for i, j in [(0, 1), (0, 2), (0, 3), (3, 4)]:
-        topology.add_bond(atoms[i], atoms[j])
-    from vaetraj.io.topology import topology_to_json
-
-    stats = compute_data_stats(
-        frames.astype(np.float32), topology_to_json(topology), None, tether_std=np.full(5, 0.5)
-    )
+    topology = _topology_json(5, np.array([(0, 1), (0, 2), (0, 3), (3, 4)]), "CCCCC")
+    stats = compute_data_stats(frames.astype(np.float32), topology, None,
+                               tether_std=np.full(5, 0.5))  # fmt: skip
     # the handedness recorded is the sign of the centre's volume, computed in NumPy
     a, b, c = (base[k] - base[0] for k in (1, 2, 3))
     assert stats.handedness == [np.sign(np.dot(a, np.cross(b, c)))]
     mirrored = frames[:5] * np.array([1, 1, -1])  # the mirror image: handedness flips
     check = check_structures(mirrored.astype(np.float32), stats, None)
-    assert not check.frame.chirality_ok.any() and check.frame.bonds_ok.all()
-    refined = refine_structures(mirrored.astype(np.float32), stats)
-    assert check_structures(refined.xyz, stats, None).frame.chirality_ok.all()
+    assert not check.inside[:, 4].any() and check.inside[:, 0].all()
 
 
 @pytest.mark.parametrize("frames", [100, 400])
 def test_held_out_md_frames_pass_even_from_small_data(polymer_2d, frames):
-    """The check fitted on 90% of a built-in polymer run passes >= 95% of the other 10%
-    (contiguous blocks, as training splits them), from 100 frames as from 400."""
+    """The judge fitted on 90% of a built-in polymer run passes most new frames: its
+    ranges come from the held-out 10% topped up to 200 frames with training frames, and
+    the pass rate is cross-validated over them."""
     from vaetraj import align
     from vaetraj.training._split import split_blocks
 
     xyz = align(polymer_2d[:frames]).xyz
     train, held_out = split_blocks([frames], 0.1, blocks=5, seed=0)
     stats = compute_data_stats(xyz, None, None, index=train, held_out_index=held_out)
-    assert stats.data_pass_frames == len(held_out) and stats.data_pass_fraction >= 0.95
+    assert stats.data_pass_frames == min(200, frames) and stats.data_pass_on == (
+        "validation+training"
+    )
+    assert stats.data_pass_fraction >= 0.7
 
 
 def test_no_structures_give_empty_verdicts():

@@ -88,7 +88,7 @@ def _print_summary(report) -> None:
     if report.sample_plausible_fraction is not None:
         rows += [
             (
-                "geometry check",
+                "energy check",
                 f"samples {report.sample_plausible_fraction:.1%} pass, data "
                 f"{report.data_plausible_fraction:.1%}"
                 + (

@@ -140,20 +140,28 @@ def print_structures(report) -> None:
                 (
                     "refined",
                     f"moved {report.moved_median:.3g} {units} RMSD (median, max "
-                    f"{report.moved_max:.3g}); {report.raw_plausible_fraction:.1%} passed "
+                    f"{report.moved_max:.3g}); {report.raw_plausible_fraction:.1%} were inside "
                     "before",
                 )
             )
         failing = ", ".join(
             f"{kind} {share:.1%}" for kind, share in report.failures.items() if share > 0
         )
+        low, high = report.train_energy_range
+        distances = ", ".join(f"{name} {value:.2g}" for name, value in report.distances.items())
         rows += [
             (
-                "geometry check",
-                f"{report.plausible_fraction:.1%} pass (MD frames: "
-                f"{report.train_plausible_fraction:.1%})"
-                + (f"; failing {failing}" if failing else ""),
+                "energy check",
+                f"{report.plausible_fraction:.1%} inside the held-out MD frames' ranges "
+                f"(MD frames: {report.train_plausible_fraction:.1%})"
+                + (f"; outside: {failing}" if failing else ""),
             ),
+            (
+                "energy (kT)",
+                f"median {report.energy_median:.3g} (MD frames' p1 to p99: {low:.3g} to "
+                f"{high:.3g})",
+            ),
+            ("W1 to MD (spreads)", distances or "none"),
             (
                 f"mean bond ({units})",
                 f"{report.mean_bond:.4g} (training frames: {report.train_mean_bond:.4g})",

@@ -133,8 +133,9 @@ HELP = """Find structures that optimize an objective, by gradient descent in lat
 
 Every restart runs in one compiled loop; the latent density keeps them where the
 decoder is trustworthy. Half the restarts start at the training frames that score
-best. Every candidate is refined to the training data's local geometry, and the
-best one that passes the geometry check (bonds, angles, contacts, handedness) is
+best. Every candidate is made a thermal conformation on the training frames'
+statistical potential, and the best one whose energies (bonds, angles, torsions,
+contacts, handedness, and their sum) lie inside the held-out MD frames' ranges is
 written.
 
 Examples:
@@ -259,16 +260,20 @@ def _print_summary(report) -> None:
 
 
 def _geometry_rows(report) -> list[tuple[str, str]]:
-    """The best structure's geometry check, refinement and bonds."""
+    """The best structure's energy check, energy, refinement and bonds."""
     units = report.units
     rows: list[tuple[str, str]] = []
     failing = [kind for kind, failed in report.failures.items() if failed]
     rows.append(
         (
-            "geometry check",
+            "energy check",
             ("pass" if report.plausible else f"FAIL ({', '.join(failing)})")
             + f" ({report.plausible_candidates} of {report.candidates} candidates pass)",
         )
+    )
+    low, high = report.train_energy_range
+    rows.append(
+        ("energy (kT)", f"{report.energy:.3g} (MD frames' p1 to p99: {low:.3g} to {high:.3g})")
     )
     if report.refined:
         rows.append(

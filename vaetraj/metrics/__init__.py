@@ -17,6 +17,21 @@ from vaetraj.metrics._plausibility import (
     stereocentre_handedness,
     term_windows,
 )
+from vaetraj.metrics._potential import (
+    KINDS,
+    StatisticalPotential,
+    Table,
+    TermEnergies,
+    compute_dihedrals,
+    compute_statistical_energy,
+    compute_term_energies,
+    deposit,
+    evaluate_periodic_table,
+    evaluate_table,
+    invert_density,
+    log_density,
+    silverman_bandwidth,
+)
 from vaetraj.metrics._structure import (
     all_pairs,
     compute_chain_bond_lengths,
@@ -28,6 +43,19 @@ from vaetraj.metrics._structure import (
 )
 
 __all__ = [
+    "KINDS",
+    "StatisticalPotential",
+    "Table",
+    "TermEnergies",
+    "compute_dihedrals",
+    "compute_statistical_energy",
+    "compute_term_energies",
+    "deposit",
+    "evaluate_periodic_table",
+    "evaluate_table",
+    "invert_density",
+    "log_density",
+    "silverman_bandwidth",
     "CONTACT_TOLERANCE",
     "MIN_ANGLE_STD",
     "MIN_RELATIVE_STD",

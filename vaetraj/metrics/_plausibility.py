@@ -35,12 +35,18 @@ class GeometryTerms(NamedTuple):
 
     bonds (n, 2); angles (n, 3) as (end, vertex, end); pairs (n, 2) non-bonded at graph
     distance >= 3; centres (n, 4) as (centre, three neighbours), candidates for
-    stereocentres (which of them keep a handedness is the data's to say)."""
+    stereocentres (which of them keep a handedness is the data's to say); torsions
+    (n, 4), every proper dihedral along a bond (3D only); separation (pairs,): each
+    pair's graph distance, 3 or 4 for 4 and more; one_three (n, 2): the end atoms of
+    each angle (graph distance 2), each pair once."""
 
     bonds: np.ndarray
     angles: np.ndarray
     pairs: np.ndarray
     centres: np.ndarray
+    torsions: np.ndarray
+    separation: np.ndarray
+    one_three: np.ndarray
 
 
 class GeometryLimits(NamedTuple):
@@ -105,12 +111,32 @@ def geometry_terms(atoms: int, bonds: np.ndarray, dims: int = 3) -> GeometryTerm
         if dims == 3
         else []
     )
+    torsions = _torsions(bonds, neighbours)
+    ends = np.sort(torsions[:, [0, 3]], axis=1)
+    one_four = np.isin(pairs[:, 0] * atoms + pairs[:, 1], ends[:, 0] * atoms + ends[:, 1])
     return GeometryTerms(
         bonds=bonds.astype(np.int32),
         angles=angles_array.astype(np.int32),
         pairs=pairs.astype(np.int32),
         centres=np.asarray(centres, dtype=np.int32).reshape(-1, 4),
+        torsions=(torsions if dims == 3 else torsions[:0]).astype(np.int32),
+        separation=np.where(one_four, 3, 4).astype(np.int32),
+        one_three=np.unique(near[len(bonds) :], axis=0).reshape(-1, 2).astype(np.int32),
     )
+
+
+def _torsions(bonds: np.ndarray, neighbours: list[list[int]]) -> np.ndarray:
+    """(n, 4) proper dihedrals i-j-k-l of every bond j-k, with i and l distinct atoms
+    (a three-membered ring has none)."""
+    found = [
+        (i, int(j), int(k), l)
+        for j, k in bonds
+        for i in sorted(neighbours[j])
+        if i != k
+        for l in sorted(neighbours[k])  # noqa: E741
+        if l not in (j, i)
+    ]
+    return np.asarray(found, dtype=np.int64).reshape(-1, 4)
 
 
 def _safe_norm(v: jax.Array) -> jax.Array:

@@ -54,14 +54,15 @@ _SUMMARIES: dict[str, Callable[[Any], str]] = {
     ),
     "encode": lambda r: f"{r.frames} frames to a {r.latent_dim}D latent path",
     "sample": lambda r: (
-        f"{r.structures} conformations, {r.plausible_fraction:.0%} pass the geometry "
-        f"check (held-out MD frames {r.train_plausible_fraction:.0%}; decoder before "
-        f"refinement {r.raw_plausible_fraction:.0%}), mean bond {r.mean_bond:.3g} "
-        f"(data {r.train_mean_bond:.3g})"
+        f"{r.structures} conformations, {r.plausible_fraction:.0%} inside the held-out "
+        f"MD frames' energy ranges (the frames themselves {r.train_plausible_fraction:.0%}; "
+        f"decoder before refinement {r.raw_plausible_fraction:.0%}), median energy "
+        f"{r.energy_median:.3g} kT (MD {r.train_energy_range[0]:.3g} to "
+        f"{r.train_energy_range[1]:.3g})"
     ),
     "optimize": lambda r: (
         f"R_g {r.rg:.3g} vs training minimum {r.train_rg_min:.3g}, "
-        f"{'passes' if r.plausible else 'FAILS'} the geometry check"
+        f"energy {r.energy:.3g} kT, {'passes' if r.plausible else 'FAILS'} the energy check"
         + (
             f", {r.nearest_frame_rmsd:.3g} RMSD from the nearest training frame"
             if r.nearest_frame_rmsd is not None

@@ -232,7 +232,7 @@ def _sample_fields(
     model: Model, xyz: np.ndarray, config: EvaluateConfig, key: jax.Array, notes: list[str]
 ) -> dict[str, Any]:
     """How the model's samples compare with the frames: W1 distances over atom pairs and
-    R_g, and the geometry check's pass rates beside the data's."""
+    R_g, and the energy check's pass rates beside the data's."""
     n = config.samples or min(len(xyz), _REFINED_SAMPLES if config.refine else 10_000)
     made = generate(
         model, model.sample_latent(n, key=key, prior=config.prior), refine=config.refine

@@ -1,11 +1,13 @@
 """`decode` and `sample`: structures from latent points, and new conformations drawn
-out of the model's latent density (or N(0, I)), refined to the training data's local
-geometry and checked against it.
+out of the model's latent density (or N(0, I)), refined on the training data's
+statistical potential and judged by it.
 
 The decoder's mean is an average of conformations, with short bonds and overlapping
-atoms; by default each decoded structure is relaxed to the nearest one with the data's
-bonds, angles, contacts and handedness (`vaetraj.refine`), and the report says how far
-the structures moved and how many passed the check before and after."""
+atoms; by default each decoded structure is made a thermal conformation near itself
+(`vaetraj.refine`), and the report says how far the structures moved, how many lie
+inside the held-out MD frames' energy ranges before and after (beside the frames' own
+rate) and how far the ensemble is from the frames' (W1 of bonds, angles, closest
+contacts and energy, in units of the frames' spread)."""
 
 from __future__ import annotations
 
@@ -48,7 +50,10 @@ class StructureReport:
     plausible_fraction: float | None
     train_plausible_fraction: float | None
     raw_plausible_fraction: float | None  # the decoder's own output, before refinement
-    failures: dict[str, float] | None  # the share failing bonds, angles, contacts, chirality
+    failures: dict[str, float] | None  # the share outside each kind's energy range
+    energy_median: float | None  # the statistical energy, kT
+    train_energy_range: list[float] | None  # held-out MD frames' [p1, p99] of it
+    distances: dict[str, float] | None  # W1 to the held-out frames, in their spread
     refined: bool
     moved_median: float | None  # RMSD each structure moved in refinement
     moved_max: float | None
@@ -76,21 +81,25 @@ def _finite(xyz: np.ndarray, where) -> None:
         )
 
 
-def generate(model: Model, z: np.ndarray, *, refine: bool = True) -> Generated:
-    """Decode latent points (n, latent); refine and check the structures when the model
-    has the training data's geometry (a features model gives its table unchecked)."""
+def generate(model: Model, z: np.ndarray, *, refine: bool = True, seed: int = 0) -> Generated:
+    """Decode latent points (n, latent); refine (the sampler's noise from `seed`) and
+    judge the structures when the model has the training data's statistical potential
+    (a features model gives its table unchecked)."""
     xyz = model.decode(z)
     stats = model.data_stats
     if model.is_features:  # a table has no structure to check
         return Generated(xyz, None, None, None, [])
     if stats is None:
-        note = "the model has no per-bond training geometry (retrain it); not refined or checked"
+        note = (
+            "the model has no statistical potential of its training frames (written by an "
+            "older vaetraj: retrain it); not refined or judged"
+        )
         return Generated(xyz, None, None, None, [note])
     notes = []
     raw_check = check_structures(xyz, stats, model.masses) if refine else None
     moved = None
     if refine:
-        refined = refine_structures(xyz, stats)
+        refined = refine_structures(xyz, stats, seed=seed)
         xyz, moved = np.asarray(refined.xyz), np.asarray(refined.moved)
         if not stats.tether_std:
             notes.append("the model does not record its decoder's error; refined untethered")
@@ -124,6 +133,9 @@ def _report(command: str, model: Model, model_path, made: Generated, **extra) ->
         train_plausible_fraction=train.train_pass_fraction if train else None,
         raw_plausible_fraction=float(raw.plausible.mean()) if raw else None,
         failures=check.failures() if check else None,
+        energy_median=float(np.median(check.energy)) if check else None,
+        train_energy_range=[train.energy_low[-1], train.energy_high[-1]] if train else None,
+        distances=check.distances if check else None,
         refined=moved is not None,
         moved_median=float(np.median(moved)) if moved is not None else None,
         moved_max=float(np.max(moved)) if moved is not None else None,
@@ -222,7 +234,7 @@ def decode_file(
         overwrite: replace an existing output.
 
     Returns:
-        The report, with the geometry check's pass rate beside the data's.
+        The report, with the energy check's pass rate beside the held-out frames'.
     """
     started = time.perf_counter()
     if (latent is None) == (points is None):
@@ -274,7 +286,7 @@ def sample(
         The latent points (n, latent) and the generated structures with their check.
     """
     z = model.sample_latent(n, key=jax.random.key(seed), prior=prior, temperature=temperature)
-    return z, generate(model, z, refine=refine)
+    return z, generate(model, z, refine=refine, seed=seed)
 
 
 # bytes held per generated coordinate: the decoded float32 structures, their checks and
@@ -308,7 +320,7 @@ def sample_file(
         overwrite: replace an existing output.
 
     Returns:
-        The report, with the geometry check's pass rate beside the data's.
+        The report, with the energy check's pass rate beside the held-out frames'.
     """
     started = time.perf_counter()
     if n <= 0:

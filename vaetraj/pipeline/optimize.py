@@ -8,8 +8,10 @@ percentile of log p over the density's own draws) keeps z where training frames 
 encoded. Half the restarts start from density draws, half from the training frames
 that score best on the objective (the model keeps the latent points of frames spread
 over the data's R_g range). Every `record_every` steps of every restart is a candidate;
-each candidate is refined to the data's local geometry (`vaetraj.refine`) and the answer
-is the best refined candidate that passes the geometry check.
+each candidate is made a thermal conformation near itself on the training frames'
+statistical potential (`vaetraj.refine`), and the answer is the best refined candidate
+whose energies lie inside the held-out MD frames' ranges (`vaetraj.pipeline.potential`):
+no folded angle, no overlapping pair, no strain MD does not show.
 """
 
 from __future__ import annotations
@@ -136,7 +138,9 @@ class OptimizeReport:
     refined: bool
     moved: float | None  # RMSD the best structure moved in refinement
     tether_width: float | None  # the refinement's tether, x the decoder's per-atom error
-    failures: dict[str, bool] | None  # which kinds of term the best structure fails
+    failures: dict[str, bool] | None  # which kinds of energy lie outside their range
+    energy: float | None  # the statistical energy, kT
+    train_energy_range: list[float] | None  # held-out MD frames' [p1, p99] of it
     data_starts: int  # restarts that began at training frames' latent points
     nearest_frame_rmsd: float | None  # to the nearest training frame after superposition
     rg: float
@@ -184,7 +188,9 @@ def _starts(model: Model, config: OptimizeConfig, stats, score, decode, key, pri
         return np.asarray(drawn), 0
     structures = np.asarray(decode(jnp.asarray(anchors)))
     if config.refine:
-        structures = np.asarray(refine_structures(structures, stats, config.tether_width).xyz)
+        structures = np.asarray(
+            refine_structures(structures, stats, config.tether_width, seed=config.seed).xyz
+        )
     values = np.asarray(score(jnp.asarray(structures)))
     badness = _badness(values, config)
     best = np.argsort(np.where(np.isfinite(badness), badness, np.inf), kind="stable")[:from_data]
@@ -376,7 +382,7 @@ def _candidates(
     structures = np.asarray(land.decode_all(safe))
     stats, moved = model.data_stats, None
     if stats is not None and config.refine:
-        refined = refine_structures(structures, stats, config.tether_width)
+        refined = refine_structures(structures, stats, config.tether_width, seed=config.seed)
         structures, moved = np.asarray(refined.xyz), np.asarray(refined.moved)
     values = np.asarray(land.score_all(jnp.asarray(structures)))
     finite &= np.isfinite(values) & np.isfinite(structures).all(axis=(1, 2))
@@ -391,13 +397,17 @@ def _candidates(
         plausible = check.plausible & finite
     else:
         notes.append(
-            "the model has no per-bond training geometry (retrain it); not refined or checked"
+            "the model has no statistical potential of its training frames (written by an "
+            "older vaetraj: retrain it); not refined or judged"
         )
     if plausible.any():
         best = int(np.argmin(np.where(plausible, badness, np.inf)))
     else:
         best = int(np.argmin(badness))
-        notes.append("no candidate passed the plausibility check; returning the best one anyway")
+        notes.append(
+            "no candidate lies inside the held-out MD frames' energy ranges; returning the "
+            "best one anyway"
+        )
     return _Candidates(flat, structures, values, log_p, badness, plausible, check, moved, best)
 
 
@@ -494,6 +504,8 @@ def _geometry_fields(found: _Candidates, stats: DataStats | None) -> dict[str, A
         "plausible": bool(found.plausible[best]) if stats is not None else None,
         "plausible_candidates": int(found.plausible.sum()) if stats is not None else None,
         "failures": check.failed_at(best) if check is not None else None,
+        "energy": float(check.energy[best]) if check is not None else None,
+        "train_energy_range": [stats.energy_low[-1], stats.energy_high[-1]] if stats else None,
         "min_bond": at_best(geometry.min_bond if geometry else None),
         "max_bond": at_best(geometry.max_bond if geometry else None),
         "mean_bond": at_best(geometry.mean_bond if geometry else None),

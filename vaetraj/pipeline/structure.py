@@ -48,23 +48,31 @@ from vaetraj.metrics import (
     term_windows,
 )
 from vaetraj.model import summed_squares, working_float
-from vaetraj.refine import Refined, Restraints, make_refiner
+from vaetraj.pipeline.potential import (
+    JUDGED,
+    QUANTILE_LEVELS,
+    EnergyRanges,
+    build_potential,
+    compute_energies,
+    cross_validated_pass,
+    fit_potential,
+)
+from vaetraj.refine import Refined, ThermalSettings, make_thermal_refiner
 
 _CHUNK = 4096
 _PAIR_BUDGET = 20_000_000
-STATS_VERSION = 2
-REFINE_STEPS = 2000
+STATS_VERSION = 3
 MAX_MEASURED_FRAMES = 100_000  # measured: 19 s for all 1M frames of 50 atoms, 2 s for these
 ANCHORS = 256
+MIN_JUDGED_FRAMES = 200
 # The tether's std, in units of the decoder's per-atom error. Generating (decode, sample,
-# evaluate) wants structures distributed like the data's, and the mean of many
-# conformations is shorter than one per-atom error can restore: 3x gives the data's mean
-# bond. Optimizing wants the most extreme structure the model itself vouches for: the
-# decoder's own error (1x), so the answer stays what the model says its latent point is.
+# evaluate) wants structures distributed like the data's: 3x lets the statistical
+# potential set the local geometry (on the built-in polymer, 2x to 5x gave the same
+# share inside the simulator's energy range, 89-91%). Optimizing wants the most
+# extreme structure the model itself vouches for: the decoder's own error (1x), so the
+# answer stays what the model says its latent point is.
 TETHER_WIDTH = 3.0
 OPTIMIZE_TETHER_WIDTH = 1.0
-REFINE_STEP = 0.05  # the first refinement step, as a share of the mean bond length
-_CONTACT_STIFFNESS = 0.02  # the contact wall's width, as a share of the contact distance
 
 
 def bonds_of(topology_json: str | None, atoms: int) -> tuple[np.ndarray, str]:
@@ -103,7 +111,7 @@ def _chunks(n: int, pairs: int = 0):
 @functools.cache
 def _measure_kernel():
     def measure(xyz, terms, weights):
-        bonds, angles, pairs, centres = terms
+        bonds, angles, pairs, centres = terms[:4]
         volumes = (
             compute_signed_volumes(xyz, centres)
             if xyz.shape[-1] == 3
@@ -191,14 +199,23 @@ class DataStats:
     dims: int
     data_pass_fraction: float
     data_pass_frames: int
-    data_pass_on: str  # "validation": held-out frames; "training": no split was made
+    # "validation": held-out frames; "training": no split was made; "validation+training":
+    # fewer than MIN_JUDGED_FRAMES held out, topped up with training frames
+    data_pass_on: str
     tether_std: list[float] = field(default_factory=list)
-    refine_steps: int = REFINE_STEPS
     anchor_z: list[list[float]] = field(default_factory=list)
     anchor_rg: list[float] = field(default_factory=list)
     # frames the bond, angle, contact and handedness terms were measured on: an even
     # spread of at most MAX_MEASURED_FRAMES (0: every frame, as models before it record)
     measured_frames: int = 0
+    # the statistical potential (vaetraj.pipeline.potential) and its judge: each kind's
+    # energy range on the held-out frames, and their quantiles for distances
+    angle_mean: list[float] = field(default_factory=list)
+    elements: list[str] = field(default_factory=list)
+    potential: dict[str, Any] = field(default_factory=dict)
+    energy_low: list[float] = field(default_factory=list)
+    energy_high: list[float] = field(default_factory=list)
+    reference: dict[str, list[float]] = field(default_factory=dict)
     version: int = STATS_VERSION
 
     # -- derived --------------------------------------------------------------------
@@ -240,31 +257,22 @@ class DataStats:
             handedness=f32(self.handedness),
         )
 
-    def restraints(self, atoms: int, tether_width: float | None = None) -> Restraints:
-        """The refinement energy's parameters (see vaetraj.refine); tether_width in
-        units of the decoder's per-atom error (None: TETHER_WIDTH)."""
-        terms = self.terms(atoms)
-        f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+    def statistical_potential(self, atoms: int):
+        """The potential's arrays (vaetraj.metrics.StatisticalPotential), built once."""
+        cache = self.__dict__.setdefault("_potential", {})
+        if atoms not in cache:
+            cache[atoms] = build_potential(self.potential, self.terms(atoms), self.elements)
+        return cache[atoms]
+
+    @property
+    def ranges(self) -> EnergyRanges:
+        return EnergyRanges(self.energy_low, self.energy_high)
+
+    def tether(self, atoms: int, tether_width: float | None = None) -> np.ndarray:
+        """(atoms,) the refinement tether's std: tether_width (None: TETHER_WIDTH) times
+        the decoder's per-atom error (no tether when the model records none)."""
         width = TETHER_WIDTH if tether_width is None else tether_width
-        tether = np.asarray(self.tether_std or [math.inf] * atoms) * width
-        return Restraints(
-            bonds=jnp.asarray(terms.bonds),
-            bond_mean=f32(self.bond_mean),
-            bond_std=f32(np.maximum(self.bond_std, MIN_RELATIVE_STD * np.asarray(self.bond_mean))),
-            angles=jnp.asarray(terms.angles),
-            angle_lo=f32(self.angle_min),
-            angle_hi=f32(self.angle_max),
-            angle_std=f32(np.maximum(self.angle_std, MIN_ANGLE_STD)),
-            pairs=jnp.asarray(terms.pairs),
-            contact=f32(self.closest_contact),
-            contact_scale=f32(_CONTACT_STIFFNESS * self.closest_contact),
-            centres=jnp.asarray(terms.centres),
-            handedness=f32(self.handedness),
-            volume_min=f32(self.volume_min),
-            volume_std=f32(np.maximum(self.volume_std, 1e-6)),
-            tether_std=f32(tether),
-            step_size=f32(REFINE_STEP * self.mean_bond),
-        )
+        return np.asarray(self.tether_std or [1e6] * atoms, np.float64) * width
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -331,7 +339,7 @@ class DataStats:
 def _measure(xyz: np.ndarray, terms: GeometryTerms, weights: np.ndarray):
     """Running statistics of bonds, angles and volumes; per-frame closest contact and R_g."""
     kernel = _measure_kernel()
-    args = (tuple(jnp.asarray(t) for t in terms), jnp.asarray(weights, jnp.float32))
+    args = (tuple(jnp.asarray(t) for t in terms[:4]), jnp.asarray(weights, jnp.float32))
     bonds, angles, volumes = _Running(), _Running(), _Running()
     contacts, rgs = [], []
     for part in _chunks(len(xyz), len(terms.pairs)):
@@ -365,6 +373,7 @@ def _term_fields(terms, source: str, bond, angle, volume, contact) -> dict[str, 
         "bond_lo": bond_lo.tolist(),
         "bond_hi": bond_hi.tolist(),
         "angle_min": angle.min.tolist(),
+        "angle_mean": angle.mean.tolist(),
         "angle_max": angle.max.tolist(),
         "angle_std": angle.std.tolist(),
         "angle_lo": angle_lo.tolist(),
@@ -443,52 +452,150 @@ def compute_data_stats(
         anchor_rg=rg[anchors].tolist(),
         measured_frames=int(len(measured)),
     )
-    judged, on = (
-        (np.asarray(held_out_index), "validation")
-        if held_out_index is not None and len(held_out_index)
-        else (training, "training")
+    elements = elements_of(topology_json, atoms)
+    fitted = fit_potential(
+        xyz, measured, terms, elements, bond, angle, volume, np.asarray(stats.handedness)
     )
-    judged = xyz[judged[_spread(len(judged), MAX_MEASURED_FRAMES)]]
-    check = check_structures(judged, stats, masses)
-    return dataclasses.replace(
+    stats = dataclasses.replace(stats, elements=elements, potential=fitted)
+    return _with_judge(stats, xyz, training, held_out_index, masses)
+
+
+def _judged_frames(training: np.ndarray, held_out: np.ndarray | None) -> tuple[np.ndarray, str]:
+    """The frames whose energies set the judge's ranges: the held-out ones (at most
+    MAX_MEASURED_FRAMES), topped up with training frames spread evenly when there are
+    fewer than MIN_JUDGED_FRAMES (a [p1, p99] range of 10 frames is their min and max)."""
+    held_out = np.asarray([] if held_out is None else held_out, np.int64)
+    if len(held_out) >= MIN_JUDGED_FRAMES:
+        return held_out[_spread(len(held_out), MAX_MEASURED_FRAMES)], "validation"
+    extra = training[_spread(len(training), MIN_JUDGED_FRAMES - len(held_out))]
+    return np.concatenate([held_out, extra]), "validation+training" if len(held_out) else "training"
+
+
+def _with_judge(stats: DataStats, xyz: np.ndarray, training, held_out_index, masses) -> DataStats:
+    """The statistics with the judge's ranges, its cross-validated pass rate on the
+    judged frames and the frames' ensemble for distances."""
+    rows, on = _judged_frames(training, held_out_index)
+    judged = xyz[np.sort(rows)]
+    energies = compute_energies(judged, stats.statistical_potential(xyz.shape[1]))
+    ranges = EnergyRanges.of(energies)
+    stats = dataclasses.replace(
         stats,
-        data_pass_fraction=float(check.plausible.mean()),
+        energy_low=ranges.low,
+        energy_high=ranges.high,
+        data_pass_fraction=cross_validated_pass(energies),
         data_pass_frames=int(len(judged)),
         data_pass_on=on,
     )
+    return dataclasses.replace(stats, reference=measure_ensemble(judged, stats, masses, energies))
 
 
-_KINDS = {"bonds": "bonds_ok", "angles": "angles_ok", "contacts": "contacts_ok",
-          "chirality": "chirality_ok"}  # fmt: skip
+def elements_of(topology_json: str | None, atoms: int) -> list[str]:
+    """Each modelled atom's element symbol ("X" when unknown or without a topology)."""
+    if topology_json is None:
+        return ["X"] * atoms
+    found = [
+        atom.get("element") or "X"
+        for chain in json.loads(topology_json).get("chains", [])
+        for residue in chain.get("residues", [])
+        for atom in residue.get("atoms", [])
+    ]
+    return found if len(found) == atoms else ["X"] * atoms
+
+
+def _quantiles(values: np.ndarray) -> list[float]:
+    values = np.asarray(values, np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return []
+    return np.quantile(values, QUANTILE_LEVELS).tolist()
+
+
+def measure_ensemble(
+    xyz: np.ndarray, stats: DataStats, masses: np.ndarray | None, energies: np.ndarray
+) -> dict[str, list[float]]:
+    """What distances between ensembles compare: quantiles of every bond length and
+    angle in units of its training std (pooled), of each structure's closest contact,
+    and of its energy; each with its spread ("<name>_std")."""
+    atoms = xyz.shape[1]
+    terms = stats.terms(atoms)
+    bond_std = np.maximum(np.asarray(stats.bond_std), 1e-9)
+    angle_std = np.maximum(np.asarray(stats.angle_std), MIN_ANGLE_STD)
+    bonds, angles, closest = [], [], []
+    kernel = _measure_kernel()
+    args = (tuple(jnp.asarray(t) for t in terms[:4]), jnp.ones(atoms, jnp.float32) / atoms)
+    for part in _chunks(len(xyz), len(terms.pairs)):
+        bond, angle, _, contact, _ = kernel(jnp.asarray(xyz[part], jnp.float32), *args)
+        bonds.append((np.asarray(bond) - np.asarray(stats.bond_mean)) / bond_std)
+        angles.append((np.asarray(angle) - np.asarray(stats.angle_mean)) / angle_std)
+        closest.append(np.asarray(contact))
+    values = {
+        "bond": np.concatenate(bonds),
+        "angle": np.concatenate(angles),
+        "contact": np.concatenate(closest),
+        "energy": np.asarray(energies)[:, -1],
+    }
+    reference = {}
+    for name, value in values.items():
+        reference[name] = _quantiles(value)
+        finite = value[np.isfinite(value)]
+        reference[f"{name}_std"] = [float(finite.std()) if finite.size else 0.0]
+    return reference
+
+
+def ensemble_distances(values: dict[str, list[float]], reference: dict) -> dict[str, float]:
+    """W1 between a generated ensemble's quantiles and the held-out frames', in units
+    of the frames' spread (bond and angle values are already in units of each term's
+    std); a name either side lacks is left out."""
+    distances = {}
+    for name in ("bond", "angle", "contact", "energy"):
+        ours, theirs = values.get(name) or [], reference.get(name) or []
+        if len(ours) != len(theirs) or not theirs:
+            continue
+        scale = 1.0 if name in ("bond", "angle") else reference[f"{name}_std"][0]
+        w1 = float(np.mean(np.abs(np.asarray(ours) - np.asarray(theirs))))
+        distances[name] = w1 / scale if scale > 0 else math.inf
+    return distances
 
 
 @dataclass(frozen=True)
 class StructureCheck:
-    """Per-structure verdicts and measurements: `frame` holds NumPy arrays (structures,)."""
+    """Per-structure energies and verdicts: `energies` (structures, len(JUDGED)) in kT,
+    `inside` whether each lies in the held-out frames' range, `frame` the geometry
+    measured on each (R_g, bonds, closest contact; NumPy arrays)."""
 
     frame: FrameCheck
+    energies: np.ndarray
+    inside: np.ndarray
+    distances: dict[str, float]
 
     @property
     def plausible(self) -> np.ndarray:
-        return np.asarray(self.frame.plausible)
+        return self.inside.all(axis=1)
 
     @property
     def mean_bond(self) -> np.ndarray:
         return np.asarray(self.frame.mean_bond)
 
+    @property
+    def energy(self) -> np.ndarray:
+        """(structures,) the statistical energy, in kT."""
+        return self.energies[:, -1]
+
     def failures(self) -> dict[str, float]:
-        """The share of structures that fail each kind of term."""
-        return {kind: float(1 - np.mean(getattr(self.frame, ok))) for kind, ok in _KINDS.items()}
+        """The share of structures whose energy of each kind (and in all) lies outside
+        the held-out frames' range."""
+        return {kind: float(1 - self.inside[:, k].mean()) for k, kind in enumerate(JUDGED)}
 
     def failed_at(self, index: int) -> dict[str, bool]:
-        """Which kinds of term structure `index` fails."""
-        return {kind: not bool(getattr(self.frame, ok)[index]) for kind, ok in _KINDS.items()}
+        """Which kinds of energy of structure `index` lie outside their range."""
+        return {kind: not bool(self.inside[index, k]) for k, kind in enumerate(JUDGED)}
 
 
 def check_structures(
     xyz: np.ndarray, stats: DataStats, masses: np.ndarray | None
 ) -> StructureCheck:
-    """Judge structures (n, atoms, dims) against the training data's windows."""
+    """Judge structures (n, atoms, dims) by the statistical potential's energies against
+    the held-out frames' ranges, and measure their distances to the frames' ensemble."""
     atoms = xyz.shape[1]
     limits = stats.limits(atoms)
     weights = jnp.asarray(rg_weights(masses, atoms)[0], jnp.float32)
@@ -497,25 +604,46 @@ def check_structures(
         kernel(jnp.asarray(xyz[part], jnp.float32), limits, weights)
         for part in _chunks(len(xyz), len(limits.pairs))
     ]
-    return StructureCheck(jax.tree.map(_concatenate, *parts))
+    frame = jax.tree.map(_concatenate, *parts)
+    energies = compute_energies(np.asarray(xyz), stats.statistical_potential(atoms))
+    generated = measure_ensemble(xyz, stats, masses, energies) if len(xyz) else {}
+    return StructureCheck(
+        frame=frame,
+        energies=energies,
+        inside=stats.ranges.inside(energies),
+        distances=ensemble_distances(generated, stats.reference),
+    )
 
 
 @functools.cache
-def _refiner(steps: int):
-    return make_refiner(steps)
+def _refiner(settings: ThermalSettings):
+    return make_thermal_refiner(settings)
 
 
 def refine_structures(
-    xyz: np.ndarray, stats: DataStats, tether_width: float | None = None
+    xyz: np.ndarray,
+    stats: DataStats,
+    tether_width: float | None = None,
+    *,
+    seed: int = 0,
+    settings: ThermalSettings = ThermalSettings(),
 ) -> Refined:
-    """Relax decoded structures (n, atoms, dims) to the data's local geometry, in chunks;
-    NumPy arrays. tether_width: see `DataStats.restraints`."""
-    restraints = stats.restraints(xyz.shape[1], tether_width)
-    refine = _refiner(stats.refine_steps)
-    parts = [
-        refine(jnp.asarray(xyz[part], jnp.float32), restraints)
-        for part in _chunks(len(xyz), len(restraints.pairs))
-    ]
+    """Thermal refinement of decoded structures (n, atoms, dims), in chunks: relaxed out
+    of overlaps, then sampled at the data's temperature on the statistical potential
+    tethered to each start (see vaetraj.refine); NumPy arrays. tether_width: see
+    `DataStats.tether`; seed: the sampler's noise."""
+    atoms = xyz.shape[1]
+    potential = stats.statistical_potential(atoms)
+    tether = jnp.asarray(stats.tether(atoms, tether_width), jnp.float32)
+    mean_bond = jnp.float32(stats.mean_bond if math.isfinite(stats.mean_bond) else 1.0)
+    refine = _refiner(settings)
+    key = jax.random.key(seed)
+    parts = []
+    for number, part in enumerate(_chunks(len(xyz), len(potential.pairs))):
+        chunk = jnp.asarray(xyz[part], jnp.float32)
+        parts.append(
+            refine(chunk, potential, tether, mean_bond, key=jax.random.fold_in(key, number))
+        )
     return jax.tree.map(_concatenate, *parts)
 
 

@@ -1,5 +1,6 @@
-"""Refinement kernels: decoded structures relaxed to the training data's local geometry."""
+"""Refinement kernels: decoded structures made thermal conformations of the training
+data's statistical potential."""
 
-from vaetraj.refine._relax import Refined, Restraints, compute_restraint_energy, make_refiner
+from vaetraj.refine._thermal import Refined, ThermalSettings, make_thermal_refiner
 
-__all__ = ["Refined", "Restraints", "compute_restraint_energy", "make_refiner"]
+__all__ = ["Refined", "ThermalSettings", "make_thermal_refiner"]

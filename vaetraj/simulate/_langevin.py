@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 
 class LangevinState(NamedTuple):
-    """position, momentum, force: (particles, dims); unit masses."""
+    """position, momentum, force: (particles, dims)."""
 
     position: jax.Array
     momentum: jax.Array
@@ -28,26 +28,31 @@ def langevin_baoab(
     dt: float,
     friction: float,
     kT: float,
+    mass: jax.Array | float = 1.0,
 ) -> tuple[InitFn, StepFn]:
     """Return `(init_fn, step_fn)` for Langevin dynamics on `energy_fn`.
 
     init_fn(position, *, key) -> LangevinState, momenta drawn at temperature kT.
     step_fn(state, *, key) -> LangevinState, one time step of length dt.
+    mass: a scalar or per-particle (particles, 1) masses; the positions' equilibrium
+    distribution, exp(-energy / kT), does not depend on them, so a sampler may choose
+    them to even out the system's frequencies.
     """
     force_fn = jax.grad(lambda x: -energy_fn(x))
     damping = jnp.exp(-friction * dt)
-    kick = jnp.sqrt((1.0 - damping**2) * kT)
+    kick = jnp.sqrt((1.0 - damping**2) * kT * mass)
+    spread = jnp.sqrt(kT * mass)
 
     def init_fn(position: jax.Array, *, key: jax.Array) -> LangevinState:
-        momentum = jnp.sqrt(kT) * jax.random.normal(key, position.shape, position.dtype)
+        momentum = spread * jax.random.normal(key, position.shape, position.dtype)
         return LangevinState(position, momentum, force_fn(position))
 
     def step_fn(state: LangevinState, *, key: jax.Array) -> LangevinState:
         momentum = state.momentum + 0.5 * dt * state.force
-        position = state.position + 0.5 * dt * momentum
+        position = state.position + 0.5 * dt * momentum / mass
         noise = jax.random.normal(key, momentum.shape, momentum.dtype)
         momentum = damping * momentum + kick * noise
-        position = position + 0.5 * dt * momentum
+        position = position + 0.5 * dt * momentum / mass
         force = force_fn(position)
         momentum = momentum + 0.5 * dt * force
         return LangevinState(position, momentum, force)
