@@ -55,9 +55,8 @@ def term_energies(xyz: np.ndarray, stats, terms, pairs, classes) -> np.ndarray:
     xyz = np.asarray(xyz, np.float64)
     fitted = stats.potential
     bonds = np.linalg.norm(xyz[:, terms.bonds[:, 0]] - xyz[:, terms.bonds[:, 1]], axis=-1)
-    bond = 0.5 * np.sum(
-        ((bonds - np.asarray(fitted["bond_mean"])) / np.asarray(fitted["bond_std"])) ** 2, 1
-    )
+    z = np.abs(bonds - np.asarray(fitted["bond_mean"])) / np.asarray(fitted["bond_std"])
+    bond = 0.5 * np.sum(np.maximum(z - np.asarray(fitted["bond_flat"]), 0) ** 2, 1)
     angle = _table(fitted["angles"], np.arange(len(terms.angles)), _angles(xyz, terms.angles)).sum(
         1
     )
@@ -71,10 +70,9 @@ def term_energies(xyz: np.ndarray, stats, terms, pairs, classes) -> np.ndarray:
         c = terms.centres
         a, b, d = (xyz[:, c[:, k]] - xyz[:, c[:, 0]] for k in (1, 2, 3))
         volume = np.sum(a * np.cross(b, d), -1)
-        std = np.asarray(fitted["volume_std"])
-        kept = std > 0
-        scaled = (volume - np.asarray(fitted["volume_mean"])) / np.where(kept, std, 1)
-        chirality = 0.5 * np.sum(np.where(kept, scaled**2, 0), 1)
+        sign = np.asarray(fitted["volume_sign"])
+        short = np.maximum(np.asarray(fitted["volume_floor"]) - sign * volume, 0)
+        chirality = 0.5 * np.sum(np.where(sign != 0, (short / fitted["volume_std"]) ** 2, 0), 1)
     distance = np.linalg.norm(xyz[:, pairs[:, 0]] - xyz[:, pairs[:, 1]], axis=-1)
     contact = _table(fitted["pairs"], classes, distance).sum(1)
     parts = np.stack([bond, angle, torsion, contact, chirality], axis=1)

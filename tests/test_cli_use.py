@@ -167,6 +167,7 @@ def test_encode_bad_inputs(workdir, polymer_npz, polymer_2d, model_2d):
     assert not any(workdir.glob("latent*")) and not (workdir / "x.txt").exists()
 
 
+@pytest.mark.slow
 def test_decode_inputs_and_errors(workdir, polymer_npz, model_2d):
     model = load_model(model_2d)
     _ok(run("encode", polymer_npz, "-m", model_2d, "--json"))

@@ -3,10 +3,13 @@ inversion: what the training frames say each bond, angle, torsion, contact and
 stereocentre costs.
 
     U(x) = sum_bonds  1/2 ((d - mean_d) / std_d)^2                    Gaussian inversion
+                      (a constrained bond: flat within 3 floored stds)
          + sum_angles  T_a(theta)                                     tabulated
          + sum_torsions T_t(phi)                                      tabulated, periodic
          + sum_pairs   T_class(r)      (graph distance >= 3, r < the class's cutoff)
-         + sum_centres 1/2 ((v - mean_v) / std_v)^2   (stereocentres: signed volume)
+         + sum_centres 1/2 (relu(floor_v - sign_v v) / std_v)^2   (stereocentres: a wall
+                      short of the smallest signed volume the frames show, so a
+                      mirror image costs much and the centre's angles nothing)
 
 A tabulated term T is -log of a kernel density estimate of the term's values in the
 frames, divided by the term's Jacobian (sin theta for a 3D angle, r^(dims-1) for a
@@ -54,14 +57,17 @@ class Table(NamedTuple):
 class StatisticalPotential(NamedTuple):
     """Every term of the potential, as arrays (a pytree for jit).
 
-    bonds (n, 2) with bond_mean/bond_std; angles (n, 3) with angle_table (a row per
+    bonds (n, 2) with bond_mean/bond_std and bond_flat, the half-width in stds of a
+    flat bottom (a bond constrained in MD: 0 kT within it); angles (n, 3) with angle_table (a row per
     angle); torsions (n, 4) with torsion_table (periodic, a row per torsion); pairs
     (n, 2) with pair_class (n,) into pair_table (a row per class, 0 past its last
-    point); centres (n, 4) with volume_mean/volume_std (std 0: not a stereocentre)."""
+    point); centres (n, 4) with volume_sign (+1/-1, 0: not a stereocentre),
+    volume_floor (the smallest sign * volume in the frames) and volume_std."""
 
     bonds: jax.Array
     bond_mean: jax.Array
     bond_std: jax.Array
+    bond_flat: jax.Array
     angles: jax.Array
     angle_table: Table
     torsions: jax.Array
@@ -70,7 +76,8 @@ class StatisticalPotential(NamedTuple):
     pair_class: jax.Array
     pair_table: Table
     centres: jax.Array
-    volume_mean: jax.Array
+    volume_sign: jax.Array
+    volume_floor: jax.Array
     volume_std: jax.Array
 
 
@@ -112,9 +119,7 @@ def evaluate_table(table: Table, row: jax.Array, x: jax.Array) -> jax.Array:
     inside = jnp.clip(u, 0.0, points - 1.0)
     index = jnp.minimum(jnp.floor(inside).astype(jnp.int32), points - 2)
     frac = inside - index
-    values = table.values[row]
-    low = jnp.take_along_axis(values, index[:, None], axis=1)[:, 0]
-    high = jnp.take_along_axis(values, index[:, None] + 1, axis=1)[:, 0]
+    low, high = table.values[row, index], table.values[row, index + 1]  # two gathers
     energy = low + frac * (high - low)
     past = jnp.abs(u - inside) * step
     rise = jnp.where(tail > 0, 0.5 * (past / jnp.where(tail > 0, tail, 1.0)) ** 2, 0.0)
@@ -127,9 +132,7 @@ def evaluate_periodic_table(table: Table, row: jax.Array, x: jax.Array) -> jax.A
     u = jnp.mod((x - table.lo[row]) / table.step[row], points)
     index = jnp.minimum(jnp.floor(u).astype(jnp.int32), points - 1)
     frac = u - index
-    values = table.values[row]
-    low = jnp.take_along_axis(values, index[:, None], axis=1)[:, 0]
-    high = jnp.take_along_axis(values, ((index + 1) % points)[:, None], axis=1)[:, 0]
+    low, high = table.values[row, index], table.values[row, (index + 1) % points]
     return low + frac * (high - low)
 
 
@@ -141,7 +144,8 @@ def compute_term_energies(
     neighbour list: pairs past every cutoff contribute nothing)."""
     p = potential
     bond = compute_pair_distances(xyz, p.bonds)
-    bonds = 0.5 * jnp.sum(((bond - p.bond_mean) / p.bond_std) ** 2)
+    stretch = jax.nn.relu(jnp.abs(bond - p.bond_mean) / p.bond_std - p.bond_flat)
+    bonds = 0.5 * jnp.sum(stretch**2)
     angle = compute_angles(xyz, p.angles)
     angles = jnp.sum(evaluate_table(p.angle_table, jnp.arange(len(p.angles)), angle))
     if xyz.shape[-1] == 3 and p.torsions.shape[0]:
@@ -158,9 +162,8 @@ def compute_term_energies(
         contacts = jnp.zeros((), xyz.dtype)
     if xyz.shape[-1] == 3 and p.centres.shape[0]:
         volume = compute_signed_volumes(xyz, p.centres)
-        kept = p.volume_std > 0
-        scaled = (volume - p.volume_mean) / jnp.where(kept, p.volume_std, 1.0)
-        chirality = 0.5 * jnp.sum(jnp.where(kept, scaled**2, 0.0))
+        short = jax.nn.relu(p.volume_floor - p.volume_sign * volume) / p.volume_std
+        chirality = 0.5 * jnp.sum(jnp.where(p.volume_sign != 0, short**2, 0.0))
     else:
         chirality = jnp.zeros((), xyz.dtype)
     return TermEnergies(bonds, angles, torsions, contacts, chirality)

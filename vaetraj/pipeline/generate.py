@@ -95,6 +95,8 @@ def generate(model: Model, z: np.ndarray, *, refine: bool = True, seed: int = 0)
             "older vaetraj: retrain it); not refined or judged"
         )
         return Generated(xyz, None, None, None, [note])
+    if not np.isfinite(xyz).all():  # refused by the caller, naming its input
+        return Generated(xyz, None, None, None, [])
     notes = []
     raw_check = check_structures(xyz, stats, model.masses) if refine else None
     moved = None

@@ -4,15 +4,19 @@ structure (`vaetraj.metrics.compute_term_energies` says what each term is).
 
 Fitting reads at most HISTOGRAM_FRAMES training frames spread evenly over the run:
 
-- bonds and stereocentres: each one's mean and std (Gaussian Boltzmann inversion);
+- bonds: each one's mean and std (Gaussian Boltzmann inversion; a bond constrained in
+  MD gets a flat bottom instead of a spread it never had);
+- stereocentres: a wall short of the smallest signed volume the frames show;
 - angles: a kernel density estimate of each angle on its own grid (the data's range
   and four bandwidths either side, Silverman's bandwidth), inverted with sin(theta) in
   3D;
 - torsions (3D): each proper dihedral's estimate on a periodic 5-degree grid;
 - contacts: non-bonded pairs at graph distance >= 3 in classes (the elements of the
-  two atoms, and graph distance 3 or more), each class's estimate from 0.9 to
-  CONTACT_SHELL times its closest approach in the frames, inverted with r^(dims-1) and
-  0 at its far end.
+  two atoms, and graph distance 3 or 4 and more), each class's estimate from its
+  closest approach in the frames to CONTACT_SHELL times it, inverted with r^(dims-1)
+  and 0 at its far end; below the closest approach a steep wall (WALL_WIDTH). Pairs
+  whose distance the bonded terms set get the wall alone: 1-3 pairs (the angle's end
+  atoms), and in 3D 1-4 pairs (a torsion's).
 
 The judge: each kind's energy and their sum on the held-out frames (the training
 frames when no split was made) give a [p1, p99] range per kind; a structure passes when
@@ -51,16 +55,31 @@ from vaetraj.metrics import (
     log_density,
     silverman_bandwidth,
 )
+from vaetraj.refine import ThermalSettings, make_thermal_refiner
 
 POINTS = 64
 TORSION_POINTS = 72
 HISTOGRAM_FRAMES = 20_000
 CONTACT_SHELL = 1.5
+# Closer than a class's closest approach in the frames, the energy rises as
+# 1/2 ((closest - r) / (WALL_WIDTH closest))^2: no estimate says how steep a repulsive
+# core is where no frame went, and a smooth one is far too soft (a 1-3 pair of the
+# built-in polymer 5% inside its closest approach costs 12 kT of its Lennard-Jones).
+WALL_WIDTH = 0.01
 PERCENTILES = (1.0, 99.0)
+CALIBRATION_FRAMES = 128
+SAMPLE_TIME = 40.0  # the thermal sampler's run, in units of its fastest periods / 2 pi
+CALIBRATION_ROUNDS = 1
 QUANTILE_LEVELS = np.linspace(0.005, 0.995, 100)
 JUDGED = (*KINDS, "total")
 _PAIR_BUDGET = 20_000_000
 MIN_BOND_STD = 0.005  # relative to the bond's mean (constrained bonds, float32 rounding)
+# A bond whose spread in the frames is under that floor was constrained in MD (bonds to
+# hydrogen, usually): no thermal spread to invert. Its term is flat within
+# CONSTRAINED_FLAT floored stds, so generated bonds may wander there without counting
+# as hotter than MD's, whose constrained bonds cost nothing (AMBER on alanine
+# dipeptide: 0.0015 nm off a C-H bond is 0.3 kJ/mol).
+CONSTRAINED_FLAT = 3.0
 MIN_ANGLE_STD = 0.01  # radians
 
 
@@ -119,13 +138,20 @@ def _angle_grid(angle: TermStats, frames: int):
     return lo, (hi - lo) / (POINTS - 1), width
 
 
-def _pair_grid(closest: np.ndarray, names: list[str]):
-    """Each class's grid: from 0.9 to CONTACT_SHELL times its closest approach; for
-    1-3 pairs (held by their angle) only up to the closest approach, a wall that adds
-    nothing where the frames go."""
-    shell = np.where([name.endswith(":2") for name in names], 1.0, CONTACT_SHELL)
-    lo = 0.9 * closest
-    return lo, (shell * closest - lo) / (POINTS - 1)
+def _pair_grid(closest: np.ndarray, names: list[str], dims: int):
+    """Each class's grid: from its closest approach to CONTACT_SHELL times it (pairs
+    held by bonded terms get a short grid whose values are left at 0: their term is
+    the wall alone)."""
+    shell = np.where(_wall_only(names, dims), 1.05, CONTACT_SHELL)
+    return closest, (shell - 1.0) * closest / (POINTS - 1)
+
+
+def _wall_only(names: list[str], dims: int) -> np.ndarray:
+    """Classes whose distances the bonded terms already set: 1-3 pairs (their angle),
+    and in 3D 1-4 pairs (their torsion and two angles); a second term for the same
+    distance would count its restraint twice and freeze it."""
+    held = (":2", ":3") if dims == 3 else (":2",)
+    return np.asarray([name.endswith(held) for name in names], dtype=bool)
 
 
 def _histograms(xyz, rows, terms, classes, angle_grid, pair_grid):
@@ -189,15 +215,16 @@ def _invert_angles(counts: np.ndarray, grid, dims: int) -> np.ndarray:
     return invert_density(log_density(counts, width / np.maximum(step, 1e-12)), jacobian)
 
 
-def _invert_pairs(counts: np.ndarray, grid, closest: np.ndarray, dims: int):
-    """Contact energies on their classes' grids (the density over r^(dims-1), 0 at the
-    far end) and the bandwidths: Silverman's for a uniform spread over the grid."""
+def _invert_pairs(counts: np.ndarray, grid, names: list[str], dims: int) -> np.ndarray:
+    """Contact energies on their classes' grids: the density over r^(dims-1) with
+    Silverman's bandwidth for a uniform spread over the grid, 0 at the far end; 0
+    throughout for the classes the bonded terms hold (`_wall_only`)."""
     lo, step = grid
-    spread = np.maximum(lo + (POINTS - 1) * step - closest, 0.1 * closest) / math.sqrt(12)
-    width = silverman_bandwidth(spread, 1) * np.maximum(counts.sum(1), 1) ** -0.2
+    width = silverman_bandwidth(POINTS * step / math.sqrt(12), 1)
+    width = width * np.maximum(counts.sum(1), 1) ** -0.2
     radius = lo[:, None] + step[:, None] * np.arange(POINTS)
     values = invert_density(log_density(counts, width / step), radius ** (dims - 1))
-    return values - values[:, -1:], width
+    return np.where(_wall_only(names, dims)[:, None], 0.0, values - values[:, -1:])
 
 
 def fit_potential(
@@ -218,7 +245,7 @@ def fit_potential(
     classes, names = pair_classes(terms, elements)
     closest = _closest_by_class(xyz, rows, terms, classes, len(names))
     angle_grid = _angle_grid(angle, len(rows))
-    pair_grid = _pair_grid(closest, names)
+    pair_grid = _pair_grid(closest, names, dims)
     angle_counts, torsion_counts, pair_counts = _histograms(
         xyz, rows, terms, classes, angle_grid, pair_grid
     )
@@ -228,11 +255,11 @@ def fit_potential(
         log_density(torsion_counts, _circular_width(torsion_counts, len(rows)), periodic=True)
     )
     pair_lo, pair_step = pair_grid
-    pair_values, pair_width = _invert_pairs(pair_counts, pair_grid, closest, dims)
-    kept = handedness != 0
+    pair_values = _invert_pairs(pair_counts, pair_grid, names, dims)
     return {
         "bond_mean": bond.mean.tolist(),
         "bond_std": np.maximum(bond.std, MIN_BOND_STD * bond.mean).tolist(),
+        "bond_flat": np.where(bond.std < MIN_BOND_STD * bond.mean, CONSTRAINED_FLAT, 0.0).tolist(),
         "angles": _table(angle_lo, angle_step, angle_values, angle_width, angle_width),
         "torsions": _table(
             np.full(len(terms.torsions), -math.pi),
@@ -242,10 +269,83 @@ def fit_potential(
             np.zeros(len(terms.torsions)),
         ),
         "pair_classes": names,
-        "pairs": _table(pair_lo, pair_step, pair_values, pair_width, np.zeros(len(names))),
-        "volume_mean": np.where(kept, volume.mean, 0.0).tolist(),
-        "volume_std": np.where(kept, np.maximum(volume.std, 1e-6), 0.0).tolist(),
+        "pairs": _table(
+            pair_lo, pair_step, pair_values, WALL_WIDTH * closest, np.zeros(len(names))
+        ),
+        "volume_sign": np.asarray(handedness, float).tolist(),
+        "volume_floor": np.where(
+            handedness > 0, volume.min, np.where(handedness < 0, -volume.max, 0.0)
+        ).tolist(),
+        "volume_std": np.maximum(volume.std, 1e-6).tolist(),
     }
+
+
+def thermal_settings(fitted: dict[str, Any], calibrating: bool = False) -> ThermalSettings:
+    """The sampler's steps for this potential: a time step of at most 0.1 (every
+    atom's mass matrix puts its bonds and bends near period 2 pi / sqrt(2)), shorter
+    where a contact wall is stiffer than the softest bond by more than the step can
+    follow (omega dt at most 1.5), and SAMPLE_TIME of sampling whatever the step.
+    Calibrating starts from MD frames, already thermal: no relaxation, half the time."""
+    softest = 1.0 / max(fitted["bond_std"], default=1.0) ** 2
+    closest = min(fitted["pairs"]["lo"], default=math.inf)
+    wall = 1.0 / (WALL_WIDTH * closest) ** 2 if math.isfinite(closest) and closest > 0 else 0
+    dt = min(0.1, 1.5 / math.sqrt(max(wall / softest, 1e-12)))
+    dt = float(f"{dt:.3g}")
+    return ThermalSettings(
+        relax_steps=0 if calibrating else 100,
+        sample_steps=math.ceil(SAMPLE_TIME / dt / (2 if calibrating else 1)),
+        dt=dt,
+    )
+
+
+@functools.cache
+def refiner(settings: ThermalSettings):
+    """The compiled thermal refiner of these settings, made once."""
+    return make_thermal_refiner(settings)
+
+
+def calibrate_potential(
+    fitted: dict[str, Any],
+    xyz: np.ndarray,
+    rows: np.ndarray,
+    terms: GeometryTerms,
+    elements: list[str],
+    angle: TermStats,
+    tether_std: np.ndarray,
+    *,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The potential with each angle's table scaled so that sampling it gives the
+    frames' spread of that angle (one step of iterative Boltzmann inversion, for the
+    spread): angles that share atoms are correlated (the three around a planar carbon
+    sum to 360 degrees), and a sum of their marginals' inversions holds each tighter
+    than MD did. CALIBRATION_FRAMES training frames, tethered to themselves as
+    refinement tethers decoded structures, are sampled at kT = 1; each table is
+    multiplied by (sampled variance / the frames' variance) in CALIBRATION_ROUNDS
+    rounds, the factor kept within [0.25, 4]. A molecule whose every atom has at most
+    two bonds (a bead-spring chain) has no angles that share a vertex: nothing to
+    calibrate, and no sampling is run."""
+    vertices = np.bincount(terms.angles[:, 1], minlength=1) if len(terms.angles) else []
+    if not len(terms.angles) or np.max(vertices) < 2:
+        return fitted
+    starts = jnp.asarray(xyz[rows[_spread(len(rows), CALIBRATION_FRAMES)]], jnp.float32)
+    tether = jnp.asarray(tether_std, jnp.float32)
+    mean_bond = jnp.float32(np.mean(fitted["bond_mean"]) if fitted["bond_mean"] else 1.0)
+    target = np.maximum(angle.std, MIN_ANGLE_STD) ** 2
+    kernel = _values_kernel()
+    no_torsions, no_pairs = jnp.zeros((0, 4), jnp.int32), jnp.zeros((0, 2), jnp.int32)
+    for step in range(CALIBRATION_ROUNDS):
+        check_stop()
+        potential = build_potential(fitted, terms, elements)
+        sampled = refiner(thermal_settings(fitted, calibrating=True))(
+            starts, potential, tether, mean_bond, key=jax.random.key(seed + step)
+        )
+        angles, _, _ = kernel(sampled.xyz, jnp.asarray(terms.angles), no_torsions, no_pairs)
+        ratio = np.clip(np.var(np.asarray(angles), axis=0) / target, 0.25, 4.0)
+        table = dict(fitted["angles"])
+        table["values"] = (np.asarray(table["values"]) * ratio[:, None]).round(4).tolist()
+        fitted = {**fitted, "angles": table}
+    return fitted
 
 
 def _spread(frames: int, most: int) -> np.ndarray:
@@ -275,6 +375,7 @@ def build_potential(
         bonds=jnp.asarray(terms.bonds),
         bond_mean=f32(fitted["bond_mean"]),
         bond_std=f32(fitted["bond_std"]),
+        bond_flat=f32(fitted["bond_flat"]),
         angles=jnp.asarray(terms.angles),
         angle_table=_as_table(fitted["angles"], POINTS),
         torsions=jnp.asarray(terms.torsions),
@@ -283,7 +384,8 @@ def build_potential(
         pair_class=jnp.asarray(classes),
         pair_table=_as_table(fitted["pairs"], POINTS),
         centres=jnp.asarray(terms.centres),
-        volume_mean=f32(fitted["volume_mean"]),
+        volume_sign=f32(fitted["volume_sign"]),
+        volume_floor=f32(fitted["volume_floor"]),
         volume_std=f32(fitted["volume_std"]),
     )
 
@@ -293,12 +395,24 @@ def _energy_kernel():
     return jax.jit(jax.vmap(compute_term_energies, in_axes=(0, None)))
 
 
+def padded_call(kernel, xyz: np.ndarray, *args):
+    """kernel(structures, *args) on xyz padded with copies of its last structure to
+    the next power of two (at least 8), every output cut back to len(xyz): a handful
+    of sizes to compile instead of one per count of structures asked for."""
+    size = max(8, 1 << max(len(xyz) - 1, 0).bit_length())
+    chunk = np.asarray(xyz, np.float32)
+    if 0 < len(chunk) < size:
+        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), axis=0)])
+    out = kernel(jnp.asarray(chunk), *args)
+    return jax.tree.map(lambda leaf: leaf[: len(xyz)], out)
+
+
 def compute_energies(xyz: np.ndarray, potential: StatisticalPotential) -> np.ndarray:
     """(structures, len(JUDGED)) energies in kT: each kind's, then the sum."""
     kernel = _energy_kernel()
     parts = []
     for part in _chunks(len(xyz), len(potential.pairs)):
-        energies = TermEnergies(*kernel(jnp.asarray(xyz[part], jnp.float32), potential))
+        energies = TermEnergies(*padded_call(kernel, xyz[part], potential))
         parts.append(np.stack([*map(np.asarray, energies), np.asarray(energies.total)], axis=1))
     return np.concatenate(parts) if parts else np.zeros((0, len(JUDGED)), np.float32)
 

@@ -53,11 +53,15 @@ from vaetraj.pipeline.potential import (
     QUANTILE_LEVELS,
     EnergyRanges,
     build_potential,
+    calibrate_potential,
     compute_energies,
     cross_validated_pass,
     fit_potential,
+    padded_call,
+    refiner,
+    thermal_settings,
 )
-from vaetraj.refine import Refined, ThermalSettings, make_thermal_refiner
+from vaetraj.refine import Refined, ThermalSettings
 
 _CHUNK = 4096
 _PAIR_BUDGET = 20_000_000
@@ -457,6 +461,8 @@ def compute_data_stats(
         xyz, measured, terms, elements, bond, angle, volume, np.asarray(stats.handedness)
     )
     stats = dataclasses.replace(stats, elements=elements, potential=fitted)
+    fitted = calibrate_potential(fitted, xyz, measured, terms, elements, angle, stats.tether(atoms))
+    stats = dataclasses.replace(stats, potential=fitted)
     return _with_judge(stats, xyz, training, held_out_index, masses)
 
 
@@ -518,13 +524,13 @@ def measure_ensemble(
     and of its energy; each with its spread ("<name>_std")."""
     atoms = xyz.shape[1]
     terms = stats.terms(atoms)
-    bond_std = np.maximum(np.asarray(stats.bond_std), 1e-9)
+    bond_std = np.asarray(stats.potential["bond_std"])  # floored for constrained bonds
     angle_std = np.maximum(np.asarray(stats.angle_std), MIN_ANGLE_STD)
     bonds, angles, closest = [], [], []
     kernel = _measure_kernel()
     args = (tuple(jnp.asarray(t) for t in terms[:4]), jnp.ones(atoms, jnp.float32) / atoms)
     for part in _chunks(len(xyz), len(terms.pairs)):
-        bond, angle, _, contact, _ = kernel(jnp.asarray(xyz[part], jnp.float32), *args)
+        bond, angle, _, contact, _ = padded_call(kernel, xyz[part], *args)
         bonds.append((np.asarray(bond) - np.asarray(stats.bond_mean)) / bond_std)
         angles.append((np.asarray(angle) - np.asarray(stats.angle_mean)) / angle_std)
         closest.append(np.asarray(contact))
@@ -570,7 +576,7 @@ class StructureCheck:
 
     @property
     def plausible(self) -> np.ndarray:
-        return self.inside.all(axis=1)
+        return np.asarray(self.inside.all(axis=1))
 
     @property
     def mean_bond(self) -> np.ndarray:
@@ -601,7 +607,7 @@ def check_structures(
     weights = jnp.asarray(rg_weights(masses, atoms)[0], jnp.float32)
     kernel = _check_kernel()
     parts = [
-        kernel(jnp.asarray(xyz[part], jnp.float32), limits, weights)
+        padded_call(kernel, xyz[part], limits, weights)
         for part in _chunks(len(xyz), len(limits.pairs))
     ]
     frame = jax.tree.map(_concatenate, *parts)
@@ -615,34 +621,36 @@ def check_structures(
     )
 
 
-@functools.cache
-def _refiner(settings: ThermalSettings):
-    return make_thermal_refiner(settings)
-
-
 def refine_structures(
     xyz: np.ndarray,
     stats: DataStats,
     tether_width: float | None = None,
     *,
     seed: int = 0,
-    settings: ThermalSettings = ThermalSettings(),
+    settings: ThermalSettings | None = None,
 ) -> Refined:
     """Thermal refinement of decoded structures (n, atoms, dims), in chunks: relaxed out
     of overlaps, then sampled at the data's temperature on the statistical potential
     tethered to each start (see vaetraj.refine); NumPy arrays. tether_width: see
-    `DataStats.tether`; seed: the sampler's noise."""
+    `DataStats.tether`; seed: the sampler's noise; settings: the sampler's steps
+    (None: `thermal_settings` of the potential)."""
     atoms = xyz.shape[1]
     potential = stats.statistical_potential(atoms)
     tether = jnp.asarray(stats.tether(atoms, tether_width), jnp.float32)
     mean_bond = jnp.float32(stats.mean_bond if math.isfinite(stats.mean_bond) else 1.0)
-    refine = _refiner(settings)
+    refine = refiner(settings or thermal_settings(stats.potential))
     key = jax.random.key(seed)
     parts = []
     for number, part in enumerate(_chunks(len(xyz), len(potential.pairs))):
-        chunk = jnp.asarray(xyz[part], jnp.float32)
+        step_key = jax.random.fold_in(key, number)
         parts.append(
-            refine(chunk, potential, tether, mean_bond, key=jax.random.fold_in(key, number))
+            padded_call(
+                lambda x, *a, k=step_key: refine(x, *a, key=k),
+                xyz[part],
+                potential,
+                tether,
+                mean_bond,
+            )  # fmt: skip
         )
     return jax.tree.map(_concatenate, *parts)
 

@@ -13,12 +13,15 @@ of the closest approach). Instead each structure x0 is
    last position kept. Its distribution is exp(-U - tether): thermal in every term the
    potential holds, and near x0 where the tether (the decoder's own error) says.
 
-Masses only set the sampler's time scales, not its distribution: each atom's mass is
-the stiffness of its bonds and tether, so every atom's fastest motion has about the
-same period and one step size serves them all.
+Masses only set the sampler's time scales, not its distribution: each atom gets a
+3 x 3 mass matrix, its block of an approximate Hessian at the relaxed structure (bonds
+along their direction, angles and tether in every direction), so every motion of
+every atom has about the same period and one step size serves them all.
 
-With more pairs than `max_pairs`, the contact term runs over a neighbour list: the
-pairs nearest their class's cutoff, chosen again every `rebuild_every` steps.
+With more pairs than max(`max_pairs`, 16 per atom), the contact term runs over a
+neighbour list: the pairs nearest their class's cutoff, chosen again every
+`rebuild_every` steps from CANDIDATES times as many, those nearest in the decoded
+structure.
 """
 
 from __future__ import annotations
@@ -53,10 +56,10 @@ class ThermalSettings(NamedTuple):
     about 2 pi / sqrt(2)) with `friction`; contacts over a neighbour list of
     `max_pairs` pairs rebuilt every `rebuild_every` steps."""
 
-    relax_steps: int = 200
-    sample_steps: int = 800
-    dt: float = 0.05
-    friction: float = 2.0
+    relax_steps: int = 100
+    sample_steps: int = 400
+    dt: float = 0.1
+    friction: float = 0.5
     relax_step: float = 0.02
     max_pairs: int = 4096
     rebuild_every: int = 25
@@ -69,12 +72,50 @@ def _cutoffs(potential: StatisticalPotential) -> jax.Array:
     return last[potential.pair_class]
 
 
-def _atom_masses(potential: StatisticalPotential, atoms: int, tether_std: jax.Array):
-    """(atoms, 1): each atom's bond stiffness plus its tether's, in kT / length^2."""
-    stiffness = 1.0 / potential.bond_std**2
-    mass = jnp.zeros(atoms).at[potential.bonds[:, 0]].add(stiffness)
-    mass = mass.at[potential.bonds[:, 1]].add(stiffness) + 1.0 / tether_std**2
-    return jnp.maximum(mass, jnp.min(mass) + 1e-6)[:, None]
+def _angle_stiffness(potential: StatisticalPotential) -> jax.Array:
+    """(angles,) 1 / the variance of exp(-T) on each angle's table, in kT / rad^2."""
+    table = potential.angle_table
+    grid = table.lo[:, None] + table.step[:, None] * jnp.arange(table.values.shape[1])[None, :]
+    weight = jnp.exp(-table.values)
+    weight = weight / jnp.sum(weight, axis=1, keepdims=True)
+    mean = jnp.sum(weight * grid, axis=1, keepdims=True)
+    variance = jnp.sum(weight * (grid - mean) ** 2, axis=1) + table.step**2 / 12
+    return 1.0 / variance
+
+
+def _mass_matrix(x: jax.Array, potential: StatisticalPotential, tether_std: jax.Array):
+    """(atoms, dims, dims): each atom's block of an approximate Hessian of the energy at
+    x. Along each bond its stiffness 1 / std^2; in every direction its angles'
+    stiffness over the bond length squared and its tether's. An X-H bond held by a
+    constraint in MD is thousands of times stiffer than the angles that bend it: a
+    scalar mass from the bond would leave the hydrogen's bending frozen for the whole
+    run, a mass matrix gives each direction its own scale."""
+    atoms, dims = x.shape
+    bond = x[potential.bonds[:, 1]] - x[potential.bonds[:, 0]]
+    unit = bond / jnp.sqrt(jnp.sum(bond**2, axis=-1, keepdims=True) + 1e-12)
+    along = (1.0 / potential.bond_std**2)[:, None, None] * unit[:, :, None] * unit[:, None, :]
+    mass = jnp.zeros((atoms, dims, dims), x.dtype)
+    mass = mass.at[potential.bonds[:, 0]].add(along).at[potential.bonds[:, 1]].add(along)
+    angles = potential.angles
+    stiffness = _angle_stiffness(potential)
+    bend = []
+    for end in (0, 2):
+        length2 = jnp.sum((x[angles[:, end]] - x[angles[:, 1]]) ** 2, axis=-1) + 1e-12
+        bend.append(stiffness / length2)
+    soft = jnp.zeros(atoms, x.dtype).at[angles[:, 0]].add(bend[0]).at[angles[:, 2]].add(bend[1])
+    soft = soft.at[angles[:, 1]].add(bend[0] + bend[1]) + 1.0 / tether_std**2
+    # at least the softest bond's stiffness per bond in every direction: contact walls
+    # are as stiff as bonds, and an atom light across its bonds would jump into them
+    softest = jnp.min(1.0 / potential.bond_std**2, initial=jnp.inf)
+    count = jnp.zeros(atoms, x.dtype).at[potential.bonds.ravel()].add(1.0)
+    soft = jnp.maximum(soft, jnp.where(jnp.isfinite(softest), softest, 0.0) * count)
+    return mass + soft[:, None, None] * jnp.eye(dims, dtype=x.dtype)[None]
+
+
+# the neighbour list is rebuilt from this many times its length of candidates, the pairs
+# nearest their cutoff in the decoded structure: a tethered structure moves little, and
+# ranking all pairs of a 2,000-atom protein every rebuild would cost more than the steps
+CANDIDATES = 4
 
 
 class _Energy(NamedTuple):
@@ -110,17 +151,21 @@ def _relax(energy: _Energy, mean_bond: jax.Array, settings: ThermalSettings) -> 
         updates, state = solver.update(jax.grad(energy)(x, near), state, x)
         return (optax.apply_updates(x, updates), state, near), None
 
-    x, state = energy.x0, solver.init(energy.x0)
-    for _ in range(-(-settings.relax_steps // settings.rebuild_every)):
+    def block(carry, _):
+        x, state = carry
         (x, state, _), _ = jax.lax.scan(
             step, (x, state, energy.nearest(x)), None, length=settings.rebuild_every
         )
+        return (x, state), None
+
+    blocks = -(-settings.relax_steps // settings.rebuild_every)
+    (x, _), _ = jax.lax.scan(block, (energy.x0, solver.init(energy.x0)), None, length=blocks)
     return x
 
 
 def _sample(energy: _Energy, x: jax.Array, key: jax.Array, settings: ThermalSettings):
     """BAOAB at kT = 1 from x; the last position."""
-    mass = _atom_masses(energy.potential, x.shape[0], energy.tether_std)
+    mass = _mass_matrix(x, energy.potential, energy.tether_std)
     langevin = functools.partial(
         langevin_baoab, dt=settings.dt, friction=settings.friction, kT=1.0, mass=mass
     )
@@ -143,9 +188,15 @@ def _sample(energy: _Energy, x: jax.Array, key: jax.Array, settings: ThermalSett
 
 def _refine_one(x0, key, potential, tether_std, mean_bond, *, settings: ThermalSettings):
     pairs = jnp.concatenate([potential.pairs, potential.pair_class[:, None]], axis=1)
-    energy = _Energy(
-        x0, potential, tether_std, pairs, _cutoffs(potential), min(len(pairs), settings.max_pairs)
-    )
+    cutoff = _cutoffs(potential)
+    listed = min(len(pairs), max(settings.max_pairs, 16 * x0.shape[0]))
+    candidates = min(len(pairs), CANDIDATES * listed)
+    near, near_cutoff = pairs, cutoff
+    if candidates < len(pairs):  # the list's candidates: the pairs nearest at the start
+        gap = cutoff - compute_pair_distances(x0, pairs[:, :2])
+        chosen = jax.lax.top_k(gap, candidates)[1]
+        near, near_cutoff = pairs[chosen], cutoff[chosen]
+    energy = _Energy(x0, potential, tether_std, near, near_cutoff, listed)
     relaxed = _relax(energy, mean_bond, settings)
     sampled = _sample(energy, relaxed, key, settings)
     x = jnp.where(jnp.all(jnp.isfinite(sampled)), sampled, relaxed)
