@@ -325,8 +325,7 @@ def calibrate_potential(
     rounds, the factor kept within [0.25, 4]. A molecule whose every atom has at most
     two bonds (a bead-spring chain) has no angles that share a vertex: nothing to
     calibrate, and no sampling is run."""
-    vertices = np.bincount(terms.angles[:, 1], minlength=1) if len(terms.angles) else []
-    if not len(terms.angles) or np.max(vertices) < 2:
+    if not len(terms.angles) or np.bincount(terms.angles[:, 1]).max() < 2:
         return fitted
     starts = jnp.asarray(xyz[rows[_spread(len(rows), CALIBRATION_FRAMES)]], jnp.float32)
     tether = jnp.asarray(tether_std, jnp.float32)
