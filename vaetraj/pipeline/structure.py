@@ -268,6 +268,10 @@ class DataStats:
             cache[atoms] = build_potential(self.potential, self.terms(atoms), self.elements)
         return cache[atoms]
 
+    def energy_quantile(self, level: float) -> float:
+        """The held-out frames' statistical energy at this quantile, in kT."""
+        return float(np.interp(level, QUANTILE_LEVELS, self.reference["energy"]))
+
     @property
     def ranges(self) -> EnergyRanges:
         return EnergyRanges(self.energy_low, self.energy_high)
