@@ -123,3 +123,33 @@ def test_not_hdf5_and_missing(tmp_path):
         load_model(path)
     with pytest.raises(InputMissingError):
         load_model(tmp_path / "absent.h5")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda stats: stats["potential"]["angles"]["values"][0].__setitem__(0, float("nan")),
+            "non-finite",
+        ),
+        (lambda stats: stats["potential"].pop("bond_flat"), "bond_flat"),
+        (lambda stats: stats["potential"]["angles"].__setitem__("lo", [0.0]), "angle_table"),
+        (lambda stats: stats.__setitem__("energy_high", [1.0]), "energy_high"),
+    ],
+)
+def test_a_damaged_statistical_potential_is_refused_when_read(tmp_path, model_2d, damage, message):
+    """The potential and the judge's ranges are checked when the model is read (exit 65
+    naming them), not met as a traceback in the middle of a refinement."""
+    import json
+
+    from vaetraj.io.model_file import read_model_file, write_model_file
+
+    record = read_model_file(model_2d)
+    stats = json.loads(json.dumps(record.data_stats))
+    damage(stats)
+    record.data_stats = stats
+    write_model_file(tmp_path / "damaged.h5", record, overwrite=False)
+    with pytest.raises(BadInputError, match=message) as caught:
+        load_model(tmp_path / "damaged.h5")
+    assert caught.value.exit_code == EXIT_BAD_INPUT

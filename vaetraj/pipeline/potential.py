@@ -143,6 +143,7 @@ def _pair_grid(closest: np.ndarray, names: list[str], dims: int):
     held by bonded terms get a short grid whose values are left at 0: their term is
     the wall alone)."""
     shell = np.where(_wall_only(names, dims), 1.05, CONTACT_SHELL)
+    closest = np.maximum(closest, 1e-6)  # two atoms that met in some frame: no grid of 0
     return closest, (shell - 1.0) * closest / (POINTS - 1)
 
 

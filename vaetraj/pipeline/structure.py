@@ -342,6 +342,32 @@ class DataStats:
             raise ValueError(f"anchor_z must be points of {latent} latent coordinates")
         if np.shape(self.anchor_rg) != (len(anchors),):
             raise ValueError("anchor_rg must hold one R_g per anchor_z point")
+        self._check_potential(atoms)
+
+    def _check_potential(self, atoms: int) -> None:
+        """The statistical potential builds for these atoms, holds finite numbers of the
+        right shapes, and the judge has one finite range per kind and the sum."""
+        if len(self.elements) != atoms:
+            raise ValueError(f"elements must hold {atoms} symbols")
+        try:
+            potential = self.statistical_potential(atoms)
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"potential lacks or mistypes {error}") from None
+        terms = self.terms(atoms)
+        counts = {"bond_mean": len(terms.bonds), "angle_table": len(terms.angles),
+                  "torsion_table": len(terms.torsions), "volume_std": len(terms.centres)}  # fmt: skip
+        for name, count in counts.items():
+            value = getattr(potential, name)
+            fields = value if isinstance(value, tuple) else (value,)
+            for rows in {len(part) for part in fields}:
+                if rows != count:
+                    raise ValueError(f"potential {name} must hold {count} rows, got {rows}")
+        if not all(bool(jnp.isfinite(leaf).all()) for leaf in jax.tree.leaves(potential)):
+            raise ValueError("potential holds a non-finite value")
+        for name in ("energy_low", "energy_high"):
+            values = np.asarray(getattr(self, name), float)
+            if values.shape != (len(JUDGED),) or not np.isfinite(values).all():
+                raise ValueError(f"{name} must hold {len(JUDGED)} finite numbers")
 
 
 def _measure(xyz: np.ndarray, terms: GeometryTerms, weights: np.ndarray):

@@ -107,7 +107,8 @@ def _mass_matrix(x: jax.Array, potential: StatisticalPotential, tether_std: jax.
     # at least the softest bond's stiffness per bond in every direction: contact walls
     # are as stiff as bonds, and an atom light across its bonds would jump into them
     softest = jnp.min(1.0 / potential.bond_std**2, initial=jnp.inf)
-    count = jnp.zeros(atoms, x.dtype).at[potential.bonds.ravel()].add(1.0)
+    # an atom with no bond (an ion) still gets one bond's worth
+    count = jnp.maximum(jnp.zeros(atoms, x.dtype).at[potential.bonds.ravel()].add(1.0), 1.0)
     soft = jnp.maximum(soft, jnp.where(jnp.isfinite(softest), softest, 0.0) * count)
     return mass + soft[:, None, None] * jnp.eye(dims, dtype=x.dtype)[None]
 
