@@ -290,7 +290,9 @@ def thermal_settings(fitted: dict[str, Any], calibrating: bool = False) -> Therm
     softest = 1.0 / max(fitted["bond_std"], default=1.0) ** 2
     closest = min(fitted["pairs"]["lo"], default=math.inf)
     wall = 1.0 / (WALL_WIDTH * closest) ** 2 if math.isfinite(closest) and closest > 0 else 0
-    dt = min(0.1, 1.5 / math.sqrt(max(wall / softest, 1e-12)))
+    # at least 0.01 (4,000 steps): a wall stiffer than that comes from two atoms that
+    # all but met in some frame, and is left to the relaxation
+    dt = min(0.1, max(0.01, 1.5 / math.sqrt(max(wall / softest, 1e-12))))
     dt = float(f"{dt:.3g}")
     return ThermalSettings(
         relax_steps=0 if calibrating else 100,
