@@ -236,6 +236,30 @@ def test_judge_fails_a_folded_angle_and_a_frozen_chain(polymer_2d):
     # the frozen chain is too cold: its bond energy under the held-out frames' p1
     assert check.energies[2, 0] < stats.energy_low[0]
     assert np.linalg.norm(folded[6] - folded[4]) < 0.25  # MD: never under 0.32
+    # the W1 distances reports print, against scipy on the training frames; the
+    # reference is the judged frames (100 held out, topped up to 200 with training ones)
+    from scipy.stats import wasserstein_distance
+
+    from vaetraj.pipeline.structure import _judged_frames
+
+    rows, _ = _judged_frames(np.arange(300), np.arange(300, len(xyz)))
+    train, held = xyz[:300], xyz[np.sort(rows)]
+    ours = check_structures(train, stats, None).distances
+    std = np.asarray(stats.potential["bond_std"])
+
+    def bond_z(frames):
+        lengths = np.linalg.norm(frames[:, 1:] - frames[:, :-1], axis=-1)
+        return ((lengths - np.asarray(stats.bond_mean)) / std).ravel()
+
+    assert ours["bond"] == pytest.approx(
+        wasserstein_distance(bond_z(train), bond_z(held)), abs=0.03
+    )
+    energy = [
+        term_energies(f, stats, stats.terms(12), pairs, classes)[:, -1] for f in (train, held)
+    ]
+    assert ours["energy"] == pytest.approx(
+        wasserstein_distance(*energy) / energy[1].std(), abs=0.05
+    )
     assert stats.data_pass_fraction >= 0.7
 
 

@@ -23,7 +23,7 @@ import functools
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,11 +34,8 @@ from vaetraj.metrics import (
     CONTACT_TOLERANCE,
     MIN_ANGLE_STD,
     MIN_RELATIVE_STD,
-    FrameCheck,
-    GeometryLimits,
     GeometryTerms,
     TermStats,
-    check_frame,
     compute_angles,
     compute_pair_distances,
     compute_rg,
@@ -131,11 +128,6 @@ def _measure_kernel():
         )
 
     return jax.jit(jax.vmap(measure, in_axes=(0, None, None)))
-
-
-@functools.cache
-def _check_kernel():
-    return jax.jit(jax.vmap(check_frame, in_axes=(0, None, None)))
 
 
 class _Running:
@@ -244,22 +236,6 @@ class DataStats:
             bonds = np.asarray(self.bonds, np.int32).reshape(-1, 2)
             cache[atoms] = geometry_terms(atoms, bonds, self.dims)
         return cache[atoms]
-
-    def limits(self, atoms: int) -> GeometryLimits:
-        terms = self.terms(atoms)
-        f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
-        return GeometryLimits(
-            bonds=jnp.asarray(terms.bonds),
-            bond_lo=f32(self.bond_lo),
-            bond_hi=f32(self.bond_hi),
-            angles=jnp.asarray(terms.angles),
-            angle_lo=f32(self.angle_lo),
-            angle_hi=f32(self.angle_hi),
-            pairs=jnp.asarray(terms.pairs),
-            contact_min=f32(self.contact_min),
-            centres=jnp.asarray(terms.centres),
-            handedness=f32(self.handedness),
-        )
 
     def statistical_potential(self, atoms: int):
         """The potential's arrays (vaetraj.metrics.StatisticalPotential), built once."""
@@ -490,9 +466,8 @@ def compute_data_stats(
     fitted = fit_potential(
         xyz, measured, terms, elements, bond, angle, volume, np.asarray(stats.handedness)
     )
-    stats = dataclasses.replace(stats, elements=elements, potential=fitted)
     fitted = calibrate_potential(fitted, xyz, measured, terms, elements, angle, stats.tether(atoms))
-    stats = dataclasses.replace(stats, potential=fitted)
+    stats = dataclasses.replace(stats, elements=elements, potential=fitted)
     return _with_judge(stats, xyz, training, held_out_index, masses)
 
 
@@ -522,7 +497,8 @@ def _with_judge(stats: DataStats, xyz: np.ndarray, training, held_out_index, mas
         data_pass_frames=int(len(judged)),
         data_pass_on=on,
     )
-    return dataclasses.replace(stats, reference=measure_ensemble(judged, stats, masses, energies))
+    reference = ensemble_quantiles(measure_structures(judged, stats, masses), energies)
+    return dataclasses.replace(stats, reference=reference)
 
 
 def elements_of(topology_json: str | None, atoms: int) -> list[str]:
@@ -546,28 +522,52 @@ def _quantiles(values: np.ndarray) -> list[float]:
     return np.quantile(values, QUANTILE_LEVELS).tolist()
 
 
-def measure_ensemble(
-    xyz: np.ndarray, stats: DataStats, masses: np.ndarray | None, energies: np.ndarray
-) -> dict[str, list[float]]:
-    """What distances between ensembles compare: quantiles of every bond length and
-    angle in units of its training std (pooled), of each structure's closest contact,
-    and of its energy; each with its spread ("<name>_std")."""
+class Measured(NamedTuple):
+    """Per-structure geometry (NumPy, (structures,)): the shortest, longest and mean
+    bond (nan without bonds), the closest non-bonded contact (inf without), R_g; and
+    the pooled values distances between ensembles compare (`ensemble_quantiles`)."""
+
+    min_bond: np.ndarray
+    max_bond: np.ndarray
+    mean_bond: np.ndarray
+    min_nonbonded: np.ndarray
+    rg: np.ndarray
+    bond_z: np.ndarray  # every bond length in units of its training std, pooled
+    angle_z: np.ndarray  # every angle likewise
+
+
+def measure_structures(xyz: np.ndarray, stats: DataStats, masses: np.ndarray | None) -> Measured:
+    """Bonds, angles, closest contacts and R_g of structures (n, atoms, dims), in one
+    pass of the kernel the training statistics use."""
     atoms = xyz.shape[1]
     terms = stats.terms(atoms)
     bond_std = np.asarray(stats.potential["bond_std"])  # floored for constrained bonds
     angle_std = np.maximum(np.asarray(stats.angle_std), MIN_ANGLE_STD)
-    bonds, angles, closest = [], [], []
     kernel = _measure_kernel()
-    args = (tuple(jnp.asarray(t) for t in terms[:4]), jnp.ones(atoms, jnp.float32) / atoms)
+    weights = jnp.asarray(rg_weights(masses, atoms)[0], jnp.float32)
+    args = (tuple(jnp.asarray(t) for t in terms[:4]), weights)
+    parts = []
     for part in _chunks(len(xyz), len(terms.pairs)):
-        bond, angle, _, contact, _ = padded_call(kernel, xyz[part], *args)
-        bonds.append((np.asarray(bond) - np.asarray(stats.bond_mean)) / bond_std)
-        angles.append((np.asarray(angle) - np.asarray(stats.angle_mean)) / angle_std)
-        closest.append(np.asarray(contact))
+        bond, angle, _, contact, rg = (np.asarray(v) for v in padded_call(kernel, xyz[part], *args))
+        parts.append(
+            (
+                bond.min(1, initial=np.inf), bond.max(1, initial=-np.inf),
+                bond.mean(1) if bond.shape[1] else np.full(len(bond), np.nan), contact, rg,
+                ((bond - np.asarray(stats.bond_mean)) / bond_std).ravel(),
+                ((angle - np.asarray(stats.angle_mean)) / angle_std).ravel(),
+            )
+        )  # fmt: skip
+    return Measured(*(np.concatenate(field) for field in zip(*parts, strict=True)))
+
+
+def ensemble_quantiles(measured: Measured, energies: np.ndarray) -> dict[str, list[float]]:
+    """What distances between ensembles compare: quantiles of every bond length and
+    angle in units of its training std (pooled), of each structure's closest contact,
+    and of its energy; each with its spread ("<name>_std")."""
     values = {
-        "bond": np.concatenate(bonds),
-        "angle": np.concatenate(angles),
-        "contact": np.concatenate(closest),
+        "bond": measured.bond_z,
+        "angle": measured.angle_z,
+        "contact": measured.min_nonbonded,
         "energy": np.asarray(energies)[:, -1],
     }
     reference = {}
@@ -597,9 +597,9 @@ def ensemble_distances(values: dict[str, list[float]], reference: dict) -> dict[
 class StructureCheck:
     """Per-structure energies and verdicts: `energies` (structures, len(JUDGED)) in kT,
     `inside` whether each lies in the held-out frames' range, `frame` the geometry
-    measured on each (R_g, bonds, closest contact; NumPy arrays)."""
+    measured on each (R_g, bonds, closest contact)."""
 
-    frame: FrameCheck
+    frame: Measured
     energies: np.ndarray
     inside: np.ndarray
     distances: dict[str, float]
@@ -632,19 +632,11 @@ def check_structures(
 ) -> StructureCheck:
     """Judge structures (n, atoms, dims) by the statistical potential's energies against
     the held-out frames' ranges, and measure their distances to the frames' ensemble."""
-    atoms = xyz.shape[1]
-    limits = stats.limits(atoms)
-    weights = jnp.asarray(rg_weights(masses, atoms)[0], jnp.float32)
-    kernel = _check_kernel()
-    parts = [
-        padded_call(kernel, xyz[part], limits, weights)
-        for part in _chunks(len(xyz), len(limits.pairs))
-    ]
-    frame = jax.tree.map(_concatenate, *parts)
-    energies = compute_energies(np.asarray(xyz), stats.statistical_potential(atoms))
-    generated = measure_ensemble(xyz, stats, masses, energies) if len(xyz) else {}
+    measured = measure_structures(xyz, stats, masses)
+    energies = compute_energies(np.asarray(xyz), stats.statistical_potential(xyz.shape[1]))
+    generated = ensemble_quantiles(measured, energies) if len(xyz) else {}
     return StructureCheck(
-        frame=frame,
+        frame=measured,
         energies=energies,
         inside=stats.ranges.inside(energies),
         distances=ensemble_distances(generated, stats.reference),
