@@ -336,3 +336,106 @@ def test_no_structures_give_empty_verdicts():
     empty = np.zeros((0, 10, 3), np.float32)
     assert check_structures(empty, stats, None).plausible.shape == (0,)
     assert refine_structures(empty, stats).xyz.shape == (0, 10, 3)
+
+
+def test_arctan2_matches_numpy_with_its_gradient():
+    """The kernels' polynomial arctan2 is NumPy's within float32 accuracy in every
+    quadrant, on the axes and at the origin; its gradient is the exact one."""
+    import jax
+
+    from vaetraj.metrics._trig import arctan2
+
+    rng = np.random.default_rng(0)
+    y = np.concatenate([rng.normal(size=4000), [0, 0, 1, -1, 0, 3, -3, 1e-30]])
+    x = np.concatenate([rng.normal(size=4000), [1, -1, 0, 0, 0, 3, -3, 1e-30]])
+    y, x = y.astype(np.float32), x.astype(np.float32)
+    np.testing.assert_allclose(
+        np.asarray(arctan2(jnp.asarray(y), jnp.asarray(x))),
+        np.arctan2(y.astype(np.float64), x.astype(np.float64)),
+        atol=5e-7,
+    )
+    dy, dx = jax.grad(lambda a, b: jnp.sum(arctan2(a, b)), argnums=(0, 1))(y[:4000], x[:4000])
+    norm2 = x[:4000].astype(np.float64) ** 2 + y[:4000] ** 2
+    np.testing.assert_allclose(np.asarray(dy), x[:4000] / norm2, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(dx), -y[:4000] / norm2, rtol=1e-4, atol=1e-5)
+
+
+def test_compaction_packs_the_chosen_positions_in_order():
+    from vaetraj.refine._thermal import _compact
+
+    inside = np.random.default_rng(1).random(1000) < 0.3
+    index, mask, count = _compact(jnp.asarray(inside), 400)
+    assert int(count) == inside.sum()
+    np.testing.assert_array_equal(np.asarray(index)[np.asarray(mask)], np.flatnonzero(inside))
+    index, mask, count = _compact(jnp.asarray(inside), 100)  # too few slots: counted
+    assert int(count) > 100 and np.asarray(mask).all()
+    np.testing.assert_array_equal(np.asarray(index), np.flatnonzero(inside)[:100])
+
+
+def _long_chain_stats():
+    """A 3D chain of 110 beads (5,995 pairs: more than a refiner's `max_pairs`)."""
+    xyz = _chains(60, 110, 3, seed=7)
+    return xyz, compute_data_stats(xyz, None, None, tether_std=np.full(110, 0.2))
+
+
+@pytest.mark.slow
+def test_neighbour_list_energy_is_the_all_pairs_energy():
+    """Over its neighbour list, the refiner's energy and force equal those over every
+    pair: the pairs left out are past every cutoff."""
+    import jax
+
+    from vaetraj.metrics import compute_term_energies
+    from vaetraj.refine import REACH, pair_cutoffs
+    from vaetraj.refine._thermal import _compact, _Energy
+
+    xyz, stats = _long_chain_stats()
+    potential = stats.statistical_potential(110)
+    pairs = jnp.concatenate([potential.pairs, potential.pair_class[:, None]], axis=1)
+    cutoff, skin = pair_cutoffs(potential), 1.0
+    r = compute_pair_distances(jnp.asarray(xyz[0]), pairs[:, :2])
+    index, _, count = _compact(r < cutoff + (1 + 2 * REACH) * skin, 4096)
+    assert 0 < int(count) < 4096
+    tether = jnp.full(110, 0.2)
+    energy = _Energy(jnp.asarray(xyz[0]), potential, tether, pairs[index],
+                     jnp.where(jnp.arange(4096) < count, cutoff[index], -jnp.inf), skin, 2048)  # fmt: skip
+    moved = jnp.asarray(xyz[0] + np.random.default_rng(2).normal(0, 0.05, (110, 3)), jnp.float32)
+    near, overflow = energy.nearest(moved)
+    assert not bool(overflow) and int(near[1].sum()) < 2048
+
+    def full(x):
+        return compute_term_energies(x, potential).total + 0.5 * jnp.sum(
+            jnp.sum((x - energy.x0) ** 2, -1) / tether**2
+        )
+
+    np.testing.assert_allclose(float(energy(moved, near)), float(full(moved)), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(jax.grad(energy)(moved, near)), np.asarray(jax.grad(full)(moved)),
+        rtol=1e-4, atol=1e-3,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_overflowing_lists_are_refined_again(monkeypatch):
+    """A structure whose pairs overflow the list's arrays is flagged by the kernel, and
+    the pipeline refines it again until no pair is left out."""
+    import jax
+
+    import vaetraj.pipeline.potential as potential_module
+    from vaetraj.refine import make_thermal_refiner
+
+    xyz, stats = _long_chain_stats()
+    settings = potential_module.thermal_settings(stats.potential)._replace(
+        relax_steps=25, sample_steps=25, skin=3.0, candidates=256, listed=128
+    )
+    potential = stats.statistical_potential(110)
+    tether, bond = jnp.full(110, 0.2), jnp.float32(1.0)
+    tight = make_thermal_refiner(settings)(
+        jnp.asarray(xyz[:2]), potential, tether, bond, key=jax.random.key(0)
+    )
+    assert np.asarray(tight.overflow).all()
+    monkeypatch.setattr(potential_module, "_sized", lambda s, *_: s)
+    sizes = []
+    real = potential_module.refiner
+    monkeypatch.setattr(potential_module, "refiner", lambda s: sizes.append(s.listed) or real(s))
+    out, moved = potential_module.run_refiner(xyz[:2], potential, tether, bond, settings)
+    assert sizes[:2] == [128, 256] and np.isfinite(out).all() and np.all(moved > 0)

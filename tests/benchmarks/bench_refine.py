@@ -6,7 +6,7 @@
 - `optimize --objective rg` on all-atom alanine dipeptide against
   `sample -n 1000 --no-refine` (../shared/data or $VAETRAJ_SHARED_DATA).
 
-    python tests/benchmarks/bench_refine.py [--adk DIR] [--epochs 100] [--runs 3]
+    python tests/benchmarks/bench_refine.py [--adk DIR] [--only adk] [--epochs 100] [--runs 3]
 
 Each command is timed as a whole process, the runs interleaved; the ratio is of medians.
 """
@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adk", type=Path, default=None)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", choices=["alanine", "adk"], default=None)
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp())
     alanine = DATA / "alanine-dipeptide"
-    if alanine.exists():
+    if alanine.exists() and args.only in (None, "alanine"):
         model = str(folder / "ala2.h5")
         subprocess.run(["vaetraj", "train", str(alanine / "ala2.dcd"), "--top",
                         str(alanine / "ala2.pdb"), "--method", "kabsch", "--epochs",
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
              "--overwrite"],
             args.runs,
         )  # fmt: skip
-    if args.adk is not None:
+    if args.adk is not None and args.only in (None, "adk"):
         model, aligned = str(folder / "adk.h5"), str(folder / "adk-aligned.h5")
         # the DCD's header counts 500 frames, its body holds 98: kept with --allow-partial
         subprocess.run(["vaetraj", "align", str(args.adk / "adk_dims.dcd"), "--top",

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaetraj.metrics._structure import compute_pair_distances, compute_rg
+from vaetraj.metrics._trig import arctan2
 
 # Windows hold the data's whole range and at least mean +- WINDOW_SIGMAS std; std is at
 # least MIN_RELATIVE_STD of the mean (constrained bonds, float32 rounding).
@@ -152,7 +153,7 @@ def compute_angles(xyz: jax.Array, angles: jax.Array) -> jax.Array:
         cross = jnp.sqrt(cross**2 + _TINY)
     else:
         cross = _safe_norm(jnp.cross(u, v))
-    return jnp.arctan2(cross, jnp.sum(u * v, axis=-1))
+    return arctan2(cross, jnp.sum(u * v, axis=-1))
 
 
 def compute_signed_volumes(xyz: jax.Array, centres: jax.Array) -> jax.Array:

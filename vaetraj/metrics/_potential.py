@@ -34,6 +34,7 @@ import numpy as np
 
 from vaetraj.metrics._plausibility import compute_angles, compute_signed_volumes
 from vaetraj.metrics._structure import compute_pair_distances
+from vaetraj.metrics._trig import arctan2
 
 KINDS = ("bonds", "angles", "torsions", "contacts", "chirality")
 _TINY = 1e-12
@@ -106,7 +107,7 @@ def compute_dihedrals(xyz: jax.Array, torsions: jax.Array) -> jax.Array:
     y = b2_length * jnp.sum(b1 * n2, axis=-1)
     x = jnp.sum(n1 * n2, axis=-1)
     # a collinear triple has no dihedral; the tiny offset keeps its gradient finite
-    return jnp.arctan2(y, x + _TINY)
+    return arctan2(y, x + _TINY)
 
 
 def evaluate_table(table: Table, row: jax.Array, x: jax.Array) -> jax.Array:
@@ -137,11 +138,15 @@ def evaluate_periodic_table(table: Table, row: jax.Array, x: jax.Array) -> jax.A
 
 
 def compute_term_energies(
-    xyz: jax.Array, potential: StatisticalPotential, pairs: jax.Array | None = None
+    xyz: jax.Array,
+    potential: StatisticalPotential,
+    pairs: jax.Array | None = None,
+    mask: jax.Array | None = None,
 ) -> TermEnergies:
-    """U(x) of one structure (atoms, dims) by kind of term, in kT. `pairs` (n, 2) with
-    their classes' rows in the last column replaces the potential's pair list (a
-    neighbour list: pairs past every cutoff contribute nothing)."""
+    """U(x) of one structure (atoms, dims) by kind of term, in kT. `pairs` (n, 3), two
+    atoms and their class's row, replaces the potential's pair list (a neighbour list:
+    pairs past every cutoff contribute nothing); `mask` (n,) bool leaves out the rows
+    that are False (a list's unused slots)."""
     p = potential
     bond = compute_pair_distances(xyz, p.bonds)
     stretch = jax.nn.relu(jnp.abs(bond - p.bond_mean) / p.bond_std - p.bond_flat)
@@ -157,7 +162,8 @@ def compute_term_energies(
     listed = jnp.concatenate([p.pairs, p.pair_class[:, None]], axis=1) if pairs is None else pairs
     if listed.shape[0]:
         r = compute_pair_distances(xyz, listed[:, :2])
-        contacts = jnp.sum(evaluate_table(p.pair_table, listed[:, 2], r))
+        energy = evaluate_table(p.pair_table, listed[:, 2], r)
+        contacts = jnp.sum(energy if mask is None else jnp.where(mask, energy, 0.0))
     else:
         contacts = jnp.zeros((), xyz.dtype)
     if xyz.shape[-1] == 3 and p.centres.shape[0]:

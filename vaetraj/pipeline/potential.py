@@ -55,7 +55,7 @@ from vaetraj.metrics import (
     log_density,
     silverman_bandwidth,
 )
-from vaetraj.refine import ThermalSettings, make_thermal_refiner
+from vaetraj.refine import REACH, ThermalSettings, make_thermal_refiner, pair_cutoffs
 
 POINTS = 64
 TORSION_POINTS = 72
@@ -70,6 +70,9 @@ PERCENTILES = (1.0, 99.0)
 CALIBRATION_FRAMES = 128
 SAMPLE_TIME = 40.0  # the thermal sampler's run, in units of its fastest periods / 2 pi
 CALIBRATION_ROUNDS = 1
+SKIN_BONDS = 0.5  # the refiner's neighbour-list skin, in mean bond lengths
+REFINE_RETRIES = 2  # larger neighbour lists tried before every pair
+LIST_QUANTUM = 2048
 QUANTILE_LEVELS = np.linspace(0.005, 0.995, 100)
 JUDGED = (*KINDS, "total")
 _PAIR_BUDGET = 20_000_000
@@ -92,14 +95,23 @@ def contact_pairs(terms: GeometryTerms) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pair_classes(terms: GeometryTerms, elements: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Each contact pair's class (pairs,) and the class names ("C-N:3", "C-C:4+")."""
+    """Each contact pair's class (pairs,) and the class names ("C-N:3", "C-C:4+"), in
+    sorted order."""
     pairs, separation = contact_pairs(terms)
+    kinds = sorted(set(elements))
+    code = np.asarray([kinds.index(e) for e in elements], np.int64).reshape(-1)
+    first, second = code[pairs[:, 0]], code[pairs[:, 1]]
+    shell = np.minimum(separation, 4) - 2  # 2, 3, 4+
+    key = (np.minimum(first, second) * len(kinds) + np.maximum(first, second)) * 3 + shell
+    found, index = np.unique(key, return_inverse=True)
     names = [
-        "-".join(sorted((elements[i], elements[j]))) + (":4+" if sep >= 4 else f":{sep}")
-        for (i, j), sep in zip(pairs.tolist(), separation.tolist(), strict=True)
+        f"{kinds[k // 3 // len(kinds)]}-{kinds[k // 3 % len(kinds)]}:{('2', '3', '4+')[k % 3]}"
+        for k in found.tolist()
     ]
-    classes, index = np.unique(np.asarray(names, dtype=str), return_inverse=True)
-    return index.astype(np.int32), classes.tolist()
+    order = np.argsort(np.asarray(names, dtype=str), kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[index].astype(np.int32).reshape(-1), [names[i] for i in order]
 
 
 def _chunks(n: int, per_frame: int):
@@ -294,10 +306,12 @@ def thermal_settings(fitted: dict[str, Any], calibrating: bool = False) -> Therm
     # all but met in some frame, and is left to the relaxation
     dt = min(0.1, max(0.01, 1.5 / math.sqrt(max(wall / softest, 1e-12))))
     dt = float(f"{dt:.3g}")
+    bonds = fitted["bond_mean"]
     return ThermalSettings(
         relax_steps=0 if calibrating else 100,
         sample_steps=math.ceil(SAMPLE_TIME / dt / (2 if calibrating else 1)),
         dt=dt,
+        skin=SKIN_BONDS * (float(np.mean(bonds)) if bonds else 1.0),
     )
 
 
@@ -305,6 +319,74 @@ def thermal_settings(fitted: dict[str, Any], calibrating: bool = False) -> Therm
 def refiner(settings: ThermalSettings):
     """The compiled thermal refiner of these settings, made once."""
     return make_thermal_refiner(settings)
+
+
+@functools.cache
+def _shell_counts_kernel(shells: tuple[float, ...]):
+    def counts(xyz, pairs, cutoff):
+        r = compute_pair_distances(xyz, pairs)
+        return jnp.stack([jnp.sum(r < cutoff + shell) for shell in shells])
+
+    return jax.jit(jax.vmap(counts, in_axes=(0, None, None)))
+
+
+def _sized(settings: ThermalSettings, xyz: np.ndarray, potential: StatisticalPotential):
+    """The settings with neighbour-list arrays sized from the pairs within the shells
+    of structures xyz (a few): a quarter more than the most, up to a multiple of
+    LIST_QUANTUM (a few sizes to compile)."""
+    shells = ((1 + 2 * REACH) * settings.skin, settings.skin)
+    kernel = _shell_counts_kernel(shells)
+    most = np.asarray(padded_call(kernel, xyz, potential.pairs, pair_cutoffs(potential))).max(
+        axis=0
+    )
+    sizes = [LIST_QUANTUM * math.ceil((1.25 * count + 1) / LIST_QUANTUM) for count in most]
+    return settings._replace(candidates=sizes[0], listed=min(sizes))
+
+
+def run_refiner(
+    xyz: np.ndarray,
+    potential: StatisticalPotential,
+    tether: jax.Array,
+    mean_bond: jax.Array,
+    settings: ThermalSettings,
+    *,
+    seed: int = 0,
+):
+    """Thermal refinement of structures (n, atoms, dims) in chunks, as NumPy arrays
+    (xyz, moved). A structure whose neighbour list overflowed its arrays is refined
+    again with arrays twice as large, up to REFINE_RETRIES times, then over every
+    pair."""
+    pairs = len(potential.pairs)
+    listing = pairs > settings.max_pairs
+    if listing and len(xyz):
+        settings = _sized(settings, xyz[: 1 << (min(len(xyz), 8) - 1).bit_length()], potential)
+    xyz = np.asarray(xyz, np.float32)
+    out, moved = np.empty_like(xyz), np.empty(len(xyz), np.float32)
+    todo, key = np.arange(len(xyz)), jax.random.key(seed)
+    for attempt in range(REFINE_RETRIES + 2):
+        if not len(todo):
+            break
+        if attempt == REFINE_RETRIES + 1:  # the last word: every pair, no list
+            settings = settings._replace(max_pairs=pairs)
+        elif attempt:
+            settings = settings._replace(
+                candidates=2 * settings.candidates, listed=2 * settings.listed
+            )
+        per_structure = settings.candidates if pairs > settings.max_pairs else pairs
+        size = 1 << (max(1, _PAIR_BUDGET // max(per_structure, 1)).bit_length() - 1)
+        refine, flagged = refiner(settings), []
+        for number, start in enumerate(range(0, len(todo), min(size, 64))):
+            check_stop()
+            rows = todo[start : start + min(size, 64)]
+            step_key = jax.random.fold_in(key, attempt * 1_000_003 + number)
+            done = padded_call(
+                functools.partial(refine, key=step_key),
+                xyz[rows], potential, tether, mean_bond,
+            )  # fmt: skip
+            out[rows], moved[rows] = np.asarray(done.xyz), np.asarray(done.moved)
+            flagged.append(rows[np.asarray(done.overflow)])
+        todo = np.concatenate(flagged)
+    return out, moved
 
 
 def calibrate_potential(
@@ -330,7 +412,7 @@ def calibrate_potential(
     calibrate, and no sampling is run."""
     if not len(terms.angles) or np.bincount(terms.angles[:, 1]).max() < 2:
         return fitted
-    starts = jnp.asarray(xyz[rows[_spread(len(rows), CALIBRATION_FRAMES)]], jnp.float32)
+    starts = np.asarray(xyz[rows[_spread(len(rows), CALIBRATION_FRAMES)]], np.float32)
     tether = jnp.asarray(tether_std, jnp.float32)
     mean_bond = jnp.float32(np.mean(fitted["bond_mean"]) if fitted["bond_mean"] else 1.0)
     target = np.maximum(angle.std, MIN_ANGLE_STD) ** 2
@@ -339,10 +421,13 @@ def calibrate_potential(
     for step in range(CALIBRATION_ROUNDS):
         check_stop()
         potential = build_potential(fitted, terms, elements)
-        sampled = refiner(thermal_settings(fitted, calibrating=True))(
-            starts, potential, tether, mean_bond, key=jax.random.key(seed + step)
+        sampled, _ = run_refiner(
+            starts, potential, tether, mean_bond, thermal_settings(fitted, calibrating=True),
+            seed=seed + step,
+        )  # fmt: skip
+        angles, _, _ = padded_call(
+            kernel, sampled, jnp.asarray(terms.angles), no_torsions, no_pairs
         )
-        angles, _, _ = kernel(sampled.xyz, jnp.asarray(terms.angles), no_torsions, no_pairs)
         ratio = np.clip(np.var(np.asarray(angles), axis=0) / target, 0.25, 4.0)
         table = dict(fitted["angles"])
         table["values"] = (np.asarray(table["values"]) * ratio[:, None]).round(4).tolist()

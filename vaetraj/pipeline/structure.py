@@ -55,7 +55,7 @@ from vaetraj.pipeline.potential import (
     cross_validated_pass,
     fit_potential,
     padded_call,
-    refiner,
+    run_refiner,
     thermal_settings,
 )
 from vaetraj.refine import Refined, ThermalSettings
@@ -660,26 +660,11 @@ def refine_structures(
     potential = stats.statistical_potential(atoms)
     tether = jnp.asarray(stats.tether(atoms, tether_width), jnp.float32)
     mean_bond = jnp.float32(stats.mean_bond if math.isfinite(stats.mean_bond) else 1.0)
-    refine = refiner(settings or thermal_settings(stats.potential))
-    key = jax.random.key(seed)
-    parts = []
-    for number, part in enumerate(_chunks(len(xyz), len(potential.pairs))):
-        step_key = jax.random.fold_in(key, number)
-        parts.append(
-            padded_call(
-                lambda x, *a, k=step_key: refine(x, *a, key=k),
-                xyz[part],
-                potential,
-                tether,
-                mean_bond,
-            )  # fmt: skip
-        )
-    return jax.tree.map(_concatenate, *parts)
-
-
-def _concatenate(*chunks: jax.Array) -> np.ndarray:
-    """One field of a kernel's record, its chunks joined on the host."""
-    return np.concatenate([np.asarray(chunk) for chunk in chunks])
+    xyz, moved = run_refiner(
+        xyz, potential, tether, mean_bond, settings or thermal_settings(stats.potential),
+        seed=seed,
+    )  # fmt: skip
+    return Refined(xyz, moved, np.zeros(len(xyz), bool))
 
 
 @functools.cache

@@ -1,6 +1,12 @@
 """Refinement kernels: decoded structures made thermal conformations of the training
 data's statistical potential."""
 
-from vaetraj.refine._thermal import Refined, ThermalSettings, make_thermal_refiner
+from vaetraj.refine._thermal import (
+    REACH,
+    Refined,
+    ThermalSettings,
+    make_thermal_refiner,
+    pair_cutoffs,
+)
 
-__all__ = ["Refined", "ThermalSettings", "make_thermal_refiner"]
+__all__ = ["REACH", "Refined", "ThermalSettings", "make_thermal_refiner", "pair_cutoffs"]

@@ -18,10 +18,16 @@ Masses only set the sampler's time scales, not its distribution: each atom gets 
 along their direction, angles and tether in every direction), so every motion of
 every atom has about the same period and one step size serves them all.
 
-With more pairs than max(`max_pairs`, 16 per atom), the contact term runs over a
-neighbour list: the pairs nearest their class's cutoff, chosen again every
-`rebuild_every` steps from CANDIDATES times as many, those nearest in the decoded
-structure.
+With more than `max_pairs` pairs (a protein), the contact term runs over a neighbour
+list, in two levels: the candidates, the pairs within their class's cutoff plus
+1 + 2 REACH `skin` of the decoded structure, chosen once; the list, the candidates
+within cutoff plus `skin`, chosen again every `rebuild_every` steps. Both are packed
+into arrays of fixed sizes (`candidates`, `listed`); a structure whose pairs overflow
+one is flagged (`Refined.overflow`) for the caller to refine again with larger
+arrays. The list is a saving, not a guarantee: a pair that comes from past its
+cutoff plus the skin into the cutoff between two rebuilds is missed until the next.
+Refined structures are judged by their energy over every pair, so a structure that a
+missed pair spoiled fails the judge rather than passing unseen.
 """
 
 from __future__ import annotations
@@ -40,12 +46,12 @@ from vaetraj.simulate import langevin_baoab
 
 class Refined(NamedTuple):
     """Refined structures (n, atoms, dims), each one's RMSD from its decoded start (n,)
-    and its statistical energy (with the tether) before and after (n,)."""
+    and whether its neighbour list overflowed its arrays (n,) bool: pairs were left
+    out, the structure is not to be used; refine it again with larger arrays."""
 
     xyz: jax.Array
     moved: jax.Array
-    energy_start: jax.Array
-    energy: jax.Array
+    overflow: jax.Array
 
 
 class ThermalSettings(NamedTuple):
@@ -53,8 +59,9 @@ class ThermalSettings(NamedTuple):
 
     relax_steps Adam steps from `relax_step` (a share of the mean bond length), then
     sample_steps Langevin steps of `dt` (in units where the stiffest bond's period is
-    about 2 pi / sqrt(2)) with `friction`; contacts over a neighbour list of
-    `max_pairs` pairs rebuilt every `rebuild_every` steps."""
+    about 2 pi / sqrt(2)) with `friction`. Past `max_pairs` pairs, contacts run over
+    a neighbour list (see the module doc) rebuilt every `rebuild_every` steps, with a
+    `skin` in the data's length units and arrays of `candidates` and `listed` pairs."""
 
     relax_steps: int = 100
     sample_steps: int = 400
@@ -63,9 +70,12 @@ class ThermalSettings(NamedTuple):
     relax_step: float = 0.02
     max_pairs: int = 4096
     rebuild_every: int = 25
+    skin: float = 0.1
+    candidates: int = 65536
+    listed: int = 16384
 
 
-def _cutoffs(potential: StatisticalPotential) -> jax.Array:
+def pair_cutoffs(potential: StatisticalPotential) -> jax.Array:
     """Each pair's distance past which its class's table is 0."""
     table = potential.pair_table
     last = table.lo + (table.values.shape[1] - 1) * table.step
@@ -113,35 +123,52 @@ def _mass_matrix(x: jax.Array, potential: StatisticalPotential, tether_std: jax.
     return mass + soft[:, None, None] * jnp.eye(dims, dtype=x.dtype)[None]
 
 
-# the neighbour list is rebuilt from this many times its length of candidates, the pairs
-# nearest their cutoff in the decoded structure: a tethered structure moves little, and
-# ranking all pairs of a 2,000-atom protein every rebuild would cost more than the steps
-CANDIDATES = 4
+# how far (in skins) an atom may move from its decoded start before the candidates,
+# chosen there, may miss a pair
+REACH = 1
+
+
+def _compact(inside: jax.Array, size: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The positions of the True entries of `inside` (n,) packed into (size,) slots,
+    the slots' mask and the count of True entries (more than size: some left out)."""
+    slot = jnp.cumsum(inside) - 1
+    count = jnp.sum(inside)
+    where = jnp.where(inside, slot, size)  # slot `size` and past are dropped
+    index = (
+        jnp.zeros(size, jnp.int32)
+        .at[where]
+        .set(jnp.arange(inside.shape[0], dtype=jnp.int32), mode="drop")
+    )
+    return index, jnp.arange(size) < count, count
 
 
 class _Energy(NamedTuple):
-    """One structure's energy with its tether, and its neighbour list."""
+    """One structure's energy with its tether, over a neighbour list: its candidate
+    pairs (n, 3: atom, atom, class row) and their cutoffs; all pairs when `listed` is
+    None."""
 
     x0: jax.Array
     potential: StatisticalPotential
     tether_std: jax.Array
-    pairs: jax.Array  # (n, 3): atom, atom, class row
-    cutoff: jax.Array  # (n,)
-    listed: int
+    pairs: jax.Array
+    cutoff: jax.Array
+    skin: float
+    listed: int | None
 
-    def __call__(self, x: jax.Array, near: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, near: tuple[jax.Array, jax.Array]) -> jax.Array:
         tether = 0.5 * jnp.sum(jnp.sum((x - self.x0) ** 2, axis=-1) / self.tether_std**2)
-        return compute_term_energies(x, self.potential, near).total + tether
+        return compute_term_energies(x, self.potential, *near).total + tether
 
-    def nearest(self, x: jax.Array) -> jax.Array:
-        """The `listed` pairs nearest their cutoff (all of them when that is every pair)."""
-        if self.listed == len(self.pairs):
-            return self.pairs
-        gap = self.cutoff - compute_pair_distances(x, self.pairs[:, :2])
-        return self.pairs[jax.lax.top_k(gap, self.listed)[1]]
+    def nearest(self, x: jax.Array) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+        """The list at x (pairs, mask) and whether it overflowed its slots."""
+        if self.listed is None:
+            return (self.pairs, jnp.ones(len(self.pairs), bool)), jnp.zeros((), bool)
+        r = compute_pair_distances(x, self.pairs[:, :2])
+        index, mask, count = _compact(r < self.cutoff + self.skin, self.listed)
+        return (self.pairs[index], mask), count > self.listed
 
 
-def _relax(energy: _Energy, mean_bond: jax.Array, settings: ThermalSettings) -> jax.Array:
+def _relax(energy: _Energy, mean_bond: jax.Array, settings: ThermalSettings):
     """Adam down the energy from x0, the neighbour list rebuilt every block."""
     solver = optax.adam(
         optax.cosine_decay_schedule(settings.relax_step * mean_bond, max(settings.relax_steps, 1))
@@ -153,15 +180,17 @@ def _relax(energy: _Energy, mean_bond: jax.Array, settings: ThermalSettings) -> 
         return (optax.apply_updates(x, updates), state, near), None
 
     def block(carry, _):
-        x, state = carry
-        (x, state, _), _ = jax.lax.scan(
-            step, (x, state, energy.nearest(x)), None, length=settings.rebuild_every
+        x, state, bad = carry
+        near, overflow = energy.nearest(x)
+        (moved, state, _), _ = jax.lax.scan(
+            step, (x, state, near), None, length=settings.rebuild_every
         )
-        return (x, state), None
+        return (moved, state, bad | overflow), None
 
     blocks = -(-settings.relax_steps // settings.rebuild_every)
-    (x, _), _ = jax.lax.scan(block, (energy.x0, solver.init(energy.x0)), None, length=blocks)
-    return x
+    start = (energy.x0, solver.init(energy.x0), jnp.zeros((), bool))
+    (x, _, bad), _ = jax.lax.scan(block, start, None, length=blocks)
+    return x, bad
 
 
 def _sample(energy: _Energy, x: jax.Array, key: jax.Array, settings: ThermalSettings):
@@ -171,38 +200,43 @@ def _sample(energy: _Energy, x: jax.Array, key: jax.Array, settings: ThermalSett
         langevin_baoab, dt=settings.dt, friction=settings.friction, kT=1.0, mass=mass
     )
 
-    def block(state, block_key):
-        near = energy.nearest(state.position)
+    def block(carry, block_key):
+        state, bad = carry
+        near, overflow = energy.nearest(state.position)
         init_fn, step_fn = langevin(lambda y: energy(y, near))
         # the force on the new list; the momentum carries on
         state = init_fn(state.position, key=block_key)._replace(momentum=state.momentum)
         keys = jax.random.split(block_key, settings.rebuild_every)
-        state, _ = jax.lax.scan(lambda s, k: (step_fn(s, key=k), None), state, keys)
-        return state, None
+        moved, _ = jax.lax.scan(lambda s, k: (step_fn(s, key=k), None), state, keys)
+        return (moved, bad | overflow), None
 
     init_key, run_key = jax.random.split(key)
-    start = langevin(lambda y: energy(y, energy.pairs))[0](x, key=init_key)
+    near, _ = energy.nearest(x)
+    start = langevin(lambda y: energy(y, near))[0](x, key=init_key)
     blocks = max(1, -(-settings.sample_steps // settings.rebuild_every))
-    final, _ = jax.lax.scan(block, start, jax.random.split(run_key, blocks))
-    return final.position
+    (final, bad), _ = jax.lax.scan(
+        block, (start, jnp.zeros((), bool)), jax.random.split(run_key, blocks)
+    )
+    return final.position, bad
 
 
 def _refine_one(x0, key, potential, tether_std, mean_bond, *, settings: ThermalSettings):
     pairs = jnp.concatenate([potential.pairs, potential.pair_class[:, None]], axis=1)
-    cutoff = _cutoffs(potential)
-    listed = min(len(pairs), max(settings.max_pairs, 16 * x0.shape[0]))
-    candidates = min(len(pairs), CANDIDATES * listed)
-    near, near_cutoff = pairs, cutoff
-    if candidates < len(pairs):  # the list's candidates: the pairs nearest at the start
-        gap = cutoff - compute_pair_distances(x0, pairs[:, :2])
-        chosen = jax.lax.top_k(gap, candidates)[1]
-        near, near_cutoff = pairs[chosen], cutoff[chosen]
-    energy = _Energy(x0, potential, tether_std, near, near_cutoff, listed)
-    relaxed = _relax(energy, mean_bond, settings)
-    sampled = _sample(energy, relaxed, key, settings)
+    cutoff = pair_cutoffs(potential)
+    listed, overflow = None, jnp.zeros((), bool)
+    if len(pairs) > settings.max_pairs:  # the candidates: within 3 skins at the start
+        r = compute_pair_distances(x0, pairs[:, :2])
+        size = min(settings.candidates, len(pairs))
+        index, _, count = _compact(r < cutoff + (1 + 2 * REACH) * settings.skin, size)
+        pairs, cutoff, overflow = pairs[index], cutoff[index], count > size
+        cutoff = jnp.where(jnp.arange(size) < count, cutoff, -jnp.inf)  # unused: never listed
+        listed = min(settings.listed, size)
+    energy = _Energy(x0, potential, tether_std, pairs, cutoff, settings.skin, listed)
+    relaxed, full_relax = _relax(energy, mean_bond, settings)
+    sampled, full_sample = _sample(energy, relaxed, key, settings)
     x = jnp.where(jnp.all(jnp.isfinite(sampled)), sampled, relaxed)
     moved = jnp.sqrt(jnp.mean(jnp.sum((x - x0) ** 2, axis=-1)))
-    return x, moved, energy(x0, pairs), energy(x, pairs)
+    return x, moved, overflow | full_relax | full_sample
 
 
 def make_thermal_refiner(
