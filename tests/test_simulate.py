@@ -100,3 +100,17 @@ def test_invalid_config_names_the_field():
         PolymerConfig(beads=2)
     config = PolymerConfig(beads=7)
     assert PolymerConfig.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_small_matrix_factors_match_numpy(dims):
+    """The sampler's per-particle mass matrices are factored and inverted in closed
+    form (no LAPACK call, which deadlocked XLA's thread pool): equal to NumPy's."""
+    from vaetraj.simulate._langevin import _small_cholesky, _small_inverse
+
+    a = np.random.default_rng(dims).normal(size=(40, dims, dims))
+    mass = a @ np.swapaxes(a, 1, 2) + 0.2 * np.eye(dims)
+    lower = np.asarray(_small_cholesky(jnp.asarray(mass)))
+    np.testing.assert_allclose(lower, np.linalg.cholesky(mass), rtol=1e-4, atol=1e-5)
+    inverse = np.asarray(_small_inverse(jnp.asarray(mass)))
+    np.testing.assert_allclose(inverse @ mass, np.broadcast_to(np.eye(dims), mass.shape), atol=1e-4)

@@ -72,7 +72,9 @@ def _optimal_rotation_2d(correlation: jax.Array) -> jax.Array:
 def _optimal_rotation_3d(correlation: jax.Array) -> jax.Array:
     u, _, vt = jnp.linalg.svd(correlation)
     # a reflection would fit better when det(V U^T) < 0: flip the weakest direction
-    sign = jnp.sign(jnp.linalg.det(u) * jnp.linalg.det(vt))
+    # (one determinant, of the product: two batched LAPACK calls at once can deadlock
+    # XLA's CPU thread pool, see vaetraj.simulate._langevin)
+    sign = jnp.sign(jnp.linalg.det(u @ vt))
     vt = vt.at[2].multiply(jnp.where(sign == 0, 1.0, sign))
     return vt.T @ u.T
 

@@ -68,9 +68,54 @@ def _mass_maps(mass, variance):
     if jnp.ndim(mass) < 3:
         scale = jnp.sqrt(variance * mass)
         return (lambda p: p / mass), (lambda xi: scale * xi)
-    inverse = jnp.linalg.inv(mass)
-    lower = jnp.sqrt(variance) * jnp.linalg.cholesky(mass)
+    inverse = _small_inverse(mass)
+    lower = jnp.sqrt(variance) * _small_cholesky(mass)
     return (
         lambda p: jnp.einsum("nij,nj->ni", inverse, p),
         lambda xi: jnp.einsum("nij,nj->ni", lower, xi),
     )
+
+
+# Per-particle 2 x 2 and 3 x 3 matrices in closed form, elementwise. Batched LAPACK calls
+# (jnp.linalg.inv, cholesky) split their batch over XLA's CPU thread pool and wait on it
+# from a pool thread: two of them running at once on a 2-thread pool waited on each other
+# for good (a refinement that never returned). These use no LAPACK and no pool.
+
+
+def _small_cholesky(m: jax.Array) -> jax.Array:
+    """The lower Cholesky factors of symmetric positive-definite (n, d, d), d = 2 or 3."""
+    d = m.shape[-1]
+    if d not in (2, 3):
+        return jnp.linalg.cholesky(m)
+    l00 = jnp.sqrt(m[:, 0, 0])
+    l10 = m[:, 1, 0] / l00
+    l11 = jnp.sqrt(m[:, 1, 1] - l10**2)
+    zero = jnp.zeros_like(l00)
+    if d == 2:
+        return jnp.stack([jnp.stack([l00, zero], -1), jnp.stack([l10, l11], -1)], -2)
+    l20 = m[:, 2, 0] / l00
+    l21 = (m[:, 2, 1] - l20 * l10) / l11
+    l22 = jnp.sqrt(m[:, 2, 2] - l20**2 - l21**2)
+    rows = [[l00, zero, zero], [l10, l11, zero], [l20, l21, l22]]
+    return jnp.stack([jnp.stack(row, -1) for row in rows], -2)
+
+
+def _small_inverse(m: jax.Array) -> jax.Array:
+    """The inverses of (n, d, d), d = 2 or 3, by the adjugate."""
+    d = m.shape[-1]
+    if d not in (2, 3):
+        return jnp.linalg.inv(m)
+    a = [[m[:, i, j] for j in range(d)] for i in range(d)]
+    if d == 2:
+        det = a[0][0] * a[1][1] - a[0][1] * a[1][0]
+        rows = [[a[1][1], -a[0][1]], [-a[1][0], a[0][0]]]
+    else:
+
+        def cofactor(i, j):
+            r, c = [k for k in range(3) if k != i], [k for k in range(3) if k != j]
+            minor = a[r[0]][c[0]] * a[r[1]][c[1]] - a[r[0]][c[1]] * a[r[1]][c[0]]
+            return minor if (i + j) % 2 == 0 else -minor
+
+        det = sum(a[0][j] * cofactor(0, j) for j in range(3))
+        rows = [[cofactor(j, i) for j in range(3)] for i in range(3)]  # the adjugate
+    return jnp.stack([jnp.stack(row, -1) for row in rows], -2) / det[:, None, None]
