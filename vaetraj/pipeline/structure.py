@@ -58,7 +58,7 @@ from vaetraj.pipeline.potential import (
     run_refiner,
     thermal_settings,
 )
-from vaetraj.refine import Refined, ThermalSettings
+from vaetraj.refine import ThermalSettings
 
 _CHUNK = 4096
 _PAIR_BUDGET = 20_000_000
@@ -643,6 +643,13 @@ def check_structures(
     )
 
 
+class RefinedStructures(NamedTuple):
+    """Refined structures (n, atoms, dims) and each one's RMSD from its start (n,)."""
+
+    xyz: np.ndarray
+    moved: np.ndarray
+
+
 def refine_structures(
     xyz: np.ndarray,
     stats: DataStats,
@@ -650,7 +657,7 @@ def refine_structures(
     *,
     seed: int = 0,
     settings: ThermalSettings | None = None,
-) -> Refined:
+) -> RefinedStructures:
     """Thermal refinement of decoded structures (n, atoms, dims), in chunks: relaxed out
     of overlaps, then sampled at the data's temperature on the statistical potential
     tethered to each start (see vaetraj.refine); NumPy arrays. tether_width: see
@@ -664,7 +671,7 @@ def refine_structures(
         xyz, potential, tether, mean_bond, settings or thermal_settings(stats.potential),
         seed=seed,
     )  # fmt: skip
-    return Refined(xyz, moved, np.zeros(len(xyz), bool))
+    return RefinedStructures(xyz, moved)
 
 
 @functools.cache
