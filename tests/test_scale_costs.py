@@ -86,8 +86,8 @@ def test_geometry_terms_on_a_spread_of_frames_keep_every_frames_rg_range(monkeyp
     assert spread.rg_min == pytest.approx(full.rg_min, rel=1e-6)
     assert spread.rg_max == pytest.approx(full.rg_max, rel=1e-6)
     np.testing.assert_allclose(spread.bond_mean, full.bond_mean, rtol=0.05)
-    assert structure._spread(10, 50).tolist() == list(range(10))
-    picked = structure._spread(1000, 50)
+    assert structure.spread_frames(10, 50).tolist() == list(range(10))
+    picked = structure.spread_frames(1000, 50)
     assert len(picked) == 50 and picked[0] == 0 and picked[-1] == 999
 
 

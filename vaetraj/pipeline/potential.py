@@ -76,6 +76,7 @@ LIST_QUANTUM = 2048
 QUANTILE_LEVELS = np.linspace(0.005, 0.995, 100)
 JUDGED = (*KINDS, "total")
 _PAIR_BUDGET = 20_000_000
+CHUNK = 4096  # structures in one kernel call at most
 MIN_BOND_STD = 0.005  # relative to the bond's mean (constrained bonds, float32 rounding)
 # A bond whose spread in the frames is under that floor was constrained in MD (bonds to
 # hydrogen, usually): no thermal spread to invert. Its term is flat within
@@ -114,11 +115,13 @@ def pair_classes(terms: GeometryTerms, elements: list[str]) -> tuple[np.ndarray,
     return rank[index].astype(np.int32).reshape(-1), [names[i] for i in order]
 
 
-def _chunks(n: int, per_frame: int):
-    size = max(1, min(4096, _PAIR_BUDGET // max(1, per_frame)))
-    for start in range(0, n, size):
-        check_stop()
-        yield slice(start, start + size)
+def frame_chunks(n: int, pairs: int = 0):
+    """Slices of at most CHUNK structures, fewer when each has many pairs (about
+    _PAIR_BUDGET pair distances in memory at once); one empty slice for n = 0."""
+    size = max(1, min(CHUNK, _PAIR_BUDGET // max(1, pairs)))
+    for part in [slice(start, start + size) for start in range(0, n, size)] or [slice(0, 0)]:
+        check_stop()  # a safe point for a signal (see vaetraj._interrupt)
+        yield part
 
 
 @functools.cache
@@ -181,7 +184,7 @@ def _histograms(xyz, rows, terms, classes, angle_grid, pair_grid):
         np.zeros((len(terms.torsions), TORSION_POINTS)),
         np.zeros((len(pair_lo), POINTS)),
     ]
-    for part in _chunks(len(rows), len(classes)):
+    for part in frame_chunks(len(rows), len(classes)):
         angle, torsion, distance = (
             np.asarray(v) for v in kernel(jnp.asarray(xyz[rows[part]], jnp.float32), *arrays)
         )
@@ -197,12 +200,12 @@ def _histograms(xyz, rows, terms, classes, angle_grid, pair_grid):
 
 def _closest_by_class(xyz, rows, terms, classes, count) -> np.ndarray:
     kernel = _values_kernel()
-    empty = jnp.zeros((0, 3), jnp.int32)
+    no_angles, no_torsions = jnp.zeros((0, 3), jnp.int32), jnp.zeros((0, 4), jnp.int32)
     pairs = jnp.asarray(contact_pairs(terms)[0])
     closest = np.full(len(pairs), np.inf)
-    for part in _chunks(len(rows), len(pairs)):
+    for part in frame_chunks(len(rows), len(pairs)):
         frames = jnp.asarray(xyz[rows[part]], jnp.float32)
-        _, _, distance = kernel(frames, empty[:, :3], empty[:, :4], pairs)
+        _, _, distance = kernel(frames, no_angles, no_torsions, pairs)
         closest = np.minimum(closest, np.asarray(distance).min(axis=0, initial=np.inf))
     by_class = np.full(count, np.inf)
     np.minimum.at(by_class, classes, closest)
@@ -254,7 +257,7 @@ def fit_potential(
     HISTOGRAM_FRAMES of them are read, spread evenly) and the frames' running
     statistics of bonds, angles and signed volumes (see the module doc)."""
     dims = xyz.shape[2]
-    rows = rows[_spread(len(rows), HISTOGRAM_FRAMES)]
+    rows = rows[spread_frames(len(rows), HISTOGRAM_FRAMES)]
     classes, names = pair_classes(terms, elements)
     closest = _closest_by_class(xyz, rows, terms, classes, len(names))
     angle_grid = _angle_grid(angle, len(rows))
@@ -373,11 +376,11 @@ def run_refiner(
                 candidates=2 * settings.candidates, listed=2 * settings.listed
             )
         per_structure = settings.candidates if pairs > settings.max_pairs else pairs
-        size = 1 << (max(1, _PAIR_BUDGET // max(per_structure, 1)).bit_length() - 1)
+        size = min(64, 1 << (max(1, _PAIR_BUDGET // max(per_structure, 1)).bit_length() - 1))
         refine, flagged = refiner(settings), []
-        for number, start in enumerate(range(0, len(todo), min(size, 64))):
+        for number, start in enumerate(range(0, len(todo), size)):
             check_stop()
-            rows = todo[start : start + min(size, 64)]
+            rows = todo[start : start + size]
             step_key = jax.random.fold_in(key, attempt * 1_000_003 + number)
             done = padded_call(
                 functools.partial(refine, key=step_key),
@@ -412,7 +415,7 @@ def calibrate_potential(
     calibrate, and no sampling is run."""
     if not len(terms.angles) or np.bincount(terms.angles[:, 1]).max() < 2:
         return fitted
-    starts = np.asarray(xyz[rows[_spread(len(rows), CALIBRATION_FRAMES)]], np.float32)
+    starts = np.asarray(xyz[rows[spread_frames(len(rows), CALIBRATION_FRAMES)]], np.float32)
     tether = jnp.asarray(tether_std, jnp.float32)
     mean_bond = jnp.float32(np.mean(fitted["bond_mean"]) if fitted["bond_mean"] else 1.0)
     target = np.maximum(angle.std, MIN_ANGLE_STD) ** 2
@@ -435,7 +438,8 @@ def calibrate_potential(
     return fitted
 
 
-def _spread(frames: int, most: int) -> np.ndarray:
+def spread_frames(frames: int, most: int) -> np.ndarray:
+    """Indices of at most `most` frames spread evenly over `frames` (all when fewer)."""
     if frames <= most:
         return np.arange(frames)
     return np.unique(np.linspace(0, frames - 1, most).round().astype(np.int64))
@@ -498,7 +502,7 @@ def compute_energies(xyz: np.ndarray, potential: StatisticalPotential) -> np.nda
     """(structures, len(JUDGED)) energies in kT: each kind's, then the sum."""
     kernel = _energy_kernel()
     parts = []
-    for part in _chunks(len(xyz), len(potential.pairs)):
+    for part in frame_chunks(len(xyz), len(potential.pairs)):
         energies = TermEnergies(*padded_call(kernel, xyz[part], potential))
         parts.append(np.stack([*map(np.asarray, energies), np.asarray(energies.total)], axis=1))
     return np.concatenate(parts) if parts else np.zeros((0, len(JUDGED)), np.float32)

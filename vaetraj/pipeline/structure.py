@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaetraj._interrupt import check_stop
 from vaetraj.metrics import (
     CONTACT_TOLERANCE,
     MIN_ANGLE_STD,
@@ -54,14 +53,14 @@ from vaetraj.pipeline.potential import (
     compute_energies,
     cross_validated_pass,
     fit_potential,
+    frame_chunks,
     padded_call,
     run_refiner,
+    spread_frames,
     thermal_settings,
 )
 from vaetraj.refine import ThermalSettings
 
-_CHUNK = 4096
-_PAIR_BUDGET = 20_000_000
 STATS_VERSION = 3
 MAX_MEASURED_FRAMES = 100_000  # measured: 19 s for all 1M frames of 50 atoms, 2 s for these
 ANCHORS = 256
@@ -98,15 +97,6 @@ def pair_distances(xyz: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """(frames, pairs) distances, in float32."""
     xyz = np.asarray(xyz, dtype=np.float32)
     return np.linalg.norm(xyz[:, pairs[:, 0]] - xyz[:, pairs[:, 1]], axis=-1)
-
-
-def _chunks(n: int, pairs: int = 0):
-    """Slices of at most _CHUNK structures, fewer when each has many pairs (about
-    _PAIR_BUDGET pair distances in memory at once); one empty slice for n = 0."""
-    size = max(1, min(_CHUNK, _PAIR_BUDGET // max(1, pairs)))
-    for part in [slice(start, start + size) for start in range(0, n, size)] or [slice(0, 0)]:
-        check_stop()  # a safe point for a signal (see vaetraj._interrupt)
-        yield part
 
 
 @functools.cache
@@ -352,7 +342,7 @@ def _measure(xyz: np.ndarray, terms: GeometryTerms, weights: np.ndarray):
     args = (tuple(jnp.asarray(t) for t in terms[:4]), jnp.asarray(weights, jnp.float32))
     bonds, angles, volumes = _Running(), _Running(), _Running()
     contacts, rgs = [], []
-    for part in _chunks(len(xyz), len(terms.pairs)):
+    for part in frame_chunks(len(xyz), len(terms.pairs)):
         bond, angle, volume, contact, rg = kernel(jnp.asarray(xyz[part], jnp.float32), *args)
         bonds.add(bond)
         angles.add(angle)
@@ -399,13 +389,6 @@ def _term_fields(terms, source: str, bond, angle, volume, contact) -> dict[str, 
     }
 
 
-def _spread(frames: int, most: int) -> np.ndarray:
-    """Indices of at most `most` frames spread evenly over `frames` (all when fewer)."""
-    if frames <= most:
-        return np.arange(frames)
-    return np.unique(np.linspace(0, frames - 1, most).round().astype(np.int64))
-
-
 def _rank_frames(values: np.ndarray, count: int) -> np.ndarray:
     """Positions of `count` values evenly spread in their sorted order, both extremes
     included: a partition, not a sort (no index array as long as `values`). Of equal
@@ -441,7 +424,7 @@ def compute_data_stats(
     bonds, source = bonds_of(topology_json, atoms)
     terms = geometry_terms(atoms, bonds, dims)
     weights, kind = rg_weights(masses, atoms)
-    measured = training[_spread(len(training), MAX_MEASURED_FRAMES)]
+    measured = training[spread_frames(len(training), MAX_MEASURED_FRAMES)]
     bond, angle, volume, contact, rg = _measure(xyz[measured], terms, weights)
     if len(measured) < len(training):  # R_g is cheap: its range is every frame's
         rg = compute_frame_rg(xyz, weights, training)
@@ -477,8 +460,8 @@ def _judged_frames(training: np.ndarray, held_out: np.ndarray | None) -> tuple[n
     fewer than MIN_JUDGED_FRAMES (a [p1, p99] range of 10 frames is their min and max)."""
     held_out = np.asarray([] if held_out is None else held_out, np.int64)
     if len(held_out) >= MIN_JUDGED_FRAMES:
-        return held_out[_spread(len(held_out), MAX_MEASURED_FRAMES)], "validation"
-    extra = training[_spread(len(training), MIN_JUDGED_FRAMES - len(held_out))]
+        return held_out[spread_frames(len(held_out), MAX_MEASURED_FRAMES)], "validation"
+    extra = training[spread_frames(len(training), MIN_JUDGED_FRAMES - len(held_out))]
     return np.concatenate([held_out, extra]), "validation+training" if len(held_out) else "training"
 
 
@@ -547,7 +530,7 @@ def measure_structures(xyz: np.ndarray, stats: DataStats, masses: np.ndarray | N
     weights = jnp.asarray(rg_weights(masses, atoms)[0], jnp.float32)
     args = (tuple(jnp.asarray(t) for t in terms[:4]), weights)
     parts = []
-    for part in _chunks(len(xyz), len(terms.pairs)):
+    for part in frame_chunks(len(xyz), len(terms.pairs)):
         bond, angle, _, contact, rg = (np.asarray(v) for v in padded_call(kernel, xyz[part], *args))
         parts.append(
             (
@@ -688,5 +671,5 @@ def compute_frame_rg(
         return np.zeros(0, np.float32)
     kernel, mass = _rg_kernel(), jnp.asarray(weights, jnp.float32)
     return np.concatenate(
-        [np.asarray(kernel(jnp.asarray(xyz[rows[part]]), mass)) for part in _chunks(len(rows))]
+        [np.asarray(kernel(jnp.asarray(xyz[rows[part]]), mass)) for part in frame_chunks(len(rows))]
     )
