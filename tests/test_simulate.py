@@ -114,3 +114,22 @@ def test_small_matrix_factors_match_numpy(dims):
     np.testing.assert_allclose(lower, np.linalg.cholesky(mass), rtol=1e-4, atol=1e-5)
     inverse = np.asarray(_small_inverse(jnp.asarray(mass)))
     np.testing.assert_allclose(inverse @ mass, np.broadcast_to(np.eye(dims), mass.shape), atol=1e-4)
+
+
+@pytest.mark.parametrize("dims", [2, 3, 4])
+def test_small_matrices_of_a_batch_laid_out_last(dims):
+    """The refiner keeps a batch of systems on the last axis: particles' matrices
+    (n, d, d, batch) are factored, inverted and applied one system at a time, as if
+    each were alone (d = 4 takes the LAPACK route)."""
+    from vaetraj.simulate._langevin import _apply, _small_cholesky, _small_inverse
+
+    a = np.random.default_rng(dims).normal(size=(5, 30, dims, dims))
+    mass = a @ np.swapaxes(a, -1, -2) + 0.2 * np.eye(dims)  # (batch, n, d, d)
+    laid_out = jnp.asarray(np.moveaxis(mass, 0, -1))  # (n, d, d, batch)
+    lower = np.moveaxis(np.asarray(_small_cholesky(laid_out)), -1, 0)
+    np.testing.assert_allclose(lower, np.linalg.cholesky(mass), rtol=1e-4, atol=1e-5)
+    inverse = np.moveaxis(np.asarray(_small_inverse(laid_out)), -1, 0)
+    np.testing.assert_allclose(inverse, np.linalg.inv(mass), rtol=1e-3, atol=1e-4)
+    v = np.random.default_rng(1).normal(size=(5, 30, dims))
+    applied = np.moveaxis(np.asarray(_apply(laid_out, jnp.asarray(np.moveaxis(v, 0, -1)))), -1, 0)
+    np.testing.assert_allclose(applied, np.einsum("bnij,bnj->bni", mass, v), rtol=1e-4, atol=1e-4)

@@ -117,6 +117,16 @@ def sample_command(
     run_command(body, json_output=json_output, debug=debug)
 
 
+def _refined_row(report, units: str) -> str:
+    """How far refinement moved the structures, and the decoder's own pass rate."""
+    checked = report.raw_checked
+    of = f" of {checked} checked" if checked is not None and checked < report.structures else ""
+    return (
+        f"moved {report.moved_median:.3g} {units} RMSD (median, max {report.moved_max:.3g}); "
+        f"{report.raw_plausible_fraction:.1%}{of} were inside before"
+    )
+
+
 def print_structures(report) -> None:
     units = report.units
     rows = [
@@ -136,14 +146,7 @@ def print_structures(report) -> None:
         )
     if report.plausible_fraction is not None:
         if report.refined:
-            rows.append(
-                (
-                    "refined",
-                    f"moved {report.moved_median:.3g} {units} RMSD (median, max "
-                    f"{report.moved_max:.3g}); {report.raw_plausible_fraction:.1%} were inside "
-                    "before",
-                )
-            )
+            rows.append(("refined", _refined_row(report, units)))
         failing = ", ".join(
             f"{kind} {share:.1%}" for kind, share in report.failures.items() if share > 0
         )

@@ -21,6 +21,15 @@ import numpy as np
 
 from vaetraj.metrics._structure import compute_pair_distances, compute_rg
 from vaetraj.metrics._trig import arctan2
+from vaetraj.metrics._vectors import (
+    Coordinates,
+    Jacobian,
+    bond_vectors,
+    cross,
+    dims_of,
+    dot,
+    norm,
+)
 
 # Windows hold the data's whole range and at least mean +- WINDOW_SIGMAS std; std is at
 # least MIN_RELATIVE_STD of the mean (constrained bonds, float32 rounding).
@@ -140,28 +149,36 @@ def _torsions(bonds: np.ndarray, neighbours: list[list[int]]) -> np.ndarray:
     return np.asarray(found, dtype=np.int64).reshape(-1, 4)
 
 
-def _safe_norm(v: jax.Array) -> jax.Array:
-    return jnp.sqrt(jnp.sum(v**2, axis=-1) + _TINY)
+def compute_angles(xyz: Coordinates, angles: jax.Array) -> jax.Array:
+    """(angles,) bond angles in radians of one frame (atoms, dims), or (angles, *batch)
+    of a batch's columns (`vaetraj.metrics._vectors`), 2D or 3D, atan2 form."""
+    return angle_jacobian(xyz, angles)[0]
 
 
-def compute_angles(xyz: jax.Array, angles: jax.Array) -> jax.Array:
-    """(angles,) bond angles in radians of one frame (2D or 3D), atan2 form."""
-    u = xyz[angles[:, 0]] - xyz[angles[:, 1]]
-    v = xyz[angles[:, 2]] - xyz[angles[:, 1]]
-    if xyz.shape[-1] == 2:
-        cross = jnp.abs(u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0])
-        cross = jnp.sqrt(cross**2 + _TINY)
+def angle_jacobian(xyz: Coordinates, angles: jax.Array) -> tuple[jax.Array, Jacobian]:
+    """`compute_angles` of columns, with the derivatives by the three atoms: theta =
+    atan2(|u x v|, u . v) for u and v from the middle atom, d theta / d u =
+    (u . v / |u|^2 u - v) / |u x v| (u and v swapped for the other end), and the
+    middle atom the opposite of their sum."""
+    u, v = bond_vectors(xyz, angles, 1, (0, 2))
+    if dims_of(xyz) == 2:
+        sine = jnp.sqrt((u[0] * v[1] - u[1] * v[0]) ** 2 + _TINY)
     else:
-        cross = _safe_norm(jnp.cross(u, v))
-    return arctan2(cross, jnp.sum(u * v, axis=-1))
+        sine = norm(cross(u, v))
+    cosine = dot(u, v)
+    along_u, along_v = cosine / dot(u, u), cosine / dot(v, v)
+    end_u = tuple((along_u * a - b) / sine for a, b in zip(u, v, strict=True))
+    end_v = tuple((along_v * b - a) / sine for a, b in zip(u, v, strict=True))
+    middle = tuple(-(a + b) for a, b in zip(end_u, end_v, strict=True))
+    return arctan2(sine, cosine), [end_u, middle, end_v]
 
 
-def compute_signed_volumes(xyz: jax.Array, centres: jax.Array) -> jax.Array:
+def compute_signed_volumes(xyz: Coordinates, centres: jax.Array) -> jax.Array:
     """(centres,) signed volume a . (b x c) of the bond vectors from each centre to its
-    three listed neighbours (3D)."""
-    origin = xyz[centres[:, 0]]
-    a, b, c = (xyz[centres[:, k]] - origin for k in (1, 2, 3))
-    return jnp.sum(a * jnp.cross(b, c), axis=-1)
+    three listed neighbours, of a 3D frame (atoms, 3), or (centres, *batch) of a
+    batch's columns."""
+    a, b, c = bond_vectors(xyz, centres, 0, (1, 2, 3))
+    return dot(a, cross(b, c))
 
 
 def check_frame(xyz: jax.Array, limits: GeometryLimits, weights: jax.Array) -> FrameCheck:

@@ -26,15 +26,26 @@ each of them and their sum fall among held-out MD frames' values.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaetraj.metrics._plausibility import compute_angles, compute_signed_volumes
-from vaetraj.metrics._structure import compute_pair_distances
+from vaetraj.metrics._plausibility import angle_jacobian, compute_signed_volumes
+from vaetraj.metrics._structure import compute_pair_distances, distance_jacobian
 from vaetraj.metrics._trig import arctan2
+from vaetraj.metrics._vectors import (
+    Coordinates,
+    Jacobian,
+    batch_shape_of,
+    cross,
+    dims_of,
+    dot,
+    sub,
+    take,
+)
 
 KINDS = ("bonds", "angles", "torsions", "contacts", "chirality")
 _TINY = 1e-12
@@ -96,83 +107,180 @@ class TermEnergies(NamedTuple):
         return self.bonds + self.angles + self.torsions + self.contacts + self.chirality
 
 
-def compute_dihedrals(xyz: jax.Array, torsions: jax.Array) -> jax.Array:
-    """(torsions,) dihedral angles in radians, in (-pi, pi], of one 3D frame; the
+def compute_dihedrals(xyz: Coordinates, torsions: jax.Array) -> jax.Array:
+    """(torsions,) dihedral angles in radians, in (-pi, pi], of one 3D frame (atoms,
+    3), or (torsions, *batch) of a batch's columns (`vaetraj.metrics._vectors`); the
     IUPAC sign convention (mdtraj's `compute_dihedrals`)."""
-    b1 = xyz[torsions[:, 1]] - xyz[torsions[:, 0]]
-    b2 = xyz[torsions[:, 2]] - xyz[torsions[:, 1]]
-    b3 = xyz[torsions[:, 3]] - xyz[torsions[:, 2]]
-    n1, n2 = jnp.cross(b1, b2), jnp.cross(b2, b3)
-    b2_length = jnp.sqrt(jnp.sum(b2**2, axis=-1) + _TINY)
-    y = b2_length * jnp.sum(b1 * n2, axis=-1)
-    x = jnp.sum(n1 * n2, axis=-1)
-    # a collinear triple has no dihedral; the tiny offset keeps its gradient finite
-    return arctan2(y, x + _TINY)
+    return dihedral_jacobian(xyz, torsions)[0]
+
+
+def _column(v: jax.Array, like: jax.Array) -> jax.Array:
+    """A per-term (n,) array shaped to broadcast against per-term values (n, *batch)."""
+    return v.reshape(v.shape + (1,) * (like.ndim - 1))
+
+
+def _lookup(table: Table, row: jax.Array, index: jax.Array, after: jax.Array):
+    """The table's values at `index` and at `after` (n, *batch), rows `row` (n,):
+    gathered from the flattened table (one index per value, not two)."""
+    points = table.values.shape[1]
+    flat = table.values.reshape(-1)
+    start = _column(row * points, index)
+    return flat[start + index], flat[start + after]
 
 
 def evaluate_table(table: Table, row: jax.Array, x: jax.Array) -> jax.Array:
-    """Energies (n,) of values x (n,) on table rows `row` (n,), interpolated linearly;
-    the quadratic tail past an end where its width is > 0, the end value where it is 0."""
+    """Energies (n, *batch) of values x (n, *batch) on table rows `row` (n,),
+    interpolated linearly; the quadratic tail past an end where its width is > 0, the
+    end value where it is 0."""
+    return _table_with_slope(table, row, x)[0]
+
+
+def _table_with_slope(table: Table, row: jax.Array, x: jax.Array):
+    """`evaluate_table`'s energies and their derivatives by x, the slope of the
+    segment or of the tail x is on (0 past an end without a tail)."""
     points = table.values.shape[1]
-    lo, step = table.lo[row], table.step[row]
-    tail = jnp.where(x < lo, table.tail_low[row], table.tail_high[row])
+    lo, step = _column(table.lo[row], x), _column(table.step[row], x)
+    tail = jnp.where(x < lo, _column(table.tail_low[row], x), _column(table.tail_high[row], x))
     u = (x - lo) / step
     inside = jnp.clip(u, 0.0, points - 1.0)
     index = jnp.minimum(jnp.floor(inside).astype(jnp.int32), points - 2)
     frac = inside - index
-    low, high = table.values[row, index], table.values[row, index + 1]  # two gathers
-    energy = low + frac * (high - low)
-    past = jnp.abs(u - inside) * step
-    rise = jnp.where(tail > 0, 0.5 * (past / jnp.where(tail > 0, tail, 1.0)) ** 2, 0.0)
-    return energy + rise
+    low, high = _lookup(table, row, index, index + 1)
+    past = (u - inside) * step  # signed: < 0 before the first point, > 0 after the last
+    width = jnp.where(tail > 0, tail, 1.0)
+    rise = jnp.where(tail > 0, 0.5 * (past / width) ** 2, 0.0)
+    on_grid = (u > 0.0) & (u < points - 1.0)
+    slope = jnp.where(on_grid, (high - low) / step, jnp.where(tail > 0, past / width**2, 0.0))
+    return low + frac * (high - low) + rise, slope
 
 
 def evaluate_periodic_table(table: Table, row: jax.Array, x: jax.Array) -> jax.Array:
-    """Energies (n,) of angles x (n,) on periodic table rows, interpolated linearly."""
+    """Energies (n, *batch) of angles x (n, *batch) on periodic table rows `row` (n,),
+    interpolated linearly."""
+    return _periodic_with_slope(table, row, x)[0]
+
+
+def _periodic_with_slope(table: Table, row: jax.Array, x: jax.Array):
+    """`evaluate_periodic_table`'s energies and their derivatives by x."""
     points = table.values.shape[1]
-    u = jnp.mod((x - table.lo[row]) / table.step[row], points)
+    step = _column(table.step[row], x)
+    u = jnp.mod((x - _column(table.lo[row], x)) / step, points)
     index = jnp.minimum(jnp.floor(u).astype(jnp.int32), points - 1)
     frac = u - index
-    low, high = table.values[row, index], table.values[row, (index + 1) % points]
-    return low + frac * (high - low)
+    low, high = _lookup(table, row, index, (index + 1) % points)
+    return low + frac * (high - low), (high - low) / step
+
+
+# -- tabulated terms with their gradients written out ---------------------------------
+#
+# Left to autodiff, a tabulated term's gradient is one chain (the table's slope, then
+# the geometry's derivatives) that ends in one array per atom of the term and per
+# coordinate; XLA's CPU backend fused that whole chain into each of those arrays and
+# computed it again for each (6 times for a contact, 12 for a torsion): about two
+# thirds of a protein refiner step. Here each term's value comes with its derivatives
+# by each atom's coordinates (the textbook formulas), and the backward pass only scales
+# them by the table's slope and adds them into the atoms.
+
+
+def dihedral_jacobian(xyz: Coordinates, index: jax.Array) -> tuple[jax.Array, Jacobian]:
+    """The dihedral (`compute_dihedrals`) and its derivatives: the end atoms move it
+    along their planes' normals, |b2| n / |n|^2; the middle two share the rest
+    (Blondel & Karplus 1996)."""
+    ends = [take(xyz, index[:, k]) for k in range(4)]
+    b1, b2, b3 = (sub(ends[k + 1], ends[k]) for k in range(3))
+    n1, n2 = cross(b1, b2), cross(b2, b3)
+    length2 = dot(b2, b2)
+    length = jnp.sqrt(length2 + _TINY)
+    phi = arctan2(length * dot(b1, n2), dot(n1, n2) + _TINY)
+    first_scale, last_scale = -length / (dot(n1, n1) + _TINY), length / (dot(n2, n2) + _TINY)
+    first = tuple(first_scale * c for c in n1)
+    last = tuple(last_scale * c for c in n2)
+    p, q = dot(b1, b2) / (length2 + _TINY), dot(b3, b2) / (length2 + _TINY)
+    second = tuple(q * g - (1 + p) * f for f, g in zip(first, last, strict=True))
+    third = tuple(p * f - (1 + q) * g for f, g in zip(first, last, strict=True))
+    return phi, [first, second, third, last]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _tabled_energies(geometry, periodic, xyz: Coordinates, index, table: Table, rows) -> jax.Array:
+    """Energies (n, *batch) of the terms on atoms `index` (n, k): the table's rows
+    `rows` (n,) at the value `geometry` gives them, gradient by hand (see above)."""
+    return _tabled_forward(geometry, periodic, xyz, index, table, rows)[0]
+
+
+def _tabled_forward(geometry, periodic, xyz, index, table, rows):
+    value, jacobian = geometry(xyz, index)
+    evaluate = _periodic_with_slope if periodic else _table_with_slope
+    energy, slope = evaluate(table, rows, value)
+    return energy, (xyz, index, slope, jacobian)
+
+
+def _tabled_backward(geometry, periodic, residuals, cotangent):
+    xyz, index, slope, jacobian = residuals
+    scale = cotangent * slope
+    if not isinstance(xyz, tuple):  # a frame (atoms, dims)
+        grad = jnp.zeros_like(xyz)
+        for atom, parts in enumerate(jacobian):
+            grad = grad.at[index[:, atom]].add(jnp.stack([scale * part for part in parts], -1))
+        return grad, None, None, None
+    columns = [jnp.zeros_like(column) for column in xyz]
+    for atom, parts in enumerate(jacobian):
+        for k, part in enumerate(parts):
+            columns[k] = columns[k].at[index[:, atom]].add(scale * part)
+    return tuple(columns), None, None, None
+
+
+_tabled_energies.defvjp(_tabled_forward, _tabled_backward)
+
+
+def _bond_energies(xyz: Coordinates, p: StatisticalPotential) -> jax.Array:
+    bond = compute_pair_distances(xyz, p.bonds)
+    deviation = jnp.abs(bond - _column(p.bond_mean, bond)) / _column(p.bond_std, bond)
+    return 0.5 * jax.nn.relu(deviation - _column(p.bond_flat, bond)) ** 2
+
+
+def _chirality_energies(xyz: Coordinates, p: StatisticalPotential) -> jax.Array:
+    volume = compute_signed_volumes(xyz, p.centres)
+    sign = _column(p.volume_sign, volume)
+    short = jax.nn.relu(_column(p.volume_floor, volume) - sign * volume)
+    return jnp.where(sign != 0, 0.5 * (short / _column(p.volume_std, volume)) ** 2, 0.0)
 
 
 def compute_term_energies(
-    xyz: jax.Array,
+    xyz: Coordinates,
     potential: StatisticalPotential,
     pairs: jax.Array | None = None,
     mask: jax.Array | None = None,
 ) -> TermEnergies:
-    """U(x) of one structure (atoms, dims) by kind of term, in kT. `pairs` (n, 3), two
-    atoms and their class's row, replaces the potential's pair list (a neighbour list:
-    pairs past every cutoff contribute nothing); `mask` (n,) bool leaves out the rows
-    that are False (a list's unused slots)."""
+    """U(x) by kind of term, in kT, of one structure (atoms, dims): scalars; or of a
+    batch's columns (`vaetraj.metrics._vectors`), each (atoms, *batch): each (*batch).
+    `pairs` (n, 3), two atoms and their class's row, replaces the potential's pair
+    list (a neighbour list: pairs past every cutoff contribute nothing); `mask` (n,)
+    bool leaves out the rows that are False (a list's unused slots)."""
     p = potential
-    bond = compute_pair_distances(xyz, p.bonds)
-    stretch = jax.nn.relu(jnp.abs(bond - p.bond_mean) / p.bond_std - p.bond_flat)
-    bonds = 0.5 * jnp.sum(stretch**2)
-    angle = compute_angles(xyz, p.angles)
-    angles = jnp.sum(evaluate_table(p.angle_table, jnp.arange(len(p.angles)), angle))
-    if xyz.shape[-1] == 3 and p.torsions.shape[0]:
-        phi = compute_dihedrals(xyz, p.torsions)
+    three_d = dims_of(xyz) == 3
+    energies = dict.fromkeys(KINDS, jnp.zeros(batch_shape_of(xyz), jnp.float32))
+    if len(p.bonds):
+        energies["bonds"] = jnp.sum(_bond_energies(xyz, p), axis=0)
+    if len(p.angles):
+        rows = jnp.arange(len(p.angles))
+        angle = _tabled_energies(angle_jacobian, False, xyz, p.angles, p.angle_table, rows)
+        energies["angles"] = jnp.sum(angle, axis=0)
+    if three_d and len(p.torsions):
         rows = jnp.arange(len(p.torsions))
-        torsions = jnp.sum(evaluate_periodic_table(p.torsion_table, rows, phi))
-    else:
-        torsions = jnp.zeros((), xyz.dtype)
+        torsion = _tabled_energies(dihedral_jacobian, True, xyz, p.torsions, p.torsion_table, rows)
+        energies["torsions"] = jnp.sum(torsion, axis=0)
     listed = jnp.concatenate([p.pairs, p.pair_class[:, None]], axis=1) if pairs is None else pairs
-    if listed.shape[0]:
-        r = compute_pair_distances(xyz, listed[:, :2])
-        energy = evaluate_table(p.pair_table, listed[:, 2], r)
-        contacts = jnp.sum(energy if mask is None else jnp.where(mask, energy, 0.0))
-    else:
-        contacts = jnp.zeros((), xyz.dtype)
-    if xyz.shape[-1] == 3 and p.centres.shape[0]:
-        volume = compute_signed_volumes(xyz, p.centres)
-        short = jax.nn.relu(p.volume_floor - p.volume_sign * volume) / p.volume_std
-        chirality = 0.5 * jnp.sum(jnp.where(p.volume_sign != 0, short**2, 0.0))
-    else:
-        chirality = jnp.zeros((), xyz.dtype)
-    return TermEnergies(bonds, angles, torsions, contacts, chirality)
+    if len(listed):
+        energy = _tabled_energies(
+            distance_jacobian, False, xyz, listed[:, :2], p.pair_table, listed[:, 2]
+        )
+        if mask is not None:
+            energy = jnp.where(_column(mask, energy), energy, 0.0)
+        energies["contacts"] = jnp.sum(energy, axis=0)
+    if three_d and len(p.centres):
+        energies["chirality"] = jnp.sum(_chirality_energies(xyz, p), axis=0)
+    return TermEnergies(**energies)
 
 
 def compute_statistical_energy(

@@ -1,10 +1,15 @@
-"""Structural descriptors of one frame (atoms, dims); vmap over frames."""
+"""Structural descriptors of one frame (atoms, dims); vmap over frames.
+
+`compute_pair_distances` also takes a batch as columns (`vaetraj.metrics._vectors`),
+as the refiner's kernels do."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from vaetraj.metrics._vectors import Coordinates, Jacobian, norm, sub, take
 
 
 def compute_rg(xyz: jax.Array, weights: jax.Array) -> jax.Array:
@@ -13,10 +18,20 @@ def compute_rg(xyz: jax.Array, weights: jax.Array) -> jax.Array:
     return jnp.sqrt(weights @ jnp.sum(centred**2, axis=-1))
 
 
-def compute_pair_distances(xyz: jax.Array, pairs: jax.Array) -> jax.Array:
-    """Distances of the given atom pairs (pairs, 2): (pairs,). A 1e-12 under the root
-    gives a finite gradient at zero distance (refinement pulls overlapping atoms apart)."""
-    return jnp.sqrt(jnp.sum((xyz[pairs[:, 0]] - xyz[pairs[:, 1]]) ** 2, axis=-1) + 1e-12)
+def compute_pair_distances(xyz: Coordinates, pairs: jax.Array) -> jax.Array:
+    """Distances of the given atom pairs (pairs, 2): (pairs,) of a frame (atoms, dims),
+    (pairs, *batch) of a batch's columns (`vaetraj.metrics._vectors`). A 1e-12 under
+    the root gives a finite gradient at zero distance (refinement pulls overlapping
+    atoms apart)."""
+    return distance_jacobian(xyz, pairs)[0]
+
+
+def distance_jacobian(xyz: Coordinates, pairs: jax.Array) -> tuple[jax.Array, Jacobian]:
+    """`compute_pair_distances` of columns, with the derivatives by both atoms."""
+    d = sub(take(xyz, pairs[:, 0]), take(xyz, pairs[:, 1]))
+    r = norm(d)
+    unit = tuple(component / r for component in d)
+    return r, [unit, tuple(-component for component in unit)]
 
 
 def all_pairs(atoms: int) -> np.ndarray:

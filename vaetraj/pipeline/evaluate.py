@@ -258,7 +258,7 @@ def _sample_fields(
         jnp.asarray(compute_frame_rg(xyz, weights)), jnp.asarray(compute_frame_rg(samples, weights))
     )
     stats = model.data_stats
-    sample_check, raw_check = made.check, made.raw_check
+    sample_check, raw_passed = made.check, made.raw_passed
     data_check = check_structures(xyz, stats, model.masses) if stats is not None else None
     return {
         "samples": n,
@@ -269,7 +269,9 @@ def _sample_fields(
         "sample_mean_bond": float(sample_check.mean_bond.mean()) if sample_check else None,
         "data_mean_bond": float(data_check.mean_bond.mean()) if data_check else None,
         "sample_plausible_fraction": float(sample_check.plausible.mean()) if sample_check else None,
-        "raw_sample_plausible_fraction": float(raw_check.plausible.mean()) if raw_check else None,
+        "raw_sample_plausible_fraction": (
+            float(raw_passed.mean()) if raw_passed is not None else None
+        ),
         "data_plausible_fraction": float(data_check.plausible.mean()) if data_check else None,
     }
 

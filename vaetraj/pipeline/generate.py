@@ -29,9 +29,16 @@ from vaetraj.io.features import check_features_output, write_features
 from vaetraj.io.latent import read_latent_points
 from vaetraj.io.structures import check_structure_output, write_structures
 from vaetraj.pipeline.model import Model, load_model
-from vaetraj.pipeline.structure import StructureCheck, check_structures, refine_structures
+from vaetraj.pipeline.potential import spread_frames
+from vaetraj.pipeline.structure import (
+    StructureCheck,
+    check_structures,
+    judge_structures,
+    refine_structures,
+)
 
 DEFAULT_MODEL = "model.h5"
+RAW_CHECKED = 128  # the decoder's raw outputs judged, spread over the set
 
 
 @dataclass
@@ -50,6 +57,7 @@ class StructureReport:
     plausible_fraction: float | None
     train_plausible_fraction: float | None
     raw_plausible_fraction: float | None  # the decoder's own output, before refinement
+    raw_checked: int | None  # how many of the decoder's outputs that share is of
     failures: dict[str, float] | None  # the share outside each kind's energy range
     energy_median: float | None  # the statistical energy, kT
     train_energy_range: list[float] | None  # held-out MD frames' [p1, p99] of it
@@ -98,31 +106,36 @@ def generate(model: Model, z: np.ndarray, *, refine: bool = True, seed: int = 0)
     if not np.isfinite(xyz).all():  # refused by the caller, naming its input
         return Generated(xyz, None, None, None, [])
     notes = []
-    raw_check = check_structures(xyz, stats, model.masses) if refine else None
+    # the decoder's own output, judged on a spread of at most RAW_CHECKED: a share to
+    # set beside the refined one, not worth a second full judge of a protein's set
+    raw_passed = None
+    if refine:
+        raw_passed = judge_structures(xyz[spread_frames(len(xyz), RAW_CHECKED)], stats)
     moved = None
     if refine:
         refined = refine_structures(xyz, stats, seed=seed)
         xyz, moved = np.asarray(refined.xyz), np.asarray(refined.moved)
         if not stats.tether_std:
             notes.append("the model does not record its decoder's error; refined untethered")
-    return Generated(xyz, check_structures(xyz, stats, model.masses), raw_check, moved, notes)
+    return Generated(xyz, check_structures(xyz, stats, model.masses), raw_passed, moved, notes)
 
 
 @dataclass(frozen=True)
 class Generated:
-    """Structures (n, atoms, dims), their check (None: not checked), the decoder's raw
-    output's check (None: not refined) and how far refinement moved each (n,)."""
+    """Structures (n, atoms, dims), their check (None: not checked), whether each of
+    the decoder's raw outputs that were checked (at most RAW_CHECKED, spread over the
+    set) passed (None: not refined) and how far refinement moved each (n,)."""
 
     xyz: np.ndarray
     check: StructureCheck | None
-    raw_check: StructureCheck | None
+    raw_passed: np.ndarray | None
     moved: np.ndarray | None
     notes: list[str]
 
 
 def _report(command: str, model: Model, model_path, made: Generated, **extra) -> StructureReport:
     stats = model.data_stats
-    check, raw, moved = made.check, made.raw_check, made.moved
+    check, raw, moved = made.check, made.raw_passed, made.moved
     train = stats if check is not None else None  # checked structures have statistics
     return StructureReport(
         command=command,
@@ -133,7 +146,8 @@ def _report(command: str, model: Model, model_path, made: Generated, **extra) ->
         units=model.units,
         plausible_fraction=float(check.plausible.mean()) if check else None,
         train_plausible_fraction=train.train_pass_fraction if train else None,
-        raw_plausible_fraction=float(raw.plausible.mean()) if raw else None,
+        raw_plausible_fraction=float(raw.mean()) if raw is not None else None,
+        raw_checked=len(raw) if raw is not None else None,
         failures=check.failures() if check else None,
         energy_median=float(np.median(check.energy)) if check else None,
         train_energy_range=[train.energy_low[-1], train.energy_high[-1]] if train else None,

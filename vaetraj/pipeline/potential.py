@@ -69,10 +69,15 @@ WALL_WIDTH = 0.01
 PERCENTILES = (1.0, 99.0)
 CALIBRATION_FRAMES = 128
 SAMPLE_TIME = 40.0  # the thermal sampler's run, in units of its fastest periods / 2 pi
+# its longest step: omega dt about 0.28 for the bonds and bends the mass matrices even
+# out (BAOAB samples a harmonic term exactly at any stable step, omega dt < 2)
+MAX_DT = 0.2
+RELAX_STEPS = 50  # Adam steps out of the decoder's overlaps before sampling
 CALIBRATION_ROUNDS = 1
 SKIN_BONDS = 0.5  # the refiner's neighbour-list skin, in mean bond lengths
 REFINE_RETRIES = 2  # larger neighbour lists tried before every pair
 LIST_QUANTUM = 2048
+REFINE_CHUNK = 64  # structures refined together, over one neighbour list
 QUANTILE_LEVELS = np.linspace(0.005, 0.995, 100)
 JUDGED = (*KINDS, "total")
 _PAIR_BUDGET = 20_000_000
@@ -297,7 +302,7 @@ def fit_potential(
 
 
 def thermal_settings(fitted: dict[str, Any], calibrating: bool = False) -> ThermalSettings:
-    """The sampler's steps for this potential: a time step of at most 0.1 (every
+    """The sampler's steps for this potential: a time step of at most MAX_DT (every
     atom's mass matrix puts its bonds and bends near period 2 pi / sqrt(2)), shorter
     where a contact wall is stiffer than the softest bond by more than the step can
     follow (omega dt at most 1.5), and SAMPLE_TIME of sampling whatever the step.
@@ -307,11 +312,11 @@ def thermal_settings(fitted: dict[str, Any], calibrating: bool = False) -> Therm
     wall = 1.0 / (WALL_WIDTH * closest) ** 2 if math.isfinite(closest) and closest > 0 else 0
     # at least 0.01 (4,000 steps): a wall stiffer than that comes from two atoms that
     # all but met in some frame, and is left to the relaxation
-    dt = min(0.1, max(0.01, 1.5 / math.sqrt(max(wall / softest, 1e-12))))
+    dt = min(MAX_DT, max(0.01, 1.5 / math.sqrt(max(wall / softest, 1e-12))))
     dt = float(f"{dt:.3g}")
     bonds = fitted["bond_mean"]
     return ThermalSettings(
-        relax_steps=0 if calibrating else 100,
+        relax_steps=0 if calibrating else RELAX_STEPS,
         sample_steps=math.ceil(SAMPLE_TIME / dt / (2 if calibrating else 1)),
         dt=dt,
         skin=SKIN_BONDS * (float(np.mean(bonds)) if bonds else 1.0),
@@ -327,22 +332,24 @@ def refiner(settings: ThermalSettings):
 @functools.cache
 def _shell_counts_kernel(shells: tuple[float, ...]):
     def counts(xyz, pairs, cutoff):
-        r = compute_pair_distances(xyz, pairs)
-        return jnp.stack([jnp.sum(r < cutoff + shell) for shell in shells])
+        def one(inside, x):
+            r = compute_pair_distances(x, pairs)
+            return inside | jnp.stack([r < cutoff + shell for shell in shells]), None
 
-    return jax.jit(jax.vmap(counts, in_axes=(0, None, None)))
+        start = jnp.zeros((len(shells), len(pairs)), bool)
+        return jnp.sum(jax.lax.scan(one, start, xyz)[0], axis=1)
+
+    return jax.jit(counts)
 
 
 def _sized(settings: ThermalSettings, xyz: np.ndarray, potential: StatisticalPotential):
     """The settings with neighbour-list arrays sized from the pairs within the shells
-    of structures xyz (a few): a quarter more than the most, up to a multiple of
-    LIST_QUANTUM (a few sizes to compile)."""
+    of any of structures xyz (one chunk, whose structures share a list): a quarter
+    more, up to a multiple of LIST_QUANTUM (a few sizes to compile)."""
     shells = ((1 + 2 * REACH) * settings.skin, settings.skin)
     kernel = _shell_counts_kernel(shells)
-    most = np.asarray(padded_call(kernel, xyz, potential.pairs, pair_cutoffs(potential))).max(
-        axis=0
-    )
-    sizes = [LIST_QUANTUM * math.ceil((1.25 * count + 1) / LIST_QUANTUM) for count in most]
+    union = np.asarray(kernel(jnp.asarray(xyz), potential.pairs, pair_cutoffs(potential)))
+    sizes = [LIST_QUANTUM * math.ceil((1.25 * count + 1) / LIST_QUANTUM) for count in union]
     return settings._replace(candidates=sizes[0], listed=min(sizes))
 
 
@@ -362,7 +369,7 @@ def run_refiner(
     pairs = len(potential.pairs)
     listing = pairs > settings.max_pairs
     if listing and len(xyz):
-        settings = _sized(settings, xyz[: 1 << (min(len(xyz), 8) - 1).bit_length()], potential)
+        settings = _sized(settings, xyz[:REFINE_CHUNK], potential)
     xyz = np.asarray(xyz, np.float32)
     out, moved = np.empty_like(xyz), np.empty(len(xyz), np.float32)
     todo, key = np.arange(len(xyz)), jax.random.key(seed)
@@ -376,7 +383,9 @@ def run_refiner(
                 candidates=2 * settings.candidates, listed=2 * settings.listed
             )
         per_structure = settings.candidates if pairs > settings.max_pairs else pairs
-        size = min(64, 1 << (max(1, _PAIR_BUDGET // max(per_structure, 1)).bit_length() - 1))
+        size = min(
+            REFINE_CHUNK, 1 << (max(1, _PAIR_BUDGET // max(per_structure, 1)).bit_length() - 1)
+        )
         refine, flagged = refiner(settings), []
         for number, start in enumerate(range(0, len(todo), size)):
             check_stop()
@@ -483,7 +492,10 @@ def build_potential(
 
 @functools.cache
 def _energy_kernel():
-    return jax.jit(jax.vmap(compute_term_energies, in_axes=(0, None)))
+    def energies(xyz, potential):  # the batch as columns: each gather reads all frames
+        return compute_term_energies(tuple(xyz[:, :, k].T for k in range(xyz.shape[2])), potential)
+
+    return jax.jit(energies)
 
 
 def padded_call(kernel, xyz: np.ndarray, *args):

@@ -103,21 +103,23 @@ def pair_distances(xyz: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 def _measure_kernel():
     def measure(xyz, terms, weights):
         bonds, angles, pairs, centres = terms[:4]
+        # the frames as columns (atoms, frames): each gather reads every frame at once
+        batch = tuple(xyz[:, :, k].T for k in range(xyz.shape[-1]))
         volumes = (
-            compute_signed_volumes(xyz, centres)
+            compute_signed_volumes(batch, centres).T
             if xyz.shape[-1] == 3
-            else jnp.zeros((0,), xyz.dtype)
+            else jnp.zeros((len(xyz), 0), xyz.dtype)
         )
-        contact = compute_pair_distances(xyz, pairs)
+        contact = compute_pair_distances(batch, pairs)
         return (
-            compute_pair_distances(xyz, bonds),
-            compute_angles(xyz, angles),
+            compute_pair_distances(batch, bonds).T,
+            compute_angles(batch, angles).T,
             volumes,
-            jnp.min(contact, initial=jnp.inf),
-            compute_rg(xyz, weights),
+            jnp.min(contact, axis=0, initial=jnp.inf),
+            jax.vmap(compute_rg, in_axes=(0, None))(xyz, weights),
         )
 
-    return jax.jit(jax.vmap(measure, in_axes=(0, None, None)))
+    return jax.jit(measure)
 
 
 class _Running:
@@ -624,6 +626,14 @@ def check_structures(
         inside=stats.ranges.inside(energies),
         distances=ensemble_distances(generated, stats.reference),
     )
+
+
+def judge_structures(xyz: np.ndarray, stats: DataStats) -> np.ndarray:
+    """Whether each structure (n, atoms, dims) passes the energy check (n,) bool: the
+    verdict of `check_structures` without its measurements (a protein's decoded
+    structures, judged before refinement, took as long again to measure)."""
+    energies = compute_energies(np.asarray(xyz), stats.statistical_potential(xyz.shape[1]))
+    return np.asarray(stats.ranges.inside(energies).all(axis=1))
 
 
 class RefinedStructures(NamedTuple):

@@ -142,10 +142,16 @@ def _compact(inside: jax.Array, size: int) -> tuple[jax.Array, jax.Array, jax.Ar
     return index, jnp.arange(size) < count, count
 
 
+def _columns(x: jax.Array) -> tuple[jax.Array, ...]:
+    """A batch laid out (atoms, dims, batch) as the kernels' columns (atoms, batch)."""
+    return tuple(x[:, k] for k in range(x.shape[1]))
+
+
 class _Energy(NamedTuple):
-    """One structure's energy with its tether, over a neighbour list: its candidate
-    pairs (n, 3: atom, atom, class row) and their cutoffs; all pairs when `listed` is
-    None."""
+    """The summed energy, with its tether, of a batch of structures laid out (atoms,
+    dims, batch) (each structure's gradient is its own), over a neighbour list shared
+    by the batch: its candidate pairs (n, 3: atom, atom, class row) and their cutoffs;
+    all pairs when `listed` is None."""
 
     x0: jax.Array
     potential: StatisticalPotential
@@ -156,20 +162,24 @@ class _Energy(NamedTuple):
     listed: int | None
 
     def __call__(self, x: jax.Array, near: tuple[jax.Array, jax.Array]) -> jax.Array:
-        tether = 0.5 * jnp.sum(jnp.sum((x - self.x0) ** 2, axis=-1) / self.tether_std**2)
-        return compute_term_energies(x, self.potential, *near).total + tether
+        spring = jnp.sum((x - self.x0) ** 2, axis=1) / self.tether_std[:, None] ** 2
+        energy = compute_term_energies(_columns(x), self.potential, *near).total
+        return energy.sum() + 0.5 * spring.sum()
 
     def nearest(self, x: jax.Array) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
-        """The list at x (pairs, mask) and whether it overflowed its slots."""
+        """The list at x (pairs, mask): the candidates within cutoff + skin in any
+        structure of the batch, and whether it overflowed its slots."""
         if self.listed is None:
             return (self.pairs, jnp.ones(len(self.pairs), bool)), jnp.zeros((), bool)
-        r = compute_pair_distances(x, self.pairs[:, :2])
-        index, mask, count = _compact(r < self.cutoff + self.skin, self.listed)
+        r = compute_pair_distances(_columns(x), self.pairs[:, :2])
+        inside = jnp.any(r < (self.cutoff + self.skin)[:, None], axis=1)
+        index, mask, count = _compact(inside, self.listed)
         return (self.pairs[index], mask), count > self.listed
 
 
 def _relax(energy: _Energy, mean_bond: jax.Array, settings: ThermalSettings):
-    """Adam down the energy from x0, the neighbour list rebuilt every block."""
+    """Adam down the energy from x0 (elementwise: each structure its own), the
+    neighbour list rebuilt every block."""
     solver = optax.adam(
         optax.cosine_decay_schedule(settings.relax_step * mean_bond, max(settings.relax_steps, 1))
     )
@@ -195,15 +205,23 @@ def _relax(energy: _Energy, mean_bond: jax.Array, settings: ThermalSettings):
 
 def _sample(energy: _Energy, x: jax.Array, key: jax.Array, settings: ThermalSettings):
     """BAOAB at kT = 1 from x; the last position."""
-    mass = _mass_matrix(x, energy.potential, energy.tether_std)
-    langevin = functools.partial(
-        langevin_baoab, dt=settings.dt, friction=settings.friction, kT=1.0, mass=mass
+    mass = jax.vmap(_mass_matrix, in_axes=(2, None, None), out_axes=3)(
+        x, energy.potential, energy.tether_std
     )
+
+    def langevin(near):
+        return langevin_baoab(
+            functools.partial(energy, near=near),
+            dt=settings.dt,
+            friction=settings.friction,
+            kT=1.0,
+            mass=mass,
+        )
 
     def block(carry, block_key):
         state, bad = carry
         near, overflow = energy.nearest(state.position)
-        init_fn, step_fn = langevin(lambda y: energy(y, near))
+        init_fn, step_fn = langevin(near)
         # the force on the new list; the momentum carries on
         state = init_fn(state.position, key=block_key)._replace(momentum=state.momentum)
         keys = jax.random.split(block_key, settings.rebuild_every)
@@ -212,7 +230,7 @@ def _sample(energy: _Energy, x: jax.Array, key: jax.Array, settings: ThermalSett
 
     init_key, run_key = jax.random.split(key)
     near, _ = energy.nearest(x)
-    start = langevin(lambda y: energy(y, near))[0](x, key=init_key)
+    start = langevin(near)[0](x, key=init_key)
     blocks = max(1, -(-settings.sample_steps // settings.rebuild_every))
     (final, bad), _ = jax.lax.scan(
         block, (start, jnp.zeros((), bool)), jax.random.split(run_key, blocks)
@@ -220,41 +238,58 @@ def _sample(energy: _Energy, x: jax.Array, key: jax.Array, settings: ThermalSett
     return final.position, bad
 
 
-def _refine_one(x0, key, potential, tether_std, mean_bond, *, settings: ThermalSettings):
+def _candidates(x0: jax.Array, pairs: jax.Array, reach: jax.Array) -> jax.Array:
+    """(pairs,) bool: within `reach` (pairs,) in any structure of the batch x0 (atoms,
+    dims, batch), one structure at a time (every pair of a protein, once)."""
+
+    def one(inside, x):
+        return inside | (compute_pair_distances(x, pairs[:, :2]) < reach), None
+
+    start = jnp.zeros(len(pairs), bool)
+    return jax.lax.scan(one, start, jnp.moveaxis(x0, 2, 0))[0]
+
+
+def _refine_batch(x0, key, potential, tether_std, mean_bond, *, settings: ThermalSettings):
+    """Refined (atoms, dims, batch), RMSD moved (batch,), overflow (batch,): one
+    neighbour list for the batch (structures decoded from one model share most of
+    their contacts), its arrays read once for every structure."""
     pairs = jnp.concatenate([potential.pairs, potential.pair_class[:, None]], axis=1)
     cutoff = pair_cutoffs(potential)
     listed, overflow = None, jnp.zeros((), bool)
     if len(pairs) > settings.max_pairs:  # the candidates: within 3 skins at the start
-        r = compute_pair_distances(x0, pairs[:, :2])
+        inside = _candidates(x0, pairs, cutoff + (1 + 2 * REACH) * settings.skin)
         size = min(settings.candidates, len(pairs))
-        index, _, count = _compact(r < cutoff + (1 + 2 * REACH) * settings.skin, size)
+        index, _, count = _compact(inside, size)
         pairs, cutoff, overflow = pairs[index], cutoff[index], count > size
         cutoff = jnp.where(jnp.arange(size) < count, cutoff, -jnp.inf)  # unused: never listed
         listed = min(settings.listed, size)
     energy = _Energy(x0, potential, tether_std, pairs, cutoff, settings.skin, listed)
     relaxed, full_relax = _relax(energy, mean_bond, settings)
     sampled, full_sample = _sample(energy, relaxed, key, settings)
-    x = jnp.where(jnp.all(jnp.isfinite(sampled)), sampled, relaxed)
-    moved = jnp.sqrt(jnp.mean(jnp.sum((x - x0) ** 2, axis=-1)))
-    return x, moved, overflow | full_relax | full_sample
+    finite = jnp.all(jnp.isfinite(sampled), axis=(0, 1))
+    x = jnp.where(finite, sampled, relaxed)
+    moved = jnp.sqrt(jnp.mean(jnp.sum((x - x0) ** 2, axis=1), axis=0))
+    bad = overflow | full_relax | full_sample
+    return x, moved, jnp.broadcast_to(bad, moved.shape)
 
 
 def make_thermal_refiner(
     settings: ThermalSettings = ThermalSettings(),
 ) -> Callable[..., Refined]:
     """A jit-compiled (structures (n, atoms, dims), potential, tether_std (atoms,),
-    mean_bond, *, key) -> Refined (see the module doc)."""
+    mean_bond, *, key) -> Refined (see the module doc). The n structures are refined
+    together, laid out (atoms, dims, n) so that every gather of the kernels reads n
+    structures' coordinates at once, over one neighbour list: a chunk of a few dozen
+    structures of one model at a time. A structure's result depends on the key and on
+    the chunk it was refined with (through the shared list and the noise)."""
     if settings.relax_steps < 0 or settings.sample_steps < 1 or settings.rebuild_every < 1:
         raise ValueError("relax_steps must be >= 0, sample_steps and rebuild_every >= 1")
-    one = functools.partial(_refine_one, settings=settings)
 
     @jax.jit
     def refine(xyz, potential, tether_std, mean_bond, *, key) -> Refined:
-        keys = jax.random.split(key, xyz.shape[0])
-        return Refined(
-            *jax.vmap(one, in_axes=(0, 0, None, None, None))(
-                xyz, keys, potential, tether_std, mean_bond
-            )
+        x, moved, overflow = _refine_batch(
+            jnp.moveaxis(xyz, 0, 2), key, potential, tether_std, mean_bond, settings=settings
         )
+        return Refined(jnp.moveaxis(x, 2, 0), moved, overflow)
 
     return refine

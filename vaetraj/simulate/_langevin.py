@@ -35,7 +35,8 @@ def langevin_baoab(
     init_fn(position, *, key) -> LangevinState, momenta drawn at temperature kT.
     step_fn(state, *, key) -> LangevinState, one time step of length dt.
     mass: a scalar, per-particle (particles, 1) masses, or a per-particle mass matrix
-    (particles, dims, dims), symmetric positive definite; the positions' equilibrium
+    (particles, dims, dims, *batch), symmetric positive definite (a batch of systems
+    laid out (particles, dims, *batch) has one per system); the positions' equilibrium
     distribution, exp(-energy / kT), does not depend on them, so a sampler may choose
     them to even out the system's frequencies.
     """
@@ -70,10 +71,15 @@ def _mass_maps(mass, variance):
         return (lambda p: p / mass), (lambda xi: scale * xi)
     inverse = _small_inverse(mass)
     lower = jnp.sqrt(variance) * _small_cholesky(mass)
-    return (
-        lambda p: jnp.einsum("nij,nj->ni", inverse, p),
-        lambda xi: jnp.einsum("nij,nj->ni", lower, xi),
-    )
+    return (lambda p: _apply(inverse, p)), (lambda xi: _apply(lower, xi))
+
+
+def _apply(m: jax.Array, v: jax.Array) -> jax.Array:
+    """Per-particle matrices (n, d, d, *batch) times vectors (n, d, *batch), the sums
+    written out (an einsum became batched dots with transposes around them)."""
+    d = m.shape[1]
+    rows = [sum(m[:, i, j] * v[:, j] for j in range(d)) for i in range(d)]
+    return jnp.stack(rows, axis=1)
 
 
 # Per-particle 2 x 2 and 3 x 3 matrices in closed form, elementwise. Batched LAPACK calls
@@ -83,28 +89,28 @@ def _mass_maps(mass, variance):
 
 
 def _small_cholesky(m: jax.Array) -> jax.Array:
-    """The lower Cholesky factors of symmetric positive-definite (n, d, d), d = 2 or 3."""
-    d = m.shape[-1]
+    """The lower Cholesky factors of symmetric positive-definite (n, d, d, *batch),
+    d = 2 or 3."""
+    d = m.shape[1]
     if d not in (2, 3):
-        return jnp.linalg.cholesky(m)
+        return _per_matrix(jnp.linalg.cholesky, m)
     l00 = jnp.sqrt(m[:, 0, 0])
     l10 = m[:, 1, 0] / l00
     l11 = jnp.sqrt(m[:, 1, 1] - l10**2)
     zero = jnp.zeros_like(l00)
     if d == 2:
-        return jnp.stack([jnp.stack([l00, zero], -1), jnp.stack([l10, l11], -1)], -2)
+        return _matrix([[l00, zero], [l10, l11]])
     l20 = m[:, 2, 0] / l00
     l21 = (m[:, 2, 1] - l20 * l10) / l11
     l22 = jnp.sqrt(m[:, 2, 2] - l20**2 - l21**2)
-    rows = [[l00, zero, zero], [l10, l11, zero], [l20, l21, l22]]
-    return jnp.stack([jnp.stack(row, -1) for row in rows], -2)
+    return _matrix([[l00, zero, zero], [l10, l11, zero], [l20, l21, l22]])
 
 
 def _small_inverse(m: jax.Array) -> jax.Array:
-    """The inverses of (n, d, d), d = 2 or 3, by the adjugate."""
-    d = m.shape[-1]
+    """The inverses of (n, d, d, *batch), d = 2 or 3, by the adjugate."""
+    d = m.shape[1]
     if d not in (2, 3):
-        return jnp.linalg.inv(m)
+        return _per_matrix(jnp.linalg.inv, m)
     a = [[m[:, i, j] for j in range(d)] for i in range(d)]
     if d == 2:
         det = a[0][0] * a[1][1] - a[0][1] * a[1][0]
@@ -118,4 +124,15 @@ def _small_inverse(m: jax.Array) -> jax.Array:
 
         det = sum(a[0][j] * cofactor(0, j) for j in range(3))
         rows = [[cofactor(j, i) for j in range(3)] for i in range(3)]  # the adjugate
-    return jnp.stack([jnp.stack(row, -1) for row in rows], -2) / det[:, None, None]
+    return _matrix(rows) / jnp.expand_dims(det, (1, 2))
+
+
+def _matrix(rows: list[list[jax.Array]]) -> jax.Array:
+    """(n, d, d, *batch) from d x d entries (n, *batch)."""
+    return jnp.stack([jnp.stack(row, axis=1) for row in rows], axis=1)
+
+
+def _per_matrix(function, m: jax.Array) -> jax.Array:
+    """A LAPACK-backed function of (..., d, d) applied to (n, d, d, *batch)."""
+    moved = jnp.moveaxis(m, (1, 2), (-2, -1))
+    return jnp.moveaxis(function(moved), (-2, -1), (1, 2))
