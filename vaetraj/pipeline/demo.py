@@ -56,7 +56,8 @@ _SUMMARIES: dict[str, Callable[[Any], str]] = {
     "sample": lambda r: (
         f"{r.structures} conformations, {r.plausible_fraction:.0%} inside the held-out "
         f"MD frames' energy ranges (the frames themselves {r.train_plausible_fraction:.0%}; "
-        f"decoder before refinement {r.raw_plausible_fraction:.0%}), median energy "
+        f"decoder before refinement {r.raw_plausible_fraction:.0%}"
+        f"{f' of {r.raw_checked}' if r.raw_checked < r.structures else ''}), median energy "
         f"{r.energy_median:.3g} kT (MD {r.train_energy_range[0]:.3g} to "
         f"{r.train_energy_range[1]:.3g})"
     ),

@@ -54,9 +54,11 @@ from vaetraj.optim import (
     make_objective,
 )
 from vaetraj.pipeline.model import Model, load_model, require_structure_model
+from vaetraj.pipeline.potential import RELAX_STEPS, thermal_settings
 from vaetraj.pipeline.structure import (
     OPTIMIZE_TETHER_WIDTH,
     DataStats,
+    RefinedStructures,
     StructureCheck,
     check_structures,
     refine_structures,
@@ -172,6 +174,16 @@ class OptimizeReport:
 
 
 REFINED_RECORDS = 8  # per restart: 64 restarts give 512 refined candidates
+# candidates come from the edge of the latent density, further from any frame than
+# samples: relaxed twice as long as `sample` relaxes (a few hundred structures, cheap)
+OPTIMIZE_RELAX_STEPS = 2 * RELAX_STEPS
+
+
+def _refined(structures: np.ndarray, stats: DataStats, config) -> RefinedStructures:
+    settings = thermal_settings(stats.potential)._replace(relax_steps=OPTIMIZE_RELAX_STEPS)
+    return refine_structures(
+        structures, stats, config.tether_width, seed=config.seed, settings=settings
+    )
 
 
 def _badness(values: np.ndarray, config: OptimizeConfig) -> np.ndarray:
@@ -196,9 +208,7 @@ def _starts(model: Model, config: OptimizeConfig, stats, score, decode, key, pri
         return np.asarray(drawn), 0
     structures = np.asarray(decode(jnp.asarray(anchors)))
     if config.refine:
-        structures = np.asarray(
-            refine_structures(structures, stats, config.tether_width, seed=config.seed).xyz
-        )
+        structures = np.asarray(_refined(structures, stats, config).xyz)
     values = np.asarray(score(jnp.asarray(structures)))
     badness = _badness(values, config)
     best = np.argsort(np.where(np.isfinite(badness), badness, np.inf), kind="stable")[:from_data]
@@ -401,7 +411,7 @@ def _candidates(
     structures = np.asarray(land.decode_all(safe))
     stats, moved = model.data_stats, None
     if stats is not None and config.refine:
-        refined = refine_structures(structures, stats, config.tether_width, seed=config.seed)
+        refined = _refined(structures, stats, config)
         structures, moved = np.asarray(refined.xyz), np.asarray(refined.moved)
     values = np.asarray(land.score_all(jnp.asarray(structures)))
     finite &= np.isfinite(values) & np.isfinite(structures).all(axis=(1, 2))
