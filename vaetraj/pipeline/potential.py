@@ -362,10 +362,10 @@ def run_refiner(
     *,
     seed: int = 0,
 ):
-    """Thermal refinement of structures (n, atoms, dims) in chunks, as NumPy arrays
-    (xyz, moved). A structure whose neighbour list overflowed its arrays is refined
-    again with arrays twice as large, up to REFINE_RETRIES times, then over every
-    pair."""
+    """Thermal refinement of structures (n, atoms, dims) in chunks of REFINE_CHUNK (one
+    batch and one neighbour list each), as NumPy arrays (xyz, moved). The structures
+    of a chunk whose list overflowed its arrays are refined again with arrays twice as
+    large, up to REFINE_RETRIES times, then over every pair."""
     pairs = len(potential.pairs)
     listing = pairs > settings.max_pairs
     if listing and len(xyz):

@@ -18,12 +18,16 @@ Masses only set the sampler's time scales, not its distribution: each atom gets 
 along their direction, angles and tether in every direction), so every motion of
 every atom has about the same period and one step size serves them all.
 
-With more than `max_pairs` pairs (a protein), the contact term runs over a neighbour
-list, in two levels: the candidates, the pairs within their class's cutoff plus
-1 + 2 REACH `skin` of the decoded structure, chosen once; the list, the candidates
-within cutoff plus `skin`, chosen again every `rebuild_every` steps. Both are packed
-into arrays of fixed sizes (`candidates`, `listed`); a structure whose pairs overflow
-one is flagged (`Refined.overflow`) for the caller to refine again with larger
+Structures are refined as one batch, laid out (atoms, dims, batch) and read by the
+kernels as columns (`vaetraj.metrics._vectors`): each structure's distribution is its
+own (the energy is a sum over structures, Adam and BAOAB act elementwise), but the
+batch shares one neighbour list and one noise draw. With more than `max_pairs` pairs
+(a protein), the contact term runs over that list, in two levels: the candidates, the
+pairs within their class's cutoff plus 1 + 2 REACH `skin` of any decoded structure of
+the batch, chosen once; the list, the candidates within cutoff plus `skin` in any
+structure, chosen again every `rebuild_every` steps. Both are packed into arrays of
+fixed sizes (`candidates`, `listed`); when the batch's pairs overflow one, each of its
+structures is flagged (`Refined.overflow`) for the caller to refine again with larger
 arrays. The list is a saving, not a guarantee: a pair that comes from past its
 cutoff plus the skin into the cutoff between two rebuilds is missed until the next.
 Refined structures are judged by their energy over every pair, so a structure that a
