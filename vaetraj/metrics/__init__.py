@@ -41,6 +41,7 @@ from vaetraj.metrics._structure import (
     compute_rg,
     summarize_chain,
 )
+from vaetraj.metrics._vectors import frames_as_columns
 
 __all__ = [
     "KINDS",
@@ -74,6 +75,7 @@ __all__ = [
     "compute_rg",
     "compute_signed_volumes",
     "compute_wasserstein_1d",
+    "frames_as_columns",
     "geometry_terms",
     "stereocentre_handedness",
     "summarize_chain",

@@ -23,6 +23,11 @@ Jacobian = list[Columns]
 _TINY = 1e-12
 
 
+def frames_as_columns(xyz: jax.Array) -> Columns:
+    """Frames (frames, atoms, dims) as a batch's columns, each (atoms, frames)."""
+    return tuple(xyz[:, :, k].T for k in range(xyz.shape[-1]))
+
+
 def dims_of(xyz: Coordinates) -> int:
     """2 or 3: the coordinates' dimensions."""
     return len(xyz) if isinstance(xyz, tuple) else xyz.shape[-1]

@@ -51,11 +51,18 @@ from vaetraj.metrics import (
     compute_pair_distances,
     compute_term_energies,
     deposit,
+    frames_as_columns,
     invert_density,
     log_density,
     silverman_bandwidth,
 )
-from vaetraj.refine import REACH, ThermalSettings, make_thermal_refiner, pair_cutoffs
+from vaetraj.refine import (
+    REACH,
+    ThermalSettings,
+    make_thermal_refiner,
+    pair_cutoffs,
+    pairs_within,
+)
 
 POINTS = 64
 TORSION_POINTS = 72
@@ -332,12 +339,7 @@ def refiner(settings: ThermalSettings):
 @functools.cache
 def _shell_counts_kernel(shells: tuple[float, ...]):
     def counts(xyz, pairs, cutoff):
-        def one(inside, x):
-            r = compute_pair_distances(x, pairs)
-            return inside | jnp.stack([r < cutoff + shell for shell in shells]), None
-
-        start = jnp.zeros((len(shells), len(pairs)), bool)
-        return jnp.sum(jax.lax.scan(one, start, xyz)[0], axis=1)
+        return jnp.stack([jnp.sum(pairs_within(xyz, pairs, cutoff + shell)) for shell in shells])
 
     return jax.jit(counts)
 
@@ -492,8 +494,8 @@ def build_potential(
 
 @functools.cache
 def _energy_kernel():
-    def energies(xyz, potential):  # the batch as columns: each gather reads all frames
-        return compute_term_energies(tuple(xyz[:, :, k].T for k in range(xyz.shape[2])), potential)
+    def energies(xyz, potential):  # each gather reads every frame
+        return compute_term_energies(frames_as_columns(xyz), potential)
 
     return jax.jit(energies)
 

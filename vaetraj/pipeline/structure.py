@@ -39,6 +39,7 @@ from vaetraj.metrics import (
     compute_pair_distances,
     compute_rg,
     compute_signed_volumes,
+    frames_as_columns,
     geometry_terms,
     stereocentre_handedness,
     term_windows,
@@ -103,8 +104,7 @@ def pair_distances(xyz: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 def _measure_kernel():
     def measure(xyz, terms, weights):
         bonds, angles, pairs, centres = terms[:4]
-        # the frames as columns (atoms, frames): each gather reads every frame at once
-        batch = tuple(xyz[:, :, k].T for k in range(xyz.shape[-1]))
+        batch = frames_as_columns(xyz)  # each gather reads every frame
         volumes = (
             compute_signed_volumes(batch, centres).T
             if xyz.shape[-1] == 3
@@ -618,22 +618,28 @@ def check_structures(
     """Judge structures (n, atoms, dims) by the statistical potential's energies against
     the held-out frames' ranges, and measure their distances to the frames' ensemble."""
     measured = measure_structures(xyz, stats, masses)
-    energies = compute_energies(np.asarray(xyz), stats.statistical_potential(xyz.shape[1]))
+    energies, inside = _energies_inside(xyz, stats)
     generated = ensemble_quantiles(measured, energies) if len(xyz) else {}
     return StructureCheck(
         frame=measured,
         energies=energies,
-        inside=stats.ranges.inside(energies),
+        inside=inside,
         distances=ensemble_distances(generated, stats.reference),
     )
+
+
+def _energies_inside(xyz: np.ndarray, stats: DataStats):
+    """Each structure's energies (n, kinds + 1) and whether each lies in the held-out
+    frames' range."""
+    energies = compute_energies(np.asarray(xyz), stats.statistical_potential(xyz.shape[1]))
+    return energies, stats.ranges.inside(energies)
 
 
 def judge_structures(xyz: np.ndarray, stats: DataStats) -> np.ndarray:
     """Whether each structure (n, atoms, dims) passes the energy check (n,) bool: the
     verdict of `check_structures` without its measurements (a protein's decoded
     structures, judged before refinement, took as long again to measure)."""
-    energies = compute_energies(np.asarray(xyz), stats.statistical_potential(xyz.shape[1]))
-    return np.asarray(stats.ranges.inside(energies).all(axis=1))
+    return np.asarray(_energies_inside(xyz, stats)[1].all(axis=1))
 
 
 class RefinedStructures(NamedTuple):

@@ -7,6 +7,14 @@ from vaetraj.refine._thermal import (
     ThermalSettings,
     make_thermal_refiner,
     pair_cutoffs,
+    pairs_within,
 )
 
-__all__ = ["REACH", "Refined", "ThermalSettings", "make_thermal_refiner", "pair_cutoffs"]
+__all__ = [
+    "REACH",
+    "Refined",
+    "ThermalSettings",
+    "make_thermal_refiner",
+    "pair_cutoffs",
+    "pairs_within",
+]

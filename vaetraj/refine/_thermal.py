@@ -242,15 +242,15 @@ def _sample(energy: _Energy, x: jax.Array, key: jax.Array, settings: ThermalSett
     return final.position, bad
 
 
-def _candidates(x0: jax.Array, pairs: jax.Array, reach: jax.Array) -> jax.Array:
-    """(pairs,) bool: within `reach` (pairs,) in any structure of the batch x0 (atoms,
-    dims, batch), one structure at a time (every pair of a protein, once)."""
+def pairs_within(xyz: jax.Array, pairs: jax.Array, reach: jax.Array) -> jax.Array:
+    """(pairs,) bool: each pair (pairs, 2) within its `reach` (pairs,) in any of the
+    structures xyz (n, atoms, dims), read one structure at a time (a protein's every
+    pair, once per structure, without n times the memory)."""
 
     def one(inside, x):
-        return inside | (compute_pair_distances(x, pairs[:, :2]) < reach), None
+        return inside | (compute_pair_distances(x, pairs) < reach), None
 
-    start = jnp.zeros(len(pairs), bool)
-    return jax.lax.scan(one, start, jnp.moveaxis(x0, 2, 0))[0]
+    return jax.lax.scan(one, jnp.zeros(len(pairs), bool), xyz)[0]
 
 
 def _refine_batch(x0, key, potential, tether_std, mean_bond, *, settings: ThermalSettings):
@@ -261,7 +261,8 @@ def _refine_batch(x0, key, potential, tether_std, mean_bond, *, settings: Therma
     cutoff = pair_cutoffs(potential)
     listed, overflow = None, jnp.zeros((), bool)
     if len(pairs) > settings.max_pairs:  # the candidates: within 3 skins at the start
-        inside = _candidates(x0, pairs, cutoff + (1 + 2 * REACH) * settings.skin)
+        reach = cutoff + (1 + 2 * REACH) * settings.skin
+        inside = pairs_within(jnp.moveaxis(x0, 2, 0), pairs[:, :2], reach)
         size = min(settings.candidates, len(pairs))
         index, _, count = _compact(inside, size)
         pairs, cutoff, overflow = pairs[index], cutoff[index], count > size
