@@ -178,3 +178,45 @@ def test_bad_input_is_one_line_and_writes_nothing(two_state, tmp_path):
     out.write_text("keep me")
     assert_error(run("kinetics", path, "--lag", "5", "-o", out), 73, "k.h5")
     assert out.read_text() == "keep me"
+
+
+@pytest.fixture(scope="module")
+def small_two_state(tmp_path_factory):
+    points, _ = _two_states(2000, 0.02, seed=1)
+    return _latent_file(tmp_path_factory.mktemp("kinetics") / "small.h5", points, [2000])
+
+
+def test_options_the_latent_path_cannot_carry_are_one_line(small_two_state, tmp_path):
+    """deeptime's own errors (issue 31) become one line, exit 65, naming the file: more
+    clusters than frames, so many clusters that none connect, means that never move,
+    and trajectories too short for the lag; nothing is written."""
+    out = tmp_path / "k.h5"
+    path = small_two_state
+    assert_error(run("kinetics", path, "--lag", "5", "--clusters", "5000", "-o", out), 65,
+                 "small.h5", "--clusters 5000", "2000 frames")  # fmt: skip
+    assert_error(run("kinetics", path, "--lag", "5", "--clusters", "1990", "-o", out), 65,
+                 "small.h5", "no Markov model", "lower --lag or --clusters")  # fmt: skip
+    still = _latent_file(tmp_path / "still.h5", np.ones((500, 2)), [500])
+    assert_error(run("kinetics", still, "--lag", "5", "-o", out), 65, "still.h5", "same point")
+    rng = np.random.default_rng(0)
+    short = _latent_file(tmp_path / "short.h5", rng.normal(size=(13, 2)), [5, 8])
+    assert_error(run("kinetics", short, "--lag", "6", "-o", out), 65, "short.h5")
+    assert_error(run("kinetics", short, "--lag", "6", "--clusters", "2", "-o", out), 65,
+                 "short.h5", "at lag 6")  # fmt: skip
+    assert not out.exists()
+
+
+def test_lags_beyond_the_data_and_an_unresolved_lag_say_so(small_two_state):
+    """A test lag with too few pairs for a model is left out with a note (it raised
+    deeptime's ValueError); a lag beyond the slowest timescale gets a note that nothing
+    is resolved there."""
+    result = run("kinetics", small_two_state, "--lag", "5", "--lags", "1,5,1999,5000", "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert 1999 in record["its_lags"] and 5000 not in record["its_lags"]
+    assert record["its"][record["its_lags"].index(1999)] == []
+    assert any("no Markov model at lag(s) [1999]" in n for n in record["notes"])
+    assert not any("no process is resolved" in n for n in record["notes"])  # 24.5 > 5
+    late = json.loads(run("kinetics", small_two_state, "--lag", "150", "--json").stdout)
+    assert late["implied_timescales"][0] <= 150
+    assert any("no process is resolved at this lag" in n for n in late["notes"])

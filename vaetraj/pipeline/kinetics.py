@@ -154,11 +154,21 @@ class _Models:
         from deeptime.markov.msm import MaximumLikelihoodMSM
 
         counts = TransitionCountEstimator(lagtime=lag, count_mode="sliding").fit_fetch(self.dtrajs)
+        # deeptime raises ValueError, from either step, when every strongly connected
+        # set is a single cluster (too many clusters for the frames, or a lag so long
+        # that few pairs are left)
         try:
             active = counts.submodel_largest()
-        except ValueError:  # deeptime: every strongly connected set is a single cluster
+            if active.n_states < 2:
+                raise ValueError("one cluster")
+        except ValueError:
             raise _Disconnected(f"at lag {lag} no two clusters are connected both ways") from None
-        return MaximumLikelihoodMSM(reversible=True).fit_fetch(active), active
+        try:
+            return MaximumLikelihoodMSM(reversible=True).fit_fetch(active), active
+        except (ValueError, RuntimeError) as failure:  # too few counts per cluster
+            raise _Disconnected(
+                f"at lag {lag} the Markov model does not converge ({failure})"
+            ) from None
 
 
 class _Disconnected(Exception):
@@ -230,23 +240,55 @@ def analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetics
     return result
 
 
-def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetics:
-    from deeptime.decomposition import VAMP
+def _check_fits(latent: LatentData, config: KineticsConfig, where: Path) -> None:
+    """Refuse, before any work, options the latent path cannot carry: more clusters than
+    frames, or means that never move (no process at all)."""
+    frames = len(latent.mean)
+    if config.clusters > frames:
+        raise BadInputError(
+            f"--clusters {config.clusters} is more than its {frames} frames; use at most "
+            f"{max(2, frames // 10)} (about 10 frames a cluster)",
+            path=where,
+        )
+    mean = np.asarray(latent.mean, np.float64)
+    if frames and np.ptp(mean, axis=0).max() == 0:
+        raise BadInputError(
+            "every frame's latent mean is the same point: there is no process to analyze "
+            "(was it encoded by a dead network?)",
+            path=where,
+        )
 
+
+def _vamp(pieces: list[np.ndarray], lag: int, where: Path):
+    from deeptime.decomposition import VAMP
+    from deeptime.numeric import ZeroRankError
+
+    try:
+        return VAMP(lagtime=lag).fit(pieces).fetch_model()
+    except ZeroRankError:
+        raise BadInputError(
+            f"the latent means barely vary over the frames pairs at lag {lag} span: "
+            "no process to score",
+            path=where,
+        ) from None
+
+
+def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetics:
     started = time.perf_counter()
     notes: list[str] = []
+    _check_fits(latent, config, where)
     pieces, usable = _trajectories(latent, config.lag, where, notes)
     longest = max(len(pieces[number]) for number in usable)
-    vamp = VAMP(lagtime=config.lag).fit([pieces[n] for n in usable]).fetch_model()
+    vamp = _vamp([pieces[n] for n in usable], config.lag, where)
     vamp2 = float(vamp.score(2))
     centers, every_dtraj = _cluster(pieces, config, where)
     models = _Models([every_dtraj[number] for number in usable])
     try:
         msm, active = models.at(config.lag)
-    except _Disconnected:
+    except _Disconnected as failure:
         raise BadInputError(
-            f"at lag {config.lag} no two of the {len(centers)} clusters are visited one "
-            f"from the other and back: no Markov model; lower --lag or --clusters",
+            f"{failure} (of {len(centers)} clusters over {len(latent.mean)} frames): no Markov "
+            "model; lower --lag or --clusters",
             path=where,
         ) from None
     if msm.n_states < config.states:
@@ -257,12 +299,24 @@ def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetic
         )
     lags = _test_lags(config, longest, notes)
     its = [_its_at(models, lag) for lag in lags]
+    unmodelled = [lag for lag, row in zip(lags, its, strict=True) if not row]
+    if unmodelled:
+        notes.append(
+            f"no Markov model at lag(s) {unmodelled} (too few pairs of frames that far apart): "
+            "their implied timescales are left out"
+        )
     pcca = msm.pcca(config.states)
     metastable = _metastable(every_dtraj, active, pcca, len(centers))
     test, ck_lags, ck_error = _ck_test(models, config, longest, notes)
     # ps per frame: --frame-time's, else what encode recorded, else None
     frame_time = config.frame_time if config.frame_time is not None else latent.frame_time_ps
     slowest = its[lags.index(config.lag)]
+    if slowest and slowest[0] <= config.lag:
+        notes.append(
+            f"the slowest implied timescale ({slowest[0]:.3g} frames) is no longer than the lag "
+            f"({config.lag}): no process is resolved at this lag, so the metastable states "
+            "are not a kinetic model; lower --lag"
+        )
     report = KineticsReport(
         latent=str(where), frames=len(latent.mean), trajectories=len(pieces),
         latent_dim=latent.mean.shape[1], lag=config.lag, frame_time_ps=frame_time,
