@@ -119,6 +119,48 @@ def test_settings_file_sets_options(workdir, polymer_npz):
     assert_error(run("align", "traj.npz"), 2, "vaetraj.toml", "methdo")
 
 
+def test_a_settings_file_that_is_wrong_names_the_file_and_key(workdir, polymer_npz):
+    """Issue 31: a folder, a binary file or a link loop named vaetraj.toml; a value of
+    the wrong type (lag = true ran at lag 1); a value out of range names the file and the
+    key, not the flag the user never typed; a TOML array is a comma-separated list."""
+    settings = workdir / "vaetraj.toml"
+    settings.mkdir()
+    assert_error(run("align", "traj.npz"), 2, "vaetraj.toml", "folder")
+    settings.rmdir()
+    settings.write_bytes(bytes(range(128, 256)))
+    assert_error(run("align", "traj.npz"), 2, "vaetraj.toml", "not UTF-8")
+    settings.unlink()
+    settings.symlink_to("vaetraj.toml")
+    assert_error(run("align", "traj.npz"), 66, "vaetraj.toml", "symbolic link")
+    settings.unlink()
+    for text, fragments in [
+        ("[kinetics]\nlag = true\n", ["[kinetics] lag must be a whole number", "true"]),
+        ("[kinetics]\nclusters = 2.5\n", ["[kinetics] clusters must be a whole number"]),
+        ('[align]\nmethod = "nope"\n', ["[align] method must be one of", "kabsch"]),
+        ("[align]\noverwrite = 1\n", ["[align] overwrite must be true or false"]),
+        ("[align]\nstride = [1, 2]\n", ["[align] stride takes one value, not an array"]),
+        ("[align]\nstride = 0\n", ["[align] stride must be at least 1"]),
+    ]:
+        settings.write_text(text)
+        assert_error(run("align", "traj.npz", "-o", "a.h5"), 2, "vaetraj.toml", *fragments)
+        assert not (workdir / "a.h5").exists()
+    # a value the command itself refuses: the file and key first, when it came from there
+    settings.write_text("[kinetics]\nlag = 0\n")
+    assert_error(run("kinetics", "none.h5"), 2, "vaetraj.toml: [kinetics] lag:", "--lag")
+    result = run("kinetics", "none.h5", "--lag", "0")
+    assert_error(result, 2, "--lag must be at least 1")
+    assert "vaetraj.toml" not in result.stderr
+    settings.write_text('[kinetics]\nlags = "1,x"\n')
+    assert_error(run("kinetics", "none.h5", "--lag", "3"), 2, "vaetraj.toml: [kinetics] lags:")
+    settings.write_text("[kinetics]\nlags = [1, 2, 5]\n")
+    from typer.main import get_command
+
+    from vaetraj.cli._runtime import load_settings
+    from vaetraj.cli.app import app
+
+    assert load_settings(get_command(app), settings) == {"kinetics": {"lags": "1,2,5"}}
+
+
 def test_shared_alanine_dipeptide(workdir):
     dcd, pdb = shared("alanine-dipeptide", "ala2.dcd"), shared("alanine-dipeptide", "ala2.pdb")
     result = run(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import traceback
@@ -28,6 +29,7 @@ from vaetraj.errors import (
 )
 
 SETTINGS_FILE = "vaetraj.toml"
+SETTINGS_META = "vaetraj.settings"  # the root context's meta: the settings file read
 # config fields whose command-line option is not --field-name
 FLAGS = {"learning_rate": "--lr"}
 
@@ -72,20 +74,95 @@ def _load_toml(path: Path) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
+    if path.is_dir():
+        raise UsageError("is a folder, not a settings file", path=path)
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"invalid TOML ({error})", path=path) from None
+    except UnicodeDecodeError:
+        raise UsageError("is not a TOML text file (it is not UTF-8 text)", path=path) from None
 
 
 def _command_options(command) -> dict[str, Any]:
-    """Settable names of a command (params) or group (subcommands), recursively."""
+    """Settable options of a command (name -> click parameter) or group (name -> its
+    subcommands' options), recursively."""
     if isinstance(command, TyperGroup):
         return {name: _command_options(sub) for name, sub in command.commands.items()}
     return {
-        param.name: None for param in command.params if param.name not in ("debug", "json_output")
+        param.name: param for param in command.params if param.name not in ("debug", "json_output")
     }
+
+
+def _annotation(param) -> Any:
+    """What an option takes: its Python annotation (typer >= 0.20 keeps it), else a
+    stand-in from its click type's name (older typer)."""
+    described = getattr(param, "type_descriptor", None)
+    if described is not None:
+        return described.annotation
+    kind = getattr(getattr(param, "type", None), "name", "text")
+    stand_in = {"integer": int, "float": float, "boolean": bool}.get(kind, str)
+    choices = getattr(param.type, "choices", None)
+    return list(choices) if choices else stand_in
+
+
+def _check_scalar(annotation: Any, value: Any, key: str, path: Path) -> None:
+    """One TOML value against what its option takes; the error names the key."""
+    import enum
+
+    choices = None
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        choices = [str(member.value) for member in annotation]
+    elif isinstance(annotation, list):
+        choices = [str(choice) for choice in annotation]
+    if annotation is bool:
+        ok, wanted = isinstance(value, bool), "true or false"
+    elif annotation is int:
+        ok, wanted = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif annotation is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        wanted = "a number"
+    elif choices is not None:
+        ok, wanted = value in choices, "one of " + ", ".join(choices)
+    else:
+        ok, wanted = isinstance(value, str), "a string (in quotes)"
+    if not ok:
+        shown = json.dumps(value) if isinstance(value, (bool, str, int, float)) else repr(value)
+        raise UsageError(f"{key} must be {wanted}, got {shown}", path=path)
+
+
+def _setting_value(param, value: Any, path: Path, key: str) -> Any:
+    """A setting's value checked against what its option takes (the error names the
+    file and the key, not the flag); a TOML array for an option that takes a
+    comma-separated list (a string) becomes that list."""
+    annotation = _annotation(param)
+    if isinstance(value, dict):
+        raise UsageError(f"{key} takes a value, not a table", path=path)
+    if getattr(param, "multiple", False) or getattr(annotation, "__origin__", None) is list:
+        items = value if isinstance(value, list) else [value]
+        inner = getattr(annotation, "__args__", (str,))[0]
+        for item in items:
+            _check_scalar(str if inner is Path else inner, item, key, path)
+        return items
+    if isinstance(value, list):
+        if annotation is not str or any(isinstance(v, (list, dict, bool)) for v in value):
+            raise UsageError(f"{key} takes one value, not an array", path=path)
+        value = ",".join(str(v) for v in value)
+    _check_scalar(str if annotation is Path else annotation, value, key, path)
+    if annotation in (int, float):
+        _check_range(param, value, key, path)
+    return value
+
+
+def _check_range(param, value: float, key: str, path: Path) -> None:
+    """The option's own bounds (min=/max= on the option, or an older click's range type)."""
+    low = getattr(param, "min", getattr(getattr(param, "type", None), "min", None))
+    high = getattr(param, "max", getattr(getattr(param, "type", None), "max", None))
+    if low is not None and value < low:
+        raise UsageError(f"{key} must be at least {low}, got {value}", path=path)
+    if high is not None and value > high:
+        raise UsageError(f"{key} must be at most {high}, got {value}", path=path)
 
 
 def _normalize(
@@ -94,8 +171,8 @@ def _normalize(
     normalized: dict[str, Any] = {}
     for key, value in settings.items():
         name = key.replace("-", "_") if not isinstance(value, dict) else key
+        section = f"[{where}] " if where else ""
         if name not in allowed:
-            section = f"[{where}] " if where else ""
             known = ", ".join(sorted(allowed)) or "nothing"
             raise UsageError(f"{section}unknown setting '{key}' (known: {known})", path=path)
         if isinstance(allowed[name], dict):
@@ -103,19 +180,51 @@ def _normalize(
                 raise UsageError(f"'{key}' must be a table like [{key}]", path=path)
             normalized[name] = _normalize(value, allowed[name], path, f"{where}.{key}".strip("."))
         else:
-            normalized[name] = value
+            normalized[name] = _setting_value(allowed[name], value, path, f"{section}{key}")
     return normalized
+
+
+def _current_context() -> Any:
+    """click's context of the command now running (click's, or the copy typer >= 0.20
+    vendors), or None."""
+    import importlib
+
+    core = next(
+        c for c in typer.Context.__mro__ if c.__name__ == "Context" and c is not typer.Context
+    )
+    module = importlib.import_module(core.__module__.rsplit(".", 1)[0] + ".globals")
+    return module.get_current_context(silent=True)
+
+
+def blame_settings(message: str) -> str:
+    """An error about an option whose value came from the settings file names the file
+    and the key before the message (the user never typed the flag)."""
+    ctx = _current_context()
+    path = ctx.find_root().meta.get(SETTINGS_META) if ctx is not None else None
+    if path is None:
+        return message
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        flags = [opt for opt in getattr(param, "opts", []) if opt.startswith("--")]
+        if getattr(source, "name", "") != "DEFAULT_MAP" or not flags:
+            continue
+        if any(re.search(rf"{re.escape(flag)}(?![\w-])", message) for flag in flags):
+            return f"{path}: [{ctx.info_name}] {param.name}: {message}"
+    return message
 
 
 def load_settings(group: Any, path: Path | None = None) -> dict[str, Any] | None:
     """Defaults for every command from `path` or ./vaetraj.toml, checked against the
-    commands' options; None when there is no file."""
+    commands' options as the command line would check them; None when there is no
+    file."""
+    from vaetraj.errors import InputMissingError
+
     explicit = path is not None
     path = path or Path(SETTINGS_FILE)
     if not path.exists():
+        if os.path.lexists(path):  # a link to nothing, or a loop: not silently ignored
+            raise InputMissingError("a symbolic link that leads to no file", path=path)
         if explicit:
-            from vaetraj.errors import InputMissingError
-
             raise InputMissingError("no such settings file", path=path)
         return None
     return _normalize(_load_toml(path), _command_options(group), path)
@@ -169,6 +278,8 @@ def run_command(
         if debug:
             traceback.print_exc()
         message = error.as_flag(FLAGS) if isinstance(error, ConfigError) else str(error)
+        if isinstance(error, UsageError):
+            message = blame_settings(message)
         _fail(message, error.exit_code, json_output, error.record)
     except KeyboardInterrupt:
         _fail("interrupted; no output was written", EXIT_INTERRUPTED, json_output)

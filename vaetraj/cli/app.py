@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from vaetraj._version import __version__
-from vaetraj.cli._runtime import load_settings, run_command
+from vaetraj.cli._runtime import SETTINGS_FILE, SETTINGS_META, load_settings, run_command
 from vaetraj.cli.align import align_command
 from vaetraj.cli.demo import demo_command
 from vaetraj.cli.encode import encode_command
@@ -69,6 +69,8 @@ def main_callback(
 
     def apply_settings() -> None:
         ctx.default_map = load_settings(ctx.command, settings)
+        if ctx.default_map is not None:
+            ctx.meta[SETTINGS_META] = settings or SETTINGS_FILE
 
     # settings errors are usage errors (exit 2), reported like any command's
     run_command(apply_settings, json_output=False, debug=debug)
