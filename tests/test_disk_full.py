@@ -115,3 +115,52 @@ def test_a_read_only_file_system_is_exit_74(inputs, small_disk):
     done = _vaetraj("align", "short.npz", "-o", small_disk / "a.h5", cwd=inputs)
     _one_line_74(done, "a.h5")
     assert "Read-only file system" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def latent_path(inputs):
+    """A latent path of 60,000 frames: its kinetics.h5 (about 0.7 MB) outgrows the disk."""
+    from test_kinetics import _latent_file, _two_states
+
+    path = inputs / "latent.h5"
+    if not path.exists():
+        _latent_file(path, _two_states(60_000, 0.02, seed=0)[0], [60_000])
+    return path
+
+
+def test_kinetics_on_a_full_disk_is_one_line(latent_path, small_disk):
+    """Issue 31: h5py printed two "Exception ignored" tracebacks around the exit 74."""
+    done = _vaetraj("kinetics", latent_path, "--lag", "5", "--clusters", "20", "-o",
+                    small_disk / "k.h5", cwd=latent_path.parent)  # fmt: skip
+    _one_line_74(done, "k.h5")
+    assert os.listdir(small_disk) == []
+
+
+def test_kinetics_figures_on_a_full_disk_leave_no_file_behind(latent_path, small_disk, tmp_path):
+    """The figures fail (the disk is nearly full): kinetics.h5, written elsewhere, is
+    not left behind either (a rerun needed --overwrite)."""
+    (small_disk / "filler").write_bytes(b"x" * (small_disk_free(small_disk) - 8 * 1024))
+    done = _vaetraj("kinetics", latent_path, "--lag", "5", "--clusters", "20", "-o",
+                    tmp_path / "k.h5", "--figures", small_disk / "figs",
+                    cwd=latent_path.parent)  # fmt: skip
+    _one_line_74(done, "figs")
+    assert not (tmp_path / "k.h5").exists()
+    assert os.listdir(small_disk / "figs") == [] if (small_disk / "figs").exists() else True
+
+
+def small_disk_free(folder: Path) -> int:
+    stats = os.statvfs(folder)
+    return stats.f_bavail * stats.f_frsize
+
+
+@pytest.mark.parametrize("figures", ["kinetics", "plot"])
+def test_figures_on_a_read_only_file_system_are_exit_74(inputs, latent_path, small_disk, figures):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    if figures == "kinetics":
+        args = ["kinetics", latent_path, "--lag", "5", "--clusters", "20", "--figures",
+                small_disk / "figs"]  # fmt: skip
+    else:
+        args = ["plot", "-m", "model.h5", "-o", small_disk / "figs"]
+    done = _vaetraj(*args, cwd=inputs)
+    _one_line_74(done, "figs")
+    assert "Read-only file system" in done.stderr

@@ -34,7 +34,8 @@ def _refuse_input_as_output(
         try:
             same = os.path.samefile(path, source)
         except OSError:  # one of them does not exist (yet): compare the names
-            same = path.resolve() == source.resolve()
+            # (realpath, unlike Path.resolve, does not raise on a symbolic-link loop)
+            same = os.path.realpath(path) == os.path.realpath(source)
         if same:
             raise UsageError(
                 f"output is the input {source}: it would be replaced; write to another file",
@@ -52,6 +53,8 @@ def check_output(
     `overwrite`) or one whose folder is unusable."""
     path = Path(path)
     _refuse_input_as_output(path, inputs)
+    if os.path.lexists(path) and not path.exists():
+        raise OutputError("output is a symbolic link that leads to no file (a loop?)", path=path)
     if path.exists() and not overwrite:
         raise OutputError("output exists (pass --overwrite to replace it)", path=path)
     if path.is_dir():
@@ -59,6 +62,58 @@ def check_output(
     if not path.parent.is_dir():
         raise OutputError(f"cannot create output: folder {path.parent} does not exist", path=path)
     return path
+
+
+def require_input(path: str | os.PathLike) -> Path:
+    """An input that must exist: a missing one, or a symbolic link that leads nowhere
+    (a loop, a removed target), is InputMissingError (exit 66), saying which."""
+    from vaetraj.errors import InputMissingError
+
+    path = Path(path)
+    if not path.exists():
+        if os.path.lexists(path):
+            raise InputMissingError("a symbolic link that leads to no file (a loop?)", path=path)
+        raise InputMissingError("no such file", path=path)
+    return path
+
+
+def check_folder_output(
+    folder: str | os.PathLike,
+    names: Iterable[str],
+    *,
+    overwrite: bool,
+    inputs: Iterable[str | os.PathLike | None] = (),
+) -> Path:
+    """Refuse, before any work, a folder of outputs (figures) that cannot be made: a
+    file or a dangling link where the folder should be, no existing folder above it,
+    or an output `names` inside it that exists (unless `overwrite`)."""
+    folder = Path(folder)
+    inputs = list(inputs)
+    if os.path.lexists(folder) and not folder.exists():
+        raise OutputError("a symbolic link that leads to no folder (a loop?)", path=folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError("is a file, not a folder", path=folder)
+    if folder.is_dir():
+        for name in names:
+            check_output(folder / name, overwrite=overwrite, inputs=inputs)
+        return folder
+    above = next((p for p in folder.absolute().parents if os.path.lexists(p)), None)
+    if above is None or not above.is_dir():
+        raise OutputError(f"cannot create the folder: {above} is not a folder", path=folder)
+    return folder
+
+
+def make_folder(folder: Path) -> None:
+    """Make an output folder (and those above it); a medium that refuses is a
+    WriteError (exit 74), anything else an OutputError (73)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        if error.errno in _WRITE_ERRNOS:
+            raise WriteError(f"cannot write: {describe_os_error(error)}", path=folder) from None
+        raise OutputError(
+            f"cannot create the folder: {describe_os_error(error)}", path=folder
+        ) from None
 
 
 def describe_os_error(error: OSError) -> str:

@@ -26,8 +26,8 @@ import numpy as np
 
 from vaetraj._memory import empty_aligned
 from vaetraj._version import __version__
-from vaetraj.errors import BadInputError, InputMissingError, WriteError
-from vaetraj.io._atomic import require_space
+from vaetraj.errors import BadInputError, WriteError
+from vaetraj.io._atomic import require_input, require_space
 from vaetraj.io._schema import (
     Attr,
     Data,
@@ -264,8 +264,7 @@ def _check_frames_finite(frames: FrameFile) -> None:
 
 def _open(path: Path) -> h5py.File:
     """The aligned file open for reading; a missing or unreadable one is refused."""
-    if not path.exists():
-        raise InputMissingError("no such file", path=path)
+    require_input(path)
     try:
         return h5py.File(path, "r")
     except OSError as error:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vaetraj.errors import BadInputError, InputMissingError, NumericalError, UsageError
-from vaetraj.io._atomic import atomic_output, check_output
+from vaetraj.errors import BadInputError, NumericalError, UsageError
+from vaetraj.io._atomic import atomic_output, check_output, require_input
 
 FEATURE_SUFFIXES = (".npy", ".npz", ".csv")
 
@@ -76,8 +76,7 @@ def read_features(path: str | os.PathLike, *, key: str | None = None) -> np.ndar
     """The (frames, features) float32 table in `path`, checked whole and finite."""
     path = Path(path)
     suffix = _check_suffix(path, "a feature table")
-    if not path.exists():
-        raise InputMissingError("no such file", path=path)
+    require_input(path)
     try:
         if suffix == ".csv":
             table = _read_csv(path)

@@ -31,11 +31,10 @@ import numpy as np
 from vaetraj._version import __version__
 from vaetraj.errors import (
     BadInputError,
-    InputMissingError,
     UsageError,
     WriteError,
 )
-from vaetraj.io._atomic import describe_os_error, require_space
+from vaetraj.io._atomic import describe_os_error, require_input, require_space
 from vaetraj.io._schema import (
     ArrayGroup,
     Attr,
@@ -194,8 +193,7 @@ class LatentData:
 
 
 def _exists(path: Path) -> None:
-    if not path.exists():
-        raise InputMissingError("no such file", path=path)
+    require_input(path)
 
 
 _WHAT = "damaged latent file"

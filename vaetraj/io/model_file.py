@@ -128,6 +128,8 @@ def read_model_file(path: str | os.PathLike) -> ModelRecord:
     field is a BadInputError naming the file."""
     path = Path(path)
     if not path.exists():
+        if os.path.lexists(path):
+            raise InputMissingError("a symbolic link that leads to no file (a loop?)", path=path)
         raise InputMissingError("no such model file", path=path)
     if not h5py.is_hdf5(path):
         raise BadInputError("not a vaetraj model (not an HDF5 file)", path=path)

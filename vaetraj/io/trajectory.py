@@ -19,8 +19,9 @@ import mdtraj as md
 import numpy as np
 
 from vaetraj._interrupt import check_stop
-from vaetraj.errors import BadInputError, InputMissingError, UsageError, VaetrajWarning
+from vaetraj.errors import BadInputError, UsageError, VaetrajWarning
 from vaetraj.io import _integrity
+from vaetraj.io._atomic import require_input
 from vaetraj.io._npy import NpyArrayReader
 from vaetraj.io.aligned import check_aligned, is_aligned_file
 from vaetraj.io.topology import (
@@ -204,8 +205,7 @@ class _MdtrajSource(_FileSource):
 
 
 def _check_exists(path: Path) -> None:
-    if not path.exists():
-        raise InputMissingError("no such file", path=path)
+    require_input(path)
     if path.is_dir():
         raise BadInputError("is a folder, not a trajectory file", path=path)
     if path.stat().st_size == 0:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vaetraj.errors import OutputError, UsageError
-from vaetraj.io._atomic import atomic_output
+from vaetraj.io._atomic import atomic_output, check_folder_output, make_folder
 from vaetraj.model import ModelConfig
 from vaetraj.training import TrainConfig
 
@@ -115,14 +115,13 @@ class _Demo:
 
 def _prepare_folder(directory: str | os.PathLike, overwrite: bool) -> Path:
     folder = Path(directory)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError("demo output must be a folder", path=folder)
+    check_folder_output(folder, (), overwrite=overwrite)
     existing = [name for name in _OUTPUTS if (folder / name).exists()]
     if existing and not overwrite:
         raise OutputError(
             f"already holds {', '.join(existing)} (pass --overwrite to replace)", path=folder
         )
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     return folder
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from vaetraj.configs import Rules, check_rules
 from vaetraj.errors import BadInputError, UsageError
-from vaetraj.io._atomic import check_output
+from vaetraj.io._atomic import check_folder_output, check_output
 from vaetraj.io.kinetics import check_kinetics_suffix, write_kinetics
 from vaetraj.io.latent import LatentData, read_latent
 
@@ -390,18 +390,26 @@ def kinetics_file(
         check_kinetics_suffix(Path(output))
         check_output(output, overwrite=overwrite, inputs=[where])
     folder = None if figures is None else Path(figures)
-    if folder is not None and folder.is_dir():  # else made once the analysis is done
-        for name in kinetics_plots.FIGURES:
-            check_output(folder / name, overwrite=overwrite, inputs=[where])
+    if folder is not None:  # made once the analysis is done
+        check_folder_output(folder, kinetics_plots.FIGURES, overwrite=overwrite, inputs=[where])
     data = read_latent(where)
     result = analyze(data, config, where)
-    if output is not None:
-        write_kinetics(Path(output), result.arrays, _attrs(result.report, config), overwrite)
-        result.report.output = str(output)
-    if folder is not None:
-        result.report.figures = kinetics_plots.draw(
-            folder, np.asarray(data.mean), result.arrays, config.lag, overwrite
-        )
+    # the figures first, the file last: a failure or an interrupt on the way removes
+    # what this run wrote, so "no output was written" holds (each write is atomic)
+    written: list[Path] = []
+    try:
+        if folder is not None:
+            kinetics_plots.draw(
+                folder, np.asarray(data.mean), result.arrays, config.lag, overwrite, written
+            )
+        if output is not None:
+            write_kinetics(Path(output), result.arrays, _attrs(result.report, config), overwrite)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    result.report.figures = [str(path) for path in written]
+    result.report.output = None if output is None else str(output)
     return result.report
 
 

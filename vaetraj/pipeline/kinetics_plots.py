@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vaetraj.io._atomic import make_folder
 from vaetraj.pipeline.plot import headless_pyplot, save_png
 
 FIGURES = ("timescales.png", "ck.png", "free_energy.png")
@@ -126,16 +127,20 @@ def _center_states(arrays: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def draw(
-    folder: Path, mean: np.ndarray, arrays: dict[str, np.ndarray], lag: int, overwrite: bool
-) -> list[str]:
-    """The three figures in `folder` (made if absent); the paths written."""
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    folder: Path,
+    mean: np.ndarray,
+    arrays: dict[str, np.ndarray],
+    lag: int,
+    overwrite: bool,
+    written: list[Path],
+) -> None:
+    """The three figures in `folder` (made if absent); each path is added to `written`
+    once it is there (so a caller can remove them if a later step fails)."""
+    make_folder(folder)
     plot_timescales(arrays, lag, folder / "timescales.png", overwrite)
-    written.append(str(folder / "timescales.png"))
+    written.append(folder / "timescales.png")
     if "ck/lags" in arrays:
         plot_ck(arrays, folder / "ck.png", overwrite)
-        written.append(str(folder / "ck.png"))
+        written.append(folder / "ck.png")
     plot_free_energy(mean, arrays, folder / "free_energy.png", overwrite)
-    written.append(str(folder / "free_energy.png"))
-    return written
+    written.append(folder / "free_energy.png")

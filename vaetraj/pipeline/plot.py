@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from vaetraj.errors import InputMissingError, UsageError
-from vaetraj.io._atomic import atomic_output, check_output
+from vaetraj.io._atomic import atomic_output, check_folder_output, make_folder, require_input
 from vaetraj.io.latent import LatentData, read_latent
 from vaetraj.io.trajectory import ReadOptions, Trajectory
 from vaetraj.pipeline.model import Model, load_model, require_structure_model
@@ -185,8 +185,8 @@ def _resolve(path: str | os.PathLike | None, default: str, explicit: bool) -> Pa
     chosen = Path(path) if path is not None else Path(default)
     if chosen.exists():
         return chosen
-    if explicit:
-        raise InputMissingError("no such file", path=chosen)
+    if explicit or os.path.lexists(chosen):
+        require_input(chosen)
     return None
 
 
@@ -207,8 +207,6 @@ def _wanted(only: Sequence[str] | None, color: str, output: Path) -> list[str]:
         raise UsageError(f"--only takes {', '.join(FIGURES)}; got {', '.join(unknown)}")
     if color not in ("time", "rg"):
         raise UsageError(f"--color must be time or rg, got '{color}'")
-    if output.exists() and not output.is_dir():
-        raise UsageError("the plot output must be a folder", path=output)
     return wanted
 
 
@@ -301,12 +299,10 @@ def plot_file(
     plan, skipped = _plan(wanted, inputs)
     if not plan:
         raise InputMissingError("nothing to plot: " + "; ".join(skipped), path=output)
-    if output.is_dir():
-        for name in plan:
-            check_output(output / f"{name}.png", overwrite=overwrite)
+    check_folder_output(output, [f"{name}.png" for name in plan], overwrite=overwrite)
     # every input is read (and checked) before the first figure is written
     read = _read_inputs(loaded, inputs, {n for name in plan for n in _NEEDS[name]})
-    output.mkdir(parents=True, exist_ok=True)
+    make_folder(output)
     figures = [str(output / f"{name}.png") for name in plan]
     for name, figure in zip(plan, figures, strict=True):
         _draw(name, loaded, read, Path(figure), color=color, overwrite=overwrite)
