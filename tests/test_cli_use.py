@@ -205,10 +205,21 @@ def test_decode_inputs_and_errors(workdir, polymer_npz, model_2d):
         "5 dimension",
         "2",
     )
-    assert_error(run("decode", "--z", "1,2,3", "-m", model_2d, "-o", "w.npz"), 65, "3 dimension")
+    # an option's values are a usage error (2), as the docs say (issue 31: was 65)
+    assert_error(run("decode", "--z", "1,2,3", "-m", model_2d, "-o", "w.npz"), 2,
+                 "--z", "3 value(s)")  # fmt: skip
     assert_error(run("decode", "-m", model_2d, "-o", "w.npz"), 2, "LATENT file or --z")
     assert_error(run("decode", "--z", "a,b", "-m", model_2d, "-o", "w.npz"), 2, "--z")
-    assert not (workdir / "w.npz").exists()
+    # a latent path another model encoded (same latent size): refused, by its SHA-256
+    other = workdir / "other.h5"
+    shutil.copy(model_2d, other)
+    with h5py.File(other, "a") as handle:
+        handle.attrs["retrained"] = 1
+    assert_error(run("decode", "latent.h5", "-m", other, "-o", "w.npz"), 65,
+                 "latent.h5", "encoded by another model")  # fmt: skip
+    assert_error(run("plot", "-m", other, "--latent", "latent.h5", "--only", "latent",
+                     "-o", "figs"), 65, "latent.h5", "encoded by another model")  # fmt: skip
+    assert not (workdir / "w.npz").exists() and not (workdir / "figs").exists()
 
 
 @pytest.mark.slow

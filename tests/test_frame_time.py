@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import assert_error, run
 
-from vaetraj.errors import UsageError
+from vaetraj.errors import UsageError, VaetrajWarning
 from vaetraj.io._integrity import scan_dcd, scan_xtc
 from vaetraj.io.topology import polymer_topology
 from vaetraj.io.trajectory import ReadOptions, Trajectory
@@ -64,7 +64,8 @@ def test_the_frame_time_follows_the_stride_and_the_option(tmp_path, frames):
     md.Trajectory(frames[:1], polymer_topology(12)).save_pdb(str(top))
     assert Trajectory([one], ReadOptions(top=top, stride=3)).frame_time_ps == pytest.approx(1.5)
     given = ReadOptions(top=top, stride=3, frame_time=0.2)
-    assert Trajectory([one], given).frame_time_ps == pytest.approx(0.6)
+    with pytest.warns(VaetrajWarning, match="--frame-time 0.2 ps overrides the 0.5 ps"):
+        assert Trajectory([one], given).frame_time_ps == pytest.approx(0.6)
     other = dcd_with_time(tmp_path / "two.dcd", frames, interval=500, step_ps=0.002)
     assert Trajectory([one, other], ReadOptions(top=top)).frame_time_ps is None
     assert Trajectory([one, one], ReadOptions(top=top)).frame_time_ps == pytest.approx(0.5)
@@ -99,8 +100,9 @@ def test_the_frame_time_travels_from_align_and_encode_to_kinetics(
     assert record["frame_time_ps"] == pytest.approx(0.5)
     np.testing.assert_allclose(record["implied_timescales_ps"],
                                0.5 * np.asarray(record["implied_timescales"]))  # fmt: skip
-    # --frame-time on kinetics wins over the file's
+    # --frame-time on kinetics wins over the file's, and says so (issue 31: silently)
     result = run("kinetics", latent, "--lag", 2, "--clusters", 4, "--frame-time", 3, "--json")
+    assert "--frame-time 3 ps overrides the 0.5 ps" in result.stderr
     record = json.loads(result.stdout)
     np.testing.assert_allclose(record["implied_timescales_ps"],
                                3 * np.asarray(record["implied_timescales"]))  # fmt: skip

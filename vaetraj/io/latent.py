@@ -305,6 +305,23 @@ def read_latent(path: str | os.PathLike) -> LatentData:
     raise UsageError(f"a latent path is .h5, .npz or .csv, got '{path.suffix}'", path=path)
 
 
+def require_encoded_by(latent: LatentData, path: Path, model: Path) -> None:
+    """Refuse (BadInputError) a latent file that records another model than `model`
+    (by SHA-256): its points mean nothing to this model's decoder, even where the
+    latent sizes agree. Files that record no hash are taken as they are."""
+    from vaetraj.io._hash import compute_sha256
+
+    recorded = latent.attrs.get("model")
+    digest = recorded.get("sha256") if isinstance(recorded, dict) else None
+    if isinstance(digest, str) and digest and digest != compute_sha256(model):
+        where = recorded.get("path", "unknown path") if isinstance(recorded, dict) else ""
+        raise BadInputError(
+            f"was encoded by another model ({where}, SHA-256 "
+            f"{digest[:12]}...), not {model}: encode the frames again with this model",
+            path=path,
+        )
+
+
 def _column_number(name: str) -> int:
     try:
         return int(name.split("_", 1)[1])

@@ -363,6 +363,24 @@ class Chunk:
     start: int
 
 
+def warn_frame_time_override(
+    given: float | None, recorded: float | None, where: str | os.PathLike
+) -> None:
+    """--frame-time wins over the time between frames a file records (a DCD header may
+    be wrong); when they differ, a warning says so rather than letting it pass silently."""
+    if (
+        given is not None
+        and recorded is not None
+        and not math.isclose(given, recorded, rel_tol=1e-5)
+    ):
+        warnings.warn(
+            f"{where}: --frame-time {given:g} ps overrides the {recorded:g} ps between frames "
+            "the file records",
+            VaetrajWarning,
+            stacklevel=3,
+        )
+
+
 class Trajectory:
     """Several trajectory files read as one, after atom selection and stride.
 
@@ -404,6 +422,8 @@ class Trajectory:
             first.units if all(s.units == first.units for s in self.sources) else "unknown"
         )
         self.notes = [note for source in self.sources for note in source.notes]
+        for source in self.sources:
+            warn_frame_time_override(options.frame_time, source.frame_time_ps, source.path)
 
     def _select(self, topology: md.Topology | None, atoms: int) -> np.ndarray:
         selection = self.options.select

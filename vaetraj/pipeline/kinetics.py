@@ -37,6 +37,7 @@ from vaetraj.errors import BadInputError, UsageError
 from vaetraj.io._atomic import check_folder_output, check_output
 from vaetraj.io.kinetics import check_kinetics_suffix, write_kinetics
 from vaetraj.io.latent import LatentData, read_latent
+from vaetraj.io.trajectory import warn_frame_time_override
 
 _RULES: Rules = {
     "lag": (lambda v: v >= 1, "must be at least 1"),
@@ -393,6 +394,7 @@ def kinetics_file(
     if folder is not None:  # made once the analysis is done
         check_folder_output(folder, kinetics_plots.FIGURES, overwrite=overwrite, inputs=[where])
     data = read_latent(where)
+    warn_frame_time_override(config.frame_time, data.frame_time_ps, where)
     result = analyze(data, config, where)
     # the figures first, the file last: a failure or an interrupt on the way removes
     # what this run wrote, so "no output was written" holds (each write is atomic)

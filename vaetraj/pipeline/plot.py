@@ -20,7 +20,7 @@ import numpy as np
 
 from vaetraj.errors import InputMissingError, UsageError
 from vaetraj.io._atomic import atomic_output, check_folder_output, make_folder, require_input
-from vaetraj.io.latent import LatentData, read_latent
+from vaetraj.io.latent import LatentData, read_latent, require_encoded_by
 from vaetraj.io.trajectory import ReadOptions, Trajectory
 from vaetraj.pipeline.model import Model, load_model, require_structure_model
 
@@ -234,11 +234,20 @@ def _inputs(loaded: Model, model: str | os.PathLike, given: dict[str, Any]) -> d
     return inputs
 
 
-def _read_inputs(loaded: Model, inputs: dict[str, Any], uses: set[str]) -> dict[str, Any]:
+def _read_encoded(path: Path, model: Path) -> LatentData:
+    """A latent path, refused when another model encoded it."""
+    latent = read_latent(path)
+    require_encoded_by(latent, Path(path), model)
+    return latent
+
+
+def _read_inputs(
+    loaded: Model, model: Path, inputs: dict[str, Any], uses: set[str]
+) -> dict[str, Any]:
     """Every input the planned figures use, read (and checked); None for the others."""
     readers = {
         "data": lambda path: _read_frames(loaded, path),
-        "latent": read_latent,
+        "latent": lambda path: _read_encoded(path, model),
         "samples": _structures,
         "optimized": lambda path: _structures(path)[0],
     }
@@ -301,7 +310,7 @@ def plot_file(
         raise InputMissingError("nothing to plot: " + "; ".join(skipped), path=output)
     check_folder_output(output, [f"{name}.png" for name in plan], overwrite=overwrite)
     # every input is read (and checked) before the first figure is written
-    read = _read_inputs(loaded, inputs, {n for name in plan for n in _NEEDS[name]})
+    read = _read_inputs(loaded, Path(model), inputs, {n for name in plan for n in _NEEDS[name]})
     make_folder(output)
     figures = [str(output / f"{name}.png") for name in plan]
     for name, figure in zip(plan, figures, strict=True):

@@ -24,7 +24,7 @@ from vaetraj.io.aligned import (
     open_aligned,
     read_aligned,
 )
-from vaetraj.io.trajectory import ReadOptions
+from vaetraj.io.trajectory import ReadOptions, warn_frame_time_override
 from vaetraj.pipeline.align import AlignConfig, align_file
 from vaetraj.pipeline.processes import current
 
@@ -165,6 +165,7 @@ def load_training_set(
             data = TrainingSet.from_aligned(read(path), str(path))
             if read_options.frame_time is None:
                 return data
+            warn_frame_time_override(read_options.frame_time, data.frame_time_ps, path)
             return dataclasses.replace(data, frame_time_ps=read_options.frame_time)
     with tempfile.TemporaryDirectory(prefix="vaetraj-train-") as folder:
         aligned = Path(folder) / "aligned.h5"
