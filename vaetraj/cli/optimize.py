@@ -251,10 +251,10 @@ def _print_summary(report) -> None:
         ),
         (
             "restarts",
-            f"{report.restarts} x {report.steps} steps in {report.optimize_time_s:.2f} s "
-            f"({report.data_starts} from training frames)",
+            f"{report.restarts} x {report.steps} steps ({report.data_starts} from training "
+            f"frames); the descent alone {report.optimize_time_s:.2f} s",
         ),
-        ("wall time", f"{report.wall_time_s:.1f} s"),
+        ("time", f"{report.wall_time_s:.1f} s (the whole command)"),
     ]
     print_table("vaetraj optimize", rows)
 

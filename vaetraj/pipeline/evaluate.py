@@ -293,12 +293,34 @@ def _prior_holes(
     prior_draws = jax.random.normal(hole_key, (_HOLE_POINTS, mean.shape[1]))
     holes = float(np.mean(np.asarray(_aggregate_log_density(means, stds, prior_draws)) < threshold))
     if holes > 0.5:
-        notes.append(
-            f"{holes:.0%} of N(0, I) draws land where no frame is encoded: at a small beta the "
-            "encoded cloud is much smaller than N(0, I). This is why sample and optimize draw "
-            "from the latent density fitted to the encoded frames, not from N(0, I)"
-        )
+        notes.append(_holes_note(holes, mean, std))
     return holes
+
+
+def _holes_note(holes: float, mean: np.ndarray, std: np.ndarray) -> str:
+    """What the prior-holes figure measured, with the encoded cloud's own numbers: the
+    spread of the means per dimension against N(0, I)'s 1, and how narrow each frame's
+    posterior is."""
+    spread = np.std(mean, axis=0)
+    width = float(np.median(std))
+    low, high = float(spread.min()), float(spread.max())
+    scale = (
+        "narrower than"
+        if high < 0.8
+        else "wider than"
+        if low > 1.25
+        else "about as wide as"
+        if low > 0.8 and high < 1.25
+        else "unlike"
+    )
+    return (
+        f"{holes:.0%} of N(0, I) draws land where the encoded frames' aggregate posterior is "
+        f"thinner than at 99% of their own draws: the encoded means spread {low:.2f} to "
+        f"{high:.2f} per dimension ({scale} N(0, I)'s 1) and each frame's posterior is narrow "
+        f"(median std {width:.2g}), so the frames fill only part of the prior. This is why "
+        "sample and optimize draw from the latent density fitted to the encoded frames, not "
+        "from N(0, I)"
+    )
 
 
 def evaluate(

@@ -663,6 +663,7 @@ def optimize_file(
     Returns:
         The report.
     """
+    started = time.perf_counter()
     check_structure_output(output, overwrite=overwrite, inputs=[model, target_structure, top, data])
     model_path = Path(model)
     loaded = load_model(model_path)
@@ -689,4 +690,5 @@ def optimize_file(
         overwrite=overwrite,
     )
     report.output = str(output)
+    report.wall_time_s = time.perf_counter() - started  # the command's, reading and writing too
     return report
