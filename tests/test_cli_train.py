@@ -33,6 +33,8 @@ def test_align_then_train_defaults_to_aligned_h5(workdir, polymer_2d):
     assert record["ok"] and record["output"] == "model.h5" and record["epochs_run"] == 3
     assert record["train_frames"] + record["val_frames"] == len(polymer_2d)
     assert len(record["kl_per_dim"]) == DEFAULT_LATENT_DIM and record["recon_rmsd_train"] > 0
+    # the validation share's own yardstick (issue 31): PCA of the training frames on them
+    assert 0 < record["pca_explained_variance_val"] < 1
     model = load_model("model.h5")
     assert model.alignment["method"] == "principal" and model.atoms == 12
     assert model.record.density is not None and len(model.history["loss"]) == 3

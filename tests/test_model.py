@@ -32,6 +32,7 @@ from vaetraj.model._diagnostics import (
     compute_active_units,
     compute_explained_variance,
     compute_pca_explained_variance,
+    compute_pca_held_out_explained_variance,
 )
 from vaetraj.training import TrainConfig
 
@@ -246,6 +247,31 @@ def test_pca_explained_variance_matches_the_singular_values(frames, features):
         expected = singular[:k].sum() / singular.sum()
         assert compute_pca_explained_variance(x, k) == pytest.approx(expected, rel=1e-9)
     assert np.isnan(compute_pca_explained_variance(np.ones((10, 4)), 1))
+
+
+@pytest.mark.parametrize("frames, features", [(500, 12), (30, 200)])
+def test_pca_on_held_out_frames_matches_a_projection_by_svd(frames, features):
+    """PCA fitted on training frames, judged on others (issue 31: train compared the
+    model's validation share with PCA's training share): against the projection onto
+    np.linalg.svd's right singular vectors; on the training frames themselves it is
+    PCA's own share."""
+    rng = np.random.default_rng(2)
+    mix = rng.normal(size=(3, features))
+    x = rng.normal(size=(frames, 3)) * [5.0, 2.0, 1.0] @ mix + 0.1 * rng.normal(
+        size=(frames, features)
+    )
+    y = rng.normal(size=(40, 3)) * [5.0, 2.0, 1.0] @ mix + 0.5 * rng.normal(size=(40, features))
+    mean = x.mean(0)
+    basis = np.linalg.svd(x - mean, full_matrices=False)[2]
+    for k in (1, 2, 3):
+        projected = (y - mean) @ basis[:k].T @ basis[:k]
+        expected = 1 - np.sum((y - mean - projected) ** 2) / np.sum((y - mean) ** 2)
+        got = compute_pca_held_out_explained_variance(x, y, k)
+        assert got == pytest.approx(expected, rel=1e-7)
+        assert compute_pca_held_out_explained_variance(x, x, k) == pytest.approx(
+            compute_pca_explained_variance(x, k), rel=1e-7
+        )
+    assert compute_pca_held_out_explained_variance(x, y, 3) < compute_pca_explained_variance(x, 3)
 
 
 def test_explained_variance_against_its_definition_and_known_values():

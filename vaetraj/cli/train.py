@@ -599,13 +599,18 @@ def _quality_rows(report) -> list[tuple[str, str]]:
         ),
         (
             "variance explained" + later,
-            f"train {report.explained_variance_train:.1%}"
+            f"train {report.explained_variance_train:.1%} ({yardstick}: "
+            f"{report.pca_explained_variance:.1%})"
             + (
                 f", validation {report.explained_variance_val:.1%}"
+                + (
+                    f" ({yardstick}: {report.pca_explained_variance_val:.1%})"
+                    if report.pca_explained_variance_val is not None
+                    else ""
+                )
                 if report.explained_variance_val is not None
                 else ""
-            )
-            + f" ({yardstick}: {report.pca_explained_variance:.1%})",
+            ),
         ),
         *(
             [

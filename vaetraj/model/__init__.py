@@ -21,6 +21,7 @@ from vaetraj.model._diagnostics import (
     compute_active_units,
     compute_explained_variance,
     compute_pca_explained_variance,
+    compute_pca_held_out_explained_variance,
     compute_prediction_explained_variance,
     count_active_units,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "compute_aggregate_log_density",
     "compute_explained_variance",
     "compute_pca_explained_variance",
+    "compute_pca_held_out_explained_variance",
     "compute_prediction_explained_variance",
     "compute_elbo_terms",
     "compute_importance_weighted_bound",

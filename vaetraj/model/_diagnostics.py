@@ -80,6 +80,33 @@ def compute_pca_explained_variance(x: np.ndarray, components: int) -> float:
     return float(np.sort(eigenvalues)[::-1][:components].sum() / total)
 
 
+def compute_pca_held_out_explained_variance(
+    train: np.ndarray, held_out: np.ndarray, components: int
+) -> float:
+    """The share of the variance of `held_out` (frames, features), about the training
+    frames' mean, that PCA fitted on `train` explains through its first `components`
+    principal components: the yardstick for a VAE's reconstruction of validation
+    frames (compute_pca_explained_variance is the one for its training frames). nan
+    when the held-out frames do not vary."""
+    train = np.asarray(train, np.float64)
+    mean = train.mean(axis=0)
+    centred = train - mean
+    if centred.shape[0] < centred.shape[1]:  # the basis from the smaller Gram matrix
+        values, vectors = np.linalg.eigh(centred @ centred.T)
+        top = np.argsort(values)[::-1][:components]
+        keep = values[top] > values.max() * 1e-12
+        basis = (centred.T @ vectors[:, top[keep]]) / np.sqrt(values[top[keep]])
+    else:
+        values, vectors = np.linalg.eigh(centred.T @ centred)
+        basis = vectors[:, np.argsort(values)[::-1][:components]]
+    x = np.asarray(held_out, np.float64) - mean
+    total = float(np.sum(x**2))
+    if total <= 0:
+        return float("nan")
+    residual = x - (x @ basis) @ basis.T
+    return float(1.0 - np.sum(residual**2) / total)
+
+
 def compute_prediction_explained_variance(x: np.ndarray, y: np.ndarray, components: int) -> float:
     """The share of the variance of y (frames, features) about its mean that the best
     linear prediction of rank `components` from x (the same frames' inputs) explains:

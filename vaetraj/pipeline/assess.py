@@ -20,6 +20,7 @@ from vaetraj.model import (
     compute_kl_diagonal,
     compute_moments,
     compute_pca_explained_variance,
+    compute_pca_held_out_explained_variance,
     compute_prediction_explained_variance,
     count_active_units,
     fit_gaussian_mixture,
@@ -165,7 +166,7 @@ def _reconstruct(
         **_rmsd_fields(sums, len(train_index), len(val_index)),
         "explained_variance_train": sums.explained[1].value,
         "explained_variance_val": sums.explained[2].value if len(val_index) else None,
-        **_yardsticks(xyz, train_index, lag, model.latent_dim),
+        **_yardsticks(xyz, train_index, val_index, lag, model.latent_dim),
         "decoded_variance": _decoded_share(sums),
         "recon_rmsd_per_atom_train": np.sqrt(per_atom).tolist(),
         "kl_per_dim": (sums.kl / max(1, len(train_index))).tolist(),
@@ -189,21 +190,37 @@ class _Encoded:
 
 
 def _yardsticks(
-    xyz: np.ndarray, train_index: np.ndarray, lag: int, components: int
+    xyz: np.ndarray, train_index: np.ndarray, val_index: np.ndarray, lag: int, components: int
 ) -> dict[str, float | None]:
     """What a linear map through `components` dimensions explains of the training
     frames (at most _PCA_MAX_FRAMES of them), as `pca_explained_variance`: PCA's share,
     or with a lag the best rank-`components` linear prediction of the frames `lag`
-    later. With a lag, `predictable_share` is the second over the first: how much of
+    later; without a lag, `pca_explained_variance_val` is what that PCA explains of the
+    validation frames (the model's validation share is compared with it, like with
+    like). With a lag, `predictable_share` is the second over the first: how much of
     the linear structure of one frame is still there `lag` frames later."""
     picked = train_index[:: max(1, math.ceil(len(train_index) / _PCA_MAX_FRAMES))]
     flat = xyz.reshape(len(xyz), -1)
     pca = compute_pca_explained_variance(flat[picked], components)
     if not lag:
-        return {"pca_explained_variance": pca, "predictable_share": None}
+        held_out = val_index[:: max(1, math.ceil(len(val_index) / _PCA_MAX_FRAMES))]
+        pca_val = (
+            compute_pca_held_out_explained_variance(flat[picked], flat[held_out], components)
+            if len(held_out)
+            else None
+        )
+        return {
+            "pca_explained_variance": pca,
+            "pca_explained_variance_val": pca_val,
+            "predictable_share": None,
+        }
     later = compute_prediction_explained_variance(flat[picked], flat[picked + lag], components)
     share = later / pca if math.isfinite(pca) and pca > 0 else math.nan
-    return {"pca_explained_variance": later, "predictable_share": share}
+    return {
+        "pca_explained_variance": later,
+        "pca_explained_variance_val": None,
+        "predictable_share": share,
+    }
 
 
 def _rmsd_fields(sums: _Sums, train: int, val: int) -> dict[str, Any]:

@@ -155,6 +155,7 @@ class TrainReport:
     lag: int = 0
     frame_time_ps: float | None = None
     predictable_share: float | None = None  # with a lag: see pca_explained_variance
+    pca_explained_variance_val: float | None = None  # PCA of the training frames on validation
     output: str | None = None
     checkpoint: str | None = None
     notes: list[str] = field(default_factory=list)
