@@ -132,8 +132,11 @@ def test_cli_json_and_table(two_state, tmp_path):
     assert record["implied_timescales_ps"][0] == pytest.approx(
         0.5 * record["implied_timescales"][0]
     )
-    table = run("kinetics", path, "--lag", "5", "--clusters", "10")
-    assert table.exit_code == 0 and "VAMP-2 at lag 5" in table.stderr
+    # the result table is the command's output (issue 31: it went to stderr, so
+    # `vaetraj kinetics ... > log.txt` kept nothing); notes stay on stderr
+    table = run("kinetics", path, "--lag", "5", "--clusters", "10", "--lags", "1,5,50000")
+    assert table.exit_code == 0 and "VAMP-2 at lag 5" in table.stdout
+    assert "VAMP-2" not in table.stderr and "note: --lags [50000] left out" in table.stderr
 
 
 def test_figures_and_the_equilibrium_weights_of_frames(two_state, tmp_path):

@@ -306,4 +306,4 @@ def test_cli_writes_a_dead_model_for_inspection_and_exits_3(tmp_path, monkeypatc
     assert not (tmp_path / "model.ckpt.h5").exists()
     # without --json the summary table comes first, marked as failed
     result = runner.invoke(app, [*args, "--overwrite"])
-    assert result.exit_code == 3 and "FAILED" in result.stderr
+    assert result.exit_code == 3 and "FAILED" in result.stdout

@@ -54,6 +54,15 @@ def _console():
     return Console(stderr=True, highlight=False)
 
 
+def result_console():
+    """Where a command's result table goes: stdout, the command's output (`vaetraj demo
+    > log.txt` keeps it); --json prints its record there instead, and progress, notes
+    and errors go to stderr."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
 def say(message: str) -> None:
     """A message for the user: one line on stderr, never wrapped."""
     print(message, file=sys.stderr)
@@ -367,4 +376,4 @@ def print_table(title: str, rows: list[tuple[str, str]]) -> None:
     table.add_column()
     for name, value in rows:
         table.add_row(name, value)
-    _console().print(table)
+    result_console().print(table)

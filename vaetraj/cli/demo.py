@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from vaetraj.cli._options import DebugOption, JsonOption, OverwriteOption
-from vaetraj.cli._runtime import finish_report, progress_bar, run_command
+from vaetraj.cli._runtime import finish_report, progress_bar, result_console, run_command
 
 
 def demo_command(
@@ -53,7 +53,6 @@ def demo_command(
 
 
 def _print_summary(report) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"vaetraj demo -> {report.directory}", title_justify="left")
@@ -63,4 +62,4 @@ def _print_summary(report) -> None:
     for step in report.steps:
         table.add_row(step["step"], step["result"], f"{step['seconds']:.1f} s")
     table.add_row("total", "", f"{report.wall_time_s:.1f} s", style="bold")
-    Console(stderr=True, highlight=False).print(table)
+    result_console().print(table)

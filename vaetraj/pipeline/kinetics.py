@@ -300,24 +300,13 @@ def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetic
         )
     lags = _test_lags(config, longest, notes)
     its = [_its_at(models, lag) for lag in lags]
-    unmodelled = [lag for lag, row in zip(lags, its, strict=True) if not row]
-    if unmodelled:
-        notes.append(
-            f"no Markov model at lag(s) {unmodelled} (too few pairs of frames that far apart): "
-            "their implied timescales are left out"
-        )
+    notes += _its_notes(lags, its, config.lag)
     pcca = msm.pcca(config.states)
     metastable = _metastable(every_dtraj, active, pcca, len(centers))
     test, ck_lags, ck_error = _ck_test(models, config, longest, notes)
     # ps per frame: --frame-time's, else what encode recorded, else None
     frame_time = config.frame_time if config.frame_time is not None else latent.frame_time_ps
     slowest = its[lags.index(config.lag)]
-    if slowest and slowest[0] <= config.lag:
-        notes.append(
-            f"the slowest implied timescale ({slowest[0]:.3g} frames) is no longer than the lag "
-            f"({config.lag}): no process is resolved at this lag, so the metastable states "
-            "are not a kinetic model; lower --lag"
-        )
     report = KineticsReport(
         latent=str(where), frames=len(latent.mean), trajectories=len(pieces),
         latent_dim=latent.mean.shape[1], lag=config.lag, frame_time_ps=frame_time,
@@ -335,6 +324,26 @@ def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetic
     # each frame on the slowest linear combination of the latent coordinates at the lag
     arrays["slowest"] = np.asarray(vamp.transform(np.concatenate(pieces)), np.float64)[:, 0]
     return Kinetics(report, arrays)
+
+
+def _its_notes(lags: list[int], its: list[list[float]], lag: int) -> list[str]:
+    """What the implied-timescale test cannot say: lags without a model, and a lag at
+    which no process is resolved (the slowest timescale no longer than the lag)."""
+    notes = []
+    unmodelled = [at for at, row in zip(lags, its, strict=True) if not row]
+    if unmodelled:
+        notes.append(
+            f"no Markov model at lag(s) {unmodelled} (too few pairs of frames that far apart): "
+            "their implied timescales are left out"
+        )
+    slowest = its[lags.index(lag)]
+    if slowest and slowest[0] <= lag:
+        notes.append(
+            f"the slowest implied timescale ({slowest[0]:.3g} frames) is no longer than the lag "
+            f"({lag}): no process is resolved at this lag, so the metastable states are not a "
+            "kinetic model; lower --lag"
+        )
+    return notes
 
 
 def _test_lags(config: KineticsConfig, longest: int, notes: list[str]) -> list[int]:
