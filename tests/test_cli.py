@@ -407,6 +407,12 @@ def test_a_bad_command_line_is_one_line_from_the_program(workdir, args, fragment
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert lines[0].startswith("error: vaetraj") and fragment in lines[0]
+    assert done.stdout == ""
+    # with --json, the failure record a script reads (issue 31: none came)
+    done = subprocess.run(vaetraj_argv(*args, "--json"), capture_output=True, text=True,
+                          cwd=workdir)  # fmt: skip
+    record = json.loads(done.stdout)
+    assert record["ok"] is False and record["exit_code"] == 2 and fragment in record["error"]
 
 
 def test_a_selection_that_does_not_parse_is_one_short_line(workdir, polymer_files):

@@ -3,6 +3,7 @@ imports what it needs (JAX included) when it runs, so `vaetraj --help` is quick.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,11 @@ def main() -> None:
         message = " ".join(error.format_message().split())
         ctx = getattr(error, "ctx", None)
         name = ctx.command_path if ctx is not None else "vaetraj"
-        print(f"error: {name}: {message[:1].lower()}{message[1:]} (see {name} -h)", file=sys.stderr)
+        line = f"{name}: {message[:1].lower()}{message[1:]} (see {name} -h)"
+        print(f"error: {line}", file=sys.stderr)
+        if "--json" in sys.argv[1:]:  # the record a --json caller reads, even for this
+            failure = {"ok": False, "error": line, "exit_code": error.exit_code}
+            print(json.dumps(failure), flush=True)
         sys.exit(error.exit_code)
     except typer.Abort:
         print("error: interrupted", file=sys.stderr)
