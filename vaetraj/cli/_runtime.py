@@ -40,11 +40,14 @@ SILENT: dict[str, Any] = {"silent": True}
 
 
 def keep_stdout_for_records() -> None:
-    """Send what native libraries print to stdout (gloo's connection lines) to stderr,
-    and keep the real stdout for the command's own records (--json)."""
+    """Drop what native libraries print to stdout (gloo's "[Gloo] Rank 0 is connected"
+    lines: chatter, not a result) and keep the real stdout for the command's own output
+    (its table, or --json's record). Their errors go to stderr, which is untouched."""
     sys.stdout.flush()
     real = os.dup(1)
-    os.dup2(2, 1)
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 1)
+    os.close(quiet)
     sys.stdout = os.fdopen(real, "w", buffering=1)
 
 

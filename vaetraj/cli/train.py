@@ -325,6 +325,15 @@ NumProcessesArg = Annotated[
     typer.Option("--num-processes", min=1, help="Processes of the run (with --coordinator)."),
 ]
 
+JoinTimeoutArg = Annotated[
+    float,
+    typer.Option(
+        "--join-timeout",
+        metavar="SECONDS",
+        help="How long to wait for the other processes to join before giving up.",
+    ),
+]
+
 ProcessIdArg = Annotated[
     int | None,
     typer.Option("--process-id", min=0, help="This process's index, 0 to N-1 (0 writes)."),
@@ -414,6 +423,7 @@ def train_command(
     coordinator: CoordinatorArg = None,
     num_processes: NumProcessesArg = None,
     process_id: ProcessIdArg = None,
+    join_timeout: JoinTimeoutArg = 300.0,
     method: MethodArg = Method.principal,
     reference: ReferenceArg = None,
     top: TopArg = None,
@@ -447,12 +457,18 @@ def _pick(config_class, options: dict, *, besides: tuple[str, ...] = ()):
 
 def _train(o: dict) -> dict[str, Any] | None:
     from vaetraj.errors import TrainingFailedError
-    from vaetraj.pipeline.processes import join, leaving_last
-    from vaetraj.pipeline.train import train_file
+    from vaetraj.pipeline.processes import expected_count, join, leaving_last, will_join
+    from vaetraj.pipeline.train import check_before_join, train_file
 
-    processes = join(o["coordinator"], o["num_processes"], o["process_id"])
-    if processes.count > 1:
+    # every check a process can make alone comes before the join: a refused option
+    # must not wait for peers (or hang, when they were refused the same way)
+    model_config, train_config = _configs(o)
+    check_before_join(model_config, train_config, expected_count(o["num_processes"]))
+    flags = (o["coordinator"], o["num_processes"], o["process_id"])
+    if will_join(*flags, timeout=o["join_timeout"]):  # gloo speaks as processes connect
         keep_stdout_for_records()
+    processes = join(*flags, timeout=o["join_timeout"])
+    if processes.count > 1:
         keep_termination_handler()
     json_output = o["json_output"]
     if not processes.primary:  # the others print nothing but errors

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,12 +27,14 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
+from vaetraj._interrupt import check_stop
 from vaetraj.errors import InterruptedRunError, UsageError, VaetrajError
 
 HEARTBEAT_S = 30  # a process silent this long is taken for dead
 # how long process 0 waits, on an error, for the others to report theirs (see leaving_last)
 EXIT_GRACE_S = 5
-JOIN_TIMEOUT_S = 120  # how long the processes may take to find each other
+JOIN_TIMEOUT_S = 300  # how long the processes may take to find each other (--join-timeout)
+_RUNTIME_GRACE_S = 60  # the runtime's own deadline is later: ours ends the wait cleanly
 
 
 class PeerLostError(InterruptedRunError):
@@ -65,10 +68,27 @@ def _cluster_size() -> int:
     return max([1, *counts])
 
 
+def expected_count(num_processes: int | None) -> int:
+    """How many processes the run will have, known before joining: --num-processes, or
+    the cluster's task count (SLURM, Open MPI)."""
+    return num_processes if num_processes is not None else _cluster_size()
+
+
+def check_coordinator(coordinator: str) -> None:
+    """HOST:PORT with a port the network can use (1 to 65535), refused before joining."""
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(
+            f"--coordinator must be HOST:PORT with a port from 1 to 65535, got {coordinator!r}"
+        )
+
+
 def join(
     coordinator: str | None = None,
     num_processes: int | None = None,
     process_id: int | None = None,
+    *,
+    timeout: float = JOIN_TIMEOUT_S,
 ) -> Processes:
     """Start `jax.distributed` for this process, before anything else uses JAX.
 
@@ -78,15 +98,36 @@ def join(
         process_id: this process's index, 0 to num_processes - 1.
         With none of them, a run under SLURM (srun) or Open MPI (mpirun) with more than
         one task is detected from the environment; else there is one process.
+        timeout: seconds to wait for the other processes; then a UsageError. A signal
+            (Ctrl-C, SIGTERM) ends the wait at once (KeyboardInterrupt).
 
     Returns:
         The run's processes.
     """
+    if not will_join(coordinator, num_processes, process_id, timeout=timeout):
+        return Processes()
+    if coordinator is None:
+        return _initialize(timeout=timeout)  # the cluster's environment says who is who
+    assert num_processes is not None and process_id is not None
+    joined = _initialize(coordinator, num_processes, process_id, timeout=timeout)
+    _agree(joined, num_processes)
+    return joined
+
+
+def will_join(
+    coordinator: str | None,
+    num_processes: int | None,
+    process_id: int | None,
+    *,
+    timeout: float = JOIN_TIMEOUT_S,
+) -> bool:
+    """Check `join`'s arguments (UsageError) without joining; whether it will join
+    other processes."""
+    if not timeout > 0:
+        raise UsageError(f"--join-timeout must be positive, got {timeout}")
     given = [coordinator, num_processes, process_id]
     if all(value is None for value in given):
-        if _cluster_size() == 1:
-            return Processes()
-        return _initialize()  # the cluster's environment says who is who
+        return _cluster_size() > 1
     if any(value is None for value in given):
         raise UsageError("--coordinator, --num-processes and --process-id go together")
     assert num_processes is not None and process_id is not None and coordinator is not None
@@ -95,30 +136,68 @@ def join(
             f"--process-id must be 0 to {num_processes - 1} for --num-processes "
             f"{num_processes}, got {process_id}"
         )
-    host, _, port = coordinator.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"--coordinator must be HOST:PORT, got {coordinator!r}")
-    if num_processes == 1:
-        return Processes()
-    return _initialize(coordinator, num_processes, process_id)
+    check_coordinator(coordinator)
+    return num_processes > 1
 
 
 def _initialize(
-    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    timeout: float,
 ) -> Processes:
+    """jax.distributed.initialize, waited for with a deadline and open to signals: the
+    runtime blocks in C++ (no Python signal handler runs there, and at its own deadline
+    it aborted with a C++ stack trace), so it runs in a thread while this one waits."""
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    try:
-        jax.distributed.initialize(
-            coordinator,
-            num_processes,
-            process_id,
-            initialization_timeout=JOIN_TIMEOUT_S,
-            heartbeat_timeout_seconds=HEARTBEAT_S,
-        )
-    except (RuntimeError, ValueError) as error:  # JaxRuntimeError is a RuntimeError
+    outcome: dict[str, BaseException | None] = {}
+
+    def connect() -> None:
+        try:
+            jax.distributed.initialize(
+                coordinator,
+                num_processes,
+                process_id,
+                initialization_timeout=int(timeout) + _RUNTIME_GRACE_S,
+                heartbeat_timeout_seconds=HEARTBEAT_S,
+            )
+            outcome["error"] = None
+        except BaseException as error:  # handed to the waiting thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=connect, name="vaetraj-join", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while thread.is_alive():
+        thread.join(0.2)
+        check_stop()  # a signal ends the wait (the runtime's thread dies with the process)
+        if thread.is_alive() and time.monotonic() > deadline:
+            raise UsageError(
+                f"the other processes did not join within {timeout:g} s (is every process "
+                "started, with the same --coordinator and --num-processes? --join-timeout "
+                "waits longer)"
+            )
+    error = outcome.get("error")
+    if isinstance(error, (RuntimeError, ValueError)):  # JaxRuntimeError is a RuntimeError
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(f"the processes could not join: {first}") from None
+    if error is not None:
+        raise error
     return current()
+
+
+def _agree(joined: Processes, num_processes: int) -> None:
+    """Every process must have been given the same --num-processes (the coordinator's
+    is the one the runtime keeps): compared once they are joined."""
+    counts = np.asarray(
+        multihost_utils.process_allgather(np.array([num_processes], np.int32), tiled=False)
+    ).ravel()
+    if len(set(counts.tolist())) > 1 or joined.count != num_processes:
+        raise UsageError(
+            f"the processes were given different --num-processes ({sorted(set(counts.tolist()))}); "
+            "give every process the same count"
+        )
 
 
 def global_mesh() -> Mesh | None:

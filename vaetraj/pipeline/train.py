@@ -470,6 +470,21 @@ def _data_sets(
     return make(prepared.train_index, train_targets), val, layout
 
 
+def check_before_join(model_config: ModelConfig, train_config: TrainConfig, processes: int) -> None:
+    """What a run over `processes` processes refuses, checked by each one before they
+    join (after the join, a refused process left the others waiting): a global batch
+    that does not divide among them, and a time-lagged model (one process only)."""
+    if processes <= 1:
+        return
+    if train_config.lag:
+        raise UsageError(f"--lag trains in one process, not {processes}: run one")
+    if train_config.batch_size % processes:
+        raise UsageError(
+            f"--batch-size {train_config.batch_size} must be a multiple of the "
+            f"{processes} processes (it is the global batch)"
+        )
+
+
 def _refuse_lag_unless_in_memory(xyz: np.ndarray | FrameFile) -> None:
     """A time-lagged model trains on frames held in memory, in one process (its pairs
     would cross the chunks of a streamed file and the shards of several processes).
@@ -849,7 +864,10 @@ def train(
     prepared = _prepare(data, model_config, train_config)
     notes = list(prepared.notes)
     budget = least(resolve_memory_budget(memory_budget), current())  # one layout for all
-    held = budget if isinstance(data.xyz, FrameFile) else data.xyz.nbytes  # streamed: budget
+    # frames left on disk are held within the budget, and never more than the file holds
+    # (over several processes a small aligned file is left on disk too: counting the
+    # whole default budget, half the free memory, as data refused every such run)
+    held = min(budget, data.xyz.nbytes) if isinstance(data.xyz, FrameFile) else data.xyz.nbytes
     _require_training_memory(prepared.model_config, train_config, held)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     session, run, resumed_from = _start(
