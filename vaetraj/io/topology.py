@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import mdtraj as md
 import numpy as np
@@ -113,3 +115,70 @@ def polymer_topology(beads: int) -> md.Topology:
             topology.add_bond(previous, atom)
         previous = atom
     return topology
+
+
+# CHARMM's and AMBER's names of residues mdtraj does not count as protein
+_MORE_PROTEIN = {"HSP", "CYX", "HID", "HIE", "HIP", "ASH", "GLH", "LYN", "CYM"}
+# ions by residue name (CHARMM's names, and the common ones): their atom names mislead
+_IONS = {"SOD": "Na", "NA": "Na", "POT": "K", "K": "K", "CLA": "Cl", "CL": "Cl",
+         "CAL": "Ca", "CA": "Ca", "MG": "Mg", "ZN": "Zn", "ZN2": "Zn", "CES": "Cs",
+         "LIT": "Li", "RUB": "Rb"}  # fmt: skip
+# the elements of standard biomolecules and water, read from an atom name's first letter
+_NAME_ELEMENTS = {"C", "H", "N", "O", "S", "P"}
+
+
+def _pdb_lacks_elements(path: Path) -> bool:
+    """Whether a PDB's ATOM/HETATM records leave the element column (77-78) blank."""
+    try:
+        with open(path, errors="replace") as handle:
+            records = [line for line in handle if line.startswith(("ATOM", "HETATM"))]
+    except OSError:
+        return False
+    return bool(records) and all(not line[76:78].strip() for line in records)
+
+
+def _element_from_name(atom: md.core.topology.Atom) -> str | None:
+    """A biomolecular guess: an ion by its residue; in a protein, nucleic acid or water
+    the atom name's first letter (after any leading digits: 1HB is hydrogen), so CA is
+    carbon, not calcium, and HG hydrogen, not mercury; selenium in selenomethionine.
+    None where the name says nothing sure (ligands keep mdtraj's guess)."""
+    residue = atom.residue
+    if residue.name in _IONS and residue.n_atoms == 1:
+        return _IONS[residue.name]
+    if not (residue.is_protein or residue.is_nucleic or residue.is_water
+            or residue.name in _MORE_PROTEIN):  # fmt: skip
+        return None
+    name = atom.name.lstrip("0123456789").upper()
+    if name.startswith("SE") and residue.name == "MSE":
+        return "Se"
+    return name[0] if name and name[0] in _NAME_ELEMENTS else None
+
+
+def repair_guessed_elements(topology: md.Topology, path: str | os.PathLike) -> str | None:
+    """A PDB without an element column (CHARMM's) has its elements guessed by mdtraj
+    from atom names alone: CA becomes calcium, CD cadmium, HG mercury, so a selection
+    of "not element H" kept the hydrogens named HG and masses were wrong. Guess them
+    as a biomolecular tool should (`_element_from_name`), in place; a note of what was
+    done, or None when the file has its elements (or is not a PDB)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".pdb", ".ent") or not _pdb_lacks_elements(path):
+        return None
+    changed = 0
+    kept = 0
+    for atom in topology.atoms:
+        symbol = _element_from_name(atom)
+        if symbol is None:
+            kept += 1
+            continue
+        element = md.element.get_by_symbol(symbol)
+        if atom.element is not element:
+            atom.element = element
+            changed += 1
+    note = (
+        f"{path}: no element column; elements read from residue and atom names "
+        f"({changed} of {topology.n_atoms} differ from mdtraj's guess from atom names alone, "
+        "e.g. CA is carbon, not calcium)"
+    )
+    if kept:
+        note += f"; {kept} atom(s) outside standard residues keep mdtraj's guess"
+    return note

@@ -27,6 +27,7 @@ from vaetraj.io.aligned import check_aligned, is_aligned_file
 from vaetraj.io.topology import (
     masses_from_topology,
     placeholder_topology,
+    repair_guessed_elements,
 )
 
 _ARRAY_SUFFIXES = {".npy", ".npz"}
@@ -223,9 +224,13 @@ def _load_topology(top: str | os.PathLike) -> md.Topology:
         return source.topology
     try:
         with _quiet_c_stdout():
-            return md.load_topology(str(top_path))
+            topology = md.load_topology(str(top_path))
     except Exception as error:
         raise BadInputError(f"cannot read a topology from it ({error})", path=top_path) from None
+    note = repair_guessed_elements(topology, top_path)
+    if note is not None:
+        warnings.warn(note, VaetrajWarning, stacklevel=2)
+    return topology
 
 
 def _open_array(path: Path, options: ReadOptions) -> _FileSource:
