@@ -1,3 +1,3 @@
-from vaetraj.cli.app import main
+from vaetraj.cli._entry import main
 
 main()

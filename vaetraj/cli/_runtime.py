@@ -18,7 +18,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from vaetraj._interrupt import clear_stop, deferred, should_raise_now
+from vaetraj._interrupt import clear_stop, deferred, should_raise_now, stop_requested
 from vaetraj.errors import (
     EXIT_INPUT_MISSING,
     EXIT_INTERNAL,
@@ -279,6 +279,11 @@ def run_command(
             previous_hook(info)
 
     sys.unraisablehook = unraisable
+    if _Exit.hard and stop_requested():  # a signal while the command line was parsed
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+        sys.unraisablehook = previous_hook
+        _fail("interrupted; no output was written", EXIT_INTERRUPTED, json_output)
     clear_stop()
     try:
         with warnings.catch_warnings():

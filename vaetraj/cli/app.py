@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -108,4 +109,9 @@ def main() -> None:
     except typer.Abort:
         print("error: interrupted", file=sys.stderr)
         sys.exit(75)
+    # the command has written its outputs: a signal now would only turn a complete run
+    # into a death by signal while the interpreter shuts down (JAX's threads make that
+    # take a while)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.exit(code if isinstance(code, int) else 0)

@@ -408,6 +408,7 @@ def kinetics_file(
     # the figures first, the file last: a failure or an interrupt on the way removes
     # what this run wrote, so "no output was written" holds (each write is atomic)
     written: list[Path] = []
+    made_folder = folder is not None and not folder.exists()
     try:
         if folder is not None:
             kinetics_plots.draw(
@@ -418,6 +419,8 @@ def kinetics_file(
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
+        if made_folder and folder is not None and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
         raise
     result.report.figures = [str(path) for path in written]
     result.report.output = None if output is None else str(output)
