@@ -21,12 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from vaetraj._version import __version__
 from vaetraj.errors import UsageError
-from vaetraj.io._atomic import atomic_output
+from vaetraj.io._atomic import atomic_output, write_h5_bytes
 
 KINETICS_FORMAT = "vaetraj-kinetics"
 KINETICS_FORMAT_VERSION = 1
@@ -52,9 +51,15 @@ def write_kinetics(
         "vaetraj_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    with atomic_output(path, overwrite=overwrite) as tmp, h5py.File(tmp, "w") as handle:
+
+    def fill(handle) -> None:
         for name, values in arrays.items():
             handle.create_dataset(name, data=values)
         for name, value in attrs.items():
             if value is not None:
                 handle.attrs[name] = json.dumps(value) if isinstance(value, (list, dict)) else value
+
+    # built in memory, then written with plain writes: a full disk is an OSError (exit
+    # 74), not an HDF5 failure that printed "Exception ignored" tracebacks as it closed
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        write_h5_bytes(tmp, fill)
