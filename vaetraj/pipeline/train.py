@@ -698,6 +698,14 @@ def _fit_or_checkpoint(
         ) from None
 
 
+def _held_bytes(xyz: np.ndarray | FrameFile, budget: int) -> int:
+    """The bytes of frames training holds: frames left on disk within the budget, and
+    never more than the file holds (over several processes a small aligned file is left
+    on disk too: counting the whole default budget, half the free memory, as data
+    refused every such run)."""
+    return min(budget, xyz.nbytes) if isinstance(xyz, FrameFile) else xyz.nbytes
+
+
 def _require_training_memory(
     model_config: ModelConfig, train_config: TrainConfig, data_bytes: int
 ) -> None:
@@ -864,10 +872,7 @@ def train(
     prepared = _prepare(data, model_config, train_config)
     notes = list(prepared.notes)
     budget = least(resolve_memory_budget(memory_budget), current())  # one layout for all
-    # frames left on disk are held within the budget, and never more than the file holds
-    # (over several processes a small aligned file is left on disk too: counting the
-    # whole default budget, half the free memory, as data refused every such run)
-    held = min(budget, data.xyz.nbytes) if isinstance(data.xyz, FrameFile) else data.xyz.nbytes
+    held = _held_bytes(data.xyz, budget)
     _require_training_memory(prepared.model_config, train_config, held)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     session, run, resumed_from = _start(
