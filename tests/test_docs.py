@@ -49,3 +49,37 @@ def test_readme_links_resolve():
     assert links
     for link in links:
         assert (ROOT / link).exists(), link
+
+
+_COMMAND = re.compile(r"python tests/benchmarks/|`vaetraj |vaetraj [a-z]+ |examples/|tests/test_")
+
+
+def _tables(lines: list[str]):
+    """(first line, table text, the text around it) of every markdown table."""
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("| ---"):
+            j = i
+            while j < len(lines) and lines[j].startswith("|"):
+                j += 1
+            around = lines[max(0, i - 15) : j + 8]
+            yield i, "\n".join(lines[i:j]), "\n".join(around), lines[i - 1] if i else ""
+            i = j
+        else:
+            i += 1
+
+
+def test_every_table_of_figures_names_the_command_that_measured_it():
+    """Issue 31: figures quoted under "default settings" were measured with others.
+    A table of measured figures in the docs has the command (a benchmark, an example,
+    a vaetraj command line or a test) within a few lines of it; a table of definitions
+    is marked as such."""
+    missing = []
+    for page in sorted((ROOT / "docs" / "pages").rglob("*.md")):
+        lines = page.read_text().splitlines()
+        for first, table, around, before in _tables(lines):
+            if "definitions, not measurements" in before:
+                continue
+            if re.search(r"\d\.\d|\d%", table) and not _COMMAND.search(around):
+                missing.append(f"{page.relative_to(ROOT)}:{first + 1}")
+    assert missing == []
