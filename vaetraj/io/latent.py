@@ -32,6 +32,7 @@ from vaetraj._version import __version__
 from vaetraj.errors import (
     BadInputError,
     UsageError,
+    VaetrajWarning,
     WriteError,
 )
 from vaetraj.io._atomic import describe_os_error, require_input, require_space
@@ -305,20 +306,25 @@ def read_latent(path: str | os.PathLike) -> LatentData:
     raise UsageError(f"a latent path is .h5, .npz or .csv, got '{path.suffix}'", path=path)
 
 
-def require_encoded_by(latent: LatentData, path: Path, model: Path) -> None:
-    """Refuse (BadInputError) a latent file that records another model than `model`
-    (by SHA-256): its points mean nothing to this model's decoder, even where the
-    latent sizes agree. Files that record no hash are taken as they are."""
+def warn_if_encoded_by_another(latent: LatentData, path: Path, model: Path) -> None:
+    """Warn when a latent file records another model file than `model` (by SHA-256):
+    its points mean nothing to another network's decoder, even where the latent sizes
+    agree. A warning, not a refusal: the same network in a file rewritten (an older
+    file's missing field, a copy with attributes added) hashes differently too. Files
+    that record no hash are taken as they are."""
+    import warnings
+
     from vaetraj.io._hash import compute_sha256
 
     recorded = latent.attrs.get("model")
     digest = recorded.get("sha256") if isinstance(recorded, dict) else None
     if isinstance(digest, str) and digest and digest != compute_sha256(model):
         where = recorded.get("path", "unknown path") if isinstance(recorded, dict) else ""
-        raise BadInputError(
-            f"was encoded by another model ({where}, SHA-256 "
-            f"{digest[:12]}...), not {model}: encode the frames again with this model",
-            path=path,
+        warnings.warn(
+            f"{path}: encoded by another model file ({where}, SHA-256 {digest[:12]}...), "
+            f"not {model}: unless it is the same network, encode the frames again with it",
+            VaetrajWarning,
+            stacklevel=3,
         )
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from vaetraj.errors import InputMissingError, UsageError
 from vaetraj.io._atomic import atomic_output, check_folder_output, make_folder, require_input
-from vaetraj.io.latent import LatentData, read_latent, require_encoded_by
+from vaetraj.io.latent import LatentData, read_latent, warn_if_encoded_by_another
 from vaetraj.io.trajectory import ReadOptions, Trajectory
 from vaetraj.pipeline.model import Model, load_model, require_structure_model
 
@@ -235,9 +235,9 @@ def _inputs(loaded: Model, model: str | os.PathLike, given: dict[str, Any]) -> d
 
 
 def _read_encoded(path: Path, model: Path) -> LatentData:
-    """A latent path, refused when another model encoded it."""
+    """A latent path, with a warning when another model file encoded it."""
     latent = read_latent(path)
-    require_encoded_by(latent, Path(path), model)
+    warn_if_encoded_by_another(latent, Path(path), model)
     return latent
 
 
