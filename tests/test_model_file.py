@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import jax
 import numpy as np
@@ -153,3 +155,41 @@ def test_a_damaged_statistical_potential_is_refused_when_read(tmp_path, model_2d
     with pytest.raises(BadInputError, match=message) as caught:
         load_model(tmp_path / "damaged.h5")
     assert caught.value.exit_code == EXIT_BAD_INPUT
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize(
+    ("kind", "inputs"),
+    [("cartesian", "frames-cartesian.npy"), ("features", "table-features.npy")],
+)
+def test_a_model_file_written_by_an_earlier_vaetraj_still_works(tmp_path, kind, inputs):
+    """Model files of format version 1, written by vaetraj on 2026-12-07 (tests/data:
+    a 12-bead 2D polymer with principal-axes alignment, and a 6-column feature table;
+    hidden 16, 5 epochs): they load, and `encode` and `decode --no-refine` give what
+    they gave then (issue 32: a new model-file owner must keep them loading, with the
+    same numbers). Within 1e-6, not bit for bit: another CPU may round matmuls apart."""
+    from conftest import run
+
+    expected = np.load(DATA / "expected-v1.npz")
+    model = DATA / f"model-{kind}-v1.h5"
+    with h5py.File(model) as handle:
+        assert int(handle.attrs["format_version"]) == 1
+    latent = tmp_path / "latent.h5"
+    result = run("encode", DATA / inputs, "-m", model, "-o", latent)
+    assert result.exit_code == 0, result.stderr
+    with h5py.File(latent) as handle:
+        np.testing.assert_allclose(handle["mean"][()], expected[f"{kind}_mean"], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(handle["std"][()], expected[f"{kind}_std"], rtol=0, atol=1e-6)
+    np.save(tmp_path / "z.npy", expected["z"])
+    suffix = ".npz" if kind == "cartesian" else ".csv"
+    decoded = tmp_path / f"decoded{suffix}"
+    result = run("decode", tmp_path / "z.npy", "-m", model, "--no-refine", "-o", decoded)
+    assert result.exit_code == 0, result.stderr
+    if kind == "cartesian":
+        with np.load(decoded) as archive:
+            values = archive["arr"]
+    else:
+        values = np.loadtxt(decoded, delimiter=",", skiprows=1)
+    np.testing.assert_allclose(values, expected[f"{kind}_decoded"], rtol=0, atol=1e-6)
