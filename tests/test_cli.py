@@ -452,3 +452,39 @@ def test_an_unreadable_input_is_one_line_exit_66(workdir, polymer_2d, monkeypatc
     monkeypatch.setattr(builtins, "open", guarded)
     assert_error(run("align", "secret.npy"), 66, "secret.npy", "permission denied")
     assert no_outputs(workdir)
+
+
+@pytest.mark.parametrize(
+    ("command", "config_names", "renamed", "besides"),
+    [
+        ("optimize", ["OptimizeConfig"], {"lr": "learning_rate"}, ()),
+        ("kinetics", ["KineticsConfig"], {}, ()),
+        ("train", ["ModelConfig", "TrainConfig"], {}, ("features",)),
+    ],
+)
+def test_every_option_defaults_to_its_config_field(command, config_names, renamed, besides):
+    """Issue 32: cli/optimize.py and cli/kinetics.py restated config defaults that no
+    test kept in step. Each option named after a config field (or renamed, like --lr)
+    defaults to that field's default; choices as their values."""
+    import dataclasses
+    import enum
+
+    from typer.main import get_command
+
+    import vaetraj.configs as configs
+    from vaetraj.cli.app import app
+
+    fields = {}
+    for name in config_names:
+        for item in dataclasses.fields(getattr(configs, name)):
+            if item.default is not dataclasses.MISSING:
+                fields[item.name] = item.default
+    checked = []
+    for param in get_command(app).commands[command].params:
+        field = renamed.get(param.name, param.name)
+        if field in besides or field not in fields:
+            continue
+        default = param.default.value if isinstance(param.default, enum.Enum) else param.default
+        assert default == fields[field], (param.name, default, fields[field])
+        checked.append(field)
+    assert len(checked) >= 3, checked

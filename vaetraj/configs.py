@@ -1,4 +1,5 @@
-"""The configs of a model and of its training: frozen, validated, JSON round-tripped.
+"""The configs of a model, of its training, of `optimize` and of `kinetics`: frozen,
+validated, JSON round-tripped.
 
 JAX-free, so that the command line takes its defaults and choices from them without
 paying for JAX at start-up (`vaetraj --help`). A field out of range raises
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -264,3 +266,83 @@ class TrainConfig:
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
         return cls(**json.loads(text))
+
+
+# the latent optimizer's objectives (vaetraj.optim makes each one)
+OBJECTIVES = ("rg", "end-to-end", "distance", "rmsd")
+# optimize's refinement tether, in units of the decoder's per-atom error (sample's: 3)
+OPTIMIZE_TETHER_WIDTH = 1.0
+
+
+# each field's rule (ConfigError names the field; the CLI prints its option)
+_OPTIMIZE_RULES: Rules = {
+    "objective": (lambda v: v in OBJECTIVES, f"must be one of {', '.join(OBJECTIVES)}"),
+    "direction": (lambda v: v in ("min", "max"), "must be min or max"),
+    "target": (lambda v: v is None or math.isfinite(v), "must be a finite number"),
+    "restarts": (lambda v: v >= 1, "must be at least 1"),
+    "learning_rate": (lambda v: v > 0, "must be positive"),
+    "trust_weight": (lambda v: v >= 0, "must be 0 or more"),
+    "tether_width": (lambda v: v > 0 and math.isfinite(v), "must be positive"),
+    "data_starts": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "trust_quantile": (lambda v: 0 < v < 1, "must be in (0, 1)"),
+}
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    """objective: rg, end-to-end, distance (between two selections) or rmsd (to a
+    target structure). direction min or max; target: reach this value instead.
+    trust_weight 0 turns the trust region off (the textbook's plain descent)."""
+
+    objective: str = "rg"
+    direction: str = "min"
+    target: float | None = None
+    restarts: int = 64
+    steps: int = 500
+    learning_rate: float = 0.05
+    trust_weight: float = 10.0
+    trust_quantile: float = 0.01
+    record_every: int = 10
+    seed: int = 0
+    refine: bool = True
+    tether_width: float = OPTIMIZE_TETHER_WIDTH  # the refinement's, x the decoder's error
+    data_starts: float = 0.5  # the share of restarts that start from training frames
+
+    def __post_init__(self) -> None:
+        check_rules(self, _OPTIMIZE_RULES)
+        every = self.record_every
+        if every < 1:
+            raise ConfigError("record_every", "must be at least 1", every)
+        if self.steps < every or self.steps % every:
+            raise ConfigError("steps", f"must be a positive multiple of {every}", self.steps)
+
+
+_KINETICS_RULES: Rules = {
+    "lag": (lambda v: v >= 1, "must be at least 1"),
+    "clusters": (lambda v: v >= 2, "must be at least 2"),
+    "states": (lambda v: v >= 2, "must be at least 2"),
+    "frame_time": (lambda v: v is None or 0 < v < math.inf, "must be a positive number"),
+}
+
+
+@dataclass(frozen=True)
+class KineticsConfig:
+    """lag: frames between the two ends of a pair. clusters: k-means centres. states:
+    metastable sets (PCCA+ and the Chapman-Kolmogorov test). lags: the implied-timescale
+    test's lags (None: about ten from 1 to 5 x lag). frame_time: ps per frame (None:
+    the latent file's, as `encode` recorded it from its inputs; timescales in frames
+    only when neither gives one)."""
+
+    lag: int
+    clusters: int = 100
+    states: int = 2
+    lags: tuple[int, ...] | None = None
+    seed: int = 0
+    frame_time: float | None = None
+
+    def __post_init__(self) -> None:
+        check_rules(self, _KINETICS_RULES)
+        if self.states > self.clusters:
+            raise UsageError(f"--states {self.states} must not exceed --clusters {self.clusters}")
+        if self.lags is not None and any(lag < 1 for lag in self.lags):
+            raise UsageError(f"--lags must be at least 1, got {list(self.lags)}")

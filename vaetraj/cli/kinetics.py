@@ -8,6 +8,16 @@ import typer
 
 from vaetraj.cli._options import DebugOption, JsonOption, OverwriteOption
 from vaetraj.cli._runtime import finish_report, print_table, run_command
+from vaetraj.configs import KineticsConfig
+
+# defaults from the config (one place for them)
+_CLUSTERS = typer.Option(
+    KineticsConfig.clusters, "--clusters", help="k-means clusters of the latent means."
+)
+_STATES = typer.Option(
+    KineticsConfig.states, "--states", help="Metastable states (PCCA+, CK test)."
+)
+_SEED = typer.Option(KineticsConfig.seed, "--seed", help="Seed of the k-means initialization.")
 
 
 def kinetics_command(
@@ -17,8 +27,8 @@ def kinetics_command(
     lag: int = typer.Option(
         ..., "--lag", help="Frames between the two ends of a pair (as encoded, after --stride)."
     ),
-    clusters: int = typer.Option(100, "--clusters", help="k-means clusters of the latent means."),
-    states: int = typer.Option(2, "--states", help="Metastable states (PCCA+, CK test)."),
+    clusters: int = _CLUSTERS,
+    states: int = _STATES,
     lags: str | None = typer.Option(
         None, "--lags", help="Implied-timescale lags, e.g. 1,2,5,10,20 (default: up to 5x --lag)."
     ),
@@ -29,7 +39,7 @@ def kinetics_command(
         help="Picoseconds per latent frame, for timescales in ps too (default: the one "
         "encode recorded from its inputs, if any).",
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the k-means initialization."),
+    seed: int = _SEED,
     output: Path | None = typer.Option(
         None, "-o", "--output", help="Write the clusters, MSM, states and tests (.h5)."
     ),
@@ -55,7 +65,7 @@ def kinetics_command(
     """
 
     def body():
-        from vaetraj.pipeline.kinetics import KineticsConfig, kinetics_file
+        from vaetraj.pipeline.kinetics import kinetics_file
 
         config = KineticsConfig(
             lag=lag, clusters=clusters, states=states, lags=_parse_lags(lags), seed=seed,

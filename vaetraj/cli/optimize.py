@@ -16,6 +16,7 @@ from vaetraj.cli._options import (
     RefineOption,
 )
 from vaetraj.cli._runtime import finish_report, print_table, run_command
+from vaetraj.configs import OptimizeConfig
 
 
 class Direction(str, Enum):
@@ -147,24 +148,24 @@ Examples:
 
 
 def optimize_command(
-    objective: ObjectiveArg = "rg",
-    direction: DirectionArg = Direction.min,
+    objective: ObjectiveArg = OptimizeConfig.objective,
+    direction: DirectionArg = Direction(OptimizeConfig.direction),
     target: TargetArg = None,
     model: Path = ModelOption,
     output: OutputArg = Path("optimized.npz"),
-    restarts: RestartsArg = 64,
-    steps: StepsArg = 500,
-    lr: LrArg = 0.05,
-    trust_weight: TrustWeightArg = 10.0,
-    trust_quantile: TrustQuantileArg = 0.01,
+    restarts: RestartsArg = OptimizeConfig.restarts,
+    steps: StepsArg = OptimizeConfig.steps,
+    lr: LrArg = OptimizeConfig.learning_rate,
+    trust_weight: TrustWeightArg = OptimizeConfig.trust_weight,
+    trust_quantile: TrustQuantileArg = OptimizeConfig.trust_quantile,
     group_a: GroupAArg = None,
     group_b: GroupBArg = None,
     target_structure: TargetStructureArg = None,
     top: TopArg = None,
-    seed: SeedArg = 0,
-    data_starts: DataStartsArg = 0.5,
+    seed: SeedArg = OptimizeConfig.seed,
+    data_starts: DataStartsArg = OptimizeConfig.data_starts,
     refine: bool = RefineOption,
-    tether_width: TetherWidthArg = 1.0,
+    tether_width: TetherWidthArg = OptimizeConfig.tether_width,
     data: DataArg = None,
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
@@ -176,7 +177,7 @@ def optimize_command(
 
 
 def _optimize(o: dict) -> dict[str, Any]:
-    from vaetraj.pipeline.optimize import OptimizeConfig, optimize_file
+    from vaetraj.pipeline.optimize import optimize_file
 
     config = OptimizeConfig(
         objective=o["objective"],

@@ -8,10 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaetraj.configs import OBJECTIVES
 from vaetraj.geometry import make_kabsch_target, superpose_frame
 from vaetraj.metrics import compute_end_to_end, compute_rg
-
-OBJECTIVES = ("rg", "end-to-end", "distance", "rmsd")
 
 Objective = Callable[[jax.Array], jax.Array]
 

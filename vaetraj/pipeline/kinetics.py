@@ -22,7 +22,6 @@ never spans two input files (`LatentData.trajectory_lengths`).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 import warnings
@@ -32,44 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from vaetraj.configs import Rules, check_rules
-from vaetraj.errors import BadInputError, UsageError
+from vaetraj.configs import KineticsConfig
+from vaetraj.errors import BadInputError
 from vaetraj.io._atomic import check_folder_output, check_output
 from vaetraj.io.kinetics import check_kinetics_suffix, write_kinetics
 from vaetraj.io.latent import LatentData, read_latent
 from vaetraj.io.trajectory import warn_frame_time_override
 
-_RULES: Rules = {
-    "lag": (lambda v: v >= 1, "must be at least 1"),
-    "clusters": (lambda v: v >= 2, "must be at least 2"),
-    "states": (lambda v: v >= 2, "must be at least 2"),
-    "frame_time": (lambda v: v is None or 0 < v < math.inf, "must be a positive number"),
-}
 _TIMESCALES = 5  # implied timescales reported per lag, at most
 _CK_STEPS = 4  # the Chapman-Kolmogorov test's multiples of the lag
-
-
-@dataclass(frozen=True)
-class KineticsConfig:
-    """lag: frames between the two ends of a pair. clusters: k-means centres. states:
-    metastable sets (PCCA+ and the Chapman-Kolmogorov test). lags: the implied-timescale
-    test's lags (None: about ten from 1 to 5 x lag). frame_time: ps per frame (None:
-    the latent file's, as `encode` recorded it from its inputs; timescales in frames
-    only when neither gives one)."""
-
-    lag: int
-    clusters: int = 100
-    states: int = 2
-    lags: tuple[int, ...] | None = None
-    seed: int = 0
-    frame_time: float | None = None
-
-    def __post_init__(self) -> None:
-        check_rules(self, _RULES)
-        if self.states > self.clusters:
-            raise UsageError(f"--states {self.states} must not exceed --clusters {self.clusters}")
-        if self.lags is not None and any(lag < 1 for lag in self.lags):
-            raise UsageError(f"--lags must be at least 1, got {list(self.lags)}")
 
 
 @dataclass

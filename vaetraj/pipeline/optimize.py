@@ -36,8 +36,8 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from vaetraj._memory import FLOAT, require_memory
-from vaetraj.configs import Rules, check_rules
-from vaetraj.errors import BadInputError, ConfigError, NumericalError, UsageError
+from vaetraj.configs import OptimizeConfig
+from vaetraj.errors import BadInputError, NumericalError, UsageError
 from vaetraj.geometry import make_kabsch_target, superpose_frame
 from vaetraj.io._hash import compute_sha256
 from vaetraj.io.structures import check_structure_output, write_structures
@@ -46,7 +46,6 @@ from vaetraj.io.trajectory import ReadOptions
 from vaetraj.metrics import compute_rg
 from vaetraj.model import compute_mixture_log_density, decode_data
 from vaetraj.optim import (
-    OBJECTIVES,
     LatentGoal,
     LatentRun,
     Objective,
@@ -56,7 +55,6 @@ from vaetraj.optim import (
 from vaetraj.pipeline.model import Model, load_model, require_structure_model
 from vaetraj.pipeline.potential import RELAX_STEPS, thermal_settings
 from vaetraj.pipeline.structure import (
-    OPTIMIZE_TETHER_WIDTH,
     DataStats,
     RefinedStructures,
     StructureCheck,
@@ -70,49 +68,6 @@ _REFERENCE_DRAWS = 4096
 _LOG_2PI = math.log(2 * math.pi)
 
 Progress = Callable[..., None]
-
-
-# each field's rule (ConfigError names the field; the CLI prints its option)
-_OPTIMIZE_RULES: Rules = {
-    "objective": (lambda v: v in OBJECTIVES, f"must be one of {', '.join(OBJECTIVES)}"),
-    "direction": (lambda v: v in ("min", "max"), "must be min or max"),
-    "target": (lambda v: v is None or math.isfinite(v), "must be a finite number"),
-    "restarts": (lambda v: v >= 1, "must be at least 1"),
-    "learning_rate": (lambda v: v > 0, "must be positive"),
-    "trust_weight": (lambda v: v >= 0, "must be 0 or more"),
-    "tether_width": (lambda v: v > 0 and math.isfinite(v), "must be positive"),
-    "data_starts": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
-    "trust_quantile": (lambda v: 0 < v < 1, "must be in (0, 1)"),
-}
-
-
-@dataclass(frozen=True)
-class OptimizeConfig:
-    """objective: rg, end-to-end, distance (between two selections) or rmsd (to a
-    target structure). direction min or max; target: reach this value instead.
-    trust_weight 0 turns the trust region off (the textbook's plain descent)."""
-
-    objective: str = "rg"
-    direction: str = "min"
-    target: float | None = None
-    restarts: int = 64
-    steps: int = 500
-    learning_rate: float = 0.05
-    trust_weight: float = 10.0
-    trust_quantile: float = 0.01
-    record_every: int = 10
-    seed: int = 0
-    refine: bool = True
-    tether_width: float = OPTIMIZE_TETHER_WIDTH  # the refinement's, x the decoder's error
-    data_starts: float = 0.5  # the share of restarts that start from training frames
-
-    def __post_init__(self) -> None:
-        check_rules(self, _OPTIMIZE_RULES)
-        every = self.record_every
-        if every < 1:
-            raise ConfigError("record_every", "must be at least 1", every)
-        if self.steps < every or self.steps % every:
-            raise ConfigError("steps", f"must be a positive multiple of {every}", self.steps)
 
 
 @dataclass

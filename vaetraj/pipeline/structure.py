@@ -73,7 +73,6 @@ MIN_JUDGED_FRAMES = 200
 # extreme structure the model itself vouches for: the decoder's own error (1x), so the
 # answer stays what the model says its latent point is.
 TETHER_WIDTH = 3.0
-OPTIMIZE_TETHER_WIDTH = 1.0
 
 
 def bonds_of(topology_json: str | None, atoms: int) -> tuple[np.ndarray, str]:
