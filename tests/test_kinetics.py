@@ -209,6 +209,7 @@ def test_options_the_latent_path_cannot_carry_are_one_line(small_two_state, tmp_
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_lags_beyond_the_data_and_an_unresolved_lag_say_so(small_two_state):
     """A test lag with too few pairs for a model is left out with a note (it raised
     deeptime's ValueError); a lag beyond the slowest timescale gets a note that nothing

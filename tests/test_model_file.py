@@ -160,6 +160,7 @@ def test_a_damaged_statistical_potential_is_refused_when_read(tmp_path, model_2d
 DATA = Path(__file__).parent / "data"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kind", "inputs"),
     [("cartesian", "frames-cartesian.npy"), ("features", "table-features.npy")],
