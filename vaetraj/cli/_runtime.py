@@ -113,8 +113,10 @@ def _annotation(param) -> Any:
     described = getattr(param, "type_descriptor", None)
     if described is not None:
         return described.annotation
-    kind = getattr(getattr(param, "type", None), "name", "text")
-    stand_in = {"integer": int, "float": float, "boolean": bool}.get(kind, str)
+    kind = str(getattr(getattr(param, "type", None), "name", "text"))
+    # click's names: "integer", "integer range", "float", "float range", "boolean", ...
+    stand_in = next((t for word, t in (("integer", int), ("float", float), ("boolean", bool))
+                     if word in kind), str)  # fmt: skip
     choices = getattr(param.type, "choices", None)
     return list(choices) if choices else stand_in
 
