@@ -238,7 +238,7 @@ def _vamp(pieces: list[np.ndarray], lag: int, where: Path):
         return VAMP(lagtime=lag).fit(pieces).fetch_model()
     except ZeroRankError:
         raise BadInputError(
-            f"the latent means barely vary over the frames pairs at lag {lag} span: "
+            f"the latent means barely vary over the frames that pairs at lag {lag} span: "
             "no process to score",
             path=where,
         ) from None

@@ -2,7 +2,8 @@
 
 `join` starts `jax.distributed` for this process: from the coordinator's address, the
 process count and this process's index, or from SLURM's or Open MPI's environment when
-they are not given. Every process then runs the same training; the batch axis of the
+they are not given. It waits for the others up to a deadline (`--join-timeout`), open
+to signals, and then checks that every process was given the same count. Every process then runs the same training; the batch axis of the
 mesh spans the devices of all of them (`global_mesh`), each process feeds its own
 shard of frames (`shard_of`) as its rows of every global batch (`to_global`), and XLA
 sums the gradients across processes (gloo on the CPU, NCCL on GPUs).
