@@ -231,16 +231,13 @@ def load_settings(group: Any, path: Path | None = None) -> dict[str, Any] | None
     """Defaults for every command from `path` or ./vaetraj.toml, checked against the
     commands' options as the command line would check them; None when there is no
     file."""
-    from vaetraj.errors import InputMissingError
+    from vaetraj.io._atomic import require_input
 
     explicit = path is not None
     path = path or Path(SETTINGS_FILE)
-    if not path.exists():
-        if os.path.lexists(path):  # a link to nothing, or a loop: not silently ignored
-            raise InputMissingError("a symbolic link that leads to no file", path=path)
-        if explicit:
-            raise InputMissingError("no such settings file", path=path)
+    if not os.path.lexists(path) and not explicit:
         return None
+    require_input(path, "settings file")  # a link to nothing, or a loop: not ignored
     return _normalize(_load_toml(path), _command_options(group), path)
 
 

@@ -64,16 +64,16 @@ def check_output(
     return path
 
 
-def require_input(path: str | os.PathLike) -> Path:
-    """An input that must exist: a missing one, or a symbolic link that leads nowhere
-    (a loop, a removed target), is InputMissingError (exit 66), saying which."""
+def require_input(path: str | os.PathLike, what: str = "file") -> Path:
+    """An input that must exist: a missing one ("no such `what`"), or a symbolic link
+    that leads nowhere (a loop, a removed target), is InputMissingError (exit 66)."""
     from vaetraj.errors import InputMissingError
 
     path = Path(path)
     if not path.exists():
         if os.path.lexists(path):
             raise InputMissingError("a symbolic link that leads to no file (a loop?)", path=path)
-        raise InputMissingError("no such file", path=path)
+        raise InputMissingError(f"no such {what}", path=path)
     return path
 
 

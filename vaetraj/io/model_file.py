@@ -31,11 +31,10 @@ import numpy as np
 
 from vaetraj.errors import (
     BadInputError,
-    InputMissingError,
     UsageError,
     VaetrajError,
 )
-from vaetraj.io._atomic import atomic_output, check_output, write_h5_bytes
+from vaetraj.io._atomic import atomic_output, check_output, require_input, write_h5_bytes
 from vaetraj.io._pytree import flatten_named, read_pytree, write_pytree
 from vaetraj.io._schema import (
     Attr,
@@ -126,11 +125,7 @@ def _write(handle: h5py.File, record: ModelRecord) -> None:
 def read_model_file(path: str | os.PathLike) -> ModelRecord:
     """Read and check a model file: not one of ours, a newer format version or a missing
     field is a BadInputError naming the file."""
-    path = Path(path)
-    if not path.exists():
-        if os.path.lexists(path):
-            raise InputMissingError("a symbolic link that leads to no file (a loop?)", path=path)
-        raise InputMissingError("no such model file", path=path)
+    path = require_input(path, "model file")
     if not h5py.is_hdf5(path):
         raise BadInputError("not a vaetraj model (not an HDF5 file)", path=path)
     try:
