@@ -231,7 +231,7 @@ def load_settings(group: Any, path: Path | None = None) -> dict[str, Any] | None
     """Defaults for every command from `path` or ./vaetraj.toml, checked against the
     commands' options as the command line would check them; None when there is no
     file."""
-    from vaetraj.io._atomic import require_input
+    from vaetraj.io._paths import require_input
 
     explicit = path is not None
     path = path or Path(SETTINGS_FILE)

@@ -64,19 +64,6 @@ def check_output(
     return path
 
 
-def require_input(path: str | os.PathLike, what: str = "file") -> Path:
-    """An input that must exist: a missing one ("no such `what`"), or a symbolic link
-    that leads nowhere (a loop, a removed target), is InputMissingError (exit 66)."""
-    from vaetraj.errors import InputMissingError
-
-    path = Path(path)
-    if not path.exists():
-        if os.path.lexists(path):
-            raise InputMissingError("a symbolic link that leads to no file (a loop?)", path=path)
-        raise InputMissingError(f"no such {what}", path=path)
-    return path
-
-
 def check_folder_output(
     folder: str | os.PathLike,
     names: Iterable[str],

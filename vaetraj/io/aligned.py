@@ -27,7 +27,8 @@ import numpy as np
 from vaetraj._memory import empty_aligned
 from vaetraj._version import __version__
 from vaetraj.errors import BadInputError, WriteError
-from vaetraj.io._atomic import require_input, require_space
+from vaetraj.io._atomic import require_space
+from vaetraj.io._paths import require_input
 from vaetraj.io._schema import (
     Attr,
     Data,

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from vaetraj.errors import BadInputError, NumericalError, UsageError
-from vaetraj.io._atomic import atomic_output, check_output, require_input
+from vaetraj.io._atomic import atomic_output, check_output
+from vaetraj.io._paths import require_input
 
 FEATURE_SUFFIXES = (".npy", ".npz", ".csv")
 

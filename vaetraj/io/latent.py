@@ -35,7 +35,8 @@ from vaetraj.errors import (
     VaetrajWarning,
     WriteError,
 )
-from vaetraj.io._atomic import describe_os_error, require_input, require_space
+from vaetraj.io._atomic import describe_os_error, require_space
+from vaetraj.io._paths import require_input
 from vaetraj.io._schema import (
     ArrayGroup,
     Attr,

@@ -34,7 +34,8 @@ from vaetraj.errors import (
     UsageError,
     VaetrajError,
 )
-from vaetraj.io._atomic import atomic_output, check_output, require_input, write_h5_bytes
+from vaetraj.io._atomic import atomic_output, check_output, write_h5_bytes
+from vaetraj.io._paths import require_input
 from vaetraj.io._pytree import flatten_named, read_pytree, write_pytree
 from vaetraj.io._schema import (
     Attr,

@@ -21,8 +21,8 @@ import numpy as np
 from vaetraj._interrupt import check_stop
 from vaetraj.errors import BadInputError, UsageError, VaetrajWarning
 from vaetraj.io import _integrity
-from vaetraj.io._atomic import require_input
 from vaetraj.io._npy import NpyArrayReader
+from vaetraj.io._paths import require_input
 from vaetraj.io.aligned import check_aligned, is_aligned_file
 from vaetraj.io.topology import (
     masses_from_topology,

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from vaetraj.errors import InputMissingError, UsageError
-from vaetraj.io._atomic import atomic_output, check_folder_output, make_folder, require_input
+from vaetraj.io._atomic import atomic_output, check_folder_output, make_folder
+from vaetraj.io._paths import require_input
 from vaetraj.io.latent import LatentData, read_latent, warn_if_encoded_by_another
 from vaetraj.io.trajectory import ReadOptions, Trajectory
 from vaetraj.pipeline.model import Model, load_model, require_structure_model
