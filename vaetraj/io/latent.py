@@ -412,15 +412,25 @@ def _checked_points(points: np.ndarray, path: Path) -> np.ndarray:
     return points.astype(np.float32)
 
 
-def read_latent_points(path: str | os.PathLike, *, key: str | None = None) -> np.ndarray:
+def read_latent_points(
+    path: str | os.PathLike, *, key: str | None = None, model: Path | None = None
+) -> np.ndarray:
     """Latent points (points, latent) from an encode output (its mean), a .npy array,
     a .npz array (`key`, or its only array), or a CSV of numbers (with or without a
-    header; an encode CSV gives its mean_* columns)."""
+    header; an encode CSV gives its mean_* columns). With `model`, an encode output
+    that another model file encoded gets a warning (`warn_if_encoded_by_another`)."""
     path = Path(path)
     _exists(path)
+
+    def encoded() -> np.ndarray:
+        latent = read_latent(path)
+        if model is not None:
+            warn_if_encoded_by_another(latent, path, model)
+        return latent.mean
+
     readers = {
-        ".h5": lambda: read_latent(path).mean,
-        ".hdf5": lambda: read_latent(path).mean,
+        ".h5": encoded,
+        ".hdf5": encoded,
         ".npy": lambda: _npy_points(path),
         ".npz": lambda: _npz_points(path, key),
         ".csv": lambda: _csv_points(path),

@@ -26,7 +26,7 @@ from vaetraj._memory import FLOAT, require_memory
 from vaetraj.errors import BadInputError, NumericalError, UsageError
 from vaetraj.io._hash import compute_sha256
 from vaetraj.io.features import check_features_output, write_features
-from vaetraj.io.latent import read_latent, read_latent_points, warn_if_encoded_by_another
+from vaetraj.io.latent import read_latent_points
 from vaetraj.io.structures import check_structure_output, write_structures
 from vaetraj.pipeline.model import Model, load_model
 from vaetraj.pipeline.potential import spread_frames
@@ -259,9 +259,11 @@ def decode_file(
     loaded = load_model(model_path)
     _check_output(loaded, output, overwrite, [model_path, latent])
     source = "--z" if latent is None else str(latent)
-    z = read_latent_points(latent, key=key) if latent is not None else np.asarray(points)
-    if latent is not None and Path(latent).suffix.lower() in (".h5", ".hdf5"):
-        warn_if_encoded_by_another(read_latent(latent), Path(latent), model_path)
+    z = (
+        read_latent_points(latent, key=key, model=model_path)
+        if latent is not None
+        else np.asarray(points)
+    )
     require_memory(
         _GENERATED_BYTES * len(z) * loaded.features,
         f"decoding {len(z):,} points ({loaded.features} coordinates each)",
