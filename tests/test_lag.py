@@ -173,14 +173,19 @@ def test_a_checkpoint_from_before_the_lag_resumes_as_lag_0():
 
 def test_several_processes_refuse_a_lag_before_reading_the_frames(monkeypatch):
     from vaetraj.errors import UsageError
+    from vaetraj.model import ModelConfig
     from vaetraj.pipeline import train as pipeline_train
     from vaetraj.pipeline.processes import Processes
+    from vaetraj.training import TrainConfig
 
+    frames = np.random.default_rng(0).normal(size=(400, 3, 3)).astype(np.float32)
+    data = pipeline_train._as_training_set(frames)
+    config = TrainConfig(lag=2, batch_size=8)
     monkeypatch.setattr(pipeline_train, "current", lambda: Processes(2, 0))
     with pytest.raises(UsageError, match="--lag trains in one process, not 2"):
-        pipeline_train._refuse_lag_unless_in_memory(np.zeros((4, 3, 3), np.float32))
+        pipeline_train._prepare(data, ModelConfig(), config)
     monkeypatch.setattr(pipeline_train, "current", lambda: Processes(1, 0))
-    pipeline_train._refuse_lag_unless_in_memory(np.zeros((4, 3, 3), np.float32))
+    assert pipeline_train._prepare(data, ModelConfig(), config).targets is not None
 
 
 class _Identity:

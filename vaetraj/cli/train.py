@@ -458,12 +458,11 @@ def _pick(config_class, options: dict, *, besides: tuple[str, ...] = ()):
 def _train(o: dict) -> dict[str, Any] | None:
     from vaetraj.errors import TrainingFailedError
     from vaetraj.pipeline.processes import expected_count, join, leaving_last, will_join
-    from vaetraj.pipeline.train import check_before_join, train_file
+    from vaetraj.pipeline.train import check_for_processes, train_file
 
     # every check a process can make alone comes before the join: a refused option
     # must not wait for peers (or hang, when they were refused the same way)
-    model_config, train_config = _configs(o)
-    check_before_join(model_config, train_config, expected_count(o["num_processes"]))
+    check_for_processes(_configs(o)[1], expected_count(o["num_processes"]))
     flags = (o["coordinator"], o["num_processes"], o["process_id"])
     if will_join(*flags, timeout=o["join_timeout"]):  # gloo speaks as processes connect
         keep_stdout_for_records()

@@ -194,6 +194,7 @@ def _check_categorical(table: np.ndarray, where: str | None) -> None:
 def _prepare(data: TrainingSet, model_config: ModelConfig, train_config: TrainConfig) -> _Prepared:
     where = data.origin if data.origin not in ("array", "aligned data") else None
     check_frames(data.xyz, where, features=data.is_features)
+    check_for_processes(train_config, current().count)
     frames, atoms, dims = data.xyz.shape
     model_config = dataclasses.replace(model_config, features=atoms * dims)
     flat = data.xyz.reshape(frames, -1)
@@ -224,12 +225,6 @@ def _prepare(data: TrainingSet, model_config: ModelConfig, train_config: TrainCo
             f"{len(val_index)} for validation) are fewer than one batch of "
             f"{train_config.batch_size}; lower --batch-size or --val-fraction",
             path=where,
-        )
-    processes = current().count
-    if train_config.batch_size % processes:
-        raise UsageError(
-            f"--batch-size {train_config.batch_size} must be a multiple of the "
-            f"{processes} processes (it is the global batch)"
         )
     feature_std = None
     moments = compute_moments(flat, train_index)
@@ -470,10 +465,11 @@ def _data_sets(
     return make(prepared.train_index, train_targets), val, layout
 
 
-def check_before_join(model_config: ModelConfig, train_config: TrainConfig, processes: int) -> None:
-    """What a run over `processes` processes refuses, checked by each one before they
-    join (after the join, a refused process left the others waiting): a global batch
-    that does not divide among them, and a time-lagged model (one process only)."""
+def check_for_processes(train_config: TrainConfig, processes: int) -> None:
+    """What a run over `processes` processes refuses: a global batch that does not
+    divide among them, and a time-lagged model (one process only). The CLI calls it
+    before the processes join (after the join, a refused process left the others
+    waiting); training calls it again for Python callers."""
     if processes <= 1:
         return
     if train_config.lag:
@@ -486,12 +482,9 @@ def check_before_join(model_config: ModelConfig, train_config: TrainConfig, proc
 
 
 def _refuse_lag_unless_in_memory(xyz: np.ndarray | FrameFile) -> None:
-    """A time-lagged model trains on frames held in memory, in one process (its pairs
-    would cross the chunks of a streamed file and the shards of several processes).
-    Checked before the normalization pass; processes first (over several, an aligned
-    file is always left on disk)."""
-    if current().count > 1:
-        raise UsageError(f"--lag trains in one process, not {current().count}: run one")
+    """A time-lagged model trains on frames held in memory (its pairs would cross the
+    chunks of a streamed file); in one process, which `check_for_processes` saw to
+    first. Checked before the normalization pass."""
     if isinstance(xyz, FrameFile):
         raise UsageError(
             f"--lag trains on frames held in memory, and {xyz.nbytes / 1e6:,.0f} MB of "
