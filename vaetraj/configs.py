@@ -268,6 +268,8 @@ class TrainConfig:
         return cls(**json.loads(text))
 
 
+# how long the processes of a run may take to find each other (train --join-timeout)
+JOIN_TIMEOUT_S = 300.0
 # the latent optimizer's objectives (vaetraj.optim makes each one)
 OBJECTIVES = ("rg", "end-to-end", "distance", "rmsd")
 # optimize's refinement tether, in units of the decoder's per-atom error (sample's: 3)

@@ -20,7 +20,7 @@ from vaetraj.cli._runtime import (
     run_command,
 )
 from vaetraj.cli.align import Method, _parse_reference
-from vaetraj.configs import ModelConfig, TrainConfig
+from vaetraj.configs import JOIN_TIMEOUT_S, ModelConfig, TrainConfig
 
 HELP = """Train a beta-VAE on aligned frames and write the model file.
 
@@ -423,7 +423,7 @@ def train_command(
     coordinator: CoordinatorArg = None,
     num_processes: NumProcessesArg = None,
     process_id: ProcessIdArg = None,
-    join_timeout: JoinTimeoutArg = 300.0,
+    join_timeout: JoinTimeoutArg = JOIN_TIMEOUT_S,
     method: MethodArg = Method.principal,
     reference: ReferenceArg = None,
     top: TopArg = None,

@@ -29,12 +29,12 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from vaetraj._interrupt import check_stop
+from vaetraj.configs import JOIN_TIMEOUT_S
 from vaetraj.errors import InterruptedRunError, UsageError, VaetrajError
 
 HEARTBEAT_S = 30  # a process silent this long is taken for dead
 # how long process 0 waits, on an error, for the others to report theirs (see leaving_last)
 EXIT_GRACE_S = 5
-JOIN_TIMEOUT_S = 300  # how long the processes may take to find each other (--join-timeout)
 _RUNTIME_GRACE_S = 60  # the runtime's own deadline is later: ours ends the wait cleanly
 
 
