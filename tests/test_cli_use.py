@@ -360,6 +360,19 @@ def test_optimize_reports_and_writes_the_best_plausible(workdir, model_2d):
         assert record["plausible"] is False and record["plausible_candidates"] == 0
     stats = load_model(model_2d).data_stats
     assert record["train_rg_min"] == pytest.approx(stats.rg_min)
+    if record["plausible"]:  # its verdicts, recomputed in NumPy (contacts: hot tail only)
+        from potential_reference import term_energies
+
+        i, j = np.triu_indices(12, 2)
+        classes = np.minimum(j - i, 4) - 2
+        energies = term_energies(xyz[None], stats, stats.terms(12), np.stack([i, j], 1), classes)
+        low, high = np.asarray(stats.energy_low) - 1e-3, np.asarray(stats.energy_high) + 1e-3
+        inside = (energies[0] >= low) & (energies[0] <= high)
+        assert inside[[0, 1, 2, 4, 5]].all() and energies[0, 3] <= high[3]
+        assert record["contacts_colder_than_md"] == bool(energies[0, 3] < low[3] + 1e-3)
+        assert energies[0, -1] <= stats.energy_quantile(0.95) + 1e-3
+        closest = np.asarray(stats.potential["pairs"]["lo"])[classes]
+        assert (np.linalg.norm(xyz[i] - xyz[j], axis=-1) >= closest * (1 - 1e-5)).all()
     # refined on the decoder's own error; the mean bond is the written structure's
     assert record["refined"] and record["tether_width"] == 1.0
     bonds = np.linalg.norm(xyz[1:] - xyz[:-1], axis=-1)

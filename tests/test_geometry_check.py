@@ -188,6 +188,16 @@ def test_energy_kernel_and_judge_against_numpy():
     # stretched copies fail on bonds; mirror images on handedness; held-out frames pass
     assert not check.plausible[200:].any()
     assert check.inside[210:, 4].sum() == 0 and check.plausible[:200].mean() > 0.8
+    # the closest approach (optimize's rule): each pair's distance over its class's
+    # closest in the training frames, the frames that set it reaching exactly 1
+    from vaetraj.pipeline.potential import closest_approach
+
+    ratio = xyz[:400, pairs[:, 0]] - xyz[:400, pairs[:, 1]]
+    ratio = np.linalg.norm(ratio, axis=-1) / np.asarray(stats.potential["pairs"]["lo"])[classes]
+    approach = closest_approach(xyz[:400], stats.statistical_potential(7))
+    np.testing.assert_allclose(approach, ratio.min(axis=1), rtol=1e-5)
+    assert approach.min() == pytest.approx(1.0, abs=1e-5)
+    assert (closest_approach(xyz[400:410] * 0.8, stats.statistical_potential(7)) < 1).all()
 
 
 def test_dihedrals_against_mdtraj():
@@ -385,7 +395,7 @@ def test_neighbour_list_energy_is_the_all_pairs_energy():
     import jax
 
     from vaetraj.metrics import compute_term_energies
-    from vaetraj.refine import REACH, pair_cutoffs
+    from vaetraj.refine import pair_cutoffs
     from vaetraj.refine._thermal import _compact, _Energy
 
     xyz, stats = _long_chain_stats()
@@ -393,7 +403,7 @@ def test_neighbour_list_energy_is_the_all_pairs_energy():
     pairs = jnp.concatenate([potential.pairs, potential.pair_class[:, None]], axis=1)
     cutoff, skin = pair_cutoffs(potential), 1.0
     r = compute_pair_distances(jnp.asarray(xyz[0]), pairs[:, :2])
-    index, _, count = _compact(r < cutoff + (1 + 2 * REACH) * skin, 4096)
+    index, _, count = _compact(r < cutoff + 3 * skin, 4096)
     assert 0 < int(count) < 4096
     tether = jnp.full(110, 0.2)
     # the refiner's energy takes a batch laid out (atoms, dims, batch): one structure
@@ -497,7 +507,7 @@ def test_overflowing_lists_are_refined_again(monkeypatch):
 
     xyz, stats = _long_chain_stats()
     settings = potential_module.thermal_settings(stats.potential)._replace(
-        relax_steps=25, sample_steps=25, skin=3.0, candidates=256, listed=128
+        relax_steps=25, sample_steps=25, skin=3.0, reach=9.0, candidates=256, listed=128
     )
     potential = stats.statistical_potential(110)
     tether, bond = jnp.full(110, 0.2), jnp.float32(1.0)

@@ -265,11 +265,13 @@ def _geometry_rows(report) -> list[tuple[str, str]]:
     units = report.units
     rows: list[tuple[str, str]] = []
     failing = [kind for kind, failed in report.failures.items() if failed]
+    verdict = "pass" if report.plausible else f"FAIL ({', '.join(failing)})"
+    if report.contacts_colder_than_md:
+        verdict += "; more contacts than any MD frame (allowed: compacting makes them)"
     rows.append(
         (
             "energy check",
-            ("pass" if report.plausible else f"FAIL ({', '.join(failing)})")
-            + f" ({report.plausible_candidates} of {report.candidates} candidates pass)",
+            verdict + f" ({report.plausible_candidates} of {report.candidates} candidates pass)",
         )
     )
     low, high = report.train_energy_range

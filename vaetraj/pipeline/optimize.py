@@ -9,14 +9,16 @@ encoded. Half the restarts start from density draws, half from the training fram
 that score best on the objective (the model keeps the latent points of frames spread
 over the data's R_g range). Every `record_every` steps of every restart is recorded, and
 REFINED_RECORDS of those records spread along each restart's path (the last included)
-are candidates; each candidate is made a thermal conformation near itself on the training frames'
-statistical potential (`vaetraj.refine`), and the answer is the best refined candidate
-whose energies lie inside the held-out MD frames' ranges (`vaetraj.pipeline.potential`)
-and whose total energy is at most their 95th percentile: no folded angle, no
-overlapping pair, no strain MD does not show. (The search picks the most extreme of
-hundreds of candidates, so it would otherwise pick the one at the edge of every range
-at once: on all-atom alanine dipeptide, 6.6 kJ/mol above MD's 99th percentile of the
-AMBER energy; with the cap, inside it.)
+are candidates; each candidate is made a thermal conformation near itself on the
+training frames' statistical potential (`vaetraj.refine`), and the answer is the best
+refined candidate that passes `_optimize_verdicts`: its energies inside the held-out MD
+frames' ranges (`vaetraj.pipeline.potential`; contacts only on their hot side, since a
+structure more compact than every frame has more contacts than every frame), its total
+at most their 95th percentile, and no contact pair closer than the training frames'
+closest of its class: no folded angle, no overlapping pair, no strain MD does not show.
+(The search picks the most extreme of hundreds of candidates, so it would otherwise
+pick the one at the edge of every range at once: on all-atom alanine dipeptide, 6.6
+kJ/mol above MD's 99th percentile of the AMBER energy; with the cap, inside it.)
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from vaetraj.optim import (
     make_objective,
 )
 from vaetraj.pipeline.model import Model, load_model, require_structure_model
-from vaetraj.pipeline.potential import RELAX_STEPS, thermal_settings
+from vaetraj.pipeline.potential import JUDGED, RELAX_STEPS, closest_approach, thermal_settings
 from vaetraj.pipeline.structure import (
     DataStats,
     RefinedStructures,
@@ -100,7 +102,8 @@ class OptimizeReport:
     refined: bool
     moved: float | None  # RMSD the best structure moved in refinement
     tether_width: float | None  # the refinement's tether, x the decoder's per-atom error
-    failures: dict[str, bool] | None  # which kinds of energy lie outside their range
+    failures: dict[str, bool] | None  # which of VERDICTS the best structure fails
+    contacts_colder_than_md: bool | None  # more contacts than any MD frame: allowed
     energy: float | None  # the statistical energy, kT
     train_energy_range: list[float] | None  # held-out MD frames' [p1, p99] of it
     data_starts: int  # restarts that began at training frames' latent points
@@ -340,6 +343,7 @@ class _Candidates:
     badness: np.ndarray  # inf where non-finite
     plausible: np.ndarray  # bool; finite only, without data statistics
     check: StructureCheck | None
+    verdicts: np.ndarray | None  # (candidates, len(VERDICTS)) bool, `_optimize_verdicts`
     moved: np.ndarray | None
     best: int
 
@@ -349,6 +353,33 @@ def _kept_records(records: int) -> np.ndarray:
     REFINED_RECORDS spread evenly along the search, the last one always. Neighbouring
     records differ little, and each refined structure costs a short simulation."""
     return np.unique(np.linspace(0, records - 1, min(records, REFINED_RECORDS)).round()).astype(int)
+
+
+# what `optimize` asks of its answer: each kind of energy and the total inside the
+# held-out frames' range (contacts one-sided), the total at most their 95th percentile,
+# no contact pair closer than the training frames' closest of its class
+VERDICTS = (*JUDGED, "total above p95", "closer than any frame")
+
+
+def _optimize_verdicts(structures: np.ndarray, check: StructureCheck, stats: DataStats):
+    """(candidates, len(VERDICTS)) bool, True where a candidate passes: the energy
+    check's verdicts as `optimize` reads them, then whether the total is at most the
+    held-out frames' 95th percentile and whether every contact pair lies at or past its
+    class's closest approach in the training frames (`closest_approach`).
+
+    One verdict is read one-sided: contacts colder than MD. A structure more compact
+    than every frame has more contacts than every frame, so that tail is where
+    `--objective rg` is asked to go; the total keeps both tails, and the closest-approach
+    rule keeps the contacts it made off every pair's wall. The cap at p95 and the
+    closest approach matter because the search picks the most extreme of hundreds of
+    candidates, the one at the edge of every range at once."""
+    inside = check.inside.copy()
+    contacts = JUDGED.index("contacts")
+    inside[:, contacts] |= check.energies[:, contacts] < stats.energy_low[contacts]
+    potential = stats.statistical_potential(structures.shape[1])
+    capped = check.energy <= stats.energy_quantile(0.95)
+    apart = closest_approach(structures, potential) >= 1.0
+    return np.concatenate([inside, capped[:, None], apart[:, None]], axis=1)
 
 
 def _candidates(
@@ -375,10 +406,11 @@ def _candidates(
     if not finite.any():
         raise NumericalError("every candidate structure was non-finite; lower --lr")
     badness = np.where(finite, _badness(values, config), np.inf)
-    check, plausible = None, finite
+    check, verdicts, plausible = None, None, finite
     if stats is not None:
         check = check_structures(structures, stats, model.masses)
-        plausible = check.plausible & finite & (check.energy <= stats.energy_quantile(0.95))
+        verdicts = _optimize_verdicts(structures, check, stats)
+        plausible = verdicts.all(axis=1) & finite
     else:
         notes.append(
             "the model has no statistical potential of its training frames (written by an "
@@ -393,7 +425,7 @@ def _candidates(
             "best one anyway"
         )
     return _Candidates(
-        flat, steps, structures, values, log_p, badness, plausible, check, moved, best
+        flat, steps, structures, values, log_p, badness, plausible, check, verdicts, moved, best
     )
 
 
@@ -476,6 +508,15 @@ def _search_fields(found: _Candidates, config: OptimizeConfig, threshold: float)
     }
 
 
+def _contacts_colder(check: StructureCheck | None, stats: DataStats | None, best: int):
+    """Whether the best structure's contacts are colder than every MD frame's (None
+    without a check)."""
+    if check is None or stats is None:
+        return None
+    contacts = JUDGED.index("contacts")
+    return bool(check.energies[best, contacts] < stats.energy_low[contacts])
+
+
 def _geometry_fields(found: _Candidates, stats: DataStats | None) -> dict[str, Any]:
     """The best candidate's bonds and contacts, and the training limits they meet."""
     best, check = found.best, found.check
@@ -487,7 +528,12 @@ def _geometry_fields(found: _Candidates, stats: DataStats | None) -> dict[str, A
     return {
         "plausible": bool(found.plausible[best]) if stats is not None else None,
         "plausible_candidates": int(found.plausible.sum()) if stats is not None else None,
-        "failures": check.failed_at(best) if check is not None else None,
+        "failures": (
+            dict(zip(VERDICTS, (~found.verdicts[best]).tolist(), strict=True))
+            if found.verdicts is not None
+            else None
+        ),
+        "contacts_colder_than_md": _contacts_colder(check, stats, best),
         "energy": float(check.energy[best]) if check is not None else None,
         "train_energy_range": [stats.energy_low[-1], stats.energy_high[-1]] if stats else None,
         "min_bond": at_best(geometry.min_bond if geometry else None),

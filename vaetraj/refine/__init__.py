@@ -2,7 +2,6 @@
 data's statistical potential."""
 
 from vaetraj.refine._thermal import (
-    REACH,
     Refined,
     ThermalSettings,
     make_thermal_refiner,
@@ -11,7 +10,6 @@ from vaetraj.refine._thermal import (
 )
 
 __all__ = [
-    "REACH",
     "Refined",
     "ThermalSettings",
     "make_thermal_refiner",

@@ -23,7 +23,7 @@ kernels as columns (`vaetraj.metrics._vectors`): each structure's distribution i
 own (the energy is a sum over structures, Adam and BAOAB act elementwise), but the
 batch shares one neighbour list and one noise draw. With more than `max_pairs` pairs
 (a protein), the contact term runs over that list, in two levels: the candidates, the
-pairs within their class's cutoff plus 1 + 2 REACH `skin` of any decoded structure of
+pairs within their class's cutoff plus `reach` of any decoded structure of
 the batch, chosen once; the list, the candidates within cutoff plus `skin` in any
 structure, chosen again every `rebuild_every` steps. Both are packed into arrays of
 fixed sizes (`candidates`, `listed`); when the batch's pairs overflow one, each of its
@@ -65,7 +65,9 @@ class ThermalSettings(NamedTuple):
     sample_steps Langevin steps of `dt` (in units where the stiffest bond's period is
     about 2 pi / sqrt(2)) with `friction`. Past `max_pairs` pairs, contacts run over
     a neighbour list (see the module doc) rebuilt every `rebuild_every` steps, with a
-    `skin` in the data's length units and arrays of `candidates` and `listed` pairs."""
+    `skin` in the data's length units and arrays of `candidates` and `listed` pairs;
+    the candidates are the pairs within their cutoff plus `reach` (data units) of a
+    decoded structure: how far an atom may move from its start before they miss a pair."""
 
     relax_steps: int = 100
     sample_steps: int = 400
@@ -75,6 +77,7 @@ class ThermalSettings(NamedTuple):
     max_pairs: int = 4096
     rebuild_every: int = 25
     skin: float = 0.1
+    reach: float = 0.3
     candidates: int = 65536
     listed: int = 16384
 
@@ -125,11 +128,6 @@ def _mass_matrix(x: jax.Array, potential: StatisticalPotential, tether_std: jax.
     count = jnp.maximum(jnp.zeros(atoms, x.dtype).at[potential.bonds.ravel()].add(1.0), 1.0)
     soft = jnp.maximum(soft, jnp.where(jnp.isfinite(softest), softest, 0.0) * count)
     return mass + soft[:, None, None] * jnp.eye(dims, dtype=x.dtype)[None]
-
-
-# how far (in skins) an atom may move from its decoded start before the candidates,
-# chosen there, may miss a pair
-REACH = 1
 
 
 def _compact(inside: jax.Array, size: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -261,7 +259,7 @@ def _refine_batch(x0, key, potential, tether_std, mean_bond, *, settings: Therma
     cutoff = pair_cutoffs(potential)
     listed, overflow = None, jnp.zeros((), bool)
     if len(pairs) > settings.max_pairs:  # the candidates: within 3 skins at the start
-        reach = cutoff + (1 + 2 * REACH) * settings.skin
+        reach = cutoff + settings.reach
         inside = pairs_within(jnp.moveaxis(x0, 2, 0), pairs[:, :2], reach)
         size = min(settings.candidates, len(pairs))
         index, _, count = _compact(inside, size)
