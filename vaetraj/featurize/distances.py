@@ -1,0 +1,131 @@
+"""Distances and contacts between atoms of a selection: C-alpha pairs, or every
+heavy-atom pair, with an optional cutoff."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import mdtraj as md
+import numpy as np
+import scipy.sparse
+from scipy.sparse.csgraph import shortest_path
+
+from vaetraj.featurize._base import Featurizer, as_pairs, register
+from vaetraj.metrics import compute_pair_distances
+
+DEFAULT_SELECTION = "name CA"
+MIN_SEPARATION = 3  # bonds between two atoms for their distance to be a feature
+
+
+def select_pairs(
+    topology: md.Topology,
+    selection: str = DEFAULT_SELECTION,
+    frames: np.ndarray | None = None,
+    cutoff: float | None = None,
+) -> np.ndarray:
+    """Pairs (n, 2) of the selection's atoms, i < j, at least MIN_SEPARATION bonds
+    apart (a bond's or an angle's distance barely moves); with a cutoff (nm), only the
+    pairs closer than it in at least one of `frames` (frames, atoms, 3)."""
+    chosen = topology.select(selection)
+    if len(chosen) < 2:
+        raise ValueError(f"selection {selection!r} picks {len(chosen)} atom(s); pairs need 2")
+    first, second = np.triu_indices(len(chosen), 1)
+    pairs = np.stack([chosen[first], chosen[second]], axis=1)
+    bonds = np.asarray([(a.index, b.index) for a, b in topology.bonds], np.int64).reshape(-1, 2)
+    if len(bonds):
+        graph = scipy.sparse.coo_matrix(
+            (np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(topology.n_atoms,) * 2
+        )
+        hops = shortest_path(graph, directed=False, unweighted=True, indices=chosen)
+        where = {atom: k for k, atom in enumerate(chosen)}
+        apart = hops[[where[i] for i in pairs[:, 0]], pairs[:, 1]]
+        pairs = pairs[apart >= MIN_SEPARATION]
+    if cutoff is not None:
+        if frames is None or not len(frames):
+            raise ValueError("a cutoff needs frames to measure the pairs on")
+        near = np.zeros(len(pairs), bool)
+        for frame in np.asarray(frames, np.float32):
+            near |= np.linalg.norm(frame[pairs[:, 0]] - frame[pairs[:, 1]], axis=-1) < cutoff
+        pairs = pairs[near]
+    if not len(pairs):
+        raise ValueError(f"no pair of {selection!r} is left (bonded, or past the cutoff)")
+    return pairs
+
+
+def _pair_labels(topology: md.Topology | None, pairs) -> tuple[str, ...]:
+    if topology is None:
+        return tuple(f"{i}-{j}" for i, j in pairs)
+    return tuple(f"{topology.atom(i)}--{topology.atom(j)}" for i, j in pairs)
+
+
+@register
+@dataclass(frozen=True)
+class Distances(Featurizer):
+    """Distances (nm) between the atoms of `pairs` (n, 2)."""
+
+    kind = "distances"
+    pairs: tuple[tuple[int, ...], ...] = ()
+    names: tuple[str, ...] = ()
+
+    @classmethod
+    def fit(cls, topology: md.Topology, selection: str = DEFAULT_SELECTION,
+            frames: np.ndarray | None = None, cutoff: float | None = None) -> Distances:  # fmt: skip
+        pairs = select_pairs(topology, selection, frames, cutoff)
+        return cls(atoms=topology.n_atoms, pairs=as_pairs(pairs, 2, topology.n_atoms, "pairs"),
+                   names=_pair_labels(topology, pairs))  # fmt: skip
+
+    @classmethod
+    def from_fields(cls, atoms: int, pairs, names) -> Distances:
+        checked = as_pairs(pairs, 2, atoms, "pairs")
+        if len(names) != len(checked):
+            raise ValueError(f"{len(names)} names for {len(checked)} pairs")
+        return cls(atoms=int(atoms), pairs=checked, names=tuple(str(n) for n in names))
+
+    @property
+    def labels(self) -> list[str]:
+        return [f"d({name})" for name in self.names]
+
+    def _kernel(self, columns) -> jax.Array:
+        return compute_pair_distances(columns, jnp.asarray(self.pairs, jnp.int32))
+
+
+@register
+@dataclass(frozen=True)
+class Contacts(Featurizer):
+    """Smooth contacts of `pairs` (n, 2): s(r) = 1 / (1 + (r / r0)^6), 1 in contact,
+    1/2 at r0, 0 far apart (PLUMED's rational switching function, n = 6, m = 12,
+    written without its removable singularity at r0)."""
+
+    kind = "contacts"
+    pairs: tuple[tuple[int, ...], ...] = ()
+    names: tuple[str, ...] = ()
+    r0: float = 0.45
+
+    @classmethod
+    def fit(cls, topology: md.Topology, selection: str = DEFAULT_SELECTION,
+            frames: np.ndarray | None = None, cutoff: float | None = None,
+            r0: float = 0.45) -> Contacts:  # fmt: skip
+        if not r0 > 0:
+            raise ValueError(f"the contact radius r0 must be positive, got {r0}")
+        pairs = select_pairs(topology, selection, frames, cutoff)
+        return cls(atoms=topology.n_atoms, pairs=as_pairs(pairs, 2, topology.n_atoms, "pairs"),
+                   names=_pair_labels(topology, pairs), r0=float(r0))  # fmt: skip
+
+    @classmethod
+    def from_fields(cls, atoms: int, pairs, names, r0: float) -> Contacts:
+        checked = as_pairs(pairs, 2, atoms, "pairs")
+        if len(names) != len(checked) or not float(r0) > 0:
+            raise ValueError("names must match the pairs and r0 must be positive")
+        return cls(
+            atoms=int(atoms), pairs=checked, names=tuple(str(n) for n in names), r0=float(r0)
+        )
+
+    @property
+    def labels(self) -> list[str]:
+        return [f"c({name})" for name in self.names]
+
+    def _kernel(self, columns) -> jax.Array:
+        r = compute_pair_distances(columns, jnp.asarray(self.pairs, jnp.int32))
+        return 1.0 / (1.0 + (r / self.r0) ** 6)
