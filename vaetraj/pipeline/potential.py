@@ -83,8 +83,8 @@ CALIBRATION_ROUNDS = 1
 # The refiner's neighbour list (proteins): its skin, its rebuild period and the reach of
 # its candidates, in mean bond lengths. A thin skin rebuilt often lists fewer pairs:
 # on adenylate kinase (1,656 heavy atoms, batches of 64) 0.2 bonds and every 10 steps
-# refined 128 structures in 10 s against 14 s for 0.5 bonds every 25 steps, their
-# energies alike; the candidates keep the old list's reach, 1.5 bonds.
+# refined 128 structures in 9 to 10 s against 11 to 14 s for 0.5 bonds every 25 steps
+# (three runs each), their energies alike; the candidates keep the old reach, 1.5 bonds.
 SKIN_BONDS = 0.2
 REBUILD_EVERY = 10
 REACH_BONDS = 1.5
