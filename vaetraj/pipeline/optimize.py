@@ -103,7 +103,7 @@ class OptimizeReport:
     moved: float | None  # RMSD the best structure moved in refinement
     tether_width: float | None  # the refinement's tether, x the decoder's per-atom error
     failures: dict[str, bool] | None  # which of VERDICTS the best structure fails
-    contacts_colder_than_md: bool | None  # more contacts than any MD frame: allowed
+    contacts_colder_than_md: bool | None  # contacts below the frames' p1: allowed
     energy: float | None  # the statistical energy, kT
     train_energy_range: list[float] | None  # held-out MD frames' [p1, p99] of it
     data_starts: int  # restarts that began at training frames' latent points
@@ -509,8 +509,8 @@ def _search_fields(found: _Candidates, config: OptimizeConfig, threshold: float)
 
 
 def _contacts_colder(check: StructureCheck | None, stats: DataStats | None, best: int):
-    """Whether the best structure's contacts are colder than every MD frame's (None
-    without a check)."""
+    """Whether the best structure's contact energy is below the held-out frames' 1st
+    percentile (None without a check)."""
     if check is None or stats is None:
         return None
     contacts = JUDGED.index("contacts")
