@@ -96,6 +96,7 @@ def test_gaussian_likelihood_matches_scipy(likelihood):
         ].shape == (6,)
 
 
+@pytest.mark.slow  # 4.4 s: the default run stays under 2 minutes
 def test_loss_gradient_matches_finite_differences():
     with jax.enable_x64(True):
         config = ModelConfig(features=6, latent_dim=2, hidden=5, layers=3, activation="tanh")

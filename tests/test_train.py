@@ -37,6 +37,7 @@ def _two_states(rng, frames=400):
     return (xyz - xyz.mean(1, keepdims=True)).astype(np.float32), state
 
 
+@pytest.mark.slow  # 4.5 s: the default run stays under 2 minutes
 def test_epoch_compiles_once_including_the_ragged_batch_and_beta_changes():
     config = ModelConfig(features=12, hidden=16, layers=3)
     trainer = make_trainer(config, TrainConfig(batch_size=32), frames=100)  # 3 full + 4
