@@ -95,6 +95,15 @@ def featurizer_from_record(record: dict[str, Any]) -> Featurizer:
         raise ValueError(f"bad {cls.kind} featurizer record ({error})") from None
 
 
+def named_terms(atoms: int, terms: Any, width: int, names: Any, what: str):
+    """A record's index tuples (n, width), checked in range, and their n names: what
+    every featurizer's `from_fields` reads."""
+    checked = as_pairs(terms, width, atoms, what)
+    if len(names) != len(checked):
+        raise ValueError(f"{len(names)} names for {len(checked)} {what}")
+    return checked, tuple(str(n) for n in names)
+
+
 def as_pairs(value: Any, width: int, atoms: int, name: str) -> tuple[tuple[int, ...], ...]:
     """Index tuples (n, width) of atoms in range, as a hashable tuple of tuples."""
     array = np.asarray(value, dtype=np.int64).reshape(-1, width)

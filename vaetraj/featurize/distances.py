@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse
 from scipy.sparse.csgraph import shortest_path
 
-from vaetraj.featurize._base import Featurizer, as_pairs, register
+from vaetraj.featurize._base import Featurizer, as_pairs, named_terms, register
 from vaetraj.metrics import compute_pair_distances
 
 DEFAULT_SELECTION = "name CA"
@@ -78,10 +78,8 @@ class Distances(Featurizer):
 
     @classmethod
     def from_fields(cls, atoms: int, pairs, names) -> Distances:
-        checked = as_pairs(pairs, 2, atoms, "pairs")
-        if len(names) != len(checked):
-            raise ValueError(f"{len(names)} names for {len(checked)} pairs")
-        return cls(atoms=int(atoms), pairs=checked, names=tuple(str(n) for n in names))
+        checked, labels = named_terms(atoms, pairs, 2, names, "pairs")
+        return cls(atoms=int(atoms), pairs=checked, names=labels)
 
     @property
     def labels(self) -> list[str]:
@@ -109,9 +107,8 @@ class Contacts(Featurizer):
             r0: float = 0.45) -> Contacts:  # fmt: skip
         if not r0 > 0:
             raise ValueError(f"the contact radius r0 must be positive, got {r0}")
-        pairs = select_pairs(topology, selection, frames, cutoff)
-        return cls(atoms=topology.n_atoms, pairs=as_pairs(pairs, 2, topology.n_atoms, "pairs"),
-                   names=_pair_labels(topology, pairs), r0=float(r0))  # fmt: skip
+        chosen = Distances.fit(topology, selection, frames, cutoff)
+        return cls(atoms=chosen.atoms, pairs=chosen.pairs, names=chosen.names, r0=float(r0))
 
     @classmethod
     def from_fields(cls, atoms: int, pairs, names, r0: float) -> Contacts:

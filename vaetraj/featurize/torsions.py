@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import mdtraj as md
 import numpy as np
 
-from vaetraj.featurize._base import Featurizer, as_pairs, register
+from vaetraj.featurize._base import Featurizer, named_terms, register
 from vaetraj.metrics import compute_dihedrals
 
 KINDS = ("phi", "psi", "omega", "chi1", "chi2", "chi3", "chi4")
@@ -50,10 +50,8 @@ class Torsions(Featurizer):
 
     @classmethod
     def from_fields(cls, atoms: int, torsions, names) -> Torsions:
-        pairs = as_pairs(torsions, 4, atoms, "torsions")
-        if len(names) != len(pairs):
-            raise ValueError(f"{len(names)} names for {len(pairs)} torsions")
-        return cls(atoms=int(atoms), torsions=pairs, names=tuple(str(n) for n in names))
+        quads, labels = named_terms(atoms, torsions, 4, names, "torsions")
+        return cls(atoms=int(atoms), torsions=quads, names=labels)
 
     @property
     def labels(self) -> list[str]:
