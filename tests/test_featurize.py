@@ -16,7 +16,6 @@ from vaetraj.featurize import (
     Distances,
     Torsions,
     featurizer_from_record,
-    select_pairs,
 )
 from vaetraj.io.topology import polymer_topology
 
@@ -117,7 +116,3 @@ def test_frames_of_another_molecule_are_refused(chain):
     with pytest.raises(ValueError, match="do not match the featurizer's"):
         Distances.fit(chain.topology, "all").transform(chain.xyz[:, :5])
 
-
-def test_select_pairs_leaves_out_bonded_and_angle_pairs(chain):
-    pairs = select_pairs(chain.topology, "all")
-    assert not any(j - i < 3 for i, j in pairs)
