@@ -115,4 +115,3 @@ def test_bad_featurizer_input_is_one_clear_error(chain, make, message):
 def test_frames_of_another_molecule_are_refused(chain):
     with pytest.raises(ValueError, match="do not match the featurizer's"):
         Distances.fit(chain.topology, "all").transform(chain.xyz[:, :5])
-
