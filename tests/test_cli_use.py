@@ -344,8 +344,10 @@ def test_optimize_reports_and_writes_the_best_plausible(workdir, model_2d):
     assert (
         record["best_value"] == pytest.approx(rg, rel=1e-4) == pytest.approx(record["rg"], rel=1e-4)
     )
-    # 11 records per restart (steps 0, 10, ..., 100), 8 of them refined and judged
-    assert len(record["per_restart"]) == 8 and record["candidates"] == 8 * 8
+    # 11 records per restart (steps 0, 10, ..., 100), 8 of them refined and judged,
+    # then the 32 best of those 64 points drawn 4 more times each
+    assert len(record["per_restart"]) == 8
+    assert record["redrawn"] == 32 * 4 and record["candidates"] == 8 * 8 + 32 * 4
     assert record["best_step"] in {0, 10, 30, 40, 60, 70, 90, 100}
     plausible_bests = [
         r["best_plausible_value"]
@@ -432,6 +434,36 @@ def test_optimize_bad_inputs(workdir, model_2d):
     assert_error(run("optimize", "--steps", "15", "-m", model_2d), 2, "--steps")
     assert_error(run("optimize", "--tether-width", "0", "-m", model_2d), 2, "--tether-width")
     assert not (workdir / "optimized.npz").exists()
+
+
+def test_optimize_draws_its_best_points_again_with_fresh_noise(model_2d, monkeypatch):
+    import vaetraj.pipeline.optimize as optimize_module
+
+    seen = {}
+    judged = optimize_module._candidates
+
+    def spy(*args, **kwargs):
+        seen["found"] = found = judged(*args, **kwargs)
+        return found
+
+    monkeypatch.setattr(optimize_module, "_candidates", spy)
+    config = optimize_module.OptimizeConfig(restarts=8, steps=100)
+    result = optimize_module.optimize(load_model(model_2d), config)
+    found, recorded = seen["found"], seen["found"].recorded
+    points, draws = optimize_module.REDRAW_POINTS, optimize_module.REDRAWS
+    assert recorded == 8 * 8 and len(found.z) == recorded + points * draws
+    # the redraws are the recorded points best by the objective, whatever their verdicts
+    best = np.argsort(found.badness[:recorded], kind="stable")[:points]
+    np.testing.assert_array_equal(found.z[recorded:], np.repeat(found.z[best], draws, axis=0))
+    np.testing.assert_array_equal(found.restart[recorded:], np.repeat(found.restart[best], draws))
+    # each a draw of its own: fresh noise, not the recorded structure again
+    again = found.xyz[recorded:].reshape(points, draws, *found.xyz.shape[1:])
+    assert np.all(np.abs(again[:, 0] - again[:, 1]).max(axis=(1, 2)) > 1e-4)
+    assert np.all(np.abs(again[:, 0] - found.xyz[best]).max(axis=(1, 2)) > 1e-4)
+    # the answer is the best passing candidate of the whole pool
+    passing = np.flatnonzero(found.plausible)
+    assert found.best == passing[np.argmin(found.badness[passing])]
+    np.testing.assert_array_equal(result.xyz, found.xyz[found.best])
 
 
 @pytest.mark.slow

@@ -273,7 +273,11 @@ def _geometry_rows(report) -> list[tuple[str, str]]:
     rows.append(
         (
             "energy check",
-            verdict + f" ({report.plausible_candidates} of {report.candidates} candidates pass)",
+            verdict
+            + f" ({report.plausible_candidates} of {report.candidates} candidates pass"
+            + (
+                f"; {report.redrawn} of them redraws of the best points)" if report.redrawn else ")"
+            ),
         )
     )
     low, high = report.train_energy_range
