@@ -36,7 +36,6 @@ missed pair spoiled fails the judge rather than passing unseen.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -45,7 +44,7 @@ import jax.numpy as jnp
 import optax
 
 from vaetraj.metrics import StatisticalPotential, compute_pair_distances, compute_term_energies
-from vaetraj.simulate import langevin_baoab
+from vaetraj.simulate import apply_per_particle, mass_factors
 
 
 class Refined(NamedTuple):
@@ -179,65 +178,103 @@ class _Energy(NamedTuple):
         return (self.pairs[index], mask), count > self.listed
 
 
-def _relax(energy: _Energy, mean_bond: jax.Array, settings: ThermalSettings):
-    """Adam down the energy from x0 (elementwise: each structure its own), the
-    neighbour list rebuilt every block."""
+class _State(NamedTuple):
+    """The loop's carry: positions (atoms, dims, batch), Adam's state, the momenta, the
+    mass matrices' inverses and Cholesky factors (atoms, dims, dims, batch), the
+    relaxed positions, and whether a neighbour list overflowed."""
+
+    x: jax.Array
+    adam: optax.OptState
+    momentum: jax.Array
+    inverse: jax.Array
+    lower: jax.Array
+    relaxed: jax.Array
+    bad: jax.Array
+
+
+class _Moves(NamedTuple):
+    """How a step moves the positions in each phase, given the gradient there:
+    `begin` (the mass matrices and momenta, at the first sampling step), `relax` (Adam)
+    and `sample` (B, A, O, A of BAOAB; the closing B waits for the next gradient)."""
+
+    solver: optax.GradientTransformation
+    begin: Callable[[_State, jax.Array], _State]
+    relax: Callable[[_State, jax.Array, jax.Array], _State]
+    sample: Callable[[_State, jax.Array, jax.Array], _State]
+
+
+def _moves(energy: _Energy, mean_bond: jax.Array, settings: ThermalSettings) -> _Moves:
+    dt = settings.dt
     solver = optax.adam(
         optax.cosine_decay_schedule(settings.relax_step * mean_bond, max(settings.relax_steps, 1))
     )
+    damping = jnp.exp(-settings.friction * dt)
 
-    def step(carry, _):
-        x, state, near = carry
-        updates, state = solver.update(jax.grad(energy)(x, near), state, x)
-        return (optax.apply_updates(x, updates), state, near), None
-
-    def block(carry, _):
-        x, state, bad = carry
-        near, overflow = energy.nearest(x)
-        (moved, state, _), _ = jax.lax.scan(
-            step, (x, state, near), None, length=settings.rebuild_every
+    def begin(state: _State, key: jax.Array) -> _State:
+        # each atom's mass matrix at the relaxed structure; momenta drawn at kT = 1
+        mass = jax.vmap(_mass_matrix, in_axes=(2, None, None), out_axes=3)(
+            state.x, energy.potential, energy.tether_std
         )
-        return (moved, state, bad | overflow), None
+        inverse, lower = mass_factors(mass)
+        noise = jax.random.normal(key, state.x.shape, state.x.dtype)
+        momentum = apply_per_particle(lower, noise)
+        return state._replace(momentum=momentum, inverse=inverse, lower=lower, relaxed=state.x)
 
-    blocks = -(-settings.relax_steps // settings.rebuild_every)
-    start = (energy.x0, solver.init(energy.x0), jnp.zeros((), bool))
-    (x, _, bad), _ = jax.lax.scan(block, start, None, length=blocks)
-    return x, bad
+    def relax(state: _State, grad: jax.Array, key: jax.Array) -> _State:
+        del key
+        updates, adam = solver.update(grad, state.adam, state.x)
+        return state._replace(x=optax.apply_updates(state.x, updates), adam=adam)
+
+    def sample(state: _State, grad: jax.Array, key: jax.Array) -> _State:
+        momentum = state.momentum - 0.5 * dt * grad
+        x = state.x + 0.5 * dt * apply_per_particle(state.inverse, momentum)
+        noise = jax.random.normal(key, x.shape, x.dtype)
+        kick = jnp.sqrt(1.0 - damping**2) * apply_per_particle(state.lower, noise)
+        momentum = damping * momentum + kick
+        x = x + 0.5 * dt * apply_per_particle(state.inverse, momentum)
+        return state._replace(x=x, momentum=momentum)
+
+    return _Moves(solver, begin, relax, sample)
 
 
-def _sample(energy: _Energy, x: jax.Array, key: jax.Array, settings: ThermalSettings):
-    """BAOAB at kT = 1 from x; the last position."""
-    mass = jax.vmap(_mass_matrix, in_axes=(2, None, None), out_axes=3)(
-        x, energy.potential, energy.tether_std
+def _run(energy: _Energy, mean_bond: jax.Array, key: jax.Array, settings: ThermalSettings):
+    """relax_steps Adam steps down the energy from x0, then sample_steps BAOAB steps at
+    kT = 1 from there, in one loop: each step takes the gradient at its positions (the
+    one place the gradient is compiled: it is most of the program), then moves by its
+    phase's rule. BAOAB's closing half-kick of one step and the opening half-kick of
+    the next share that gradient. Each phase runs whole blocks of `rebuild_every`
+    steps, the neighbour list rebuilt at every block's start. Returns the sampled and
+    the relaxed positions and whether a list overflowed."""
+    every, dt = settings.rebuild_every, settings.dt
+    relaxing = -(-settings.relax_steps // every) * every  # the steps that relax
+    blocks = relaxing // every + max(1, -(-settings.sample_steps // every))
+    moves = _moves(energy, mean_bond, settings)
+    grad_fn = jax.grad(energy.__call__)
+
+    def step(near, state: _State, inputs) -> _State:
+        index, step_key = inputs
+        start_key, noise_key = jax.random.split(step_key)
+        grad = grad_fn(state.x, near)
+        # the previous sampling step's closing half-kick, on the gradient here
+        closing = jnp.where(index > relaxing, 0.5 * dt, 0.0)
+        state = state._replace(momentum=state.momentum - closing * grad)
+        state = jax.lax.cond(index == relaxing, moves.begin, lambda s, _: s, state, start_key)
+        return jax.lax.cond(index < relaxing, moves.relax, moves.sample, state, grad, noise_key)
+
+    def block(state: _State, inputs):
+        near, overflow = energy.nearest(state.x)
+        state = jax.lax.scan(lambda s, i: (step(near, s, i), None), state, inputs)[0]
+        return state._replace(bad=state.bad | overflow), None
+
+    x0 = energy.x0
+    matrices = jnp.zeros((*x0.shape[:2], *x0.shape[1:]), x0.dtype)  # (atoms, dims, dims, batch)
+    start = _State(
+        x0, moves.solver.init(x0), jnp.zeros_like(x0), matrices, matrices, x0, jnp.zeros((), bool)
     )
-
-    def langevin(near):
-        return langevin_baoab(
-            functools.partial(energy, near=near),
-            dt=settings.dt,
-            friction=settings.friction,
-            kT=1.0,
-            mass=mass,
-        )
-
-    def block(carry, block_key):
-        state, bad = carry
-        near, overflow = energy.nearest(state.position)
-        init_fn, step_fn = langevin(near)
-        # the force on the new list; the momentum carries on
-        state = init_fn(state.position, key=block_key)._replace(momentum=state.momentum)
-        keys = jax.random.split(block_key, settings.rebuild_every)
-        moved, _ = jax.lax.scan(lambda s, k: (step_fn(s, key=k), None), state, keys)
-        return (moved, bad | overflow), None
-
-    init_key, run_key = jax.random.split(key)
-    near, _ = energy.nearest(x)
-    start = langevin(near)[0](x, key=init_key)
-    blocks = max(1, -(-settings.sample_steps // settings.rebuild_every))
-    (final, bad), _ = jax.lax.scan(
-        block, (start, jnp.zeros((), bool)), jax.random.split(run_key, blocks)
-    )
-    return final.position, bad
+    index = jnp.arange(blocks * every).reshape(blocks, every)
+    keys = jax.random.split(key, index.size).reshape(blocks, every)
+    final = jax.lax.scan(block, start, (index, keys))[0]
+    return final.x, final.relaxed, final.bad
 
 
 def pairs_within(xyz: jax.Array, pairs: jax.Array, reach: jax.Array) -> jax.Array:
@@ -267,12 +304,11 @@ def _refine_batch(x0, key, potential, tether_std, mean_bond, *, settings: Therma
         cutoff = jnp.where(jnp.arange(size) < count, cutoff, -jnp.inf)  # unused: never listed
         listed = min(settings.listed, size)
     energy = _Energy(x0, potential, tether_std, pairs, cutoff, settings.skin, listed)
-    relaxed, full_relax = _relax(energy, mean_bond, settings)
-    sampled, full_sample = _sample(energy, relaxed, key, settings)
+    sampled, relaxed, full = _run(energy, mean_bond, key, settings)
     finite = jnp.all(jnp.isfinite(sampled), axis=(0, 1))
     x = jnp.where(finite, sampled, relaxed)
     moved = jnp.sqrt(jnp.mean(jnp.sum((x - x0) ** 2, axis=1), axis=0))
-    bad = overflow | full_relax | full_sample
+    bad = overflow | full
     return x, moved, jnp.broadcast_to(bad, moved.shape)
 
 

@@ -62,6 +62,17 @@ def langevin_baoab(
     return init_fn, step_fn
 
 
+def mass_factors(mass: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-particle mass matrices (n, d, d, *batch): their inverses and lower Cholesky
+    factors, both (n, d, d, *batch): velocity = M^-1 p, noise of covariance M = L xi."""
+    return _small_inverse(mass), _small_cholesky(mass)
+
+
+def apply_per_particle(m: jax.Array, v: jax.Array) -> jax.Array:
+    """Per-particle matrices (n, d, d, *batch) times vectors (n, d, *batch)."""
+    return _apply(m, v)
+
+
 def _mass_maps(mass, variance):
     """(momentum -> velocity, unit noise -> noise of covariance `variance` M): M^-1 p and
     sqrt(variance) L xi for M = L L^T per particle. A scalar or per-particle mass keeps
