@@ -1,5 +1,6 @@
 """Options every command has, and those the commands that generate structures share."""
 
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -17,6 +18,22 @@ FrameTimeOption = typer.Option(
 ModelOption = typer.Option(
     Path("model.h5"), "--model", "-m", help="Model file from `vaetraj train`."
 )
+
+
+class Relax(str, Enum):
+    statistical = "statistical"
+    openmm = "openmm"
+
+
+RelaxOption = typer.Option(
+    Relax.statistical,
+    "--relax",
+    help="What refinement samples: the training frames' statistical potential, or "
+    "(openmm) the AMBER ff14SB force field with OBC2 implicit solvent, for all-atom "
+    "proteins and peptides in nm (needs pip install 'vaetraj[openmm]'); the energy "
+    "check judges both.",
+)
+
 RefineOption = typer.Option(
     True,
     "--refine/--no-refine",

@@ -13,6 +13,8 @@ from vaetraj.cli._options import (
     ModelOption,
     OverwriteOption,
     RefineOption,
+    Relax,
+    RelaxOption,
 )
 from vaetraj.cli._runtime import finish_report, print_table, run_command
 
@@ -40,6 +42,7 @@ def decode_command(
     ),
     key: str | None = typer.Option(None, "--key", help="Array name in an .npz."),
     refine: bool = RefineOption,
+    relax: Relax = RelaxOption,
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
@@ -58,8 +61,9 @@ def decode_command(
 
         points = parse_points(z) if z else None
         report = decode_file(
-            latent, model, output, points=points, key=key, refine=refine, overwrite=overwrite
-        )
+            latent, model, output, points=points, key=key, refine=refine, overwrite=overwrite,
+            relax=relax.value,
+        )  # fmt: skip
         return finish_report(report, json_output=json_output, print_summary=print_structures)
 
     run_command(body, json_output=json_output, debug=debug)
@@ -86,6 +90,7 @@ def sample_command(
         0, "--seed", help="Random seed; the same seed gives the same samples."
     ),
     refine: bool = RefineOption,
+    relax: Relax = RelaxOption,
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
@@ -111,6 +116,7 @@ def sample_command(
             temperature=temperature,
             refine=refine,
             overwrite=overwrite,
+            relax=relax.value,
         )
         return finish_report(report, json_output=json_output, print_summary=print_structures)
 
@@ -125,6 +131,22 @@ def _refined_row(report, units: str) -> str:
         f"moved {report.moved_median:.3g} {units} RMSD (median, max {report.moved_max:.3g}); "
         f"{report.raw_plausible_fraction:.1%}{of} were inside before"
     )
+
+
+def _forcefield_rows(report) -> list[tuple[str, str]]:
+    """`--relax openmm`: the force field's energies beside the MD frames'."""
+    field = report.forcefield
+    if field is None:
+        return []
+    low, high = field["energy_p5_p95_kj_mol"]
+    text = f"median {field['energy_median_kj_mol']:.1f} (p5 to p95: {low:.1f} to {high:.1f})"
+    if field["md_energy_p1_p99_kj_mol"] is not None:
+        md_low, md_high = field["md_energy_p1_p99_kj_mol"]
+        text += (
+            f"; {field['inside_md_range']:.1%} inside the MD frames' p1 to p99 "
+            f"({md_low:.1f} to {md_high:.1f}, {field['md_frames']} frames)"
+        )
+    return [("force field", field["forcefield"]), ("its energy (kJ/mol)", text)]
 
 
 def print_structures(report) -> None:
@@ -165,6 +187,7 @@ def print_structures(report) -> None:
                 f"{high:.3g})",
             ),
             ("W1 to MD (spreads)", distances or "none"),
+            *_forcefield_rows(report),
             (
                 f"mean bond ({units})",
                 f"{report.mean_bond:.4g} (training frames: {report.train_mean_bond:.4g})",

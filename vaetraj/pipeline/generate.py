@@ -66,6 +66,8 @@ class StructureReport:
     train_energy_range: list[float] | None  # held-out MD frames' [p1, p99] of it
     distances: dict[str, float] | None  # W1 to the held-out frames, in their spread
     refined: bool
+    relax: str | None  # what refined them: the statistical potential or OpenMM's force field
+    forcefield: dict[str, Any] | None  # `--relax openmm`: energies (kJ/mol) beside MD's
     moved_median: float | None  # RMSD each structure moved in refinement
     moved_max: float | None
     mean_bond: float | None
@@ -92,10 +94,20 @@ def _finite(xyz: np.ndarray, where) -> None:
         )
 
 
-def generate(model: Model, z: np.ndarray, *, refine: bool = True, seed: int = 0) -> Generated:
+RELAX_CHOICES = ("statistical", "openmm")
+
+
+def generate(
+    model: Model, z: np.ndarray, *, refine: bool = True, seed: int = 0, relax: str = "statistical"
+) -> Generated:
     """Decode latent points (n, latent); refine (the sampler's noise from `seed`) and
     judge the structures when the model has the training data's statistical potential
-    (a features model gives its table unchecked)."""
+    (a features model gives its table unchecked). relax: refine on the statistical
+    potential, or "openmm" on the AMBER force field (`vaetraj.pipeline.forcefield`)."""
+    if relax not in RELAX_CHOICES:
+        raise UsageError(f"--relax takes one of {', '.join(RELAX_CHOICES)}, got '{relax}'")
+    if relax == "openmm" and refine:
+        _require_forcefield(model)
     xyz = model.decode(z)
     stats = model.data_stats
     if model.is_features:  # a table has no structure to check
@@ -116,13 +128,39 @@ def generate(model: Model, z: np.ndarray, *, refine: bool = True, seed: int = 0)
         pairs = len(stats.statistical_potential(xyz.shape[1]).pairs)
         checked = min(RAW_CHECKED, 2 * chunk_size(pairs))
         raw_passed = judge_structures(xyz[spread_frames(len(xyz), checked)], stats)
-    moved = None
-    if refine:
+    moved, forcefield = None, None
+    if refine and relax == "openmm":
+        from vaetraj.pipeline.forcefield import judge_forcefield, relax_openmm
+
+        xyz, energies, moved = relax_openmm(
+            model.topology, xyz, stats.tether(model.atoms), seed=seed
+        )
+        forcefield = judge_forcefield(model, energies).summary()
+        if forcefield["md_energy_p1_p99_kj_mol"] is None:
+            notes.append(
+                "the model's training frames are not at hand: no MD range of the force "
+                "field's energy to set beside the samples'"
+            )
+    elif refine:
         refined = refine_structures(xyz, stats, seed=seed)
         xyz, moved = np.asarray(refined.xyz), np.asarray(refined.moved)
-        if not stats.tether_std:
-            notes.append("the model does not record its decoder's error; refined untethered")
-    return Generated(xyz, check_structures(xyz, stats, model.masses), raw_passed, moved, notes)
+    if refine and not stats.tether_std:
+        notes.append("the model does not record its decoder's error; refined untethered")
+    check = check_structures(xyz, stats, model.masses)
+    return Generated(xyz, check, raw_passed, moved, notes, forcefield)
+
+
+def _require_forcefield(model: Model) -> None:
+    """Refuse --relax openmm before any work (exit 2): a features or 2D model, one not
+    in nm, or atoms the force field's templates do not match (or no OpenMM)."""
+    if model.is_features or model.dims != 3 or model.units != "nm":
+        raise UsageError(
+            "--relax openmm needs a model of all-atom structures in nm; this one is of "
+            + ("a feature table" if model.is_features else f"{model.dims}D {model.units}")
+        )
+    from vaetraj.pipeline.forcefield import forcefield_system
+
+    forcefield_system(model.topology)
 
 
 @dataclass(frozen=True)
@@ -136,9 +174,12 @@ class Generated:
     raw_passed: np.ndarray | None
     moved: np.ndarray | None
     notes: list[str]
+    forcefield: dict[str, Any] | None = None  # `--relax openmm`: the force field's energies
 
 
-def _report(command: str, model: Model, model_path, made: Generated, **extra) -> StructureReport:
+def _report(
+    command: str, model: Model, model_path, made: Generated, relax: str, **extra
+) -> StructureReport:
     stats = model.data_stats
     check, raw, moved = made.check, made.raw_passed, made.moved
     train = stats if check is not None else None  # checked structures have statistics
@@ -158,6 +199,8 @@ def _report(command: str, model: Model, model_path, made: Generated, **extra) ->
         train_energy_range=[train.energy_low[-1], train.energy_high[-1]] if train else None,
         distances=check.distances if check else None,
         refined=moved is not None,
+        relax=relax if moved is not None else None,
+        forcefield=made.forcefield,
         moved_median=float(np.median(moved)) if moved is not None else None,
         moved_max=float(np.max(moved)) if moved is not None else None,
         mean_bond=float(check.mean_bond.mean()) if check else None,
@@ -232,37 +275,9 @@ def parse_points(text: Sequence[str], latent_dim: int | None = None) -> np.ndarr
     return array
 
 
-def decode_file(
-    latent: str | os.PathLike | None,
-    model: str | os.PathLike = DEFAULT_MODEL,
-    output: str | os.PathLike = "decoded.npz",
-    *,
-    points: np.ndarray | None = None,
-    key: str | None = None,
-    refine: bool = True,
-    overwrite: bool = False,
-) -> StructureReport:
-    """Decode latent points into a structure file.
-
-    Args:
-        latent: a latent file (`encode` output, `.npy`, `.npz` or `.csv`), or None
-            with `points`.
-        model: the model file.
-        output: the structure file to write.
-        points: (points, latent) latent points, when `latent` is None.
-        key: the array's name in an `.npz`.
-        refine: relax each structure to the training data's local geometry.
-        overwrite: replace an existing output.
-
-    Returns:
-        The report, with the energy check's pass rate beside the held-out frames'.
-    """
-    started = time.perf_counter()
-    if (latent is None) == (points is None):
-        raise UsageError("give latent points: a LATENT file or --z values (not both)")
-    model_path = Path(model)
-    loaded = load_model(model_path)
-    _check_output(loaded, output, overwrite, [model_path, latent])
+def _points(loaded: Model, model_path: Path, latent, points, key) -> np.ndarray:
+    """decode's latent points (n, latent), from the file or --z, checked against the
+    model's latent dimension and the memory decoding them takes."""
     source = "--z" if latent is None else str(latent)
     z = (
         read_latent_points(latent, key=key, model=model_path)
@@ -285,10 +300,56 @@ def decode_file(
             f"{loaded.latent_dim}",
             path=source,
         )
-    made = generate(loaded, z, refine=refine)
+    return z
+
+
+def decode_file(
+    latent: str | os.PathLike | None,
+    model: str | os.PathLike = DEFAULT_MODEL,
+    output: str | os.PathLike = "decoded.npz",
+    *,
+    points: np.ndarray | None = None,
+    key: str | None = None,
+    refine: bool = True,
+    overwrite: bool = False,
+    relax: str = "statistical",
+) -> StructureReport:
+    """Decode latent points into a structure file.
+
+    Args:
+        latent: a latent file (`encode` output, `.npy`, `.npz` or `.csv`), or None
+            with `points`.
+        model: the model file.
+        output: the structure file to write.
+        points: (points, latent) latent points, when `latent` is None.
+        key: the array's name in an `.npz`.
+        refine: relax each structure to the training data's local geometry.
+        overwrite: replace an existing output.
+        relax: "statistical" (the training frames' statistical potential) or "openmm"
+            (the AMBER ff14SB force field through OpenMM: all-atom models in nm).
+
+    Returns:
+        The report, with the energy check's pass rate beside the held-out frames'.
+    """
+    started = time.perf_counter()
+    if (latent is None) == (points is None):
+        raise UsageError("give latent points: a LATENT file or --z values (not both)")
+    model_path = Path(model)
+    loaded = load_model(model_path)
+    _check_output(loaded, output, overwrite, [model_path, latent])
+    source = "--z" if latent is None else str(latent)
+    z = _points(loaded, model_path, latent, points, key)
+    made = generate(loaded, z, refine=refine, relax=relax)
     _finite(made.xyz, source)
-    report = _report("decode", loaded, model_path, made, prior=None, temperature=None, seed=None)
-    attrs = {"command": "decode", "source": source, "refined": report.refined}
+    report = _report(
+        "decode", loaded, model_path, made, relax, prior=None, temperature=None, seed=None
+    )
+    attrs = {
+        "command": "decode",
+        "source": source,
+        "refined": report.refined,
+        "relax": report.relax,
+    }
     return _write(report, loaded, model_path, output, made.xyz, attrs, overwrite, started)
 
 
@@ -300,6 +361,7 @@ def sample(
     prior: str = "density",
     temperature: float = 1.0,
     refine: bool = True,
+    relax: str = "statistical",
 ) -> tuple[np.ndarray, Generated]:
     """Draw conformations from the model with a seeded key.
 
@@ -311,12 +373,14 @@ def sample(
             "standard" (N(0, I)).
         temperature: the prior's scale.
         refine: relax each structure to the training data's local geometry.
+        relax: "statistical" (the training frames' statistical potential) or "openmm"
+            (the AMBER ff14SB force field through OpenMM: all-atom models in nm).
 
     Returns:
         The latent points (n, latent) and the generated structures with their check.
     """
     z = model.sample_latent(n, key=jax.random.key(seed), prior=prior, temperature=temperature)
-    return z, generate(model, z, refine=refine, seed=seed)
+    return z, generate(model, z, refine=refine, seed=seed, relax=relax)
 
 
 # bytes held per generated coordinate: the decoded float32 structures, their checks and
@@ -336,6 +400,7 @@ def sample_file(
     temperature: float = 1.0,
     refine: bool = True,
     overwrite: bool = False,
+    relax: str = "statistical",
 ) -> StructureReport:
     """Sample conformations into a structure file.
 
@@ -348,6 +413,8 @@ def sample_file(
         temperature: the prior's scale.
         refine: relax each structure to the training data's local geometry.
         overwrite: replace an existing output.
+        relax: "statistical" (the training frames' statistical potential) or "openmm"
+            (the AMBER ff14SB force field through OpenMM: all-atom models in nm).
 
     Returns:
         The report, with the energy check's pass rate beside the held-out frames'.
@@ -363,10 +430,12 @@ def sample_file(
         f"-n {n:,} ({loaded.features} coordinates each)",
         "sample fewer and run again with another --seed for more",
     )
-    _, made = sample(loaded, n, seed=seed, prior=prior, temperature=temperature, refine=refine)
+    _, made = sample(
+        loaded, n, seed=seed, prior=prior, temperature=temperature, refine=refine, relax=relax
+    )
     _finite(made.xyz, model_path)
     report = _report(
-        "sample", loaded, model_path, made, prior=prior, temperature=temperature, seed=seed
+        "sample", loaded, model_path, made, relax, prior=prior, temperature=temperature, seed=seed
     )
     attrs = {
         "command": "sample",
@@ -374,5 +443,6 @@ def sample_file(
         "temperature": temperature,
         "seed": seed,
         "refined": report.refined,
+        "relax": report.relax,
     }
     return _write(report, loaded, model_path, output, made.xyz, attrs, overwrite, started)

@@ -137,8 +137,9 @@ REFINED_RECORDS = 8  # per restart: 64 restarts give 512 refined candidates
 # Each refined candidate is one thermal draw near its latent point, and at the edge of
 # the data a draw's luck decides whether it passes: the REDRAW_POINTS best latent
 # points (by the objective, whatever their verdicts) are refined REDRAWS more times
-# with fresh noise. On the demo's polymer, seeds 0-11: 10 of 12 answers more compact
-# than every training frame with one draw each (`quality_physics.py --optimize-seeds`).
+# with fresh noise. On the demo's polymer, seeds 0-11, answers more compact than every
+# training frame at MD's energy: 10 of 12 with one draw each, 12 of 12 with the redraws
+# (`tests/benchmarks/quality_physics.py DIR --optimize-seeds 12`).
 REDRAW_POINTS = 32
 REDRAWS = 4
 # candidates come from the edge of the latent density, further from any frame than
