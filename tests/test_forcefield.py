@@ -25,6 +25,9 @@ def test_relax_openmm_refuses_a_model_it_cannot_relax(workdir, model_2d):
         result = run(*command, "-m", model_2d, "--relax", "openmm", "-o", "out.npz")
         assert_error(result, 2, "--relax openmm", "2D")
         assert not (workdir / "out.npz").exists()
+    result = run("sample", "-m", model_2d, "--relax", "openmm", "--no-refine", "-o", "out.npz")
+    assert_error(result, 2, "--relax openmm", "--no-refine")
+    assert not (workdir / "out.npz").exists()
 
 
 def test_relax_openmm_names_what_the_force_field_lacks():

@@ -106,7 +106,9 @@ def generate(
     potential, or "openmm" on the AMBER force field (`vaetraj.pipeline.forcefield`)."""
     if relax not in RELAX_CHOICES:
         raise UsageError(f"--relax takes one of {', '.join(RELAX_CHOICES)}, got '{relax}'")
-    if relax == "openmm" and refine:
+    if relax == "openmm" and not refine:
+        raise UsageError("--relax openmm is a refinement: it cannot go with --no-refine")
+    if relax == "openmm":
         _require_forcefield(model)
     xyz = model.decode(z)
     stats = model.data_stats

@@ -10,13 +10,14 @@ that score best on the objective (the model keeps the latent points of frames sp
 over the data's R_g range). Every `record_every` steps of every restart is recorded, and
 REFINED_RECORDS of those records spread along each restart's path (the last included)
 are candidates; each candidate is made a thermal conformation near itself on the
-training frames' statistical potential (`vaetraj.refine`): one thermal draw, so the
-REDRAW_POINTS best latent points are drawn REDRAWS more times, with fresh noise, and
-the answer is the best refined candidate that passes `_optimize_verdicts`: its energies inside the held-out MD
-frames' ranges (`vaetraj.pipeline.potential`; contacts only on their hot side, since a
-structure more compact than every frame has more contacts than every frame), its total
-at most their 95th percentile, and no contact pair closer than the training frames'
-closest of its class: no folded angle, no overlapping pair, no strain MD does not show.
+training frames' statistical potential (`vaetraj.refine`). That is one thermal draw,
+so the REDRAW_POINTS best latent points are drawn REDRAWS more times, with fresh noise.
+The answer is the best refined candidate that passes `_optimize_verdicts`: its
+energies inside the held-out MD frames' ranges (`vaetraj.pipeline.potential`; contacts
+only on their hot side, since a structure more compact than every frame has more
+contacts than every frame), its total at most their 95th percentile, and no contact
+pair closer than the training frames' closest of its class: no folded angle, no
+overlapping pair, no strain MD does not show.
 (The search picks the most extreme of hundreds of candidates, so it would otherwise
 pick the one at the edge of every range at once: on all-atom alanine dipeptide, 6.6
 kJ/mol above MD's 99th percentile of the AMBER energy; with the cap, inside it.)
