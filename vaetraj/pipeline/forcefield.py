@@ -23,6 +23,7 @@ here only, when the option is used.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,13 +121,14 @@ def forcefield_energies(system, xyz: np.ndarray) -> np.ndarray:
 
 
 def relax_openmm(
-    topology, xyz: np.ndarray, tether: np.ndarray, *, seed: int = 0
+    system, xyz: np.ndarray, tether: np.ndarray, *, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each structure (n, atoms, 3), nm, minimized then sampled on the force field
+    """Each structure (n, atoms, 3), nm, minimized then sampled on the force field's
+    System (`forcefield_system`; a copy gets the tether, the System is left as it was)
     tethered to itself (see the module doc); returns the structures, their
     force-field energies (kJ/mol) and the RMSD each moved."""
     openmm, _, unit = _openmm()
-    system = forcefield_system(topology)
+    system = copy.deepcopy(system)
     restraint = openmm.CustomExternalForce("0.5*k*((x-x0)^2+(y-y0)^2+(z-z0)^2)")
     for name in ("k", "x0", "y0", "z0"):
         restraint.addPerParticleParameter(name)
@@ -184,13 +186,13 @@ def md_frames(model, path: str | Path | None = None) -> np.ndarray | None:
     return np.asarray(xyz[rows], np.float32)
 
 
-def judge_forcefield(model, energies: np.ndarray, system=None) -> ForceFieldEnergies:
-    """The energies beside the MD frames' [p1, p99] of the same force field, when the
+def judge_forcefield(model, energies: np.ndarray, system) -> ForceFieldEnergies:
+    """The energies beside the MD frames' [p1, p99] under the same System, when the
     model's training frames are at hand."""
     frames = md_frames(model)
     md_range, count = None, None
     if frames is not None and len(frames):
-        reference = forcefield_energies(system or forcefield_system(model.topology), frames)
+        reference = forcefield_energies(system, frames)
         md_range = [float(v) for v in np.percentile(reference, [1, 99])]
         count = len(frames)
     return ForceFieldEnergies(" + ".join(FORCEFIELD_FILES), energies, md_range, count)

@@ -108,8 +108,7 @@ def generate(
         raise UsageError(f"--relax takes one of {', '.join(RELAX_CHOICES)}, got '{relax}'")
     if relax == "openmm" and not refine:
         raise UsageError("--relax openmm is a refinement: it cannot go with --no-refine")
-    if relax == "openmm":
-        _require_forcefield(model)
+    system = _require_forcefield(model) if relax == "openmm" else None
     xyz = model.decode(z)
     stats = model.data_stats
     if model.is_features:  # a table has no structure to check
@@ -134,10 +133,8 @@ def generate(
     if refine and relax == "openmm":
         from vaetraj.pipeline.forcefield import judge_forcefield, relax_openmm
 
-        xyz, energies, moved = relax_openmm(
-            model.topology, xyz, stats.tether(model.atoms), seed=seed
-        )
-        forcefield = judge_forcefield(model, energies).summary()
+        xyz, energies, moved = relax_openmm(system, xyz, stats.tether(model.atoms), seed=seed)
+        forcefield = judge_forcefield(model, energies, system).summary()
         if forcefield["md_energy_p1_p99_kj_mol"] is None:
             notes.append(
                 "the model's training frames are not at hand: no MD range of the force "
@@ -152,9 +149,10 @@ def generate(
     return Generated(xyz, check, raw_passed, moved, notes, forcefield)
 
 
-def _require_forcefield(model: Model) -> None:
-    """Refuse --relax openmm before any work (exit 2): a features or 2D model, one not
-    in nm, or atoms the force field's templates do not match (or no OpenMM)."""
+def _require_forcefield(model: Model):
+    """The model's OpenMM System, built once; or a refusal of --relax openmm before any
+    work (exit 2): a features or 2D model, one not in nm, or atoms the force field's
+    templates do not match (or no OpenMM)."""
     if model.is_features or model.dims != 3 or model.units != "nm":
         raise UsageError(
             "--relax openmm needs a model of all-atom structures in nm; this one is of "
@@ -162,7 +160,7 @@ def _require_forcefield(model: Model) -> None:
         )
     from vaetraj.pipeline.forcefield import forcefield_system
 
-    forcefield_system(model.topology)
+    return forcefield_system(model.topology)
 
 
 @dataclass(frozen=True)
