@@ -160,10 +160,11 @@ def _badness(values: np.ndarray, config: OptimizeConfig) -> np.ndarray:
     return values if config.direction == "min" else -values
 
 
-def _starts(model: Model, config: OptimizeConfig, stats, score, decode, key, prior):
+def _starts(model: Model, config: OptimizeConfig, land: _Landscape, key, prior):
     """Restart points (restarts, latent): a share from the training frames' latent points
     that score best on the objective (their decoded, refined structures), the rest drawn
-    from the density; and how many came from the data. score and decode are batched."""
+    from the density; and how many came from the data."""
+    stats = model.data_stats
     anchors = np.asarray(stats.anchor_z if stats is not None else [], np.float32)
     from_data = min(len(anchors), round(config.restarts * config.data_starts))
     drawn = (
@@ -173,10 +174,7 @@ def _starts(model: Model, config: OptimizeConfig, stats, score, decode, key, pri
     )
     if from_data == 0:
         return np.asarray(drawn), 0
-    structures = np.asarray(decode(jnp.asarray(anchors)))
-    if config.refine:
-        structures = np.asarray(_refined(structures, stats, config, config.seed).xyz)
-    values = np.asarray(score(jnp.asarray(structures)))
+    _, _, values = _made(model, land, config, anchors, config.seed)
     badness = _badness(values, config)
     best = np.argsort(np.where(np.isfinite(badness), badness, np.inf), kind="stable")[:from_data]
     return np.concatenate([anchors[best], np.asarray(drawn)]), from_data
@@ -623,9 +621,7 @@ def optimize(
     prior = "density" if model.density is not None else "standard"
     goal, reference_values = _goal(model, config, land, reference_key, prior)
     stats = model.data_stats
-    start, from_data = _starts(
-        model, config, stats, land.score_all, land.decode_all, start_key, prior
-    )
+    start, from_data = _starts(model, config, land, start_key, prior)
     result, optimize_time = _search(land, config, start, goal)
     found = _candidates(model, land, config, np.asarray(result.path), notes)
     best, restarts = found.best, config.restarts
