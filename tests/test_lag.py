@@ -194,8 +194,8 @@ class _Identity:
     def __init__(self, features: int):
         self.latent_dim = features
 
-    def encode(self, frames):
-        flat = np.asarray(frames, np.float32).reshape(len(frames), -1)
+    def encode_rows(self, flat):
+        flat = np.asarray(flat, np.float32)
         return flat, np.ones_like(flat)
 
     def decode(self, mean):

@@ -348,3 +348,46 @@ class KineticsConfig:
             raise UsageError(f"--states {self.states} must not exceed --clusters {self.clusters}")
         if self.lags is not None and any(lag < 1 for lag in self.lags):
             raise UsageError(f"--lags must be at least 1, got {list(self.lags)}")
+
+
+FEATURIZATIONS = ("torsions", "distances", "contacts")
+TORSION_KINDS = ("phi", "psi", "omega", "chi1", "chi2", "chi3", "chi4")
+
+_FEATURIZE_RULES: Rules = {
+    "kind": (lambda v: v in FEATURIZATIONS, f"must be one of {', '.join(FEATURIZATIONS)}"),
+    "torsions": (
+        lambda v: bool(v) and all(kind in TORSION_KINDS for kind in v),
+        f"must name one or more of {', '.join(TORSION_KINDS)}",
+    ),
+    "cutoff": (lambda v: v is None or 0 < v < math.inf, "must be a positive distance (nm)"),
+    "contact_r0": (lambda v: 0 < v < math.inf, "must be a positive distance (nm)"),
+}
+
+
+@dataclass(frozen=True)
+class FeaturizeConfig:
+    """Features vaetraj computes from the frames to train on (`train --featurize`),
+    each invariant to rigid motions, so no alignment comes before them.
+
+    kind: "torsions" (sin and cos of each dihedral named in `torsions`, mdtraj's
+    definitions), "distances" (nm, between the atoms of `pair_select` at least 3 bonds
+    apart) or "contacts" (1 / (1 + (r / contact_r0)^6) of the same pairs).
+    pair_select: the atoms paired (None: "name CA"). cutoff (nm): keep only the pairs
+    closer than it in at least one training frame (None: all pairs).
+    """
+
+    kind: str = "torsions"
+    torsions: tuple[str, ...] = ("phi", "psi", "chi1")
+    pair_select: str | None = None
+    cutoff: float | None = None
+    contact_r0: float = 0.45
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "torsions", tuple(self.torsions))
+        check_rules(self, _FEATURIZE_RULES)
+        if self.kind == "torsions":
+            for name in ("pair_select", "cutoff"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(
+                        name, "is for distances and contacts, not torsions", getattr(self, name)
+                    )

@@ -31,7 +31,7 @@ from vaetraj.errors import (
 SETTINGS_FILE = "vaetraj.toml"
 SETTINGS_META = "vaetraj.settings"  # the root context's meta: the settings file read
 # config fields whose command-line option is not --field-name
-FLAGS = {"learning_rate": "--lr"}
+FLAGS = {"learning_rate": "--lr", "kind": "--featurize"}
 
 
 # what a command body returns when it must print nothing, not even --json's record (a

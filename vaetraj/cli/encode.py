@@ -85,6 +85,8 @@ def _print_summary(report) -> None:
             "frames",
             f"{report.frames:,} ({report.atoms} features)"
             if report.alignment == "features"
+            else f"{report.frames:,} ({report.atoms} atoms, featurized: {report.featurizer})"
+            if report.featurizer
             else f"{report.frames:,} ({report.atoms} atoms, aligned: {report.alignment})",
         ),
         ("latent mean range", ranges),
@@ -97,7 +99,9 @@ def _print_summary(report) -> None:
     ]
     if report.recon_rmsd_mean is not None:
         label = (
-            "recon RMS error" if report.alignment == "features" else f"recon RMSD ({report.units})"
+            "recon RMS error"
+            if report.alignment in ("features", "featurized")
+            else f"recon RMSD ({report.units})"
         )
         rows.append((label, f"{report.recon_rmsd_mean:.4g}"))
     rows += [

@@ -68,9 +68,19 @@ def evaluate_command(
 
 def _print_summary(report) -> None:
     units = report.units
+    featurized = report.representation == "featurized"
+    w1 = (
+        f"per feature mean {report.w1_pairwise_mean:.3g} (max {report.w1_pairwise_max:.3g})"
+        if featurized
+        else f"pairwise mean {report.w1_pairwise_mean:.3g} (max {report.w1_pairwise_max:.3g}), "
+        f"R_g {report.w1_rg:.3g}"
+    )
     rows = [
         ("data", f"{report.data} ({report.frames:,} frames)"),
-        (f"recon RMSD ({units})", f"{report.recon_rmsd:.4g}"),
+        (
+            "recon RMS error (features)" if featurized else f"recon RMSD ({units})",
+            f"{report.recon_rmsd:.4g}",
+        ),
         (
             "ELBO (nats/frame)",
             f"{report.elbo:.4g} = log-lik {report.reconstruction_log_likelihood:.4g} "
@@ -80,9 +90,8 @@ def _print_summary(report) -> None:
         ("KL per dim", ", ".join(f"{v:.3g}" for v in report.kl_per_dim)),
         ("active units", f"{report.active_units} of {report.latent_dim}"),
         (
-            f"sample W1 ({units})",
-            f"pairwise mean {report.w1_pairwise_mean:.3g} (max {report.w1_pairwise_max:.3g}), "
-            f"R_g {report.w1_rg:.3g}  [{report.samples} from the {report.prior} prior]",
+            "sample W1" + ("" if featurized else f" ({units})"),
+            f"{w1}  [{report.samples} from the {report.prior} prior]",
         ),
     ]
     if report.sample_plausible_fraction is not None:

@@ -154,8 +154,8 @@ def print_structures(report) -> None:
     rows = [
         ("output", report.output),
         (
-            ("rows", f"{report.structures:,} ({report.atoms} features)")
-            if report.dims == 1
+            ("rows", f"{report.structures:,} ({report.features} features)")
+            if report.features is not None
             else ("structures", f"{report.structures:,} ({report.atoms} atoms in {report.dims}D)")
         ),
     ]

@@ -9,7 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
-from vaetraj.cli._options import DebugOption, FrameTimeOption, JsonOption, OverwriteOption
+from vaetraj.cli._options import (
+    DebugOption,
+    FrameTimeOption,
+    JsonOption,
+    OptionGroup,
+    OverwriteOption,
+    with_options,
+)
 from vaetraj.cli._runtime import (
     SILENT,
     finish_report,
@@ -20,7 +27,14 @@ from vaetraj.cli._runtime import (
     run_command,
 )
 from vaetraj.cli.align import Method, _parse_reference
-from vaetraj.configs import JOIN_TIMEOUT_S, ModelConfig, TrainConfig
+from vaetraj.configs import (
+    FEATURIZATIONS,
+    JOIN_TIMEOUT_S,
+    TORSION_KINDS,
+    FeaturizeConfig,
+    ModelConfig,
+    TrainConfig,
+)
 
 HELP = """Train a beta-VAE on aligned frames and write the model file.
 
@@ -34,6 +48,8 @@ Examples:
   vaetraj train long_paths.npz --epochs 250 --latent-dim 2 -o polymer.h5
 
   vaetraj train ala2.dcd --top ala2.pdb --method kabsch --select "not element H"
+
+  vaetraj train ala2.dcd --top ala2.pdb --featurize torsions --lag 10
 
   vaetraj train classes.npy --features --likelihood categorical --latent-dim 1
 """
@@ -384,6 +400,64 @@ FeaturesArg = Annotated[
 ]
 
 
+Featurization = Enum("Featurization", {kind: kind for kind in FEATURIZATIONS}, type=str)  # type: ignore[misc]
+
+FeaturizeArg = Annotated[
+    Featurization | None,
+    typer.Option(
+        "--featurize",
+        help="Train on features computed from raw DATA (needs a topology), not on aligned "
+        "coordinates: torsions (sin, cos), distances (nm) or contacts. They ignore rigid "
+        "motions; decode and sample then give feature tables, optimize refuses.",
+        rich_help_panel="Features",
+    ),
+]
+TorsionsArg = Annotated[
+    str,
+    typer.Option(
+        "--torsions",
+        help=f"--featurize torsions: comma-separated kinds of {', '.join(TORSION_KINDS)}.",
+        rich_help_panel="Features",
+    ),
+]
+PairSelectArg = Annotated[
+    str | None,
+    typer.Option(
+        "--pair-select",
+        help="--featurize distances/contacts: mdtraj selection of the atoms paired "
+        '(default "name CA"), pairs 3 or more bonds apart.',
+        rich_help_panel="Features",
+    ),
+]
+CutoffArg = Annotated[
+    float | None,
+    typer.Option(
+        "--cutoff",
+        help="--featurize distances/contacts: keep pairs closer than this (nm) in some frame.",
+        rich_help_panel="Features",
+    ),
+]
+ContactR0Arg = Annotated[
+    float,
+    typer.Option(
+        "--contact-r0",
+        help="--featurize contacts: distance (nm) of half contact, 1/(1+(r/r0)^6).",
+        rich_help_panel="Features",
+    ),
+]
+
+
+# the options of `--featurize`, and their defaults (FeaturizeConfig's)
+FEATURIZE_OPTIONS: OptionGroup = {
+    "featurize": (FeaturizeArg, None),
+    "torsions": (TorsionsArg, ",".join(FeaturizeConfig.torsions)),
+    "pair_select": (PairSelectArg, FeaturizeConfig.pair_select),
+    "cutoff": (CutoffArg, FeaturizeConfig.cutoff),
+    "contact_r0": (ContactR0Arg, FeaturizeConfig.contact_r0),
+}
+
+
+@with_options(FEATURIZE_OPTIONS)
 def train_command(
     inputs: InputsArg = None,
     output: OutputArg = Path("model.h5"),
@@ -436,9 +510,11 @@ def train_command(
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
+    **grouped: Any,
 ) -> None:
     """`vaetraj train`: see HELP."""
     options = dict(locals())
+    options.update(options.pop("grouped"))
     run_command(lambda: _train(options), json_output=json_output, debug=debug)
 
 
@@ -515,9 +591,33 @@ def _file_options(o: dict, progress) -> dict[str, Any]:
         "resume": o["resume"],
         "overwrite": o["overwrite"],
         "features": o["features"],
+        "featurize": _featurize_config(o),
         "progress": progress,
         "memory_budget": _memory_budget(o["memory_budget"]),
     }
+
+
+def _featurize_config(o: dict):
+    """--featurize's config, or None; its options without it are refused."""
+    from vaetraj.errors import UsageError
+
+    if o["featurize"] is None:
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name, (_, default) in FEATURIZE_OPTIONS.items()
+            if o[name] != default
+        ]
+        if given:
+            raise UsageError(f"{', '.join(given)} only go with --featurize")
+        return None
+    kinds = tuple(kind.strip() for kind in o["torsions"].split(",") if kind.strip())
+    return FeaturizeConfig(
+        kind=o["featurize"].value,
+        torsions=kinds,
+        pair_select=o["pair_select"],
+        cutoff=o["cutoff"],
+        contact_r0=o["contact_r0"],
+    )
 
 
 def _memory_budget(text: str | None) -> int | None:
@@ -532,8 +632,16 @@ def _memory_budget(text: str | None) -> int | None:
         raise UsageError(f"--memory-budget: {error}") from None
 
 
+def _inputs_text(report) -> str:
+    """What the network took, as the summary's frames row says it."""
+    if report.representation == "table":
+        return f"({report.features} features)"
+    if report.representation == "featurized":
+        return f"({report.features} features, {report.featurizer} of {report.atoms} atoms)"
+    return f"({report.atoms} atoms in {report.dims}D)"
+
+
 def _print_summary(report) -> None:
-    table = report.dims == 1
     rows = [
         (
             "output",
@@ -548,11 +656,7 @@ def _print_summary(report) -> None:
                 if report.trajectories > 1
                 else " "
             )
-            + (
-                f"({report.atoms} features)"
-                if table
-                else f"({report.atoms} atoms in {report.dims}D)"
-            ),
+            + _inputs_text(report),
         ),
         *_lag_rows(report),
         (
@@ -592,7 +696,7 @@ def _lag_rows(report) -> list[tuple[str, str]]:
 
 def _quality_rows(report) -> list[tuple[str, str]]:
     """What the kept model is worth: reconstruction, variance, KL, density."""
-    table = report.dims == 1
+    table = report.representation != "aligned"  # errors over features, not atoms
     plural = "s" if report.latent_dim > 1 else ""
     yardstick = f"PCA with {report.latent_dim} component{plural}"
     later = ""

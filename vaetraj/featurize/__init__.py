@@ -7,11 +7,17 @@ trained on and rebuild it (`featurizer_from_record`).
     table = torsions.transform(xyz)              # (frames, 2 x torsions): sin, cos
 
 A new featurizer is one module: a frozen dataclass subclassing `Featurizer`, with
-`kind`, `fit`, `from_fields`, `labels` and `_kernel`, decorated with `@register`, and
-imported here.
+`kind`, `fit`, `from_config`, `from_fields`, `labels` and `_kernel`, decorated with `@register`, and
+imported here; its kind joins `FEATURIZATIONS` in `vaetraj.configs`.
 """
 
-from vaetraj.featurize._base import FEATURIZERS, Featurizer, featurizer_from_record, register
+from vaetraj.featurize._base import (
+    FEATURIZERS,
+    Featurizer,
+    featurizer_from_record,
+    fit_featurizer,
+    register,
+)
 from vaetraj.featurize.distances import Contacts, Distances, select_pairs
 from vaetraj.featurize.torsions import Torsions
 
@@ -22,6 +28,7 @@ __all__ = [
     "Featurizer",
     "Torsions",
     "featurizer_from_record",
+    "fit_featurizer",
     "register",
     "select_pairs",
 ]

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaetraj.configs import FeaturizeConfig
 from vaetraj.metrics import frames_as_columns
 
 CHUNK = 4096  # frames featurized in one kernel call
@@ -93,6 +94,16 @@ def featurizer_from_record(record: dict[str, Any]) -> Featurizer:
         return cls.from_fields(**fields)  # type: ignore[attr-defined]
     except TypeError as error:
         raise ValueError(f"bad {cls.kind} featurizer record ({error})") from None
+
+
+def fit_featurizer(config: FeaturizeConfig, topology, frames: Any = None) -> Featurizer:
+    """The registered featurizer of `config.kind`, fitted on a topology (mdtraj) and,
+    for a distance cutoff, on frames (an array or an iterable of chunks): ValueError
+    naming what does not fit (no torsions of that kind, an empty selection)."""
+    cls = FEATURIZERS.get(config.kind)
+    if cls is None:
+        raise ValueError(f"unknown featurizer {config.kind!r} (known: {', '.join(FEATURIZERS)})")
+    return cls.from_config(config, topology, frames)  # type: ignore[attr-defined]
 
 
 def named_terms(atoms: int, terms: Any, width: int, names: Any, what: str):

@@ -4,6 +4,7 @@ heavy-atom pair, with an optional cutoff."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -12,22 +13,25 @@ import numpy as np
 import scipy.sparse
 from scipy.sparse.csgraph import shortest_path
 
+from vaetraj.configs import FeaturizeConfig
 from vaetraj.featurize._base import Featurizer, as_pairs, named_terms, register
 from vaetraj.metrics import compute_pair_distances
 
 DEFAULT_SELECTION = "name CA"
+Frames = Any  # None, an array (frames, atoms, 3) or an iterable of such chunks
 MIN_SEPARATION = 3  # bonds between two atoms for their distance to be a feature
 
 
 def select_pairs(
     topology: md.Topology,
     selection: str = DEFAULT_SELECTION,
-    frames: np.ndarray | None = None,
+    frames: Frames = None,
     cutoff: float | None = None,
 ) -> np.ndarray:
     """Pairs (n, 2) of the selection's atoms, i < j, at least MIN_SEPARATION bonds
     apart (a bond's or an angle's distance barely moves); with a cutoff (nm), only the
-    pairs closer than it in at least one of `frames` (frames, atoms, 3)."""
+    pairs closer than it in at least one of `frames` (frames, atoms, 3), or of an
+    iterable of such chunks."""
     chosen = topology.select(selection)
     if len(chosen) < 2:
         raise ValueError(f"selection {selection!r} picks {len(chosen)} atom(s); pairs need 2")
@@ -43,15 +47,28 @@ def select_pairs(
         apart = hops[[where[i] for i in pairs[:, 0]], pairs[:, 1]]
         pairs = pairs[apart >= MIN_SEPARATION]
     if cutoff is not None:
-        if frames is None or not len(frames):
-            raise ValueError("a cutoff needs frames to measure the pairs on")
-        near = np.zeros(len(pairs), bool)
-        for frame in np.asarray(frames, np.float32):
-            near |= np.linalg.norm(frame[pairs[:, 0]] - frame[pairs[:, 1]], axis=-1) < cutoff
-        pairs = pairs[near]
+        pairs = pairs[_closest(pairs, frames) < cutoff]
     if not len(pairs):
         raise ValueError(f"no pair of {selection!r} is left (bonded, or past the cutoff)")
     return pairs
+
+
+def _closest(pairs: np.ndarray, frames) -> np.ndarray:
+    """The shortest distance of each pair (n, 2) over frames: an array (frames, atoms,
+    3), or an iterable of such chunks (read once)."""
+    chunks = [frames] if isinstance(frames, np.ndarray) or frames is None else frames
+    closest = np.full(len(pairs), np.inf)
+    seen = 0
+    for chunk in chunks:
+        chunk = np.asarray(chunk, np.float32) if chunk is not None else np.zeros((0, 0, 3))
+        for start in range(0, len(chunk), 1024):  # bounded memory: 1,024 frames at once
+            block = chunk[start : start + 1024]
+            r = np.linalg.norm(block[:, pairs[:, 0]] - block[:, pairs[:, 1]], axis=-1)
+            closest = np.minimum(closest, r.min(axis=0))
+        seen += len(chunk)
+    if not seen:
+        raise ValueError("a cutoff needs frames to measure the pairs on")
+    return closest
 
 
 def _pair_labels(topology: md.Topology | None, pairs) -> tuple[str, ...]:
@@ -71,10 +88,14 @@ class Distances(Featurizer):
 
     @classmethod
     def fit(cls, topology: md.Topology, selection: str = DEFAULT_SELECTION,
-            frames: np.ndarray | None = None, cutoff: float | None = None) -> Distances:  # fmt: skip
+            frames: Frames = None, cutoff: float | None = None) -> Distances:  # fmt: skip
         pairs = select_pairs(topology, selection, frames, cutoff)
         return cls(atoms=topology.n_atoms, pairs=as_pairs(pairs, 2, topology.n_atoms, "pairs"),
                    names=_pair_labels(topology, pairs))  # fmt: skip
+
+    @classmethod
+    def from_config(cls, config: FeaturizeConfig, topology: md.Topology, frames: Frames = None):
+        return cls.fit(topology, config.pair_select or DEFAULT_SELECTION, frames, config.cutoff)
 
     @classmethod
     def from_fields(cls, atoms: int, pairs, names) -> Distances:
@@ -103,12 +124,17 @@ class Contacts(Featurizer):
 
     @classmethod
     def fit(cls, topology: md.Topology, selection: str = DEFAULT_SELECTION,
-            frames: np.ndarray | None = None, cutoff: float | None = None,
+            frames: Frames = None, cutoff: float | None = None,
             r0: float = 0.45) -> Contacts:  # fmt: skip
         if not r0 > 0:
             raise ValueError(f"the contact radius r0 must be positive, got {r0}")
         chosen = Distances.fit(topology, selection, frames, cutoff)
         return cls(atoms=chosen.atoms, pairs=chosen.pairs, names=chosen.names, r0=float(r0))
+
+    @classmethod
+    def from_config(cls, config: FeaturizeConfig, topology: md.Topology, frames: Frames = None):
+        select = config.pair_select or DEFAULT_SELECTION
+        return cls.fit(topology, select, frames, config.cutoff, config.contact_r0)
 
     @classmethod
     def from_fields(cls, atoms: int, pairs, names, r0: float) -> Contacts:

@@ -10,11 +10,12 @@ import jax.numpy as jnp
 import mdtraj as md
 import numpy as np
 
+from vaetraj.configs import TORSION_KINDS as KINDS
+from vaetraj.configs import FeaturizeConfig
 from vaetraj.featurize._base import Featurizer, named_terms, register
 from vaetraj.metrics import compute_dihedrals
 
-KINDS = ("phi", "psi", "omega", "chi1", "chi2", "chi3", "chi4")
-DEFAULT_KINDS = ("phi", "psi", "chi1")
+DEFAULT_KINDS = FeaturizeConfig.torsions
 
 
 @register
@@ -47,6 +48,10 @@ class Torsions(Featurizer):
         if not torsions:
             raise ValueError(f"the topology has no {'/'.join(kinds)} torsions")
         return cls(atoms=topology.n_atoms, torsions=tuple(torsions), names=tuple(names))
+
+    @classmethod
+    def from_config(cls, config: FeaturizeConfig, topology: md.Topology, frames=None):
+        return cls.fit(topology, config.torsions)
 
     @classmethod
     def from_fields(cls, atoms: int, torsions, names) -> Torsions:

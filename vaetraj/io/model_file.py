@@ -2,7 +2,9 @@
 
 Layout:
   attrs   format, format_version, model_config (JSON), train_config (JSON), alignment
-          (JSON: method, reference, weights, config, read_options), units, atoms, dims,
+          (JSON: method, reference, weights, config, read_options; a featurized model's
+          method "featurized" and its featurizer's record; see
+          `vaetraj.pipeline.representation`), units, atoms, dims,
           topology (JSON, when known), summary (JSON), provenance (JSON: sources with
           SHA-256, seed, data SHA-256, vaetraj and JAX versions, created), data_stats
           (JSON, optional: bonds, plausibility limits and R_g range of the training
@@ -191,7 +193,14 @@ def _read_params(handle: h5py.File, config: ModelConfig, path: Path) -> dict:
 
 
 def _check_alignment(alignment: dict, arrays: dict, path: Path) -> None:
-    kinds = {"method": str, "reference": str, "weights": str, "config": dict, "read_options": dict}
+    kinds = {
+        "method": str,
+        "reference": str,
+        "weights": str,
+        "config": dict,
+        "read_options": dict,
+        "featurizer": dict,
+    }
     if "method" not in alignment:
         raise _damaged(path, "attribute 'alignment' has no method")
     for key, kind in kinds.items():
@@ -208,7 +217,10 @@ def _read(handle: h5py.File, path: Path) -> ModelRecord:
     config = _model_config(fields.attrs["model_config"], path)
     atoms, dims = fields.attrs["atoms"], fields.attrs["dims"]
     features, latent = config.size
-    if atoms * dims != features:
+    # a featurized model's network takes its featurizer's features, not the atoms'
+    # coordinates (`vaetraj.pipeline.representation` checks the two agree)
+    featurized = fields.attrs["alignment"].get("method") == "featurized"
+    if atoms * dims != features and not featurized:
         raise _damaged(
             path, f"{atoms} atoms in {dims}D do not make the model's {features} features"
         )

@@ -154,7 +154,7 @@ def _reconstruct(
     for start in range(0, len(xyz), _CHUNK):
         part = slice(start, start + _CHUNK)
         frames = xyz[part]  # one read (a file's frames are read from disk)
-        mean, std = model.encode(frames)
+        mean, std = model.encode_rows(frames.reshape(len(frames), -1))
         picked = slice(*np.searchsorted(density_frames, [start, start + len(std)]))
         density_mean[picked] = mean[density_frames[picked] - start]
         density_std[picked] = std[density_frames[picked] - start]
@@ -281,7 +281,7 @@ def assess(
     fields["density_points"] = frames_used * draws
     return_freed_memory()
     data_stats = None
-    if not data.is_features:
+    if data.representation.yields_structures:
         data_stats = compute_data_stats(
             xyz,
             data.topology,

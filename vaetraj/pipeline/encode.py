@@ -39,13 +39,19 @@ DEFAULT_MODEL = "model.h5"
 
 
 def reconstruction_rmsd(model: Model, xyz: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Per-frame RMSD between aligned frames and the decoding of their posterior means."""
-    return np.sqrt(np.mean(np.sum((model.decode(mean) - xyz) ** 2, axis=-1), axis=-1))
+    """Per frame: the RMSD between aligned frames and the decoding of their posterior
+    means; for a model of features (a table, or frames it featurizes) the RMS error
+    over its features."""
+    decoded = model.decode(mean)
+    if model.representation.yields_structures:
+        return np.sqrt(np.mean(np.sum((decoded - xyz) ** 2, axis=-1), axis=-1))
+    rows = model.representation.inputs(xyz, model.atoms, model.dims)
+    return np.sqrt(np.mean((decoded - rows) ** 2, axis=1))
 
 
 @dataclass(frozen=True)
 class LatentPath:
-    """Posterior mean and std (frames, latent); R_g (frames,) (None for a features
+    """Posterior mean and std (frames, latent); R_g (frames,) (None for a table
     model); reconstruction RMSD (frames,) when asked for."""
 
     mean: np.ndarray
@@ -68,12 +74,12 @@ def _encode_table(model: Model, table: np.ndarray, recon: bool):
     mean, std = model.encode(table)
     columns = {"mean": mean, "std": std}
     if recon:  # the RMS error over features of the decoded table
-        columns["recon_rmsd"] = np.sqrt(np.mean((model.decode(mean) - table) ** 2, axis=1))
+        columns["recon_rmsd"] = reconstruction_rmsd(model, table, mean)
     return columns
 
 
 def _read_table(model: Model, inputs, read_options: ReadOptions) -> tuple[Path, np.ndarray]:
-    """The one feature table a features model takes, checked against the model. It is
+    """The one feature table a table model takes, checked against the model. It is
     held whole (tables are small), and Model.encode chunks it."""
     if len(inputs) != 1:
         raise UsageError("a features model encodes one table (.npy, .npz or .csv) at a time")
@@ -107,7 +113,7 @@ def encode(
     Returns:
         The latent path: posterior mean and std per frame, R_g, and the RMSD if asked.
     """
-    if model.is_features:
+    if not model.representation.takes_frames:
         if isinstance(data, np.ndarray):
             table = data  # Model.encode checks its shape
         else:
@@ -141,7 +147,7 @@ class EncodeReport:
     mean_max: list[float]
     std_mean: list[float]
     recon_rmsd_mean: float | None
-    rg_min: float | None  # None for a features model
+    rg_min: float | None  # None for a table model
     rg_max: float | None
     units: str
     frames_per_s: float
@@ -149,6 +155,7 @@ class EncodeReport:
     model: str
     output: str | None = None
     frame_time_ps: float | None = None  # between the frames encoded, when known
+    featurizer: str | None = None  # a featurized model's (alignment "featurized")
     sources: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -204,7 +211,7 @@ class _Source:
 def _source(
     model: Model, inputs: Sequence[str | os.PathLike], read_options: ReadOptions, recon: bool
 ) -> _Source:
-    if model.is_features:
+    if not model.representation.takes_frames:
         path, table = _read_table(model, inputs, read_options)
         return _Source(
             [(table, 0)], len(table), ["trajectory"] + (["recon_rmsd"] if recon else []),
@@ -255,7 +262,8 @@ def _report(
         frames=done,
         atoms=loaded.atoms,
         latent_dim=loaded.latent_dim,
-        alignment=str(loaded.alignment.get("method")),
+        alignment=loaded.representation.method,
+        featurizer=loaded.representation.featurizer_kind,
         mean_min=tally.lows.tolist(),
         mean_max=tally.highs.tolist(),
         std_mean=(tally.std_sum / done).tolist(),
@@ -284,7 +292,7 @@ def encode_file(
     """Encode trajectory files into a latent path file, streaming.
 
     Args:
-        inputs: trajectory files (or one table for a features model).
+        inputs: trajectory files (or one table for a table model).
         model: the model file.
         output: `.h5`, `.npz` or `.csv`.
         read_options: how the inputs are read.

@@ -36,7 +36,7 @@ from vaetraj.model import (
     normalize,
 )
 from vaetraj.pipeline.generate import generate
-from vaetraj.pipeline.model import Model, load_model, require_structure_model
+from vaetraj.pipeline.model import Model, load_model
 from vaetraj.pipeline.model_input import frame_aligner, iter_model_chunks, open_for_model
 from vaetraj.pipeline.structure import (
     check_structures,
@@ -94,7 +94,7 @@ class EvaluateReport:
     prior: str
     w1_pairwise_mean: float
     w1_pairwise_max: float
-    w1_rg: float
+    w1_rg: float | None  # None for a model of features (W1 then over each feature)
     sample_mean_bond: float | None
     data_mean_bond: float | None
     sample_plausible_fraction: float | None
@@ -103,6 +103,8 @@ class EvaluateReport:
     prior_hole_fraction: float
     wall_time_s: float
     lag: int = 0  # a time-lagged model's: the likelihood figures score frame t + lag
+    # "aligned" frames, or "featurized": errors and W1 are then over its features
+    representation: str = "aligned"
     model: str | None = None
     data: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -208,7 +210,9 @@ def _likelihood_fields(
     target frame from its input frame (the same frame but for a time-lagged model)."""
     inputs, targets = pairs
     mean, std = posterior[0][inputs], posterior[1][inputs]
-    displacement = np.sum((model.decode(mean) - xyz[targets]) ** 2, axis=-1)
+    squared = (model.decode(mean) - xyz[targets]) ** 2
+    # per atom (summed over its coordinates), or per feature for rows of features
+    displacement = np.sum(squared, axis=-1) if squared.ndim == 3 else squared
     kl_per_dim = np.asarray(jnp.mean(compute_kl_diagonal(jnp.asarray(mean), jnp.asarray(std)), 0))
     iwae, log_likelihood, kl = _likelihoods(
         model, xyz[inputs], xyz[targets], config.iwae_samples, key
@@ -232,8 +236,11 @@ def _sample_fields(
     model: Model, xyz: np.ndarray, config: EvaluateConfig, key: jax.Array, notes: list[str]
 ) -> dict[str, Any]:
     """How the model's samples compare with the frames: W1 distances over atom pairs and
-    R_g, and the energy check's pass rates beside the data's."""
+    R_g, and the energy check's pass rates beside the data's (for rows of features: W1
+    over each feature)."""
     n = config.samples or min(len(xyz), _REFINED_SAMPLES if config.refine else 10_000)
+    if not model.representation.yields_structures:
+        return _feature_sample_fields(model, xyz, n, config, key)
     made = generate(
         model, model.sample_latent(n, key=key, prior=config.prior), refine=config.refine
     )
@@ -273,6 +280,27 @@ def _sample_fields(
             float(raw_passed.mean()) if raw_passed is not None else None
         ),
         "data_plausible_fraction": float(data_check.plausible.mean()) if data_check else None,
+    }
+
+
+def _feature_sample_fields(
+    model: Model, rows: np.ndarray, n: int, config: EvaluateConfig, key: jax.Array
+) -> dict[str, Any]:
+    """W1 between the data's and the samples' distribution of each feature."""
+    samples = model.decode(model.sample_latent(n, key=key, prior=config.prior))
+    if not np.isfinite(samples).all():
+        raise NumericalError("the decoder gives non-finite features for sampled points")
+    w1 = np.asarray(_wasserstein_columns(jnp.asarray(rows), jnp.asarray(samples)))
+    empty = dict.fromkeys(("sample_mean_bond", "data_mean_bond", "sample_plausible_fraction"), None)
+    return {
+        "samples": n,
+        "prior": config.prior,
+        "w1_pairwise_mean": float(w1.mean()),
+        "w1_pairwise_max": float(w1.max()),
+        "w1_rg": None,
+        **empty,
+        "raw_sample_plausible_fraction": None,
+        "data_plausible_fraction": None,
     }
 
 
@@ -332,7 +360,8 @@ def evaluate(
     """Evaluate the model on frames.
 
     Args:
-        model: a model of structures.
+        model: a model of frames: aligned structures, or features it computes from
+            them (scored on those features).
         data: frames (frames, atoms, dims) in the files' frame of reference, or
             trajectory paths; they are aligned as the training frames were.
         config: the samples, IWAE draws, prior and seed.
@@ -342,13 +371,20 @@ def evaluate(
         Reconstruction, likelihoods, sample fidelity, plausibility and prior holes.
     """
     started = time.perf_counter()
-    require_structure_model(model, "evaluate")
+    representation = model.representation
+    if not representation.takes_frames:
+        raise UsageError(
+            f"`evaluate` reads trajectories; this model is of {representation.describe()}: "
+            "use encode --recon and the Python API for it"
+        )
     xyz, notes, lengths = _frames_to_evaluate(model, data, read_options)
     where = None if isinstance(data, np.ndarray) else ", ".join(map(str, data))
     pairs = _scored_pairs(model, lengths, notes, where)
     key = jax.random.key(config.seed)
     likelihood_key, sample_key, hole_key, draw_key = jax.random.split(key, 4)
     posterior = model.encode(xyz)
+    if not representation.yields_structures:  # scored on its features from here on
+        xyz = representation.inputs(xyz, model.atoms, model.dims)
     likelihood = _likelihood_fields(model, xyz, posterior, config, likelihood_key, pairs)
     samples = _sample_fields(model, xyz, config, sample_key, notes)
     holes = _prior_holes(posterior, config.seed, (hole_key, draw_key), notes)
@@ -360,6 +396,7 @@ def evaluate(
         **likelihood,
         **samples,
         prior_hole_fraction=holes,
+        representation=representation.kind,
         wall_time_s=time.perf_counter() - started,
         notes=notes,
     )

@@ -79,6 +79,7 @@ class StructureReport:
     wall_time_s: float
     model: str
     output: str | None = None
+    features: int | None = None  # a model of features: the columns of each row written
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,7 +103,7 @@ def generate(
 ) -> Generated:
     """Decode latent points (n, latent); refine (the sampler's noise from `seed`) and
     judge the structures when the model has the training data's statistical potential
-    (a features model gives its table unchecked). relax: refine on the statistical
+    (a model of features gives its rows unchecked). relax: refine on the statistical
     potential, or "openmm" on the AMBER force field (`vaetraj.pipeline.forcefield`)."""
     if relax not in RELAX_CHOICES:
         raise UsageError(f"--relax takes one of {', '.join(RELAX_CHOICES)}, got '{relax}'")
@@ -111,7 +112,7 @@ def generate(
     system = _require_forcefield(model) if relax == "openmm" else None
     xyz = model.decode(z)
     stats = model.data_stats
-    if model.is_features:  # a table has no structure to check
+    if not model.representation.yields_structures:  # rows of features: nothing to check
         return Generated(xyz, None, None, None, [])
     if stats is None:
         note = (
@@ -151,12 +152,17 @@ def generate(
 
 def _require_forcefield(model: Model):
     """The model's OpenMM System, built once; or a refusal of --relax openmm before any
-    work (exit 2): a features or 2D model, one not in nm, or atoms the force field's
-    templates do not match (or no OpenMM)."""
-    if model.is_features or model.dims != 3 or model.units != "nm":
+    work (exit 2): a model of features, a 2D one, one not in nm, or atoms the force
+    field's templates do not match (or no OpenMM)."""
+    representation = model.representation
+    if not representation.yields_structures or model.dims != 3 or model.units != "nm":
         raise UsageError(
             "--relax openmm needs a model of all-atom structures in nm; this one is of "
-            + ("a feature table" if model.is_features else f"{model.dims}D {model.units}")
+            + (
+                f"{model.dims}D {model.units}"
+                if representation.yields_structures
+                else representation.describe()
+            )
         )
     from vaetraj.pipeline.forcefield import forcefield_system
 
@@ -211,6 +217,7 @@ def _report(
         train_rg_max=train.rg_max if train else None,
         model=str(model_path),
         wall_time_s=0.0,
+        features=None if model.representation.yields_structures else model.features,
         notes=list(made.notes),
         **extra,
     )
@@ -232,7 +239,7 @@ def _write(
         "model_sha256": compute_sha256(model_path),
         "data_sha256": model.record.provenance.get("data_sha256"),
     }
-    if model.is_features:
+    if not model.representation.yields_structures:
         write_features(output, xyz, overwrite=overwrite)
     else:
         report.notes += write_structures(
@@ -249,9 +256,9 @@ def _write(
 
 
 def _check_output(model: Model, output, overwrite: bool, inputs: list) -> None:
-    """Refuse a bad output before any work: one of the inputs; a table for a features
-    model, else structures."""
-    if model.is_features:
+    """Refuse a bad output before any work: one of the inputs; a table for a model of
+    features, else structures."""
+    if not model.representation.yields_structures:
         check_features_output(output, overwrite=overwrite, inputs=inputs)
     else:
         check_structure_output(output, overwrite=overwrite, inputs=inputs)

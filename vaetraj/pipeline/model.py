@@ -24,6 +24,7 @@ from vaetraj.model import (
     encode_data,
     sample_mixture,
 )
+from vaetraj.pipeline.representation import Representation, representation_of
 from vaetraj.pipeline.structure import DataStats
 
 _CHUNK_FRAMES = 8_192  # measured: 8k-frame chunks stay in cache, 1.35x faster than 64k
@@ -87,11 +88,10 @@ class Model:
     def dims(self) -> int:
         return self.record.dims
 
-    @property
-    def is_features(self) -> bool:
-        """True for a model of plain feature tables (frames, features), trained with
-        `vaetraj train --features`: encode takes and decode gives 2-D tables."""
-        return self.record.alignment.get("method") == "features"
+    @functools.cached_property
+    def representation(self) -> Representation:
+        """What the network takes and gives (`vaetraj.pipeline.representation`)."""
+        return representation_of(self.record.alignment)
 
     @property
     def features(self) -> int:
@@ -167,26 +167,17 @@ class Model:
 
     # -- what it does -----------------------------------------------------------------
     def encode(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and std (frames, latent) of aligned frames (frames, atoms,
-        dims), or of a table (frames, features) for a features model. Deterministic: no
-        draw is made."""
-        xyz = np.asarray(xyz, dtype=np.float32)
-        if self.is_features and xyz.ndim in (1, 2):
-            table = xyz[:, None] if xyz.ndim == 1 else xyz
-            if table.shape[1] != self.features:
-                raise BadInputError(
-                    f"a table of {table.shape[1]} features does not match the model's "
-                    f"{self.features} features"
-                )
-            xyz = table[:, :, None]
-        if xyz.ndim != 3 or xyz.shape[1:] != (self.atoms, self.dims):
-            raise BadInputError(
-                f"frames of shape {xyz.shape[1:]} do not match the model's "
-                f"({self.atoms} atoms, {self.dims}D)"
-            )
+        """Posterior mean and std (frames, latent) of frames (frames, atoms, dims),
+        aligned as the training frames were (featurized here for a featurized model),
+        or of a table (frames, features) for a table model. Deterministic: no draw is
+        made."""
+        return self.encode_rows(self.representation.inputs(xyz, self.atoms, self.dims))
+
+    def encode_rows(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As `encode`, of the network's input rows (frames, features) float32: what
+        the representation made of the frames (training's own data, say)."""
         encode, _ = _kernels(self.config)
         mean, std = self._normalization_arrays()
-        flat = xyz.reshape(xyz.shape[0], -1)
         parts = [encode(self._params, mean, std, flat[part]) for part in _chunks(len(flat))]
         if not parts:
             empty = np.zeros((0, self.latent_dim), np.float32)
@@ -198,8 +189,8 @@ class Model:
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Decoder means as frames (points, atoms, dims) for latent points (points,
-        latent); a features model gives a table (points, features), which for the
-        categorical likelihood holds class probabilities."""
+        latent); a model of a table or of features gives rows (points, features),
+        which for the categorical likelihood hold class probabilities."""
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise BadInputError(
@@ -210,9 +201,7 @@ class Model:
         mean, std = self._normalization_arrays()
         parts = [np.asarray(decode(self._params, mean, std, z[part])) for part in _chunks(len(z))]
         flat = np.concatenate(parts) if parts else np.zeros((0, self.features), np.float32)
-        if self.is_features:
-            return flat
-        return flat.reshape(len(z), self.atoms, self.dims)
+        return self.representation.rows(flat, self.atoms, self.dims)
 
     def sample_latent(
         self, n: int, *, key: jax.Array, prior: str = "density", temperature: float = 1.0
@@ -237,7 +226,7 @@ class Model:
     def sample(
         self, n: int, *, key: jax.Array, prior: str = "density", temperature: float = 1.0
     ) -> np.ndarray:
-        """n decoded conformations (n, atoms, dims), or table rows for a features model."""
+        """n decoded conformations (n, atoms, dims), or rows for a model of features."""
         return self.decode(self.sample_latent(n, key=key, prior=prior, temperature=temperature))
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
@@ -250,11 +239,37 @@ class Model:
 
 
 def require_structure_model(model: Model, command: str, *, path=None) -> None:
-    """Refuse a features model where a command needs structures (atoms in 2D or 3D)."""
-    if model.is_features:
+    """Refuse a model of features where a command needs structures (atoms in 2D or 3D)."""
+    representation = model.representation
+    if not representation.yields_structures:
+        instead = "encode, kinetics on its latent path, or decode and sample to a table"
+        if representation.takes_frames:
+            instead = (
+                "encode, evaluate, kinetics on its latent path, or decode and sample to a table"
+            )
         raise UsageError(
-            f"`{command}` needs a model of structures; this one was trained on a feature "
-            "table (--features): use the Python API (encode, decode, sample) for it",
+            f"`{command}` needs a model of structures; this one is of "
+            f"{representation.describe()}: use {instead}",
+            path=path,
+        )
+
+
+def _check_representation(model: Model, path) -> None:
+    """The recorded representation rebuilt and matching the network: a damaged or
+    unknown one names the problem."""
+    try:
+        representation = model.representation
+    except (TypeError, ValueError) as error:
+        raise BadInputError(f"damaged model: bad alignment record ({error})", path=path) from None
+    featurizer = representation.featurizer
+    if featurizer is not None and (featurizer.atoms, featurizer.features) != (
+        model.atoms,
+        model.features,
+    ):
+        raise BadInputError(
+            f"damaged model: its featurizer takes {featurizer.atoms} atoms to "
+            f"{featurizer.features} features, the model has {model.atoms} atoms and "
+            f"{model.features} inputs",
             path=path,
         )
 
@@ -273,7 +288,8 @@ def load_model(path: str | os.PathLike) -> Model:
         BadInputError: the file is damaged (naming the field).
     """
     model = Model(read_model_file(path))
-    if model.record.data_stats is not None and not model.is_features:
+    _check_representation(model, path)
+    if model.record.data_stats is not None and model.representation.yields_structures:
         try:
             stats = model.data_stats
             if stats is not None:

@@ -6,32 +6,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from vaetraj.errors import BadInputError
 from vaetraj.io.trajectory import ReadOptions, Trajectory
-from vaetraj.pipeline.align import FrameAligner
 from vaetraj.pipeline.model import Model
+from vaetraj.pipeline.representation import ALIGN_METHODS
 
 
-def frame_aligner(model: Model) -> FrameAligner:
-    """The alignment the model's training frames had, ready for new frames."""
-    alignment = model.alignment
-    masses = model.masses
-    if alignment.get("weights") == "mass" and masses is not None:
-        weights = np.asarray(masses, dtype=np.float64)
-    else:
-        weights = np.ones(model.atoms)
-    config = alignment.get("config") or {}
-    return FrameAligner(
-        str(alignment.get("method")),
-        weights,
-        model.dims,
-        model.record.reference,
-        degeneracy_tol=float(config.get("degeneracy_tol", 1e-2)),
-    )
+def frame_aligner(model: Model) -> Callable[[np.ndarray], np.ndarray]:
+    """Frames as read to what the model encodes: aligned as its training frames were
+    (a featurized model's frames as they are: its features ignore rigid motions)."""
+    return model.representation.aligner(model)
 
 
 def _atom_names(topology) -> list[str]:
@@ -48,10 +36,11 @@ def open_for_model(
     indices when there is no topology to select on). Atom counts must then agree, and
     atom names too when both sides know them. Returns the trajectory and notes."""
     notes: list[str] = []
-    if model.alignment.get("method") not in ("principal", "kabsch", "none"):
+    representation = model.representation
+    if representation.kind == "aligned" and representation.method not in ALIGN_METHODS:
         notes.append(
             f"the model's frames were aligned outside vaetraj "
-            f"({model.alignment.get('method')}); frames are used as they are"
+            f"({representation.method}); frames are used as they are"
         )
     where = ", ".join(str(p) for p in inputs)
     trajectory = Trajectory(list(inputs), dataclasses.replace(read_options))
@@ -91,7 +80,8 @@ def open_for_model(
 def iter_model_frames(
     model: Model, trajectory: Trajectory, chunk_frames: int | None = None
 ) -> Iterator[np.ndarray]:
-    """Aligned chunks (frames, atoms, dims) float32 of a trajectory opened for the model."""
+    """Chunks (frames, atoms, dims) float32 of a trajectory opened for the model,
+    aligned as its training frames were (`frame_aligner`)."""
     for xyz, _ in iter_model_chunks(model, trajectory, chunk_frames):
         yield xyz
 

@@ -38,6 +38,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from vaetraj._interrupt import check_stop, deferred, request_stop, stop_requested
 from vaetraj._memory import FLOAT, require_memory, resolve_memory_budget, return_freed_memory
 from vaetraj._version import __version__
+from vaetraj.configs import FeaturizeConfig
 from vaetraj.errors import (
     BadInputError,
     InputMissingError,
@@ -81,7 +82,13 @@ from vaetraj.pipeline.run_state import (
     write_run_checkpoint,
 )
 from vaetraj.pipeline.streaming import StreamedSet
-from vaetraj.pipeline.training_set import DEFAULT_DATA, TrainingSet, check_frames, load_training_set
+from vaetraj.pipeline.training_set import (
+    DEFAULT_DATA,
+    TrainingSet,
+    check_frames,
+    featurized_training_set,
+    load_training_set,
+)
 from vaetraj.training import (
     NON_FINITE,
     Frames,
@@ -156,6 +163,11 @@ class TrainReport:
     frame_time_ps: float | None = None
     predictable_share: float | None = None  # with a lag: see pca_explained_variance
     pca_explained_variance_val: float | None = None  # PCA of the training frames on validation
+    # what the network took: "aligned" frames (atoms x dims inputs), a user's "table"
+    # (features x 1), or frames "featurized" by vaetraj (`featurizer`: its kind)
+    representation: str = "aligned"
+    features: int = 0  # the network's inputs
+    featurizer: str | None = None
     output: str | None = None
     checkpoint: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -193,7 +205,7 @@ def _check_categorical(table: np.ndarray, where: str | None) -> None:
 
 def _prepare(data: TrainingSet, model_config: ModelConfig, train_config: TrainConfig) -> _Prepared:
     where = data.origin if data.origin not in ("array", "aligned data") else None
-    check_frames(data.xyz, where, features=data.is_features)
+    check_frames(data.xyz, where, features=not data.representation.yields_structures)
     check_for_processes(train_config, current().count)
     frames, atoms, dims = data.xyz.shape
     model_config = dataclasses.replace(model_config, features=atoms * dims)
@@ -730,7 +742,7 @@ def _model_record(
 ) -> ModelRecord:
     """The model file's record of the kept parameters (before its diagnostics)."""
     keep_best = train_config.keep == "best" and point.best_epoch > 0
-    _, atoms, dims = data.xyz.shape
+    atoms, dims = data.model_shape
     return ModelRecord(
         model_config=prepared.model_config,
         params=jax.tree.map(np.asarray, point.best_params if keep_best else point.state.params),
@@ -772,7 +784,8 @@ def _report(
     history = point.history
     keep_best = train_config.keep == "best" and point.best_epoch > 0
     kept_epoch = point.best_epoch if keep_best else point.epoch
-    frames, atoms, dims = data.xyz.shape
+    frames, features = data.xyz.shape[0], prepared.model_config.size[0]
+    atoms, dims = data.model_shape
     has_val = len(prepared.val_index) > 0
     return TrainReport(
         frames=frames,
@@ -803,6 +816,9 @@ def _report(
         streamed=isinstance(data.xyz, FrameFile),
         lag=train_config.lag,
         frame_time_ps=data.frame_time_ps,
+        representation=data.representation.kind,
+        features=features,
+        featurizer=data.representation.featurizer_kind,
         notes=notes + quality.notes,
     )
 
@@ -949,17 +965,15 @@ def train_file(
     resume: bool = False,
     overwrite: bool = False,
     features: bool = False,
+    featurize: FeaturizeConfig | None = None,
     progress: Progress | None = None,
     memory_budget: int | None = None,
 ) -> TrainReport:
-    """Train on an aligned `.h5` or raw inputs and write the model atomically.
-
-    An aligned file whose frames exceed `memory_budget` bytes (default: half of the
-    memory available) is streamed from disk within it; otherwise it is read.
-
-    The checkpoint is removed once the model is safely written. A model that does not
-    work is written all the same, for inspection, and then TrainingFailedError names
-    the file.
+    """Train on an aligned `.h5` or raw inputs and write the model atomically. An
+    aligned file whose frames exceed `memory_budget` bytes (default: half of the memory
+    available) is streamed from disk; otherwise it is read. The checkpoint is removed
+    once the model is safely written. A model that does not work is written all the
+    same, for inspection, and then TrainingFailedError names the file.
 
     Args:
         inputs: an aligned `.h5`, trajectory files (aligned first with
@@ -972,18 +986,20 @@ def train_file(
         checkpoint: the checkpoint file (default: MODEL.ckpt.h5 beside the model).
         resume: continue from the checkpoint.
         overwrite: replace an existing model (and a stale checkpoint).
-        features: the input is a plain table (.npy, .npz or .csv) trained on as is.
+        features: the input is a plain table (.npy, .npz or .csv) trained on as is;
+        featurize: or train on features of the raw inputs (torsions, distances...).
         progress: called after each epoch.
         memory_budget: bytes the frames may hold in memory; above it they stream.
 
-    Returns:
-        The report, with the model's and checkpoint's paths.
+    Returns the report, with the model's and checkpoint's paths.
     """
     output, checkpoint = _outputs(output, checkpoint, inputs, read_options, overwrite)
     with _locked(output, checkpoint):
         _check_checkpoint(checkpoint, resume=resume, overwrite=overwrite)
         budget = resolve_memory_budget(memory_budget)
-        data = _read_training_set(inputs, features, align_config, read_options, progress, budget)
+        data = _read_training_set(
+            inputs, (features, featurize), align_config, read_options, progress, budget
+        )
         try:
             with _closing(data):
                 model, report = train(
@@ -1072,15 +1088,22 @@ def _check_checkpoint(checkpoint: Path, *, resume: bool, overwrite: bool) -> Non
 
 def _read_training_set(
     inputs: Sequence[str | os.PathLike] | None,
-    features: bool,
+    tabular: tuple[bool, FeaturizeConfig | None],
     align_config: AlignConfig,
     read_options: ReadOptions,
     progress: Progress | None,
     memory_budget: int,
 ) -> TrainingSet:
-    """The frames `train_file` trains on: a feature table, an aligned file (left on disk
-    when its frames exceed `memory_budget`), or inputs aligned first (no inputs:
-    ./aligned.h5)."""
+    """The frames `train_file` trains on: a feature table (`tabular`'s flag), the
+    features of raw inputs (its FeaturizeConfig), an aligned file (left on disk when its
+    frames exceed `memory_budget`), or inputs aligned first (no inputs: ./aligned.h5)."""
+    features, featurize = tabular
+    if featurize is not None:
+        if features or not inputs:
+            raise UsageError(
+                "--featurize computes features from trajectories: name them, without --features"
+            )
+        return featurized_training_set(inputs, featurize, read_options, progress)
     if features:
         if not inputs or len(inputs) != 1:
             raise UsageError("--features trains on exactly one table (.npy, .npz or .csv)")

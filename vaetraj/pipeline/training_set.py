@@ -1,5 +1,6 @@
 """The frames a model is trained on: `TrainingSet`, from an aligned file, an array, a
-feature table or raw trajectories (aligned first, as `align` would)."""
+feature table, raw trajectories (aligned first, as `align` would) or the features
+vaetraj computes from them (`featurized_training_set`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from vaetraj._memory import resolve_memory_budget
+from vaetraj.configs import FeaturizeConfig
 from vaetraj.errors import BadInputError
+from vaetraj.featurize import fit_featurizer
 from vaetraj.io.aligned import (
     AlignedData,
     FrameFile,
@@ -27,10 +30,15 @@ from vaetraj.io.aligned import (
 from vaetraj.io.trajectory import ReadOptions, warn_frame_time_override
 from vaetraj.pipeline.align import AlignConfig, align_file
 from vaetraj.pipeline.processes import current
+from vaetraj.pipeline.representation import (
+    TABLE_METHOD,
+    Representation,
+    featurized_record,
+    representation_of,
+)
 
 Progress = Callable[..., None]
 DEFAULT_DATA = "aligned.h5"
-FEATURES_METHOD = "features"  # the alignment "method" of a model of plain feature tables
 
 
 @dataclass(frozen=True)
@@ -51,8 +59,18 @@ class TrainingSet:
     frame_time_ps: float | None = None  # between consecutive frames, when known
 
     @property
-    def is_features(self) -> bool:
-        return self.alignment.get("method") == FEATURES_METHOD
+    def representation(self) -> Representation:
+        """What a model of these frames takes (`vaetraj.pipeline.representation`)."""
+        return representation_of(self.alignment)
+
+    @property
+    def model_shape(self) -> tuple[int, int]:
+        """The atoms and dims the model records: the frames', or for a featurized set
+        those of the frames it was computed from (its xyz holds the features)."""
+        featurizer = self.representation.featurizer
+        if featurizer is not None:
+            return featurizer.atoms, 3
+        return self.xyz.shape[1], self.xyz.shape[2]
 
     @property
     def trajectory_lengths(self) -> list[int]:
@@ -116,7 +134,7 @@ class TrainingSet:
         return cls(
             xyz=table.astype(np.float32)[:, :, None],
             units="none",
-            alignment={"method": FEATURES_METHOD, "reference": "none", "weights": "none"},
+            alignment={"method": TABLE_METHOD, "reference": "none", "weights": "none"},
             atom_indices=np.arange(table.shape[1]),
             origin=origin,
         )
@@ -171,3 +189,51 @@ def load_training_set(
         aligned = Path(folder) / "aligned.h5"
         align_file(inputs, aligned, align_config, read_options, progress=progress)
         return TrainingSet.from_aligned(read_aligned(aligned), ", ".join(map(str, inputs)))
+
+
+def featurized_training_set(
+    inputs: Sequence[str | os.PathLike] | None,
+    config: FeaturizeConfig,
+    read_options: ReadOptions,
+    progress: Progress | None = None,
+) -> TrainingSet:
+    """The features of raw trajectories (or of the built-in polymer when none), as a
+    table (frames, features, 1): the featurizer is fitted on the selected atoms'
+    topology (and, for a cutoff, on every frame, read once more), then the frames are
+    streamed through it chunk by chunk."""
+    from vaetraj.io.topology import topology_to_json
+    from vaetraj.pipeline.align import describe_sources, open_inputs
+
+    trajectory = open_inputs(inputs, read_options)
+    where = ", ".join(str(path) for path in trajectory.paths)
+    if trajectory.topology is None or trajectory.dims != 3:
+        raise BadInputError(
+            f"--featurize needs 3D frames with a topology (--top); these are "
+            f"{trajectory.dims}D" + ("" if trajectory.topology is not None else " without one"),
+            path=where,
+        )
+    frames = (chunk.xyz for chunk in trajectory.iter_chunks()) if config.cutoff else None
+    try:
+        featurizer = fit_featurizer(config, trajectory.topology, frames)
+    except ValueError as error:
+        raise BadInputError(f"--featurize {config.kind}: {error}", path=where) from None
+    tables, lengths = [], [0] * len(trajectory.sources)
+    for chunk in trajectory.iter_chunks():
+        tables.append(featurizer.transform(chunk.xyz))
+        lengths[chunk.source] += len(chunk.xyz)
+        if progress:
+            progress(sum(lengths), trajectory.frames, "featurizing")
+    read = {"select": read_options.select, "stride": read_options.stride, "key": read_options.key}
+    table = np.concatenate(tables) if tables else np.zeros((0, featurizer.features), np.float32)
+    return TrainingSet(
+        xyz=table[:, :, None],
+        units=trajectory.units,
+        alignment=featurized_record(featurizer, read),
+        atom_indices=trajectory.origin_indices.astype(np.int64),
+        masses=trajectory.masses,
+        topology=topology_to_json(trajectory.topology),
+        sources=describe_sources(trajectory),
+        origin=where,
+        lengths=tuple(lengths),
+        frame_time_ps=trajectory.frame_time_ps,
+    )
