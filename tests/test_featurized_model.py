@@ -5,6 +5,7 @@ that need structures refusing in one line (issue 32)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import h5py
 import mdtraj as md
@@ -162,3 +163,17 @@ def test_alanine_featurized_time_lagged_models_keep_the_slow_process(tmp_path, f
     result = run("kinetics", latent, "--lag", "10", "-o", tmp_path / "k.h5", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["vamp2"] >= 0.98 * 1.666
+
+
+def test_plot_draws_the_loss_and_latent_map_and_says_why_not_structures(
+    featurized, polymer_files, tmp_path
+):
+    path, _ = featurized
+    dcd, top = polymer_files / "polymer.dcd", polymer_files / "polymer.pdb"
+    assert run("encode", dcd, "--top", top, "-m", path, "-o", tmp_path / "z.h5").exit_code == 0
+    result = run("plot", "-m", path, "--latent", tmp_path / "z.h5", "-o", tmp_path / "f", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert sorted(Path(f).name for f in report["figures"]) == ["latent.png", "loss.png"]
+    assert all("not structures" in item for item in report["skipped"]), report["skipped"]
+    assert all((tmp_path / "f" / name).stat().st_size > 1000 for name in ("latent.png", "loss.png"))

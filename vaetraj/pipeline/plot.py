@@ -23,7 +23,7 @@ from vaetraj.io._atomic import atomic_output, check_folder_output, make_folder
 from vaetraj.io._paths import require_input
 from vaetraj.io.latent import LatentData, read_latent, warn_if_encoded_by_another
 from vaetraj.io.trajectory import ReadOptions, Trajectory
-from vaetraj.pipeline.model import Model, load_model, require_structure_model
+from vaetraj.pipeline.model import Model, load_model
 
 FIGURES = ("loss", "latent", "marginals", "structures")
 
@@ -211,6 +211,16 @@ def _wanted(only: Sequence[str] | None, color: str, output: Path) -> list[str]:
     return wanted
 
 
+def _without_structures(model: Model, wanted: list[str]) -> tuple[list[str], list[str]]:
+    """A model of features has no structures to draw: the figures that need them are
+    skipped, saying why (its loss and latent map are drawn as any model's)."""
+    if model.representation.yields_structures:
+        return wanted, []
+    why = f"the model is of {model.representation.describe()}, not structures"
+    needs = [name for name in wanted if name in ("marginals", "structures")]
+    return [name for name in wanted if name not in needs], [f"{n} ({why})" for n in needs]
+
+
 def _plan(wanted: list[str], inputs: dict[str, Any]) -> tuple[list[str], list[str]]:
     """The figures whose inputs are all at hand, and the others with what they lack."""
     plan = [name for name in wanted if all(inputs[n] is not None for n in _NEEDS[name])]
@@ -303,10 +313,11 @@ def plot_file(
     output = Path(output)
     wanted = _wanted(only, color, output)
     loaded = load_model(Path(model))
-    require_structure_model(loaded, "plot", path=model)
+    wanted, unstructured = _without_structures(loaded, wanted)
     given = {"latent": latent, "data": data, "samples": samples, "optimized": optimized}
     inputs = _inputs(loaded, model, given)
     plan, skipped = _plan(wanted, inputs)
+    skipped += unstructured
     if not plan:
         raise InputMissingError("nothing to plot: " + "; ".join(skipped), path=output)
     check_folder_output(output, [f"{name}.png" for name in plan], overwrite=overwrite)
