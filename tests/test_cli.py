@@ -454,37 +454,62 @@ def test_an_unreadable_input_is_one_line_exit_66(workdir, polymer_2d, monkeypatc
     assert no_outputs(workdir)
 
 
-@pytest.mark.parametrize(
-    ("command", "config_names", "renamed", "besides"),
-    [
-        ("optimize", ["OptimizeConfig"], {"lr": "learning_rate"}, ()),
-        ("kinetics", ["KineticsConfig"], {}, ()),
-        ("train", ["ModelConfig", "TrainConfig"], {}, ("features",)),
-    ],
-)
-def test_every_option_defaults_to_its_config_field(command, config_names, renamed, besides):
-    """Issue 32: cli/optimize.py and cli/kinetics.py restated config defaults that no
-    test kept in step. Each option named after a config field (or renamed, like --lr)
-    defaults to that field's default; choices as their values."""
+# the configs each command's options set
+COMMAND_CONFIGS = {
+    "align": ("AlignConfig", "ReadOptions"),
+    "train": ("ModelConfig", "TrainConfig", "AlignConfig", "ReadOptions", "FeaturizeConfig"),
+    "encode": ("ReadOptions",),
+    "evaluate": ("EvaluateConfig", "ReadOptions"),
+    "optimize": ("OptimizeConfig",),
+    "kinetics": ("KineticsConfig",),
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_CONFIGS))
+def test_every_option_is_its_config_field(command):
+    """Issue 32: no command restates a config default or choice. Each option that sets
+    a config field has the field's flag, default (a tuple's comma-separated; --featurize
+    off unless given) and choices, and every field declared as an option is on the
+    command."""
     import dataclasses
     import enum
+    import typing
 
     from typer.main import get_command
 
     import vaetraj.configs as configs
     from vaetraj.cli.app import app
 
-    fields = {}
-    for name in config_names:
-        for item in dataclasses.fields(getattr(configs, name)):
-            if item.default is not dataclasses.MISSING:
-                fields[item.name] = item.default
+    params = {p.name: p for p in get_command(app).commands[command].params}
     checked = []
-    for param in get_command(app).commands[command].params:
-        field = renamed.get(param.name, param.name)
-        if field in besides or field not in fields:
-            continue
-        default = param.default.value if isinstance(param.default, enum.Enum) else param.default
-        assert default == fields[field], (param.name, default, fields[field])
-        checked.append(field)
-    assert len(checked) >= 3, checked
+    for config in (getattr(configs, name) for name in COMMAND_CONFIGS[command]):
+        for field in configs.cli_fields(config):
+            if field.name not in params:
+                assert (command, field.name) in {
+                    ("train", "allow_partial"), ("evaluate", "allow_partial"),
+                    ("evaluate", "frame_time"), ("encode", "allow_partial"),
+                }, (command, field.name)  # fmt: skip
+                continue
+            param = params[field.name]
+            assert configs.flag_of(field).split("/")[0].split(" ")[0] in param.opts
+            default = param.default.value if isinstance(param.default, enum.Enum) else param.default
+            expected = field.default
+            if isinstance(expected, tuple):
+                expected = ",".join(map(str, expected))
+            if (command, field.name) == ("train", "kind"):
+                expected = None  # --featurize: off unless given
+            if expected is dataclasses.MISSING:
+                assert param.required, field.name
+            else:
+                assert default == expected, (field.name, default, expected)
+            if field.metadata["choices"]:  # the option's Enum (typer >= 0.20 keeps it)
+                described = getattr(param, "type_descriptor", None)
+                if described is None:  # older typer: click's Choice
+                    assert tuple(param.type.choices) == field.metadata["choices"]
+                else:
+                    annotation = described.annotation
+                    kind = next((a for a in typing.get_args(annotation)
+                                 if a is not type(None)), annotation)  # fmt: skip
+                    assert tuple(m.value for m in kind) == field.metadata["choices"]
+            checked.append(field.name)
+    assert len(checked) >= {"train": 40, "optimize": 12}.get(command, 3), checked

@@ -110,30 +110,3 @@ def test_resume_checks(workdir, polymer_2d):
         65,
         "6 atoms in 2D but the data have 12 atoms",
     )
-
-
-def test_train_options_default_to_the_configs_defaults():
-    """The command restates every default of TrainConfig and ModelConfig (to keep
-    `vaetraj --help` free of JAX); they must not drift apart."""
-    import dataclasses
-    from enum import Enum
-
-    import typer
-
-    from vaetraj.cli.app import app
-    from vaetraj.model import ModelConfig
-    from vaetraj.training import TrainConfig
-
-    command = typer.main.get_command(app).commands["train"]
-    defaults = {param.name: param.default for param in command.params}
-    checked = []
-    for config in (TrainConfig(), ModelConfig()):
-        for name in (f.name for f in dataclasses.fields(config)):
-            if name in defaults and name != "features":  # --features: a table, not a size
-                default = defaults[name]
-                default = default.value if isinstance(default, Enum) else default
-                assert default == getattr(config, name), name
-                checked.append(name)
-    assert {"lr", "weight_decay", "input_noise", "keep", "min_explained", "latent_dim"} <= set(
-        checked
-    )

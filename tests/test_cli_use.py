@@ -436,6 +436,7 @@ def test_optimize_bad_inputs(workdir, model_2d):
     assert not (workdir / "optimized.npz").exists()
 
 
+@pytest.mark.slow
 def test_optimize_draws_its_best_points_again_with_fresh_noise(model_2d, monkeypatch):
     import vaetraj.pipeline.optimize as optimize_module
 

@@ -27,7 +27,7 @@ def featurized(tmp_path_factory, polymer_files):
     result = run(
         "train", polymer_files / "polymer.dcd", "--top", polymer_files / "polymer.pdb",
         "--featurize", "distances", "--pair-select", "all", "--latent-dim", "2",
-        "--epochs", "20", "--hidden", "32", "--batch-size", "32", "--min-explained", "0",
+        "--epochs", "10", "--hidden", "16", "--batch-size", "32", "--min-explained", "0",
         "-o", model, "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
@@ -72,6 +72,7 @@ def test_rigid_motions_do_not_change_the_latent_path(featurized, polymer_files, 
     np.testing.assert_array_equal(model.encode_rows(features)[0], model.encode(trajectory.xyz)[0])
 
 
+@pytest.mark.slow
 def test_evaluate_scores_the_features_encode_reconstructs(featurized, polymer_files, tmp_path):
     """evaluate's reconstruction error is the mean of encode --recon's per frame (both
     over the model's features), and its sample W1 is over features, with no R_g."""
@@ -165,6 +166,7 @@ def test_alanine_featurized_time_lagged_models_keep_the_slow_process(tmp_path, f
     assert json.loads(result.stdout)["vamp2"] >= 0.98 * 1.666
 
 
+@pytest.mark.slow
 def test_plot_draws_the_loss_and_latent_map_and_says_why_not_structures(
     featurized, polymer_files, tmp_path
 ):

@@ -70,7 +70,7 @@ def test_the_frame_time_follows_the_stride_and_the_option(tmp_path, frames):
     assert Trajectory([one, other], ReadOptions(top=top)).frame_time_ps is None
     assert Trajectory([one, one], ReadOptions(top=top)).frame_time_ps == pytest.approx(0.5)
     for bad in (0.0, -1.0, math.nan, math.inf):
-        with pytest.raises(UsageError, match="--frame-time must be a positive number"):
+        with pytest.raises(UsageError, match="frame_time must be a positive number"):
             ReadOptions(frame_time=bad)
 
 

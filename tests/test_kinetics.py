@@ -174,7 +174,7 @@ def test_bad_input_is_one_line_and_writes_nothing(two_state, tmp_path):
     assert_error(run("kinetics", path, "--lag", "0"), 2, "--lag must be at least 1")
     assert_error(run("kinetics", path, "--lag", "50000"), 65, "--lag 50000", "two.npz")
     assert_error(run("kinetics", path, "--lag", "5", "--states", "30", "--clusters", "20"), 2,
-                 "--states 30 must not exceed --clusters 20")  # fmt: skip
+                 "--states must not exceed --clusters (20), got 30")  # fmt: skip
     assert_error(run("kinetics", path, "--lag", "5", "--lags", "1,x"), 2, "--lags")
     assert_error(run("kinetics", path, "--lag", "5", "-o", tmp_path / "k.txt"), 2, "k.txt", ".h5")
     assert not out.exists()

@@ -75,37 +75,6 @@ def test_mypy_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_cli_takes_train_choices_and_defaults_from_the_configs():
-    import dataclasses
-    import inspect
-    from enum import Enum
-
-    from vaetraj import configs
-    from vaetraj.cli import train
-
-    choices = {
-        train.Activation: configs.ACTIVATIONS,
-        train.Likelihood: configs.LIKELIHOODS,
-        train.Posterior: configs.POSTERIORS,
-        train.Optimizer: configs.OPTIMIZERS,
-        train.Schedule: configs.SCHEDULES,
-        train.LrScaling: configs.LR_SCALINGS,
-        train.Keep: configs.KEEP,
-    }
-    for enum, values in choices.items():
-        assert tuple(member.value for member in enum) == values, enum
-    parameters = inspect.signature(train.train_command).parameters
-    compared = 0
-    for config in (configs.ModelConfig(), configs.TrainConfig()):
-        for field in dataclasses.fields(config):
-            if field.name in parameters and field.name != "features":  # --features: a table
-                default = parameters[field.name].default
-                value = default.value if isinstance(default, Enum) else default
-                assert value == getattr(config, field.name), field.name
-                compared += 1
-    assert compared >= 28
-
-
 def test_the_api_functions_are_not_shadowed_by_subpackages():
     """`vaetraj.train` and `vaetraj.optimize` are the functions, whatever has been
     imported: a subpackage of the same name would replace them once imported (it did:

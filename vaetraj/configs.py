@@ -1,5 +1,7 @@
-"""The configs of a model, of its training, of `optimize` and of `kinetics`: frozen,
-validated, JSON round-tripped.
+"""The configs of reading and aligning trajectories, of featurizing them, of a model, of
+its training, of `optimize` and of `kinetics`: frozen, validated, JSON round-tripped.
+A field declared with `option` is also a command-line option (its help and flag are
+on the field; `vaetraj.cli._options.config_options` builds the option).
 
 JAX-free, so that the command line takes its defaults and choices from them without
 paying for JAX at start-up (`vaetraj --help`). A field out of range raises
@@ -10,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vaetraj.errors import ConfigError, UsageError
@@ -28,6 +32,37 @@ DEFAULT_LATENT_DIM = 4
 
 
 Rules = dict[str, tuple[Callable[[Any], bool], str]]
+
+
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    flag: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    show_default: bool = True,
+    cli_type: Any = None,
+    minimum: int | None = None,
+) -> Any:
+    """A config field that is also a command-line option: its help, its flag (default
+    --field-name) and, for a text field, its choices. The CLI builds the option from
+    the field (`vaetraj.cli._options.config_options`), default included; cli_type: the
+    option's type where the field's is not one the command line takes (a union);
+    minimum: the least whole number the command line takes (checked as it parses)."""
+    metadata = {"help": help, "flag": flag, "choices": choices, "metavar": metavar,
+                "show_default": show_default, "cli_type": cli_type, "minimum": minimum}  # fmt: skip
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def flag_of(field: dataclasses.Field) -> str:
+    """The command-line option of a config field."""
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def cli_fields(config_class: type) -> list[dataclasses.Field]:
+    """The fields of a config that are command-line options (declared with `option`)."""
+    return [f for f in dataclasses.fields(config_class) if "help" in f.metadata]
 
 
 def check_rules(config: Any, rules: Rules) -> None:
@@ -65,13 +100,25 @@ class ModelConfig:
     """
 
     features: int | None = None
-    latent_dim: int | None = None
-    hidden: int = 256
-    layers: int = 4
-    activation: str = "relu"
-    likelihood: str = "mse"
-    decoder_std: float = 1.0
-    posterior: str = "diagonal"
+    latent_dim: int | None = option(
+        None,
+        "Latent dimensions (default 4; fewer for an input of at most 4 features; the "
+        "textbook's is 2).",
+        show_default=False,
+    )
+    hidden: int = option(256, "Units per hidden layer.")
+    layers: int = option(4, "Weight layers per network, as the textbook counts: 4 = 3 hidden.")
+    activation: str = option("relu", "Hidden-layer activation.", choices=ACTIVATIONS)
+    likelihood: str = option(
+        "mse",
+        "mse: sum of squared errors; gaussian: fixed --decoder-std; gaussian-learned: the "
+        "decoder predicts a std per feature; categorical: one-hot rows (with --features).",
+        choices=LIKELIHOODS,
+    )
+    decoder_std: float = option(1.0, "Decoder std for --likelihood gaussian (normalized units).")
+    posterior: str = option(
+        "diagonal", "diagonal, or full (Cholesky) covariance.", choices=POSTERIORS
+    )
 
     def __post_init__(self) -> None:
         if self.latent_dim is None and self.features is not None:
@@ -200,30 +247,64 @@ class TrainConfig:
     density_components: Gaussians in the latent density fitted after training.
     """
 
-    epochs: int = 250
-    batch_size: int = 32
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    schedule: str = "cosine"
+    epochs: int = option(250, "Passes over the training frames.")
+    batch_size: int = option(32, "Frames per gradient step.")
+    lr: float = option(1e-3, "Peak learning rate.")
+    optimizer: str = option(
+        "adam", "optax optimizer (sgd: with Nesterov momentum).", choices=OPTIMIZERS
+    )
+    schedule: str = option("cosine", "cosine: decay to 1% of --lr; constant.", choices=SCHEDULES)
     final_lr_fraction: float = 0.01
-    warmup_epochs: int | None = None
-    clip_norm: float | None = None
-    lr_scaling: str = "fan-in"
-    weight_decay: float = 1.0
-    input_noise: float = 0.5
-    beta: float = 0.01
-    kl_warmup: int = 0
-    samples: int = 1
-    val_fraction: float = 0.1
-    val_blocks: int = 5
-    lag: int = 0
-    keep: str = "best"
-    patience: int | None = None
-    max_recoveries: int = 5
-    min_explained: float = 0.5
-    seed: int = 0
-    checkpoint_every: int = 10
-    density_components: int = 8
+    warmup_epochs: int | None = option(
+        None,
+        "Epochs of linear learning-rate warm-up from 0. Default: 5, at most a tenth of --epochs.",
+    )
+    clip_norm: float | None = option(None, "Clip the global gradient norm to this.")
+    lr_scaling: str = option(
+        "fan-in",
+        "fan-in: the first layer's rate times hidden/features when features are more (same "
+        "defaults for any molecule size); uniform: --lr for every layer.",
+        choices=LR_SCALINGS,
+    )
+    weight_decay: float = option(
+        1.0,
+        "Decoupled (AdamW) weight decay on the weight matrices, times the rate per step; "
+        "0 for none.",
+    )
+    input_noise: float = option(
+        0.5,
+        "Std of the noise on the (standardized) frames the encoder sees in training; the "
+        "loss scores the clean frame (denoising). 0: off.",
+    )
+    beta: float = option(0.01, "Weight of the KL term.")
+    kl_warmup: int = option(0, "Epochs over which beta ramps up from 0 (against collapse).")
+    samples: int = option(1, "Reparameterized draws per frame.")
+    val_fraction: float = option(
+        0.1, "Share of each trajectory held out to validate (and pick the kept epoch)."
+    )
+    val_blocks: int = option(5, "Contiguous blocks per trajectory the held-out frames form.")
+    lag: int = option(
+        0,
+        "Time-lagged VAE: encode frame t, reconstruct frame t + LAG (frames as read, after "
+        "--stride; pairs never cross input files). 0: the plain VAE.",
+    )
+    keep: str = option("best", "Parameters kept: best (validation) epoch, or last.", choices=KEEP)
+    patience: int | None = option(None, "Stop after this many epochs without validation gain.")
+    max_recoveries: int = option(
+        5,
+        "Divergences (loss spike, non-finite step) rolled back at half the rate before "
+        "training stops (exit 3).",
+    )
+    min_explained: float = option(
+        0.5,
+        "Fail (exit 3) when the model explains less than this share of what PCA with as "
+        "many components explains; 0 accepts any model.",
+    )
+    seed: int = option(
+        0, "Seed of initialization, split, batches and draws: same seed, same model."
+    )
+    checkpoint_every: int = option(10, "Epochs between checkpoints (0: only on interrupt).")
+    density_components: int = option(8, "Gaussians in the fitted latent density.")
 
     def __post_init__(self) -> None:
         check_rules(self, _TRAIN_RULES)
@@ -268,6 +349,11 @@ class TrainConfig:
         return cls(**json.loads(text))
 
 
+REFINE_HELP = (
+    "Relax each decoded structure to the training data's bonds, angles, contacts and "
+    "handedness before it is judged or written (the decoder's mean has short bonds and "
+    "overlapping atoms)."
+)
 # how long the processes of a run may take to find each other (train --join-timeout)
 JOIN_TIMEOUT_S = 300.0
 # the latent optimizer's objectives (vaetraj.optim makes each one)
@@ -296,19 +382,38 @@ class OptimizeConfig:
     target structure). direction min or max; target: reach this value instead.
     trust_weight 0 turns the trust region off (the textbook's plain descent)."""
 
-    objective: str = "rg"
-    direction: str = "min"
-    target: float | None = None
-    restarts: int = 64
-    steps: int = 500
-    learning_rate: float = 0.05
-    trust_weight: float = 10.0
-    trust_quantile: float = 0.01
+    objective: str = option("rg", "rg, end-to-end, distance (--group-a/--group-b) or rmsd.")
+    direction: str = option(
+        "min", "Minimize or maximize the objective (without --target).", choices=("min", "max")
+    )
+    target: float | None = option(None, "Reach this value instead of minimizing or maximizing.")
+    restarts: int = option(64, "Starting points, optimized at once.")
+    steps: int = option(500, "Adam steps (a multiple of 10).")
+    learning_rate: float = option(0.05, "Adam learning rate in latent units.", flag="--lr")
+    trust_weight: float = option(
+        10.0, "Weight of the latent-density penalty (0: plain descent, the textbook's)."
+    )
+    trust_quantile: float = option(
+        0.01, "The trust region is log p(z) above this quantile of the density's own draws."
+    )
     record_every: int = 10
-    seed: int = 0
-    refine: bool = True
-    tether_width: float = OPTIMIZE_TETHER_WIDTH  # the refinement's, x the decoder's error
-    data_starts: float = 0.5  # the share of restarts that start from training frames
+    seed: int = option(0, "Seed of the starting points.")
+    refine: bool = option(
+        True,
+        REFINE_HELP,
+        flag="--refine/--no-refine",
+    )
+    # the refinement's, x the decoder's error
+    tether_width: float = option(
+        OPTIMIZE_TETHER_WIDTH,
+        "How far refinement may move a candidate, in units of the decoder's own per-atom "
+        "error (sample's refinement uses 3).",
+    )
+    data_starts: float = option(
+        0.5,
+        "Share of restarts that start at the training frames scoring best on the objective "
+        "(the rest are density draws).",
+    )
 
     def __post_init__(self) -> None:
         check_rules(self, _OPTIMIZE_RULES)
@@ -335,19 +440,29 @@ class KineticsConfig:
     the latent file's, as `encode` recorded it from its inputs; timescales in frames
     only when neither gives one)."""
 
-    lag: int
-    clusters: int = 100
-    states: int = 2
-    lags: tuple[int, ...] | None = None
-    seed: int = 0
-    frame_time: float | None = None
+    lag: int = option(help="Frames between the two ends of a pair (as encoded, after --stride).")
+    clusters: int = option(100, "k-means clusters of the latent means.")
+    states: int = option(2, "Metastable states (PCCA+, CK test).")
+    lags: tuple[int, ...] | None = option(
+        None, "Implied-timescale lags, e.g. 1,2,5,10,20 (default: up to 5x --lag)."
+    )
+    seed: int = option(0, "Seed of the k-means initialization.")
+    frame_time: float | None = option(
+        None,
+        "Picoseconds per latent frame, for timescales in ps too (default: the one encode "
+        "recorded from its inputs, if any).",
+        metavar="PS",
+    )
 
     def __post_init__(self) -> None:
         check_rules(self, _KINETICS_RULES)
         if self.states > self.clusters:
-            raise UsageError(f"--states {self.states} must not exceed --clusters {self.clusters}")
+            raise ConfigError(
+                "states", f"must not exceed clusters ({self.clusters})", self.states,
+                also=("clusters",),
+            )  # fmt: skip
         if self.lags is not None and any(lag < 1 for lag in self.lags):
-            raise UsageError(f"--lags must be at least 1, got {list(self.lags)}")
+            raise ConfigError("lags", "must each be at least 1", list(self.lags))
 
 
 FEATURIZATIONS = ("torsions", "distances", "contacts")
@@ -376,11 +491,29 @@ class FeaturizeConfig:
     closer than it in at least one training frame (None: all pairs).
     """
 
-    kind: str = "torsions"
-    torsions: tuple[str, ...] = ("phi", "psi", "chi1")
-    pair_select: str | None = None
-    cutoff: float | None = None
-    contact_r0: float = 0.45
+    kind: str = option(
+        "torsions",
+        "Train on features computed from raw DATA (needs a topology), not on aligned "
+        "coordinates: torsions (sin, cos), distances (nm) or contacts. They ignore rigid "
+        "motions; decode and sample then give feature tables, optimize refuses.",
+        flag="--featurize",
+        choices=FEATURIZATIONS,
+    )
+    torsions: tuple[str, ...] = option(
+        ("phi", "psi", "chi1"),
+        f"--featurize torsions: comma-separated kinds of {', '.join(TORSION_KINDS)}.",
+    )
+    pair_select: str | None = option(
+        None,
+        "--featurize distances/contacts: mdtraj selection of the atoms paired (default "
+        '"name CA"), pairs 3 or more bonds apart.',
+    )
+    cutoff: float | None = option(
+        None, "--featurize distances/contacts: keep pairs closer than this (nm) in some frame."
+    )
+    contact_r0: float = option(
+        0.45, "--featurize contacts: distance (nm) of half contact, 1/(1+(r/r0)^6)."
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "torsions", tuple(self.torsions))
@@ -391,3 +524,141 @@ class FeaturizeConfig:
                     raise ConfigError(
                         name, "is for distances and contacts, not torsions", getattr(self, name)
                     )
+
+
+ALIGN_METHODS = ("principal", "kabsch", "none")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read trajectory files. stride keeps every Nth frame of each file;
+    frame_time: ps between a file's frames before the stride, for files that do not
+    record it (None: what the files say, if anything)."""
+
+    top: str | os.PathLike | None = option(
+        None, "Topology (PDB, ...) for formats without one.", cli_type=Path
+    )
+    select: str | None = option(None, "mdtraj selection, e.g. 'name CA' or 'not element H'.")
+    stride: int = option(1, "Keep every Nth frame of each file.", minimum=1)
+    key: str | None = option(None, "Array name in an .npz holding several.")
+    allow_partial: bool = option(False, "Keep the whole frames of a file that ends inside a frame.")
+    frame_time: float | None = option(
+        None,
+        "Picoseconds between the input files' frames (before --stride), for files that do "
+        "not record it (mdtraj's DCDs, arrays). Default: what the files record.",
+        metavar="PS",
+    )
+
+    def __post_init__(self) -> None:
+        if self.stride < 1:
+            raise ConfigError("stride", "must be at least 1", self.stride)
+        if self.frame_time is not None and not (
+            math.isfinite(self.frame_time) and self.frame_time > 0
+        ):
+            raise ConfigError("frame_time", "must be a positive number of ps", self.frame_time)
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """How frames are aligned.
+
+    method: "principal" (centre, rotate onto principal axes), "kabsch" (centre,
+    superpose onto a reference) or "none" (centre only).
+    reference (kabsch): a frame index, "mean" (iterate to the average structure), or
+    a structure file; None means frame 0 (text of digits is an index).
+    equal_masses: weight every atom alike even when the topology gives masses.
+    degeneracy_tol: a principal-axis frame whose relative eigenvalue gap or sign moment
+    is below this is counted as ambiguous.
+    mean_tol (in the data's units): the iterative mean stops when it moves less than this
+    RMSD; mean_max_iterations bounds the passes.
+    """
+
+    method: str = option(
+        "principal",
+        "principal: principal axes; kabsch: superpose on a reference; none: centre only.",
+        choices=ALIGN_METHODS,
+    )
+    reference: int | str | None = option(
+        None,
+        "kabsch: frame INDEX, 'mean' (iterate to the average), or a structure FILE. "
+        "Default: frame 0.",
+        cli_type=str,
+    )
+    equal_masses: bool = option(
+        False, "Weight all atoms alike even when the topology gives masses."
+    )
+    degeneracy_tol: float = 1e-2
+    mean_tol: float = 1e-5
+    mean_max_iterations: int = 50
+
+    def __post_init__(self) -> None:
+        if isinstance(self.reference, str) and self.reference.strip().isdigit():
+            object.__setattr__(self, "reference", int(self.reference))
+        if self.method not in ALIGN_METHODS:
+            raise ConfigError("method", f"must be one of {', '.join(ALIGN_METHODS)}", self.method)
+        if self.reference is not None and self.method != "kabsch":
+            raise ConfigError(
+                "reference", "only applies to method kabsch", self.reference, also=("method",)
+            )
+        if not 0 < self.degeneracy_tol < 1:
+            raise ConfigError("degeneracy_tol", "must be in (0, 1)", self.degeneracy_tol)
+        if self.mean_tol <= 0:
+            raise ConfigError("mean_tol", "must be positive", self.mean_tol)
+        if self.mean_max_iterations < 1:
+            raise ConfigError("mean_max_iterations", "must be at least 1", self.mean_max_iterations)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> AlignConfig:
+        return cls(**json.loads(text))
+
+
+PRIORS = ("density", "standard")
+_EVALUATE_RULES: Rules = {
+    "iwae_samples": (lambda v: v >= 1, "must be at least 1"),
+    "samples": (lambda v: v is None or v >= 1, "must be at least 1"),
+    "prior": (lambda v: v in PRIORS, f"must be one of {', '.join(PRIORS)}"),
+}
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """iwae_samples: K posterior draws per frame for the importance-weighted bound;
+    samples: conformations drawn for the fidelity measures (default: as many as frames,
+    at most 2,000 refined or 10,000 unrefined); prior: where those come from; seed:
+    every random draw; refine: refine the samples as `sample` does."""
+
+    iwae_samples: int = option(
+        64, "K draws per frame of the importance-weighted bound.", flag="--iwae-samples -k"
+    )
+    samples: int | None = option(
+        None,
+        "Conformations drawn for fidelity (default: frames, <= 2000; <= 10000 with --no-refine).",
+    )
+    prior: str = option("density", "Where samples come from.", choices=PRIORS)
+    seed: int = option(0, "Seed of the posterior and prior draws.")
+    refine: bool = option(
+        True,
+        REFINE_HELP,
+        flag="--refine/--no-refine",
+    )
+
+    def __post_init__(self) -> None:
+        check_rules(self, _EVALUATE_RULES)
+
+
+# every config whose fields are command-line options
+CONFIGS = (ReadOptions, AlignConfig, FeaturizeConfig, ModelConfig, TrainConfig, OptimizeConfig,
+           KineticsConfig, EvaluateConfig)  # fmt: skip
+
+
+def renamed_flags() -> dict[str, str]:
+    """The fields whose option is not --field-name, and their options (for messages)."""
+    return {
+        field.name: flag_of(field).split("/")[0].split(" ")[0]
+        for config in CONFIGS
+        for field in cli_fields(config)
+        if field.metadata["flag"]
+    }

@@ -43,15 +43,21 @@ class ConfigError(UsageError):
     at least 1, got 0"); `as_flag` names the command-line option instead, which the
     CLI prints."""
 
-    def __init__(self, field: str, rule: str, value: object) -> None:
-        self.field, self.rule, self.value = field, rule, value
+    def __init__(self, field: str, rule: str, value: object, *, also: tuple[str, ...] = ()) -> None:
+        self.field, self.rule, self.value, self.also = field, rule, value, also
         super().__init__(f"{field} {rule}, got {value!r}")
 
     def as_flag(self, flags: dict[str, str] | None = None) -> str:
-        """The message with the field as its option: `flags` maps the fields whose
-        option is not --field-name."""
-        flag = (flags or {}).get(self.field, "--" + self.field.replace("_", "-"))
-        return f"{flag} {self.rule}, got {self.value!r}"
+        """The message with the field as its option (and the other fields its rule
+        names, `also`): `flags` maps the fields whose option is not --field-name."""
+
+        def flag(name: str) -> str:
+            return (flags or {}).get(name, "--" + name.replace("_", "-"))
+
+        rule = self.rule
+        for name in self.also:
+            rule = rule.replace(name, flag(name))
+        return f"{flag(self.field)} {rule}, got {self.value!r}"
 
 
 class NumericalError(VaetrajError):

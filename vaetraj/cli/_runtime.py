@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from vaetraj._interrupt import clear_stop, deferred, should_raise_now, stop_requested
+from vaetraj.configs import renamed_flags
 from vaetraj.errors import (
     EXIT_INPUT_MISSING,
     EXIT_INTERNAL,
@@ -30,8 +31,6 @@ from vaetraj.errors import (
 
 SETTINGS_FILE = "vaetraj.toml"
 SETTINGS_META = "vaetraj.settings"  # the root context's meta: the settings file read
-# config fields whose command-line option is not --field-name
-FLAGS = {"learning_rate": "--lr", "kind": "--featurize"}
 
 
 # what a command body returns when it must print nothing, not even --json's record (a
@@ -98,12 +97,14 @@ def _load_toml(path: Path) -> dict[str, Any]:
 
 
 def _command_options(command) -> dict[str, Any]:
-    """Settable options of a command (name -> click parameter) or group (name -> its
-    subcommands' options), recursively."""
+    """Settable options of a command (its long flag without dashes, as a setting's
+    key -> click parameter) or group (name -> its subcommands' options), recursively."""
     if isinstance(command, TyperGroup):
         return {name: _command_options(sub) for name, sub in command.commands.items()}
     return {
-        param.name: param for param in command.params if param.name not in ("debug", "json_output")
+        max(param.opts, key=len).lstrip("-").replace("-", "_"): param
+        for param in command.params
+        if param.name not in ("debug", "json_output")
     }
 
 
@@ -193,8 +194,9 @@ def _normalize(
             if not isinstance(value, dict):
                 raise UsageError(f"'{key}' must be a table like [{key}]", path=path)
             normalized[name] = _normalize(value, allowed[name], path, f"{where}.{key}".strip("."))
-        else:
-            normalized[name] = _setting_value(allowed[name], value, path, f"{section}{key}")
+        else:  # click's default map is by parameter name (--featurize's is "kind")
+            value = _setting_value(allowed[name], value, path, f"{section}{key}")
+            normalized[allowed[name].name] = value
     return normalized
 
 
@@ -223,7 +225,8 @@ def blame_settings(message: str) -> str:
         if getattr(source, "name", "") != "DEFAULT_MAP" or not flags:
             continue
         if any(re.search(rf"{re.escape(flag)}(?![\w-])", message) for flag in flags):
-            return f"{path}: [{ctx.info_name}] {param.name}: {message}"
+            key = max(flags, key=len).lstrip("-").replace("-", "_")  # as the file names it
+            return f"{path}: [{ctx.info_name}] {key}: {message}"
     return message
 
 
@@ -293,7 +296,7 @@ def run_command(
     except VaetrajError as error:
         if debug:
             traceback.print_exc()
-        message = error.as_flag(FLAGS) if isinstance(error, ConfigError) else str(error)
+        message = error.as_flag(renamed_flags()) if isinstance(error, ConfigError) else str(error)
         if isinstance(error, UsageError):
             message = blame_settings(message)
         _fail(message, error.exit_code, json_output, error.record)

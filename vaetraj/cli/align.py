@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from vaetraj.cli._options import DebugOption, FrameTimeOption, JsonOption, OverwriteOption
+from vaetraj.cli._options import OUTPUT_OPTIONS, config_from, config_options, with_options
 from vaetraj.cli._runtime import finish_report, print_table, progress_bar, run_command
-
-
-class Method(str, Enum):
-    principal = "principal"
-    kabsch = "kabsch"
-    none = "none"
-
-
-def _parse_reference(text: str | None) -> int | str | None:
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return text
-
+from vaetraj.configs import AlignConfig, ReadOptions
 
 InputsArg = Annotated[
     list[Path] | None,
@@ -35,77 +19,14 @@ InputsArg = Annotated[
     ),
 ]
 
-OutputArg = Annotated[
-    Path,
-    typer.Option("-o", "--output", help="Aligned .h5 file to write."),
-]
 
-MethodArg = Annotated[
-    Method,
-    typer.Option(
-        "--method",
-        help="principal: principal axes; kabsch: superpose on a reference; none: centre only.",
-    ),
-]
-
-ReferenceArg = Annotated[
-    str | None,
-    typer.Option(
-        "--reference",
-        help="kabsch: frame INDEX, 'mean' (iterate to the average), or a structure FILE. Default: frame 0.",
-    ),
-]
-
-TopArg = Annotated[
-    Path | None,
-    typer.Option("--top", help="Topology (PDB, ...) for formats without one."),
-]
-
-SelectArg = Annotated[
-    str | None,
-    typer.Option("--select", help="mdtraj selection, e.g. 'name CA' or 'not element H'."),
-]
-
-StrideArg = Annotated[
-    int,
-    typer.Option("--stride", min=1, help="Keep every Nth frame of each file."),
-]
-
-KeyArg = Annotated[
-    str | None,
-    typer.Option("--key", help="Array name in an .npz holding several."),
-]
-
-EqualMassesArg = Annotated[
-    bool,
-    typer.Option(
-        "--equal-masses", help="Weight all atoms alike even when the topology gives masses."
-    ),
-]
-
-AllowPartialArg = Annotated[
-    bool,
-    typer.Option(
-        "--allow-partial", help="Keep the whole frames of a file that ends inside a frame."
-    ),
-]
-
-
+@with_options(config_options(AlignConfig), config_options(ReadOptions), OUTPUT_OPTIONS)
 def align_command(
     inputs: InputsArg = None,
-    output: OutputArg = Path("aligned.h5"),
-    method: MethodArg = Method.principal,
-    reference: ReferenceArg = None,
-    top: TopArg = None,
-    select: SelectArg = None,
-    stride: StrideArg = 1,
-    key: KeyArg = None,
-    equal_masses: EqualMassesArg = False,
-    allow_partial: AllowPartialArg = False,
-    frame_time: float | None = FrameTimeOption,
-    overwrite: bool = OverwriteOption,
-    json_output: bool = JsonOption,
-    debug: bool = DebugOption,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Aligned .h5 file to write.")
+    ] = Path("aligned.h5"),
+    **o: Any,
 ) -> None:
     """Centre frames and rotate them onto principal axes or a reference (Kabsch).
 
@@ -120,27 +41,15 @@ def align_command(
     """
 
     def body():
-        from vaetraj.io.trajectory import ReadOptions
-        from vaetraj.pipeline.align import AlignConfig, align_file
+        from vaetraj.pipeline.align import align_file
 
-        config = AlignConfig(
-            method=method.value, reference=_parse_reference(reference), equal_masses=equal_masses
-        )
-        options = ReadOptions(
-            top=top,
-            select=select,
-            stride=stride,
-            key=key,
-            allow_partial=allow_partial,
-            frame_time=frame_time,
-        )
-        with progress_bar(not json_output) as progress:
-            report = align_file(
-                inputs, output, config, options, overwrite=overwrite, progress=progress
-            )
-        return finish_report(report, json_output=json_output, print_summary=_print_summary)
+        config, options = config_from(AlignConfig, o), config_from(ReadOptions, o)
+        with progress_bar(not o["json_output"]) as progress:
+            report = align_file(inputs, output, config, options, overwrite=o["overwrite"],
+                                progress=progress)  # fmt: skip
+        return finish_report(report, json_output=o["json_output"], print_summary=_print_summary)
 
-    run_command(body, json_output=json_output, debug=debug)
+    run_command(body, json_output=o["json_output"], debug=o["debug"])
 
 
 def _print_summary(report) -> None:

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from vaetraj.cli._options import (
-    DebugOption,
-    FrameTimeOption,
-    JsonOption,
+    MODEL_SELECT_HELP,
+    OUTPUT_OPTIONS,
     ModelOption,
-    OverwriteOption,
+    config_from,
+    config_options,
+    with_options,
 )
 from vaetraj.cli._runtime import finish_report, print_table, progress_bar, run_command
+from vaetraj.configs import ReadOptions
 
 
+@with_options(
+    config_options(ReadOptions, skip=("allow_partial",), helps={"select": MODEL_SELECT_HELP}),
+    OUTPUT_OPTIONS,
+)
 def encode_command(
     inputs: list[Path] = typer.Argument(
         ..., metavar="TRAJ...", help="Trajectory files (any format `align` reads)."
@@ -27,19 +34,7 @@ def encode_command(
     recon: bool = typer.Option(
         False, "--recon", help="Add each frame's reconstruction RMSD (decode of the mean)."
     ),
-    top: Path | None = typer.Option(None, "--top", help="Topology for formats without one."),
-    select: str | None = typer.Option(
-        None,
-        "--select",
-        help="mdtraj selection of the model's atoms (default: the selection the model "
-        "was trained with, when the file has more atoms).",
-    ),
-    stride: int = typer.Option(1, "--stride", min=1, help="Keep every Nth frame."),
-    key: str | None = typer.Option(None, "--key", help="Array name in an .npz."),
-    frame_time: float | None = FrameTimeOption,
-    overwrite: bool = OverwriteOption,
-    json_output: bool = JsonOption,
-    debug: bool = DebugOption,
+    **o: Any,
 ) -> None:
     """Encode trajectories to a latent path: posterior mean and std per frame.
 
@@ -55,23 +50,15 @@ def encode_command(
     """
 
     def body():
-        from vaetraj.io.trajectory import ReadOptions
         from vaetraj.pipeline.encode import encode_file
 
-        options = ReadOptions(top=top, select=select, stride=stride, key=key, frame_time=frame_time)
-        with progress_bar(not json_output) as progress:
-            report = encode_file(
-                inputs,
-                model,
-                output,
-                options,
-                recon=recon,
-                overwrite=overwrite,
-                progress=progress,
-            )
-        return finish_report(report, json_output=json_output, print_summary=_print_summary)
+        options = config_from(ReadOptions, o)
+        with progress_bar(not o["json_output"]) as progress:
+            report = encode_file(inputs, model, output, options, recon=recon,
+                                 overwrite=o["overwrite"], progress=progress)  # fmt: skip
+        return finish_report(report, json_output=o["json_output"], print_summary=_print_summary)
 
-    run_command(body, json_output=json_output, debug=debug)
+    run_command(body, json_output=o["json_output"], debug=o["debug"])
 
 
 def _print_summary(report) -> None:

@@ -3,36 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from vaetraj.cli._options import DebugOption, JsonOption, ModelOption, RefineOption
+from vaetraj.cli._options import (
+    MODEL_SELECT_HELP,
+    OUTPUT_OPTIONS,
+    ModelOption,
+    config_from,
+    config_options,
+    with_options,
+)
 from vaetraj.cli._runtime import finish_report, print_table, run_command
-from vaetraj.cli.generate import Prior
+from vaetraj.configs import EvaluateConfig, ReadOptions
 
 
+@with_options(
+    config_options(EvaluateConfig),
+    config_options(ReadOptions, skip=("allow_partial", "frame_time"),
+                   helps={"select": MODEL_SELECT_HELP}),
+    {"json_output": OUTPUT_OPTIONS["json_output"], "debug": OUTPUT_OPTIONS["debug"]},
+)  # fmt: skip
 def evaluate_command(
     inputs: list[Path] = typer.Argument(
         ..., metavar="DATA...", help="Trajectory files or an aligned .h5."
     ),
     model: Path = ModelOption,
-    iwae_samples: int = typer.Option(
-        64, "--iwae-samples", "-k", help="K draws per frame of the importance-weighted bound."
-    ),
-    samples: int | None = typer.Option(
-        None,
-        "--samples",
-        help="Conformations drawn for fidelity (default: frames, <= 2000; <= 10000 with --no-refine).",
-    ),
-    prior: Prior = typer.Option(Prior.density, "--prior", help="Where samples come from."),
-    top: Path | None = typer.Option(None, "--top", help="Topology for formats without one."),
-    select: str | None = typer.Option(None, "--select", help="mdtraj selection (see encode)."),
-    stride: int = typer.Option(1, "--stride", min=1, help="Keep every Nth frame."),
-    key: str | None = typer.Option(None, "--key", help="Array name in an .npz."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the posterior and prior draws."),
-    refine: bool = RefineOption,
-    json_output: bool = JsonOption,
-    debug: bool = DebugOption,
+    **o: Any,
 ) -> None:
     """Evaluate a model on a trajectory: reconstruction, likelihood, sample fidelity.
 
@@ -49,21 +47,13 @@ def evaluate_command(
     """
 
     def body():
-        from vaetraj.io.trajectory import ReadOptions
-        from vaetraj.pipeline.evaluate import EvaluateConfig, evaluate_file
+        from vaetraj.pipeline.evaluate import evaluate_file
 
-        config = EvaluateConfig(
-            iwae_samples=iwae_samples,
-            samples=samples,
-            prior=prior.value,
-            seed=seed,
-            refine=refine,
-        )
-        options = ReadOptions(top=top, select=select, stride=stride, key=key)
+        config, options = config_from(EvaluateConfig, o), config_from(ReadOptions, o)
         report = evaluate_file(inputs, model, config, options)
-        return finish_report(report, json_output=json_output, print_summary=_print_summary)
+        return finish_report(report, json_output=o["json_output"], print_summary=_print_summary)
 
-    run_command(body, json_output=json_output, debug=debug)
+    run_command(body, json_output=o["json_output"], debug=o["debug"])
 
 
 def _print_summary(report) -> None:

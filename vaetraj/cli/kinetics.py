@@ -3,52 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from vaetraj.cli._options import DebugOption, JsonOption, OverwriteOption
+from vaetraj.cli._options import (
+    OUTPUT_OPTIONS,
+    OptionGroup,
+    config_from,
+    config_options,
+    with_options,
+)
 from vaetraj.cli._runtime import finish_report, print_table, run_command
 from vaetraj.configs import KineticsConfig
 
-# defaults from the config (one place for them)
-_CLUSTERS = typer.Option(
-    KineticsConfig.clusters, "--clusters", help="k-means clusters of the latent means."
-)
-_STATES = typer.Option(
-    KineticsConfig.states, "--states", help="Metastable states (PCCA+, CK test)."
-)
-_SEED = typer.Option(KineticsConfig.seed, "--seed", help="Seed of the k-means initialization.")
+KINETICS_OUTPUTS: OptionGroup = {
+    "output": (Annotated[Path | None, typer.Option("-o", "--output", help="Write the clusters, MSM, states and tests (.h5).")], None),
+    "figures": (Annotated[Path | None, typer.Option(help="Folder for timescales.png, ck.png and free_energy.png.")], None),
+}  # fmt: skip
 
 
+@with_options(config_options(KineticsConfig), KINETICS_OUTPUTS, OUTPUT_OPTIONS)
 def kinetics_command(
     latent: Path = typer.Argument(
         Path("latent.h5"), metavar="[LATENT]", help="Latent path from `encode` (latent.h5)."
     ),
-    lag: int = typer.Option(
-        ..., "--lag", help="Frames between the two ends of a pair (as encoded, after --stride)."
-    ),
-    clusters: int = _CLUSTERS,
-    states: int = _STATES,
-    lags: str | None = typer.Option(
-        None, "--lags", help="Implied-timescale lags, e.g. 1,2,5,10,20 (default: up to 5x --lag)."
-    ),
-    frame_time: float | None = typer.Option(
-        None,
-        "--frame-time",
-        metavar="PS",
-        help="Picoseconds per latent frame, for timescales in ps too (default: the one "
-        "encode recorded from its inputs, if any).",
-    ),
-    seed: int = _SEED,
-    output: Path | None = typer.Option(
-        None, "-o", "--output", help="Write the clusters, MSM, states and tests (.h5)."
-    ),
-    figures: Path | None = typer.Option(
-        None, "--figures", help="Folder for timescales.png, ck.png and free_energy.png."
-    ),
-    overwrite: bool = OverwriteOption,
-    json_output: bool = JsonOption,
-    debug: bool = DebugOption,
+    **o: Any,
 ) -> None:
     """Slow processes on a latent path: VAMP-2, a Markov state model, implied
     timescales, a Chapman-Kolmogorov test and metastable states (deeptime underneath).
@@ -67,25 +47,12 @@ def kinetics_command(
     def body():
         from vaetraj.pipeline.kinetics import kinetics_file
 
-        config = KineticsConfig(
-            lag=lag, clusters=clusters, states=states, lags=_parse_lags(lags), seed=seed,
-            frame_time=frame_time,
-        )  # fmt: skip
-        report = kinetics_file(latent, output, config, figures=figures, overwrite=overwrite)
-        return finish_report(report, json_output=json_output, print_summary=_print_summary)
+        config = config_from(KineticsConfig, o)
+        report = kinetics_file(latent, o["output"], config, figures=o["figures"],
+                               overwrite=o["overwrite"])  # fmt: skip
+        return finish_report(report, json_output=o["json_output"], print_summary=_print_summary)
 
-    run_command(body, json_output=json_output, debug=debug)
-
-
-def _parse_lags(text: str | None) -> tuple[int, ...] | None:
-    from vaetraj.errors import UsageError
-
-    if text is None:
-        return None
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise UsageError(f"--lags takes whole numbers separated by commas, got '{text}'") from None
+    run_command(body, json_output=o["json_output"], debug=o["debug"])
 
 
 def _print_summary(report) -> None:

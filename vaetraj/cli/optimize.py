@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from vaetraj.cli._options import (
-    DebugOption,
-    JsonOption,
+    OUTPUT_OPTIONS,
     ModelOption,
-    OverwriteOption,
-    RefineOption,
+    OptionGroup,
+    config_from,
+    config_options,
+    with_options,
 )
 from vaetraj.cli._runtime import finish_report, print_table, run_command
 from vaetraj.configs import OptimizeConfig
-
-
-class Direction(str, Enum):
-    min = "min"
-    max = "max"
-
-
-ObjectiveArg = Annotated[
-    str,
-    typer.Option("--objective", help="rg, end-to-end, distance (--group-a/--group-b) or rmsd."),
-]
-
-DirectionArg = Annotated[
-    Direction,
-    typer.Option("--direction", help="Minimize or maximize the objective (without --target)."),
-]
-
-TargetArg = Annotated[
-    float | None,
-    typer.Option("--target", help="Reach this value instead of minimizing or maximizing."),
-]
 
 OutputArg = Annotated[
     Path,
@@ -46,88 +25,14 @@ OutputArg = Annotated[
     ),
 ]
 
-RestartsArg = Annotated[
-    int,
-    typer.Option("--restarts", help="Starting points, optimized at once."),
-]
-
-StepsArg = Annotated[
-    int,
-    typer.Option("--steps", help="Adam steps (a multiple of 10)."),
-]
-
-LrArg = Annotated[
-    float,
-    typer.Option("--lr", help="Adam learning rate in latent units."),
-]
-
-TrustWeightArg = Annotated[
-    float,
-    typer.Option(
-        "--trust-weight",
-        help="Weight of the latent-density penalty (0: plain descent, the textbook's).",
-    ),
-]
-
-TrustQuantileArg = Annotated[
-    float,
-    typer.Option(
-        "--trust-quantile",
-        help="The trust region is log p(z) above this quantile of the density's own draws.",
-    ),
-]
-
-GroupAArg = Annotated[
-    str | None,
-    typer.Option("--group-a", help="Selection of the first group (--objective distance)."),
-]
-
-GroupBArg = Annotated[
-    str | None,
-    typer.Option("--group-b", help="Selection of the second group (--objective distance)."),
-]
-
-TargetStructureArg = Annotated[
-    Path | None,
-    typer.Option("--target-structure", help="Structure file (--objective rmsd)."),
-]
-
-TopArg = Annotated[
-    Path | None,
-    typer.Option("--top", help="Topology for --target-structure."),
-]
-
-SeedArg = Annotated[
-    int,
-    typer.Option("--seed", help="Seed of the starting points."),
-]
-
-DataStartsArg = Annotated[
-    float,
-    typer.Option(
-        "--data-starts",
-        help="Share of restarts that start at the training frames scoring best on the "
-        "objective (the rest are density draws).",
-    ),
-]
-
-TetherWidthArg = Annotated[
-    float,
-    typer.Option(
-        "--tether-width",
-        help="How far refinement may move a candidate, in units of the decoder's own "
-        "per-atom error (sample's refinement uses 3).",
-    ),
-]
-
-DataArg = Annotated[
-    Path | None,
-    typer.Option(
-        "--data",
-        help="The aligned training file, for the RMSD to the nearest training frame "
-        "(default: the file the model was trained from, if still there).",
-    ),
-]
+# options of no config: the objective's atoms and structures, and the training data
+OPTIMIZE_INPUTS: OptionGroup = {
+    "group_a": (Annotated[str | None, typer.Option(help="Selection of the first group (--objective distance).")], None),
+    "group_b": (Annotated[str | None, typer.Option(help="Selection of the second group (--objective distance).")], None),
+    "target_structure": (Annotated[Path | None, typer.Option(help="Structure file (--objective rmsd).")], None),
+    "top": (Annotated[Path | None, typer.Option(help="Topology for --target-structure.")], None),
+    "data": (Annotated[Path | None, typer.Option(help="The aligned training file, for the RMSD to the nearest training frame (default: the file the model was trained from, if still there).")], None),
+}  # fmt: skip
 
 
 HELP = """Find structures that optimize an objective, by gradient descent in latent space.
@@ -147,65 +52,29 @@ Examples:
 """
 
 
+@with_options(config_options(OptimizeConfig), OPTIMIZE_INPUTS, OUTPUT_OPTIONS)
 def optimize_command(
-    objective: ObjectiveArg = OptimizeConfig.objective,
-    direction: DirectionArg = Direction(OptimizeConfig.direction),
-    target: TargetArg = None,
-    model: Path = ModelOption,
-    output: OutputArg = Path("optimized.npz"),
-    restarts: RestartsArg = OptimizeConfig.restarts,
-    steps: StepsArg = OptimizeConfig.steps,
-    lr: LrArg = OptimizeConfig.learning_rate,
-    trust_weight: TrustWeightArg = OptimizeConfig.trust_weight,
-    trust_quantile: TrustQuantileArg = OptimizeConfig.trust_quantile,
-    group_a: GroupAArg = None,
-    group_b: GroupBArg = None,
-    target_structure: TargetStructureArg = None,
-    top: TopArg = None,
-    seed: SeedArg = OptimizeConfig.seed,
-    data_starts: DataStartsArg = OptimizeConfig.data_starts,
-    refine: bool = RefineOption,
-    tether_width: TetherWidthArg = OptimizeConfig.tether_width,
-    data: DataArg = None,
-    overwrite: bool = OverwriteOption,
-    json_output: bool = JsonOption,
-    debug: bool = DebugOption,
+    model: Path = ModelOption, output: OutputArg = Path("optimized.npz"), **grouped: Any
 ) -> None:
     """`vaetraj optimize`: see HELP."""
-    options = dict(locals())
-    run_command(lambda: _optimize(options), json_output=json_output, debug=debug)
+    options = {"model": model, "output": output, **grouped}
+    run_command(
+        lambda: _optimize(options), json_output=grouped["json_output"], debug=grouped["debug"]
+    )
 
 
 def _optimize(o: dict) -> dict[str, Any]:
+    from vaetraj.errors import UsageError
     from vaetraj.pipeline.optimize import optimize_file
 
-    config = OptimizeConfig(
-        objective=o["objective"],
-        direction=o["direction"].value,
-        target=o["target"],
-        restarts=o["restarts"],
-        steps=o["steps"],
-        learning_rate=o["lr"],
-        trust_weight=o["trust_weight"],
-        trust_quantile=o["trust_quantile"],
-        seed=o["seed"],
-        refine=o["refine"],
-        tether_width=o["tether_width"],
-        data_starts=o["data_starts"],
-    )
     group_a, group_b = o["group_a"], o["group_b"]
-    groups = None
-    if group_a is not None or group_b is not None:
-        if group_a is None or group_b is None:
-            from vaetraj.errors import UsageError
-
-            raise UsageError("--group-a and --group-b go together")
-        groups = (group_a, group_b)
+    if (group_a is None) != (group_b is None):
+        raise UsageError("--group-a and --group-b go together")
     report = optimize_file(
         o["model"],
         o["output"],
-        config,
-        groups=groups,
+        config_from(OptimizeConfig, o),
+        groups=None if group_a is None else (group_a, group_b),
         target_structure=o["target_structure"],
         top=o["top"],
         data=o["data"],

@@ -19,6 +19,7 @@ import mdtraj as md
 import numpy as np
 
 from vaetraj._interrupt import check_stop
+from vaetraj.configs import ReadOptions
 from vaetraj.errors import BadInputError, UsageError, VaetrajWarning
 from vaetraj.io import _integrity
 from vaetraj.io._npy import NpyArrayReader
@@ -68,28 +69,6 @@ _TARGET_BLOCK_BYTES = 32 << 20
 MAX_COORDINATE = 1e9
 # float32 spacing above which a warning says positions lost precision (reached at 16384)
 FLOAT32_RESOLUTION = 1e-3
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    """How to read trajectory files. stride keeps every Nth frame of each file;
-    frame_time: ps between a file's frames before the stride, for files that do not
-    record it (None: what the files say, if anything)."""
-
-    top: str | os.PathLike | None = None
-    select: str | None = None
-    stride: int = 1
-    key: str | None = None
-    allow_partial: bool = False
-    frame_time: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.stride < 1:
-            raise UsageError(f"--stride must be at least 1, got {self.stride}")
-        if self.frame_time is not None and not (
-            math.isfinite(self.frame_time) and self.frame_time > 0
-        ):
-            raise UsageError(f"--frame-time must be a positive number of ps, got {self.frame_time}")
 
 
 def suffix_of(path: Path) -> str:

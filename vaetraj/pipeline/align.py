@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaetraj.configs import AlignConfig
 from vaetraj.errors import BadInputError, UsageError
 from vaetraj.geometry import (
     AlignTarget,
@@ -35,46 +36,6 @@ from vaetraj.io.trajectory import Chunk, ReadOptions, Trajectory
 Progress = Callable[[int, "int | None", str], None]
 _BLOCK_FRAMES = 4096
 _RMSD_OF = {"kabsch": "fitted to the reference", "other": "to the first aligned frame, no fit"}
-
-
-@dataclass(frozen=True)
-class AlignConfig:
-    """How frames are aligned.
-
-    method: "principal" (centre, rotate onto principal axes), "kabsch" (centre,
-    superpose onto a reference) or "none" (centre only).
-    reference (kabsch): a frame index, "mean" (iterate to the average structure), or
-    a structure file; None means frame 0.
-    equal_masses: weight every atom alike even when the topology gives masses.
-    degeneracy_tol: a principal-axis frame whose relative eigenvalue gap or sign moment
-    is below this is counted as ambiguous.
-    mean_tol (in the data's units): the iterative mean stops when it moves less than this
-    RMSD; mean_max_iterations bounds the passes.
-    """
-
-    method: str = "principal"
-    reference: int | str | None = None
-    equal_masses: bool = False
-    degeneracy_tol: float = 1e-2
-    mean_tol: float = 1e-5
-    mean_max_iterations: int = 50
-
-    def __post_init__(self) -> None:
-        if self.method not in ("principal", "kabsch", "none"):
-            raise UsageError(f"--method must be principal, kabsch or none, got '{self.method}'")
-        if self.reference is not None and self.method != "kabsch":
-            raise UsageError("--reference only applies to --method kabsch")
-        if not 0 < self.degeneracy_tol < 1:
-            raise UsageError(f"degeneracy_tol must be in (0, 1), got {self.degeneracy_tol}")
-        if self.mean_tol <= 0 or self.mean_max_iterations < 1:
-            raise UsageError("mean_tol must be positive and mean_max_iterations at least 1")
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> AlignConfig:
-        return cls(**json.loads(text))
 
 
 @dataclass

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaetraj.configs import EvaluateConfig
 from vaetraj.errors import BadInputError, NumericalError, UsageError
 from vaetraj.io.trajectory import ReadOptions
 from vaetraj.metrics import all_pairs, compute_wasserstein_1d
@@ -51,28 +52,6 @@ _BATCH = 1024
 _HOLE_POINTS = 4096
 _REFINED_SAMPLES = 2_000  # refinement costs ~0.1 s per 200-atom structure on a CPU
 _MAX_PAIRS = 4096
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    """iwae_samples: K posterior draws per frame for the importance-weighted bound;
-    samples: conformations drawn for the fidelity measures (default: as many as frames,
-    at most 2,000 refined or 10,000 unrefined); prior: where those come from; seed:
-    every random draw; refine: refine the samples as `sample` does."""
-
-    iwae_samples: int = 64
-    samples: int | None = None
-    prior: str = "density"
-    seed: int = 0
-    refine: bool = True  # samples refined to the data's local geometry, as `sample` does
-
-    def __post_init__(self) -> None:
-        if self.iwae_samples < 1:
-            raise UsageError(f"--iwae-samples must be at least 1, got {self.iwae_samples}")
-        if self.samples is not None and self.samples < 1:
-            raise UsageError(f"--samples must be at least 1, got {self.samples}")
-        if self.prior not in ("density", "standard"):
-            raise UsageError(f"--prior must be density or standard, got '{self.prior}'")
 
 
 @dataclass
