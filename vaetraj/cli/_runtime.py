@@ -70,13 +70,23 @@ def say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def finish_report(report, *, json_output: bool, print_summary: Callable[[Any], None]) -> dict:
-    """A command's ending: its notes on stderr, its summary table unless --json, and
-    the record that --json prints."""
+def finish_report(
+    report,
+    *,
+    json_output: bool,
+    title: str = "",
+    print_summary: Callable[[Any], None] | None = None,
+) -> dict:
+    """A command's ending: its notes on stderr, its summary unless --json (the table of
+    `report.rows()` under `title`, or `print_summary`'s own), and the record that --json
+    prints."""
     for note in report.notes:
         say(f"note: {note}")
     if not json_output:
-        print_summary(report)
+        if print_summary is not None:
+            print_summary(report)
+        else:
+            print_table(title, report.rows())
     return report.to_dict()
 
 

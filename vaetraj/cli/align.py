@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from vaetraj.cli._options import OUTPUT_OPTIONS, config_from, config_options, with_options
-from vaetraj.cli._runtime import finish_report, print_table, progress_bar, run_command
+from vaetraj.cli._runtime import finish_report, progress_bar, run_command
 from vaetraj.configs import AlignConfig, ReadOptions
 
 InputsArg = Annotated[
@@ -47,33 +47,6 @@ def align_command(
         with progress_bar(not o["json_output"]) as progress:
             report = align_file(inputs, output, config, options, overwrite=o["overwrite"],
                                 progress=progress)  # fmt: skip
-        return finish_report(report, json_output=o["json_output"], print_summary=_print_summary)
+        return finish_report(report, json_output=o["json_output"], title="vaetraj align")
 
     run_command(body, json_output=o["json_output"], debug=o["debug"])
-
-
-def _print_summary(report) -> None:
-    rows = [
-        ("output", report.output),
-        ("frames", f"{report.frames}"),
-        ("atoms", f"{report.atoms} in {report.dims}D ({report.weights} weights)"),
-        (
-            "method",
-            f"{report.method}"
-            + (f", reference {report.reference}" if report.method == "kabsch" else ""),
-        ),
-        (
-            f"RMSD ({report.units})",
-            f"min {report.rmsd_min:.4g}, mean {report.rmsd_mean:.4g}, max {report.rmsd_max:.4g} ({report.rmsd_of})",
-        ),
-    ]
-    if report.method == "principal":
-        rows += [
-            ("ambiguous frames", f"{report.ambiguous_frames} (nearly degenerate axes or sign)"),
-            (
-                "axis swaps",
-                f"{report.axis_swaps} between consecutive frames, {report.sign_flips} sign flips",
-            ),
-        ]
-    rows.append(("wall time", f"{report.wall_time_s:.2f} s"))
-    print_table("vaetraj align", rows)

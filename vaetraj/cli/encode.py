@@ -15,7 +15,7 @@ from vaetraj.cli._options import (
     config_options,
     with_options,
 )
-from vaetraj.cli._runtime import finish_report, print_table, progress_bar, run_command
+from vaetraj.cli._runtime import finish_report, progress_bar, run_command
 from vaetraj.configs import ReadOptions
 
 
@@ -56,43 +56,6 @@ def encode_command(
         with progress_bar(not o["json_output"]) as progress:
             report = encode_file(inputs, model, output, options, recon=recon,
                                  overwrite=o["overwrite"], progress=progress)  # fmt: skip
-        return finish_report(report, json_output=o["json_output"], print_summary=_print_summary)
+        return finish_report(report, json_output=o["json_output"], title="vaetraj encode")
 
     run_command(body, json_output=o["json_output"], debug=o["debug"])
-
-
-def _print_summary(report) -> None:
-    ranges = ", ".join(
-        f"[{low:.3g}, {high:.3g}]"
-        for low, high in zip(report.mean_min, report.mean_max, strict=True)
-    )
-    rows = [
-        ("output", report.output),
-        (
-            "frames",
-            f"{report.frames:,} ({report.atoms} features)"
-            if report.alignment == "features"
-            else f"{report.frames:,} ({report.atoms} atoms, featurized: {report.featurizer})"
-            if report.featurizer
-            else f"{report.frames:,} ({report.atoms} atoms, aligned: {report.alignment})",
-        ),
-        ("latent mean range", ranges),
-        ("mean posterior std", ", ".join(f"{s:.3g}" for s in report.std_mean)),
-        *(
-            [(f"R_g ({report.units})", f"{report.rg_min:.4g} to {report.rg_max:.4g}")]
-            if report.rg_min is not None
-            else []
-        ),
-    ]
-    if report.recon_rmsd_mean is not None:
-        label = (
-            "recon RMS error"
-            if report.alignment in ("features", "featurized")
-            else f"recon RMSD ({report.units})"
-        )
-        rows.append((label, f"{report.recon_rmsd_mean:.4g}"))
-    rows += [
-        ("throughput", f"{report.frames_per_s:,.0f} frames/s"),
-        ("wall time", f"{report.wall_time_s:.1f} s"),
-    ]
-    print_table("vaetraj encode", rows)

@@ -16,7 +16,7 @@ from vaetraj.cli._options import (
     Relax,
     RelaxOption,
 )
-from vaetraj.cli._runtime import finish_report, print_table, run_command
+from vaetraj.cli._runtime import finish_report, run_command
 
 
 class Prior(str, Enum):
@@ -64,7 +64,7 @@ def decode_command(
             latent, model, output, points=points, key=key, refine=refine, overwrite=overwrite,
             relax=relax.value,
         )  # fmt: skip
-        return finish_report(report, json_output=json_output, print_summary=print_structures)
+        return finish_report(report, json_output=json_output, title=f"vaetraj {report.command}")
 
     run_command(body, json_output=json_output, debug=debug)
 
@@ -118,85 +118,6 @@ def sample_command(
             overwrite=overwrite,
             relax=relax.value,
         )
-        return finish_report(report, json_output=json_output, print_summary=print_structures)
+        return finish_report(report, json_output=json_output, title=f"vaetraj {report.command}")
 
     run_command(body, json_output=json_output, debug=debug)
-
-
-def _refined_row(report, units: str) -> str:
-    """How far refinement moved the structures, and the decoder's own pass rate."""
-    checked = report.raw_checked
-    of = f" of {checked} checked" if checked is not None and checked < report.structures else ""
-    return (
-        f"moved {report.moved_median:.3g} {units} RMSD (median, max {report.moved_max:.3g}); "
-        f"{report.raw_plausible_fraction:.1%}{of} were inside before"
-    )
-
-
-def _forcefield_rows(report) -> list[tuple[str, str]]:
-    """`--relax openmm`: the force field's energies beside the MD frames'."""
-    field = report.forcefield
-    if field is None:
-        return []
-    low, high = field["energy_p5_p95_kj_mol"]
-    text = f"median {field['energy_median_kj_mol']:.1f} (p5 to p95: {low:.1f} to {high:.1f})"
-    if field["md_energy_p1_p99_kj_mol"] is not None:
-        md_low, md_high = field["md_energy_p1_p99_kj_mol"]
-        text += (
-            f"; {field['inside_md_range']:.1%} inside the MD frames' p1 to p99 "
-            f"({md_low:.1f} to {md_high:.1f}, {field['md_frames']} frames)"
-        )
-    return [("force field", field["forcefield"]), ("its energy (kJ/mol)", text)]
-
-
-def print_structures(report) -> None:
-    units = report.units
-    rows = [
-        ("output", report.output),
-        (
-            ("rows", f"{report.structures:,} ({report.features} features)")
-            if report.features is not None
-            else ("structures", f"{report.structures:,} ({report.atoms} atoms in {report.dims}D)")
-        ),
-    ]
-    if report.prior is not None:
-        rows.append(
-            (
-                "drawn from",
-                f"{report.prior} prior, temperature {report.temperature:g}, seed {report.seed}",
-            )
-        )
-    if report.plausible_fraction is not None:
-        if report.refined:
-            rows.append(("refined", _refined_row(report, units)))
-        failing = ", ".join(
-            f"{kind} {share:.1%}" for kind, share in report.failures.items() if share > 0
-        )
-        low, high = report.train_energy_range
-        distances = ", ".join(f"{name} {value:.2g}" for name, value in report.distances.items())
-        rows += [
-            (
-                "energy check",
-                f"{report.plausible_fraction:.1%} inside the held-out MD frames' ranges "
-                f"(MD frames: {report.train_plausible_fraction:.1%})"
-                + (f"; outside: {failing}" if failing else ""),
-            ),
-            (
-                "energy (kT)",
-                f"median {report.energy_median:.3g} (MD frames' p1 to p99: {low:.3g} to "
-                f"{high:.3g})",
-            ),
-            ("W1 to MD (spreads)", distances or "none"),
-            *_forcefield_rows(report),
-            (
-                f"mean bond ({units})",
-                f"{report.mean_bond:.4g} (training frames: {report.train_mean_bond:.4g})",
-            ),
-            (
-                f"R_g ({units})",
-                f"{report.rg_min:.4g} to {report.rg_max:.4g} (training frames: "
-                f"{report.train_rg_min:.4g} to {report.train_rg_max:.4g})",
-            ),
-        ]
-    rows.append(("wall time", f"{report.wall_time_s:.1f} s"))
-    print_table(f"vaetraj {report.command}", rows)

@@ -14,7 +14,7 @@ from vaetraj.cli._options import (
     config_options,
     with_options,
 )
-from vaetraj.cli._runtime import finish_report, print_table, run_command
+from vaetraj.cli._runtime import finish_report, run_command
 from vaetraj.configs import KineticsConfig
 
 KINETICS_OUTPUTS: OptionGroup = {
@@ -50,35 +50,6 @@ def kinetics_command(
         config = config_from(KineticsConfig, o)
         report = kinetics_file(latent, o["output"], config, figures=o["figures"],
                                overwrite=o["overwrite"])  # fmt: skip
-        return finish_report(report, json_output=o["json_output"], print_summary=_print_summary)
+        return finish_report(report, json_output=o["json_output"], title="kinetics")
 
     run_command(body, json_output=o["json_output"], debug=o["debug"])
-
-
-def _print_summary(report) -> None:
-    def in_time(values):
-        frames = ", ".join(f"{v:.4g}" for v in values)
-        if report.implied_timescales_ps is None:
-            return f"{frames} frames"
-        return f"{frames} frames = " + ", ".join(
-            f"{v:.4g}" for v in report.implied_timescales_ps
-        ) + " ps"  # fmt: skip
-
-    rows = [
-        ("latent", f"{report.latent} ({report.frames:,} frames, {report.trajectories} "
-                   f"{'trajectory' if report.trajectories == 1 else 'trajectories'})"),
-        (f"VAMP-2 at lag {report.lag}", f"{report.vamp2:.4f}"),
-        ("Markov model", f"{report.active_states} of {report.clusters} clusters connected "
-                         f"({report.active_fraction:.1%} of frames)"),
-        ("implied timescales", in_time(report.implied_timescales)),
-        (f"{report.states} metastable states", ", ".join(
-            f"{w:.1%} ({n:,} frames)"
-            for w, n in zip(report.stationary_weights, report.state_frames, strict=True))),
-        ("Chapman-Kolmogorov", "not run" if report.ck_max_error is None else
-         f"largest error {report.ck_max_error:.3f} over lags {report.ck_lags}"),
-    ]  # fmt: skip
-    if report.output:
-        rows.append(("written", report.output))
-    if report.figures:
-        rows.append(("figures", ", ".join(report.figures)))
-    print_table("kinetics", rows)

@@ -15,7 +15,7 @@ from vaetraj.cli._options import (
     config_options,
     with_options,
 )
-from vaetraj.cli._runtime import finish_report, print_table, run_command
+from vaetraj.cli._runtime import finish_report, run_command
 from vaetraj.configs import OptimizeConfig
 
 OutputArg = Annotated[
@@ -80,93 +80,4 @@ def _optimize(o: dict) -> dict[str, Any]:
         data=o["data"],
         overwrite=o["overwrite"],
     )
-    return finish_report(report, json_output=o["json_output"], print_summary=_print_summary)
-
-
-def _print_summary(report) -> None:
-    units = report.units
-    goal = f"reach {report.target:g}" if report.target is not None else f"{report.direction}imize"
-    rows = [
-        ("output", report.output),
-        ("objective", f"{report.objective}: {goal}"),
-        (
-            "best",
-            f"{report.best_value:.4g} {units} (restart {report.best_restart}, step "
-            f"{report.best_step})",
-        ),
-        (
-            "model's samples",
-            f"{report.sample_value_range[0]:.4g} to {report.sample_value_range[1]:.4g}",
-        ),
-    ]
-    if report.train_rg_min is not None:
-        rows.append(
-            (
-                f"R_g ({units})",
-                f"{report.rg:.4g} (training frames: {report.train_rg_min:.4g} to "
-                f"{report.train_rg_max:.4g})",
-            )
-        )
-    if report.nearest_frame_rmsd is not None:
-        rows.append(("nearest training frame", f"RMSD {report.nearest_frame_rmsd:.4g} {units}"))
-    if report.plausible is not None:
-        rows += _geometry_rows(report)
-    rows += [
-        (
-            "trust region",
-            "off"
-            if report.trust_threshold is None
-            else f"{'inside' if report.inside_trust_region else 'outside'} "
-            f"(log p {report.best_log_density:.3g}, threshold {report.trust_threshold:.3g})",
-        ),
-        (
-            "restarts",
-            f"{report.restarts} x {report.steps} steps ({report.data_starts} from training "
-            f"frames); the descent alone {report.optimize_time_s:.2f} s",
-        ),
-        ("time", f"{report.wall_time_s:.1f} s (the whole command)"),
-    ]
-    print_table("vaetraj optimize", rows)
-
-
-def _geometry_rows(report) -> list[tuple[str, str]]:
-    """The best structure's energy check, energy, refinement and bonds."""
-    units = report.units
-    rows: list[tuple[str, str]] = []
-    failing = [kind for kind, failed in report.failures.items() if failed]
-    verdict = "pass" if report.plausible else f"FAIL ({', '.join(failing)})"
-    if report.contacts_colder_than_md:
-        verdict += (
-            "; contacts colder than the MD frames' 1st percentile (allowed: compacting makes more)"
-        )
-    rows.append(
-        (
-            "energy check",
-            verdict
-            + f" ({report.plausible_candidates} of {report.candidates} candidates pass"
-            + (
-                f"; {report.redrawn} of them redraws of the best points)" if report.redrawn else ")"
-            ),
-        )
-    )
-    low, high = report.train_energy_range
-    rows.append(
-        ("energy (kT)", f"{report.energy:.3g} (MD frames' p1 to p99: {low:.3g} to {high:.3g})")
-    )
-    if report.refined:
-        rows.append(
-            (
-                "refined",
-                f"moved {report.moved:.3g} {units} RMSD (tether "
-                f"{report.tether_width:g}x the decoder's error)",
-            )
-        )
-    rows.append(
-        (
-            "bonds",
-            f"{report.min_bond:.3g} to {report.max_bond:.3g}, mean {report.mean_bond:.3g} "
-            f"(training frames' mean {report.train_mean_bond:.3g}); closest non-bonded "
-            f"{report.closest_nonbonded:.3g}",
-        )
-    )
-    return rows
+    return finish_report(report, json_output=o["json_output"], title="vaetraj optimize")

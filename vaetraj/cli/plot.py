@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from vaetraj.cli._options import DebugOption, JsonOption, ModelOption, OverwriteOption
-from vaetraj.cli._runtime import finish_report, print_table, run_command
+from vaetraj.cli._runtime import finish_report, run_command
 
 
 class Color(str, Enum):
@@ -67,10 +67,6 @@ def plot_command(
             color=color.value,
             overwrite=overwrite,
         )
-        return finish_report(report, json_output=json_output, print_summary=_print_summary)
+        return finish_report(report, json_output=json_output, title="vaetraj plot")
 
     run_command(body, json_output=json_output, debug=debug)
-
-
-def _print_summary(report) -> None:
-    print_table("vaetraj plot", [("figure", path) for path in report.figures])

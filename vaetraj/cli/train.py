@@ -20,7 +20,6 @@ from vaetraj.cli._runtime import (
     finish_report,
     keep_stdout_for_records,
     keep_termination_handler,
-    print_table,
     progress_bar,
     run_command,
 )
@@ -145,9 +144,9 @@ def _train(o: dict) -> dict[str, Any] | None:
                 o["inputs"], o["output"], *_configs(o), **_file_options(o, progress)
             )
         except TrainingFailedError as failure:  # the numbers first, then the error line
-            finish_report(failure.report, json_output=json_output, print_summary=_print_summary)
+            finish_report(failure.report, json_output=json_output, title="vaetraj train")
             raise
-    return finish_report(report, json_output=json_output, print_summary=_print_summary)
+    return finish_report(report, json_output=json_output, title="vaetraj train")
 
 
 def _configs(o: dict) -> tuple:
@@ -193,123 +192,3 @@ def _memory_budget(text: str | None) -> int | None:
         return parse_size(text)
     except ValueError as error:
         raise UsageError(f"--memory-budget: {error}") from None
-
-
-def _inputs_text(report) -> str:
-    """What the network took, as the summary's frames row says it."""
-    if report.representation == "table":
-        return f"({report.features} features)"
-    if report.representation == "featurized":
-        return f"({report.features} features, {report.featurizer} of {report.atoms} atoms)"
-    return f"({report.atoms} atoms in {report.dims}D)"
-
-
-def _print_summary(report) -> None:
-    rows = [
-        (
-            "output",
-            f"{report.output}"
-            + ("  (FAILED: see the error below)" if report.status == "failed" else ""),
-        ),
-        (
-            "frames",
-            f"{report.train_frames} training, {report.val_frames} validation"
-            + (
-                f" (blocks of {report.trajectories} trajectories) "
-                if report.trajectories > 1
-                else " "
-            )
-            + _inputs_text(report),
-        ),
-        *_lag_rows(report),
-        (
-            "epochs",
-            f"{report.epochs_run} run, best {report.best_epoch}, kept {report.kept_epoch}"
-            + (" (stopped early)" if report.stopped_early else ""),
-        ),
-        (
-            "loss (kept epoch)",
-            f"train {report.train_loss:.4g}"
-            + (f", validation {report.val_loss:.4g}" if report.val_loss is not None else ""),
-        ),
-    ]
-    rows += _quality_rows(report)
-    if report.recoveries:
-        rows.append(
-            (
-                "recoveries",
-                f"{len(report.recoveries)} (rolled back; learning rate now {report.final_lr:.2g})",
-            )
-        )
-    rows += [
-        ("throughput", f"{report.frames_per_s:,.0f} frames/s on {report.devices} device(s)"),
-        ("wall time", f"{report.wall_time_s:.1f} s"),
-    ]
-    print_table("vaetraj train", rows)
-
-
-def _lag_rows(report) -> list[tuple[str, str]]:
-    """The lag of a time-lagged model, in frames and (when known) ps; the frame time."""
-    step = report.frame_time_ps
-    if report.lag:
-        time = f" = {report.lag * step:.4g} ps" if step else " (frame time unknown)"
-        return [("lag", f"{report.lag} frames{time}: frame t is encoded, frame t+lag decoded")]
-    return [("frame time", f"{step:.4g} ps")] if step else []
-
-
-def _quality_rows(report) -> list[tuple[str, str]]:
-    """What the kept model is worth: reconstruction, variance, KL, density."""
-    table = report.representation != "aligned"  # errors over features, not atoms
-    plural = "s" if report.latent_dim > 1 else ""
-    yardstick = f"PCA with {report.latent_dim} component{plural}"
-    later = ""
-    if report.lag:  # a time-lagged model is scored on the frames it predicts
-        yardstick = f"linear prediction through {report.latent_dim} dimension{plural}"
-        later = f" of frame t+{report.lag}"
-    kl = ", ".join(f"{value:.3g}" for value in report.kl_per_dim)
-    return [
-        (
-            ("prediction RMS error" if table else f"prediction RMSD ({report.units})") + later
-            if report.lag
-            else ("recon RMS error" if table else f"recon RMSD ({report.units})"),
-            f"train {report.recon_rmsd_train:.4g}"
-            + (
-                f", validation {report.recon_rmsd_val:.4g} ({report.val_gap:.2f}x)"
-                if report.recon_rmsd_val is not None and report.val_gap is not None
-                else ""
-            ),
-        ),
-        (
-            "variance explained" + later,
-            f"train {report.explained_variance_train:.1%} ({yardstick}: "
-            f"{report.pca_explained_variance:.1%})"
-            + (
-                f", validation {report.explained_variance_val:.1%}"
-                + (
-                    f" ({yardstick}: {report.pca_explained_variance_val:.1%})"
-                    if report.pca_explained_variance_val is not None
-                    else ""
-                )
-                if report.explained_variance_val is not None
-                else ""
-            ),
-        ),
-        *(
-            [
-                (
-                    "linear memory",
-                    f"{report.predictable_share:.0%} of what PCA explains of frame t "
-                    f"is predicted at frame t+{report.lag}",
-                )
-            ]
-            if report.lag and report.predictable_share is not None
-            else []
-        ),  # fmt: skip
-        ("KL per dim", kl),
-        ("active units", f"{report.active_units} of {report.latent_dim}"),
-        (
-            "latent density",
-            f"{report.density_components}-component Gaussian mixture "
-            f"({report.density_points:,} draws)",
-        ),
-    ]

@@ -67,6 +67,12 @@ class AlignReport:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def rows(self) -> list[tuple[str, str]]:
+        """The summary as (label, text) rows: what the command prints."""
+        from vaetraj.pipeline.summaries import align_rows
+
+        return align_rows(self)
+
 
 @dataclass(frozen=True)
 class AlignedTrajectory:

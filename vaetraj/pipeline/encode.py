@@ -162,6 +162,12 @@ class EncodeReport:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def rows(self) -> list[tuple[str, str]]:
+        """The summary as (label, text) rows: what the command prints."""
+        from vaetraj.pipeline.summaries import encode_rows
+
+        return encode_rows(self)
+
 
 @dataclass
 class _Tally:

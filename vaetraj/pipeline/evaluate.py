@@ -91,6 +91,12 @@ class EvaluateReport:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def rows(self) -> list[tuple[str, str]]:
+        """The summary as (label, text) rows: what the command prints."""
+        from vaetraj.pipeline.summaries import evaluate_rows
+
+        return evaluate_rows(self)
+
 
 @functools.lru_cache(maxsize=8)
 def _likelihood_kernel(config: ModelConfig):

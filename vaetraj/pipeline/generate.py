@@ -85,6 +85,12 @@ class StructureReport:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def rows(self) -> list[tuple[str, str]]:
+        """The summary as (label, text) rows: what the command prints."""
+        from vaetraj.pipeline.summaries import structure_rows
+
+        return structure_rows(self)
+
 
 def _finite(xyz: np.ndarray, where) -> None:
     if not np.isfinite(xyz).all():

@@ -73,6 +73,12 @@ class KineticsReport:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def rows(self) -> list[tuple[str, str]]:
+        """The summary as (label, text) rows: what the command prints."""
+        from vaetraj.pipeline.summaries import kinetics_rows
+
+        return kinetics_rows(self)
+
 
 @dataclass(frozen=True)
 class Kinetics:

@@ -133,6 +133,12 @@ class OptimizeReport:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def rows(self) -> list[tuple[str, str]]:
+        """The summary as (label, text) rows: what the command prints."""
+        from vaetraj.pipeline.summaries import optimize_rows
+
+        return optimize_rows(self)
+
 
 REFINED_RECORDS = 8  # per restart: 64 restarts give 512 refined candidates
 # Each refined candidate is one thermal draw near its latent point, and at the edge of

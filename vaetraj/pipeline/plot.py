@@ -172,6 +172,12 @@ class PlotReport:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def rows(self) -> list[tuple[str, str]]:
+        """The summary as (label, text) rows: what the command prints."""
+        from vaetraj.pipeline.summaries import plot_rows
+
+        return plot_rows(self)
+
 
 def _read_frames(model: Model, path: Path) -> np.ndarray:
     """Frames for plotting, aligned as the model's training frames were."""
