@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA, assert_error, run, vaetraj_argv
 
-from vaetraj.pipeline.processes import Processes, join, shard_of
+from vaetraj.pipeline.runtime.processes import Processes, join, shard_of
 
 TEXTBOOK = SHARED_DATA / "polymer" / "long_paths.npz"
 STOP_WITHIN_S = 20  # a peer's death ends the other this soon (the runtime's: 30 s heartbeat)
@@ -204,7 +204,7 @@ def test_a_batch_not_shared_evenly_is_refused_by_every_process(data, tmp_path):
     ],
 )
 def test_the_cluster_size_comes_from_slurm_or_open_mpi(monkeypatch, environment, size):
-    from vaetraj.pipeline.processes import _cluster_size
+    from vaetraj.pipeline.runtime.processes import _cluster_size
 
     for name in ("SLURM_NTASKS", "SLURM_PROCID", "OMPI_COMM_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)

@@ -158,7 +158,7 @@ def test_a_checkpoint_from_before_the_lag_resumes_as_lag_0():
     from pathlib import Path
 
     from vaetraj.errors import UsageError
-    from vaetraj.pipeline.run_state import _check_resumable
+    from vaetraj.pipeline.runtime.run_state import _check_resumable
 
     fields = {"atoms": 5, "dims": 3, "data_sha256": "x", "model_config": "m",
               "data_layout": "in memory"}  # fmt: skip
@@ -175,7 +175,7 @@ def test_several_processes_refuse_a_lag_before_reading_the_frames(monkeypatch):
     from vaetraj.errors import UsageError
     from vaetraj.model import ModelConfig
     from vaetraj.pipeline import train as pipeline_train
-    from vaetraj.pipeline.processes import Processes
+    from vaetraj.pipeline.runtime.processes import Processes
     from vaetraj.training import TrainConfig
 
     frames = np.random.default_rng(0).normal(size=(400, 3, 3)).astype(np.float32)

@@ -17,8 +17,8 @@ from vaetraj.cli.app import app
 from vaetraj.errors import InterruptedRunError, NumericalError, TrainingFailedError
 from vaetraj.io.trajectory import VaetrajWarning
 from vaetraj.model import ModelConfig
-from vaetraj.pipeline import train as train_module
 from vaetraj.pipeline.model import load_model
+from vaetraj.pipeline.runtime import session as session_module
 from vaetraj.pipeline.train import train, train_features
 from vaetraj.training import NON_FINITE, SPIKE, TrainConfig, make_trainer
 
@@ -155,7 +155,7 @@ def spike_at_epoch_three(monkeypatch):
     """While a trainer runs at the full rate, epoch 2 has a step far above the floor (so
     it is not clean) and epoch 3 spikes at step 4: the pipeline's rollback, whatever
     makes a real run spike."""
-    real = train_module.make_trainer
+    real = session_module.make_trainer
 
     def make(*args, **kwargs):
         trainer = real(*args, **kwargs)
@@ -170,7 +170,7 @@ def spike_at_epoch_three(monkeypatch):
 
         return trainer._replace(run_epoch=run_epoch)
 
-    monkeypatch.setattr(train_module, "make_trainer", make)
+    monkeypatch.setattr(session_module, "make_trainer", make)
 
 
 @pytest.mark.slow

@@ -175,7 +175,7 @@ def _hashes(rows: np.ndarray) -> np.ndarray:
 def patched_train(loader: str, *args: str) -> None:
     """`vaetraj train` with `loader` in place of `stream_batches`."""
     from vaetraj.cli.app import main
-    from vaetraj.pipeline import streaming
+    from vaetraj.pipeline.runtime import streaming
 
     streaming.stream_batches = LOADERS[loader]
     sys.argv = ["vaetraj", *args]

@@ -122,7 +122,7 @@ def train_command(
 
 def _train(o: dict) -> dict[str, Any] | None:
     from vaetraj.errors import TrainingFailedError
-    from vaetraj.pipeline.processes import expected_count, join, leaving_last, will_join
+    from vaetraj.pipeline.runtime.processes import expected_count, join, leaving_last, will_join
     from vaetraj.pipeline.train import check_for_processes, train_file
 
     # every check a process can make alone comes before the join: a refused option

@@ -17,7 +17,7 @@ import numpy as np
 
 from vaetraj._memory import resolve_memory_budget
 from vaetraj.configs import FeaturizeConfig
-from vaetraj.errors import BadInputError
+from vaetraj.errors import BadInputError, InputMissingError, UsageError
 from vaetraj.featurize import fit_featurizer
 from vaetraj.io.aligned import (
     AlignedData,
@@ -27,15 +27,16 @@ from vaetraj.io.aligned import (
     open_aligned,
     read_aligned,
 )
+from vaetraj.io.features import describe_table, read_features
 from vaetraj.io.trajectory import ReadOptions, warn_frame_time_override
 from vaetraj.pipeline.align import AlignConfig, align_file
-from vaetraj.pipeline.processes import current
 from vaetraj.pipeline.representation import (
     TABLE_METHOD,
     Representation,
     featurized_record,
     representation_of,
 )
+from vaetraj.pipeline.runtime.processes import current
 
 Progress = Callable[..., None]
 DEFAULT_DATA = "aligned.h5"
@@ -237,3 +238,37 @@ def featurized_training_set(
         lengths=tuple(lengths),
         frame_time_ps=trajectory.frame_time_ps,
     )
+
+
+def read_training_set(
+    inputs: Sequence[str | os.PathLike] | None,
+    tabular: tuple[bool, FeaturizeConfig | None],
+    align_config: AlignConfig,
+    read_options: ReadOptions,
+    progress: Progress | None,
+    memory_budget: int,
+) -> TrainingSet:
+    """The frames `train_file` trains on, by what its inputs are: a feature table (`tabular`'s flag), the
+    features of raw inputs (its FeaturizeConfig), an aligned file (left on disk when its
+    frames exceed `memory_budget`), or inputs aligned first (no inputs: ./aligned.h5)."""
+    features, featurize = tabular
+    if featurize is not None:
+        if features or not inputs:
+            raise UsageError(
+                "--featurize computes features from trajectories: name them, without --features"
+            )
+        return featurized_training_set(inputs, featurize, read_options, progress)
+    if features:
+        if not inputs or len(inputs) != 1:
+            raise UsageError("--features trains on exactly one table (.npy, .npz or .csv)")
+        table = read_features(inputs[0], key=read_options.key)
+        data = TrainingSet.from_features(table, origin=str(inputs[0]))
+        return dataclasses.replace(data, sources=[describe_table(inputs[0], table)])
+    if not inputs:
+        inputs = [DEFAULT_DATA]
+        if not Path(DEFAULT_DATA).exists():
+            raise InputMissingError(
+                "no such file (run `vaetraj align` first, or name the data to train on)",
+                path=DEFAULT_DATA,
+            )
+    return load_training_set(inputs, align_config, read_options, progress, memory_budget)

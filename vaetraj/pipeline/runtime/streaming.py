@@ -20,7 +20,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 
 from vaetraj.io.aligned import FrameFile
-from vaetraj.pipeline.processes import Processes, local_copy, summed, to_global
+from vaetraj.pipeline.runtime.processes import Processes, local_copy, summed, to_global
 from vaetraj.training import (
     EpochMetrics,
     Frames,
@@ -57,6 +57,14 @@ class StreamedSet:
     @property
     def size(self) -> int:
         return len(self.members)
+
+    # the `data.DataSet` interface, as `data.InMemory` has it
+    def run_epoch(self, trainer, state, beta, batch_size: int, *, key):
+        """One epoch in global batches of `batch_size` (this process reads its share)."""
+        return run_epoch(trainer, state, self, beta, batch_size // self.processes.count, key=key)
+
+    def evaluate(self, trainer, params, beta, *, key):
+        return evaluate(trainer, params, self, beta, key=key)
 
     def _frames_in(self, share: str) -> int:
         frame_bytes = int(np.prod(self.source.shape[1:])) * 4

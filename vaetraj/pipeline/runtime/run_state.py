@@ -21,7 +21,7 @@ from jax.sharding import NamedSharding
 from vaetraj.configs import TrainConfig
 from vaetraj.errors import BadInputError, UsageError
 from vaetraj.io.checkpoint import read_checkpoint, read_checkpoint_fields, write_checkpoint
-from vaetraj.pipeline.processes import replicated
+from vaetraj.pipeline.runtime.processes import replicated
 from vaetraj.training import TrainState
 
 # what every epoch adds to the history (the model's /history, the checkpoint's)
