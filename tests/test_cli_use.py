@@ -3,6 +3,7 @@ against independent computations, and each bad input with its exit code."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -563,7 +564,9 @@ def test_a_model_without_per_term_geometry_is_not_judged(workdir, model_2d):
     """A model written before the per-term check (data_stats without a version) is
     sampled unrefined and unjudged, with a note, rather than judged by the wrong rules."""
     record = read_model_file(model_2d)
-    record.data_stats = {"bond_min": 0.5, "bond_max": 1.0, "nonbonded_min": 0.3}
+    record = dataclasses.replace(
+        record, data_stats={"bond_min": 0.5, "bond_max": 1.0, "nonbonded_min": 0.3}
+    )
     write_model_file("old.h5", record, overwrite=False)
     report = _ok(run("sample", "-n", "8", "-m", "old.h5", "-o", "s.npz", "--json"))
     assert report["plausible_fraction"] is None and not report["refined"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import h5py
@@ -150,7 +152,7 @@ def test_a_damaged_statistical_potential_is_refused_when_read(tmp_path, model_2d
     record = read_model_file(model_2d)
     stats = json.loads(json.dumps(record.data_stats))
     damage(stats)
-    record.data_stats = stats
+    record = dataclasses.replace(record, data_stats=stats)
     write_model_file(tmp_path / "damaged.h5", record, overwrite=False)
     with pytest.raises(BadInputError, match=message) as caught:
         load_model(tmp_path / "damaged.h5")
@@ -194,3 +196,39 @@ def test_a_model_file_written_by_an_earlier_vaetraj_still_works(tmp_path, kind, 
     else:
         values = np.loadtxt(decoded, delimiter=",", skiprows=1)
     np.testing.assert_allclose(values, expected[f"{kind}_decoded"], rtol=0, atol=1e-6)
+
+
+def test_a_version_1_file_is_migrated_to_the_current_record():
+    """read -> migrate -> current: a file of format version 1 (tests/data, written by
+    vaetraj on 2026-12-07) loads as today's record: its summary becomes the versioned
+    record of named fields, its training config an object."""
+    from vaetraj.configs import TrainConfig
+    from vaetraj.io.model_file import SUMMARY_FIELDS, SUMMARY_VERSION, read_model_file
+
+    with h5py.File(DATA / "model-cartesian-v1.h5") as handle:
+        old = json.loads(handle.attrs["summary"])
+    record = read_model_file(DATA / "model-cartesian-v1.h5")
+    assert record.summary["version"] == SUMMARY_VERSION
+    assert set(record.summary) - {"version"} <= set(SUMMARY_FIELDS) < set(old) | {"version"}
+    assert all(record.summary[name] == old[name] for name in record.summary if name != "version")
+    assert isinstance(record.train_config, TrainConfig) and record.train_config.epochs == 5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.summary = {}  # type: ignore[misc]
+
+
+def test_the_summary_is_a_record_of_named_fields_not_the_report(model_2d):
+    """A written model keeps SUMMARY_FIELDS of the training report and its version, not
+    whatever the report holds: each field is one the report has, and a report without
+    one (a field renamed) is refused rather than written without it."""
+    from vaetraj.io.model_file import SUMMARY_FIELDS, training_summary
+    from vaetraj.pipeline.train_report import TrainReport
+
+    summary = load_model(model_2d).summary
+    assert set(summary) == {"version", *SUMMARY_FIELDS}
+    report_fields = {field.name for field in dataclasses.fields(TrainReport)}
+    assert set(SUMMARY_FIELDS) <= report_fields
+    with h5py.File(model_2d) as handle:
+        assert int(handle.attrs["format_version"]) == 2
+    renamed = {k: v for k, v in summary.items() if k != "kept_epoch"}
+    with pytest.raises(KeyError, match="kept_epoch"):
+        training_summary(renamed)

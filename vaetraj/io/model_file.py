@@ -1,11 +1,14 @@
-"""The model HDF5 file (format `vaetraj-model`, version 1).
+"""The model HDF5 file (format `vaetraj-model`, version 2), and its one owner: every
+field is written by `_write` and read by `_read`, through `_MIGRATIONS` for an older
+version (read -> migrate -> current), into a frozen `ModelRecord`.
 
 Layout:
   attrs   format, format_version, model_config (JSON), train_config (JSON), alignment
           (JSON: method, reference, weights, config, read_options; a featurized model's
           method "featurized" and its featurizer's record; see
           `vaetraj.pipeline.representation`), units, atoms, dims,
-          topology (JSON, when known), summary (JSON), provenance (JSON: sources with
+          topology (JSON, when known), summary (JSON: the training summary, version
+          SUMMARY_VERSION, the fields of SUMMARY_FIELDS), provenance (JSON: sources with
           SHA-256, seed, data SHA-256, vaetraj and JAX versions, created), data_stats
           (JSON, optional: bonds, plausibility limits and R_g range of the training
           frames; see `vaetraj.pipeline.structure`)
@@ -31,6 +34,7 @@ import h5py
 import jax
 import numpy as np
 
+from vaetraj.configs import TrainConfig
 from vaetraj.errors import (
     BadInputError,
     UsageError,
@@ -51,13 +55,37 @@ from vaetraj.io.topology import checked_topology
 from vaetraj.model import ModelConfig, init_vae
 
 MODEL_FORMAT = "vaetraj-model"
-MODEL_FORMAT_VERSION = 1
+# 1: vaetraj until 2026-12-07; 2: the summary is a versioned record of named fields
+# (not whatever the training report held), and a featurized model's alignment record
+MODEL_FORMAT_VERSION = 2
+SUMMARY_VERSION = 1
+# what the training summary keeps of a run: renaming a report field does not change
+# the file (`training_summary` refuses a report that lacks one)
+SUMMARY_FIELDS = (
+    "frames", "train_frames", "val_frames", "trajectories", "atoms", "dims", "latent_dim",
+    "epochs_run", "best_epoch", "kept_epoch", "stopped_early", "resumed_from_epoch",
+    "train_loss", "val_loss", "recon_rmsd_train", "recon_rmsd_val", "val_gap",
+    "explained_variance_train", "explained_variance_val", "pca_explained_variance",
+    "pca_explained_variance_val", "predictable_share", "decoded_variance",
+    "recon_rmsd_per_atom_train", "kl_per_dim", "active_units", "density_components",
+    "density_points", "recoveries", "final_lr", "status", "units", "devices", "processes",
+    "frames_per_s", "wall_time_s", "streamed", "lag", "frame_time_ps",
+)  # fmt: skip
 _DENSITY_FIELDS = ("weights", "means", "scale_trils")
 
 
-@dataclass
+def training_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The summary a model file keeps of its training: SUMMARY_FIELDS of the report
+    (`TrainReport.to_dict()`), and the summary's version. A report without one of them
+    is a bug (KeyError), not a file that silently lacks it."""
+    return {"version": SUMMARY_VERSION, **{name: report[name] for name in SUMMARY_FIELDS}}
+
+
+@dataclass(frozen=True)
 class ModelRecord:
-    """Everything a model file holds, as plain arrays and JSON-able values."""
+    """Everything a model file holds, as plain arrays, JSON-able values and configs;
+    complete once built (training makes it after the assessment, with its density,
+    statistics, summary and provenance)."""
 
     model_config: ModelConfig
     params: dict
@@ -71,7 +99,7 @@ class ModelRecord:
     reference: np.ndarray | None = None
     masses: np.ndarray | None = None
     topology: str | None = None
-    train_config: str | None = None
+    train_config: TrainConfig | None = None  # None: not recorded, or not readable
     density: dict[str, np.ndarray] | None = None
     history: dict[str, np.ndarray] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
@@ -95,7 +123,7 @@ def _write(handle: h5py.File, record: ModelRecord) -> None:
     attrs["format_version"] = MODEL_FORMAT_VERSION
     attrs["model_config"] = record.model_config.to_json()
     if record.train_config is not None:
-        attrs["train_config"] = record.train_config
+        attrs["train_config"] = record.train_config.to_json()
     attrs["alignment"] = json.dumps(record.alignment, sort_keys=True)
     attrs["units"] = record.units
     attrs["atoms"] = record.atoms
@@ -210,10 +238,43 @@ def _check_alignment(alignment: dict, arrays: dict, path: Path) -> None:
         raise _damaged(path, "a kabsch model needs /alignment/reference")
 
 
+def _summary_from_v1(summary: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept the whole training report: its SUMMARY_FIELDS (those it had; a
+    model from before a field existed lacks it), as version 1 of the summary."""
+    return {"version": SUMMARY_VERSION, **{k: summary[k] for k in SUMMARY_FIELDS if k in summary}}
+
+
+# format version -> what makes its attributes (parsed) those of the next version
+_MIGRATIONS = {1: lambda attrs: {**attrs, "summary": _summary_from_v1(attrs["summary"])}}
+
+
+def _format_version(attrs) -> int:
+    version = attrs.get("format_version", -1)
+    return int(version[()] if isinstance(version, np.ndarray) else version)
+
+
+def _migrated(fields: dict[str, Any], version: int) -> dict[str, Any]:
+    """A file's parsed attributes brought from its version to the current one."""
+    for step in range(version, MODEL_FORMAT_VERSION):
+        fields = _MIGRATIONS[step](fields)
+    return fields
+
+
+def _train_config(fields: dict[str, Any]) -> TrainConfig | None:
+    """The recorded training config; None when absent or not one this vaetraj reads
+    (a field it does not know, a value out of range): it is provenance, not needed to
+    use the model."""
+    try:
+        return TrainConfig(**fields["train_config"]) if "train_config" in fields else None
+    except (TypeError, ValueError, VaetrajError):
+        return None
+
+
 def _read(handle: h5py.File, path: Path) -> ModelRecord:
     attrs = handle.attrs
     check_format(attrs, path, name=MODEL_FORMAT, what="model", newest=MODEL_FORMAT_VERSION)
     fields = read_fields(handle, _ATTRS, (), path=path, what=_WHAT)
+    fields.attrs = _migrated(fields.attrs, _format_version(attrs))
     config = _model_config(fields.attrs["model_config"], path)
     atoms, dims = fields.attrs["atoms"], fields.attrs["dims"]
     features, latent = config.size
@@ -250,7 +311,7 @@ def _read(handle: h5py.File, path: Path) -> ModelRecord:
         reference=arrays.get("alignment/reference"),
         masses=arrays.get("alignment/masses"),
         topology=attrs["topology"] if "topology" in attrs else None,
-        train_config=attrs["train_config"] if "train_config" in attrs else None,
+        train_config=_train_config(fields.attrs),
         density=density,
         history=history,
         summary=fields.attrs["summary"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import warnings
 from collections.abc import Iterator
@@ -132,25 +131,17 @@ class Model:
     def lag(self) -> int:
         """Frames between the frame a time-lagged model encodes and the one it decodes
         (`train --lag`); 0 for a plain VAE, or a model from before the lag existed."""
-        try:
-            value = json.loads(self.record.train_config or "{}").get("lag", 0)
-        except (TypeError, ValueError, AttributeError):
-            return 0
-        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+        config = self.record.train_config
+        return 0 if config is None else config.lag
 
-    @property
+    @functools.cached_property
     def data_stats(self) -> DataStats | None:
         """The training frames' bonds, plausibility limits and R_g range, or None for a
-        model written before vaetraj recorded them."""
+        model written before vaetraj recorded them. Parsed once per model (its record
+        is frozen), so the terms a DataStats caches serve every later check, refinement
+        and optimization."""
         stats = self.record.data_stats
-        if stats is None:
-            return None
-        # parsed once per record value (training sets it after the Model is made), so the
-        # terms a DataStats caches serve every later check, refinement and optimization
-        cached = self.__dict__.get("_data_stats")
-        if cached is None or cached[0] is not stats:
-            cached = self.__dict__["_data_stats"] = (stats, DataStats.from_dict(stats))
-        return cached[1]
+        return None if stats is None else DataStats.from_dict(stats)
 
     @property
     def masses(self) -> np.ndarray | None:

@@ -44,7 +44,7 @@ from vaetraj.errors import (
 )
 from vaetraj.io._atomic import check_output, run_lock
 from vaetraj.io.aligned import AlignedData, FrameFile
-from vaetraj.io.model_file import ModelRecord
+from vaetraj.io.model_file import ModelRecord, training_summary
 from vaetraj.io.trajectory import ReadOptions
 from vaetraj.model import (
     ModelConfig,
@@ -223,7 +223,7 @@ def _model_record(
         reference=data.reference,
         masses=data.masses,
         topology=data.topology,
-        train_config=train_config.to_json(),
+        train_config=train_config,
         history=history_arrays(point.history),
     )
 
@@ -356,12 +356,14 @@ def train(
         with peers_watched(current(), None if checkpoint is None else str(checkpoint)):
             timing = fit(run, session, train_config, checkpoint=checkpoint, progress=progress)
     return_freed_memory()  # the epochs' reads: the assessment's peak is then its own
-    record, model, quality = _assess_kept(data, prepared, train_config, run, session)
+    record, quality = _assess_kept(data, prepared, train_config, run, session)
     outcome = _Outcome(run, timing, resumed_from, session.devices, started)
     report = _report(data, prepared, train_config, outcome, quality, notes)
-    record.density, record.data_stats = quality.density, quality.data_stats
-    record.summary = {k: v for k, v in report.to_dict().items() if k not in ("notes",)}
-    record.provenance = _provenance(data, prepared, train_config, session.fields["data_sha256"])
+    model = Model(dataclasses.replace(  # complete: the model is made once, here
+        record, density=quality.density, data_stats=quality.data_stats,
+        summary=training_summary(report.to_dict()),
+        provenance=_provenance(data, prepared, train_config, session.fields["data_sha256"]),
+    ))  # fmt: skip
     if quality.failure:
         raise TrainingFailedError(quality.failure, model=model, report=report)
     return model, report
@@ -369,15 +371,15 @@ def train(
 
 def _assess_kept(
     data: TrainingSet, prepared: Prepared, train_config: TrainConfig, run: Run, session: Session
-) -> tuple[ModelRecord, Model, Quality]:
-    """The model of the kept parameters, and what it is worth."""
+) -> tuple[ModelRecord, Quality]:
+    """The record of the kept parameters (before its assessment's findings), and what a
+    model of them is worth."""
     record = _model_record(data, prepared, train_config, run.point)
-    model = Model(record)
     quality = assess(
-        model, data, prepared.train_index, prepared.val_index, train_config,
+        Model(record), data, prepared.train_index, prepared.val_index, train_config,
         key=session.density_key, moments=prepared.moments,
     )  # fmt: skip
-    return record, model, quality
+    return record, quality
 
 
 def _at_epoch(history: dict[str, list], name: str, epoch: int) -> float:
