@@ -14,19 +14,21 @@ from vaetraj._version import __version__
 _EXPORTS = {
     "align": "vaetraj.pipeline.align",
     "align_file": "vaetraj.pipeline.align",
-    "AlignConfig": "vaetraj.pipeline.align",
+    "AlignConfig": "vaetraj.configs",
     "AlignReport": "vaetraj.pipeline.align",
     "AlignedTrajectory": "vaetraj.pipeline.align",
     "load_trajectory": "vaetraj.pipeline.load",
-    "ReadOptions": "vaetraj.io.trajectory",
+    "ReadOptions": "vaetraj.configs",
+    "FeaturizeConfig": "vaetraj.configs",
+    "KineticsConfig": "vaetraj.configs",
     "Trajectory": "vaetraj.io.trajectory",
     "read_aligned": "vaetraj.io.aligned",
     "PolymerConfig": "vaetraj.simulate",
     "simulate_polymer": "vaetraj.pipeline.simulate",
     "simulate_polymer_file": "vaetraj.pipeline.simulate",
     "builtin_polymer": "vaetraj.pipeline.builtin",
-    "ModelConfig": "vaetraj.model",
-    "TrainConfig": "vaetraj.training",
+    "ModelConfig": "vaetraj.configs",
+    "TrainConfig": "vaetraj.configs",
     "train": "vaetraj.pipeline.train",
     "train_file": "vaetraj.pipeline.train",
     "train_features": "vaetraj.pipeline.train",
@@ -42,10 +44,10 @@ _EXPORTS = {
     "decode_file": "vaetraj.pipeline.generate",
     "optimize": "vaetraj.pipeline.optimize",
     "optimize_file": "vaetraj.pipeline.optimize",
-    "OptimizeConfig": "vaetraj.pipeline.optimize",
+    "OptimizeConfig": "vaetraj.configs",
     "evaluate": "vaetraj.pipeline.evaluate",
     "evaluate_file": "vaetraj.pipeline.evaluate",
-    "EvaluateConfig": "vaetraj.pipeline.evaluate",
+    "EvaluateConfig": "vaetraj.configs",
     "plot_file": "vaetraj.pipeline.plot",
     "run_demo": "vaetraj.pipeline.demo",
 }
@@ -53,30 +55,32 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from vaetraj.configs import (
+        AlignConfig,
+        EvaluateConfig,
+        FeaturizeConfig,
+        KineticsConfig,
+        ModelConfig,
+        OptimizeConfig,
+        ReadOptions,
+        TrainConfig,
+    )
     from vaetraj.io.aligned import read_aligned
     from vaetraj.io.latent import read_latent
-    from vaetraj.io.trajectory import ReadOptions, Trajectory
-    from vaetraj.model import ModelConfig
-    from vaetraj.pipeline.align import (
-        AlignConfig,
-        AlignedTrajectory,
-        AlignReport,
-        align,
-        align_file,
-    )
+    from vaetraj.io.trajectory import Trajectory
+    from vaetraj.pipeline.align import AlignedTrajectory, AlignReport, align, align_file
     from vaetraj.pipeline.builtin import builtin_polymer
     from vaetraj.pipeline.demo import run_demo
     from vaetraj.pipeline.encode import LatentPath, encode, encode_file
-    from vaetraj.pipeline.evaluate import EvaluateConfig, evaluate, evaluate_file
+    from vaetraj.pipeline.evaluate import evaluate, evaluate_file
     from vaetraj.pipeline.generate import decode_file, sample, sample_file
     from vaetraj.pipeline.load import load_trajectory
     from vaetraj.pipeline.model import Model, load_model
-    from vaetraj.pipeline.optimize import OptimizeConfig, optimize, optimize_file
+    from vaetraj.pipeline.optimize import optimize, optimize_file
     from vaetraj.pipeline.plot import plot_file
     from vaetraj.pipeline.simulate import simulate_polymer, simulate_polymer_file
     from vaetraj.pipeline.train import TrainReport, train, train_features, train_file
     from vaetraj.simulate import PolymerConfig
-    from vaetraj.training import TrainConfig
 
 
 def __getattr__(name: str) -> Any:
