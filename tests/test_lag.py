@@ -166,9 +166,10 @@ def test_a_checkpoint_from_before_the_lag_resumes_as_lag_0():
     del older["lag"]  # written before --lag existed
     saved = {**fields, "train_config": json.dumps(older)}
     _check_resumable(saved, {**fields, "train_config": TrainConfig().to_json()}, Path("c.h5"))
-    with pytest.raises(UsageError, match="--lag"):
+    with pytest.raises(UsageError, match="checkpoint's lag") as refused:
         _check_resumable(saved, {**fields, "train_config": TrainConfig(lag=2).to_json()},
                          Path("c.h5"))  # fmt: skip
+    assert "checkpoint's --lag" in refused.value.as_flag()
 
 
 def test_several_processes_refuse_a_lag_before_reading_the_frames(monkeypatch):
@@ -182,7 +183,7 @@ def test_several_processes_refuse_a_lag_before_reading_the_frames(monkeypatch):
     data = pipeline_train._as_training_set(frames)
     config = TrainConfig(lag=2, batch_size=8)
     monkeypatch.setattr(pipeline_train, "current", lambda: Processes(2, 0))
-    with pytest.raises(UsageError, match="--lag trains in one process, not 2"):
+    with pytest.raises(UsageError, match="lag trains in one process, not 2"):
         pipeline_train._prepare(data, ModelConfig(), config)
     monkeypatch.setattr(pipeline_train, "current", lambda: Processes(1, 0))
     assert pipeline_train._prepare(data, ModelConfig(), config).targets is not None
@@ -276,7 +277,6 @@ def test_evaluate_scores_a_time_lagged_model_on_its_pairs(model_2d, polymer_2d):
     trained (here a plain model's record given a lag: the same arithmetic), against
     NumPy; a trajectory too short for the lag is one line."""
     import dataclasses
-    import json
 
     from vaetraj import load_model
     from vaetraj.errors import BadInputError
@@ -285,8 +285,8 @@ def test_evaluate_scores_a_time_lagged_model_on_its_pairs(model_2d, polymer_2d):
     from vaetraj.pipeline.model_input import frame_aligner
 
     record = load_model(model_2d).record
-    settings_ = {**json.loads(record.train_config), "lag": 3}
-    model = Model(dataclasses.replace(record, train_config=json.dumps(settings_)))
+    lagged = dataclasses.replace(record.train_config, lag=3)
+    model = Model(dataclasses.replace(record, train_config=lagged))
     assert model.lag == 3 and load_model(model_2d).lag == 0
     config = EvaluateConfig(iwae_samples=2, samples=50, refine=False)
     report = evaluate(model, polymer_2d, config)

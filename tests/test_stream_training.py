@@ -210,7 +210,7 @@ def test_streamed_resume_is_exact_and_needs_the_same_budget(tmp_path, aligned_fi
     with pytest.raises(InterruptedRunError):
         train_file([aligned_file], resumed, _SMALL, _config(epochs=4), memory_budget=budget,
                    progress=stop_after_two)  # fmt: skip
-    with pytest.raises(UsageError, match="data layout.*--memory-budget"):
+    with pytest.raises(UsageError, match="data layout.*memory_budget"):
         train_file([aligned_file], resumed, _SMALL, _config(epochs=4), memory_budget=2 * budget,
                    resume=True)  # fmt: skip
     train_file([aligned_file], resumed, _SMALL, _config(epochs=4), memory_budget=budget,
@@ -276,7 +276,7 @@ def test_a_time_lagged_model_over_the_budget_is_refused(tmp_path, aligned_file):
     from vaetraj.pipeline.train import train_file
 
     model = tmp_path / "model.h5"
-    with pytest.raises(UsageError, match="--lag trains on frames held in memory") as refused:
+    with pytest.raises(UsageError, match="lag trains on frames held in memory") as refused:
         train_file([aligned_file], model, _SMALL, _config(lag=2), memory_budget=8_000)
     assert refused.value.path == str(aligned_file)
     assert not model.exists()

@@ -142,7 +142,7 @@ def test_non_finite_loss_stops_with_last_good_parameters(tmp_path):
     xyz, _ = _two_states(rng, 200)
     checkpoint = tmp_path / "nan.ckpt.h5"
     config = TrainConfig(epochs=5, lr=1e30, schedule="constant", optimizer="sgd")
-    with pytest.raises(NumericalError, match=r"epoch \d+, step \d+.*--lr"):
+    with pytest.raises(NumericalError, match=r"epoch \d+, step \d+.*lower lr"):
         train(xyz, SMALL, config, checkpoint=checkpoint)
     with h5py.File(checkpoint) as handle:
         for name in handle["state/params/decoder"]:

@@ -24,14 +24,33 @@ class VaetrajWarning(UserWarning):
 
 
 class VaetrajError(Exception):
-    """A problem with what the user gave us, reported as one line."""
+    """A problem with what the user gave us, reported as one line. `fields`: the config
+    fields or arguments the message names as the Python caller passed them (`lag`);
+    `as_flag` names their command-line options instead (`--lag`), which the CLI prints."""
 
     exit_code = EXIT_INTERNAL
     record: dict[str, Any] | None = None  # what --json prints beside the error, if any
 
-    def __init__(self, message: str, *, path: object | None = None) -> None:
+    def __init__(
+        self, message: str, *, path: object | None = None, fields: tuple[str, ...] = ()
+    ) -> None:
         self.path = None if path is None else str(path)
+        self.fields = fields
         super().__init__(f"{self.path}: {message}" if self.path else message)
+
+    def as_flag(self, flags: dict[str, str] | None = None) -> str:
+        """The message with each of `fields` as its option (`flags` maps the fields
+        whose option is not --field-name)."""
+        return _flagged(str(self), self.fields, flags)
+
+
+def _flagged(text: str, fields: tuple[str, ...], flags: dict[str, str] | None) -> str:
+    import re
+
+    for name in fields:
+        flag = (flags or {}).get(name, "--" + name.replace("_", "-"))
+        text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag, text)
+    return text
 
 
 class UsageError(VaetrajError):

@@ -80,7 +80,7 @@ def _latent_rg_r2(model_path: Path, aligned: Path) -> float:
     xyz = data.xyz.astype(np.float32)
     weights, _ = structure.rg_weights(data.masses, xyz.shape[1])
     rg = np.asarray(jax.vmap(compute_rg, in_axes=(0, None))(xyz, weights))
-    config = TrainConfig.from_json(model.record.train_config)
+    config = model.record.train_config
     train, val = split_blocks(
         [len(xyz)], config.val_fraction, blocks=config.val_blocks, seed=config.seed
     )

@@ -24,7 +24,6 @@ from vaetraj.errors import (
     EXIT_INPUT_MISSING,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
-    ConfigError,
     UsageError,
     VaetrajError,
 )
@@ -306,7 +305,7 @@ def run_command(
     except VaetrajError as error:
         if debug:
             traceback.print_exc()
-        message = error.as_flag(renamed_flags()) if isinstance(error, ConfigError) else str(error)
+        message = error.as_flag(renamed_flags())
         if isinstance(error, UsageError):
             message = blame_settings(message)
         _fail(message, error.exit_code, json_output, error.record)

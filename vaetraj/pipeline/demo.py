@@ -199,7 +199,7 @@ def run_demo(
     model_config = ModelConfig(features=None, latent_dim=latent_dim)  # checked before writing
     train_config = TrainConfig(epochs=epochs)
     if samples < 1:
-        raise UsageError(f"--samples must be at least 1, got {samples}")
+        raise UsageError(f"samples must be at least 1, got {samples}", fields=("samples",))
     demo = _Demo(_prepare_folder(directory, overwrite), overwrite, progress)
     folder, aligned, model = demo.folder, demo.aligned, demo.model
     demo.step("align", lambda: align_file(None, aligned, AlignConfig(), overwrite=overwrite))

@@ -203,14 +203,20 @@ class Model:
         if n <= 0:
             raise UsageError(f"the number of samples must be at least 1, got {n}")
         if not temperature > 0:
-            raise UsageError(f"--temperature must be positive, got {temperature}")
+            raise UsageError(
+                f"temperature must be positive, got {temperature}", fields=("temperature",)
+            )
         if prior == "standard":
             return np.asarray(jax.random.normal(key, (n, self.latent_dim)) * temperature)
         if prior != "density":
-            raise UsageError(f"--prior must be 'density' or 'standard', got '{prior}'")
+            raise UsageError(
+                f"prior must be 'density' or 'standard', got '{prior}'", fields=("prior",)
+            )
         density = self.density
         if density is None:
-            raise BadInputError("this model has no latent density; use --prior standard")
+            raise BadInputError(
+                "this model has no latent density; use prior standard", fields=("prior",)
+            )
         density = density._replace(scale_trils=density.scale_trils * temperature)
         return np.asarray(_sample_mixture_batch(density, jax.random.split(key, n)))
 

@@ -211,9 +211,11 @@ def _wanted(only: Sequence[str] | None, color: str, output: Path) -> list[str]:
     wanted = list(only) if only else list(FIGURES)
     unknown = [name for name in wanted if name not in FIGURES]
     if unknown:
-        raise UsageError(f"--only takes {', '.join(FIGURES)}; got {', '.join(unknown)}")
+        raise UsageError(
+            f"only takes {', '.join(FIGURES)}; got {', '.join(unknown)}", fields=("only",)
+        )
     if color not in ("time", "rg"):
-        raise UsageError(f"--color must be time or rg, got '{color}'")
+        raise UsageError(f"color must be time or rg, got '{color}'", fields=("color",))
     return wanted
 
 

@@ -120,8 +120,9 @@ def refuse_lag_unless_in_memory(xyz: np.ndarray | FrameFile) -> None:
     first. Checked before the normalization pass."""
     if isinstance(xyz, FrameFile):
         raise UsageError(
-            f"--lag trains on frames held in memory, and {xyz.nbytes / 1e6:,.0f} MB of "
-            f"frames exceed the memory budget: raise --memory-budget",
+            f"lag trains on frames held in memory, and {xyz.nbytes / 1e6:,.0f} MB of "
+            f"frames exceed the memory budget: raise memory_budget",
+            fields=("lag", "memory_budget"),
             path=xyz.path,
         )
 

@@ -156,17 +156,19 @@ def _check_resumable(saved: dict[str, Any], fields: dict[str, Any], path: Path) 
         advice = "the same number of processes and " if sharded else ""
         raise UsageError(
             f"resume needs the checkpoint's data layout ({saved_layout}); this run's is "
-            f"{fields['data_layout']}: give {advice}the same --memory-budget",
+            f"{fields['data_layout']}: give {advice}the same memory_budget",
             path=path,
+            fields=("memory_budget",),
         )
     saved_train = json.loads(saved.get("train_config", "{}"))
     current_train = json.loads(fields["train_config"])
     changed = [k for k in _RESUME_FIXED if saved_train.get(k, _DEFAULTS[k]) != current_train[k]]
     if changed:
         raise UsageError(
-            f"resume needs the checkpoint's {', '.join('--' + k.replace('_', '-') for k in changed)} "
+            f"resume needs the checkpoint's {', '.join(changed)} "
             f"({', '.join(f'{saved_train.get(k)!r}' for k in changed)})",
             path=path,
+            fields=tuple(changed),
         )
 
 

@@ -46,11 +46,12 @@ def check_for_processes(train_config: TrainConfig, processes: int) -> None:
     if processes <= 1:
         return
     if train_config.lag:
-        raise UsageError(f"--lag trains in one process, not {processes}: run one")
+        raise UsageError(f"lag trains in one process, not {processes}: run one", fields=("lag",))
     if train_config.batch_size % processes:
         raise UsageError(
-            f"--batch-size {train_config.batch_size} must be a multiple of the "
-            f"{processes} processes (it is the global batch)"
+            f"batch_size {train_config.batch_size} must be a multiple of the "
+            f"{processes} processes (it is the global batch)",
+            fields=("batch_size",),
         )
 
 
@@ -103,7 +104,8 @@ def _recover(
         raise NumericalError(
             f"training diverged: {what} at epoch {epoch}, step {step}"
             + (f", after {tries} recoveries that lowered the rate to {rate:.2g}" if tries else "")
-            + f"{where_saved}; try a lower --lr (below {rate:.2g}), --clip-norm 1 or --kl-warmup 20"
+            + f"{where_saved}; try a lower lr (below {rate:.2g}), clip_norm 1 or kl_warmup 20",
+            fields=("lr", "clip_norm", "kl_warmup"),
         )
     scale = float(failed.lr_scale) * _RATE_BACKOFF
     anchor = run.anchor
