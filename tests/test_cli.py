@@ -462,6 +462,8 @@ COMMAND_CONFIGS = {
     "evaluate": ("EvaluateConfig", "ReadOptions"),
     "optimize": ("OptimizeConfig",),
     "kinetics": ("KineticsConfig",),
+    "sample": ("SampleConfig",),
+    "decode": ("SampleConfig",),
 }
 
 
@@ -480,7 +482,8 @@ def test_every_option_is_its_config_field(command):
     import vaetraj.configs as configs
     from vaetraj.cli.app import app
 
-    params = {p.name: p for p in get_command(app).commands[command].params}
+    group = get_command(app)
+    params = {p.name: p for p in group.commands[command].params}
     checked = []
     for config in (getattr(configs, name) for name in COMMAND_CONFIGS[command]):
         for field in configs.cli_fields(config):
@@ -488,6 +491,7 @@ def test_every_option_is_its_config_field(command):
                 assert (command, field.name) in {
                     ("train", "allow_partial"), ("evaluate", "allow_partial"),
                     ("evaluate", "frame_time"), ("encode", "allow_partial"),
+                    *(("decode", name) for name in ("n", "prior", "temperature", "seed")),
                 }, (command, field.name)  # fmt: skip
                 continue
             param = params[field.name]
@@ -512,4 +516,19 @@ def test_every_option_is_its_config_field(command):
                                  if a is not type(None)), annotation)  # fmt: skip
                     assert tuple(m.value for m in kind) == field.metadata["choices"]
             checked.append(field.name)
-    assert len(checked) >= {"train": 40, "optimize": 12}.get(command, 3), checked
+    assert len(checked) >= {"train": 40, "optimize": 12, "decode": 2}.get(command, 3), checked
+
+
+def test_simulate_polymer_takes_its_options_from_polymer_config():
+    from typer.main import get_command
+
+    from vaetraj.cli.app import app
+    from vaetraj.configs import PolymerConfig, cli_fields
+
+    command = get_command(app).commands["simulate"].commands["polymer"]
+    params = {p.name: p for p in command.params}
+    for field in cli_fields(PolymerConfig):
+        assert params[field.name].default == field.default, field.name
+    assert {f.name for f in cli_fields(PolymerConfig)} == {
+        "beads", "dim", "frames", "stride", "temperature"
+    }  # fmt: skip

@@ -649,9 +649,122 @@ class EvaluateConfig:
         check_rules(self, _EVALUATE_RULES)
 
 
+RELAX_CHOICES = ("statistical", "openmm")
+_SAMPLE_RULES: Rules = {
+    "n": (lambda v: v >= 1, "must be at least 1"),
+    "prior": (lambda v: v in PRIORS, f"must be one of {', '.join(PRIORS)}"),
+    "temperature": (lambda v: 0 < v < math.inf, "must be positive"),
+    "relax": (lambda v: v in RELAX_CHOICES, f"must be one of {', '.join(RELAX_CHOICES)}"),
+}
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How `sample` draws and makes structures (`decode` takes refine and relax): n
+    points from the latent density or N(0, I), every std times temperature, refined on
+    the training frames' statistical potential or (relax "openmm") the AMBER force
+    field."""
+
+    n: int = option(1000, "Number of conformations.", flag="-n --n")
+    prior: str = option(
+        "density",
+        "density: the mixture fitted to the encoded training frames; standard: N(0, I).",
+        choices=PRIORS,
+    )
+    temperature: float = option(1.0, "Multiplies every latent std (below 1: nearer the modes).")
+    seed: int = option(0, "Random seed; the same seed gives the same samples.")
+    refine: bool = option(True, REFINE_HELP, flag="--refine/--no-refine")
+    relax: str = option(
+        "statistical",
+        "What refinement samples: the training frames' statistical potential, or (openmm) "
+        "the AMBER ff14SB force field with OBC2 implicit solvent, for all-atom proteins and "
+        "peptides in nm (needs pip install 'vaetraj[openmm]'); the energy check judges both.",
+        choices=RELAX_CHOICES,
+    )
+
+    def __post_init__(self) -> None:  # relax "openmm" without refine: `generate` refuses
+        check_rules(self, _SAMPLE_RULES)
+
+
+class PolymerConfigError(ConfigError, ValueError):
+    """A field of `PolymerConfig` out of range (a ValueError too, as it always was)."""
+
+    def __init__(self, field: str, rule: str, value: object) -> None:
+        super().__init__(field, rule, value)
+        self.args = (f"PolymerConfig.{field} {rule}, got {value!r}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class PolymerConfig:
+    """Everything that defines a polymer simulation except the random seed.
+
+    The defaults give a chain with the statistics of the textbook's trajectory (2D:
+    mean bond 0.73 against 0.72, mean R_g 1.12 against 1.11, angles spread widely) but
+    with a Lennard-Jones core and stiffer bonds, so no two beads overlap.
+    """
+
+    beads: int = option(12, "Beads in the chain.")
+    dim: int = option(2, "2 or 3 dimensions.")
+    frames: int = option(2048, "Frames to record.")
+    stride: int = option(200, "Integration steps between recorded frames.")
+    equilibration: int = 20_000
+    temperature: float = option(1.0, "kT in reduced units.")
+    dt: float = 0.005
+    friction: float = 1.0
+    bond_k: float = 50.0
+    bond_length: float = 0.7
+    angle_k: float = 0.2
+    angle: float = math.pi
+    lj_epsilon: float = 1.0
+    lj_sigma: float = 0.35
+    lj_cutoff: float = 2.5  # in units of lj_sigma
+
+    def __post_init__(self) -> None:
+        checks = {
+            "beads": self.beads >= 3,
+            "dim": self.dim in (2, 3),
+            "frames": self.frames >= 1,
+            "stride": self.stride >= 1,
+            "equilibration": self.equilibration >= 0,
+            "temperature": self.temperature > 0,
+            "dt": self.dt > 0,
+            "friction": self.friction > 0,
+            "bond_k": self.bond_k > 0,
+            "bond_length": self.bond_length > 0,
+            "angle_k": self.angle_k >= 0,
+            "angle": 0 < self.angle <= math.pi,
+            "lj_epsilon": self.lj_epsilon >= 0,
+            "lj_sigma": self.lj_sigma > 0,
+            "lj_cutoff": self.lj_cutoff > 1,
+        }
+        rules = {
+            "beads": "at least 3",
+            "dim": "2 or 3",
+            "angle": "in (0, pi]",
+            "lj_cutoff": "above 1 (it is in units of sigma)",
+            "equilibration": "zero or more",
+            "angle_k": "zero or more",
+            "lj_epsilon": "zero or more",
+        }
+        for name, ok in checks.items():
+            if not ok:
+                rule = rules.get(name, "at least 1" if name in ("frames", "stride") else "positive")
+                raise PolymerConfigError(name, f"must be {rule}", getattr(self, name))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PolymerConfig:
+        return cls(**json.loads(text))
+
+
 # every config whose fields are command-line options
 CONFIGS = (ReadOptions, AlignConfig, FeaturizeConfig, ModelConfig, TrainConfig, OptimizeConfig,
-           KineticsConfig, EvaluateConfig)  # fmt: skip
+           KineticsConfig, EvaluateConfig, SampleConfig, PolymerConfig)  # fmt: skip
 
 
 def renamed_flags() -> dict[str, str]:

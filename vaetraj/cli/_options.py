@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vaetraj.configs import REFINE_HELP, cli_fields, flag_of
+from vaetraj.configs import cli_fields, flag_of
 from vaetraj.errors import UsageError
 
 OptionGroup = dict[str, tuple[Any, Any]]  # parameter name -> (Annotated type, default)
@@ -136,20 +136,3 @@ DebugOption = typer.Option(False, "--debug", help="Show the traceback of an erro
 ModelOption = typer.Option(
     Path("model.h5"), "--model", "-m", help="Model file from `vaetraj train`."
 )
-
-
-class Relax(str, Enum):
-    statistical = "statistical"
-    openmm = "openmm"
-
-
-RelaxOption = typer.Option(
-    Relax.statistical,
-    "--relax",
-    help="What refinement samples: the training frames' statistical potential, or "
-    "(openmm) the AMBER ff14SB force field with OBC2 implicit solvent, for all-atom "
-    "proteins and peptides in nm (needs pip install 'vaetraj[openmm]'); the energy "
-    "check judges both.",
-)
-
-RefineOption = typer.Option(True, "--refine/--no-refine", help=REFINE_HELP)

@@ -8,17 +8,18 @@ import typer
 
 from vaetraj.cli._options import DebugOption, JsonOption, OverwriteOption
 from vaetraj.cli._runtime import finish_report, progress_bar, result_console, run_command
+from vaetraj.configs import SampleConfig, TrainConfig
 
 
 def demo_command(
     directory: Path = typer.Argument(
         Path("vaetraj-demo"), metavar="[DIR]", help="Folder for every output."
     ),
-    epochs: int = typer.Option(250, "--epochs", help="Training epochs."),
+    epochs: int = typer.Option(TrainConfig.epochs, "--epochs", help="Training epochs."),
     latent_dim: int | None = typer.Option(
         None, "--latent-dim", help="Latent size (default: train's, 4; 2 is the textbook's)."
     ),
-    samples: int = typer.Option(1000, "-n", "--samples", help="Conformations to sample."),
+    samples: int = typer.Option(SampleConfig.n, "-n", "--samples", help="Conformations to sample."),
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,

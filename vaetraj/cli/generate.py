@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from vaetraj.cli._options import (
-    DebugOption,
-    JsonOption,
+    OUTPUT_OPTIONS,
     ModelOption,
-    OverwriteOption,
-    RefineOption,
-    Relax,
-    RelaxOption,
+    config_from,
+    config_options,
+    with_options,
 )
 from vaetraj.cli._runtime import finish_report, run_command
+from vaetraj.configs import SampleConfig
 
 
-class Prior(str, Enum):
-    density = "density"
-    standard = "standard"
-
-
+@with_options(config_options(SampleConfig, skip=("n", "prior", "temperature", "seed")),
+              OUTPUT_OPTIONS)  # fmt: skip
 def decode_command(
     latent: Path | None = typer.Argument(
         None,
@@ -41,11 +37,7 @@ def decode_command(
         help="Structures: .npz, .h5 or any mdtraj format (.pdb, .dcd, .xtc, ...).",
     ),
     key: str | None = typer.Option(None, "--key", help="Array name in an .npz."),
-    refine: bool = RefineOption,
-    relax: Relax = RelaxOption,
-    overwrite: bool = OverwriteOption,
-    json_output: bool = JsonOption,
-    debug: bool = DebugOption,
+    **o: Any,
 ) -> None:
     """Decode latent points into structures (the decoder's mean).
 
@@ -60,17 +52,18 @@ def decode_command(
         from vaetraj.pipeline.generate import decode_file, parse_points
 
         points = parse_points(z) if z else None
+        config = config_from(SampleConfig, o)
         report = decode_file(
-            latent, model, output, points=points, key=key, refine=refine, overwrite=overwrite,
-            relax=relax.value,
+            latent, model, output, points=points, key=key, refine=config.refine,
+            overwrite=o["overwrite"], relax=config.relax,
         )  # fmt: skip
-        return finish_report(report, json_output=json_output, title=f"vaetraj {report.command}")
+        return finish_report(report, json_output=o["json_output"], title="vaetraj decode")
 
-    run_command(body, json_output=json_output, debug=debug)
+    run_command(body, json_output=o["json_output"], debug=o["debug"])
 
 
+@with_options(config_options(SampleConfig), OUTPUT_OPTIONS)
 def sample_command(
-    n: int = typer.Option(1000, "-n", "--n", help="Number of conformations."),
     model: Path = ModelOption,
     output: Path = typer.Option(
         Path("samples.npz"),
@@ -78,22 +71,7 @@ def sample_command(
         "--output",
         help="Structures: .npz, .h5 or any mdtraj format (.pdb, .dcd, .xtc, ...).",
     ),
-    prior: Prior = typer.Option(
-        Prior.density,
-        "--prior",
-        help="density: the mixture fitted to the encoded training frames; standard: N(0, I).",
-    ),
-    temperature: float = typer.Option(
-        1.0, "--temperature", help="Multiplies every latent std (below 1: nearer the modes)."
-    ),
-    seed: int = typer.Option(
-        0, "--seed", help="Random seed; the same seed gives the same samples."
-    ),
-    refine: bool = RefineOption,
-    relax: Relax = RelaxOption,
-    overwrite: bool = OverwriteOption,
-    json_output: bool = JsonOption,
-    debug: bool = DebugOption,
+    **o: Any,
 ) -> None:
     """Sample new conformations from the model, checked against the training data.
 
@@ -107,17 +85,12 @@ def sample_command(
     def body():
         from vaetraj.pipeline.generate import sample_file
 
+        config = config_from(SampleConfig, o)
         report = sample_file(
-            model,
-            output,
-            n,
-            seed=seed,
-            prior=prior.value,
-            temperature=temperature,
-            refine=refine,
-            overwrite=overwrite,
-            relax=relax.value,
-        )
-        return finish_report(report, json_output=json_output, title=f"vaetraj {report.command}")
+            model, output, config.n, seed=config.seed, prior=config.prior,
+            temperature=config.temperature, refine=config.refine, overwrite=o["overwrite"],
+            relax=config.relax,
+        )  # fmt: skip
+        return finish_report(report, json_output=o["json_output"], title="vaetraj sample")
 
-    run_command(body, json_output=json_output, debug=debug)
+    run_command(body, json_output=o["json_output"], debug=o["debug"])

@@ -3,31 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from vaetraj.cli._options import DebugOption, JsonOption, OverwriteOption
+from vaetraj.cli._options import OUTPUT_OPTIONS, config_from, config_options, with_options
 from vaetraj.cli._runtime import print_table, run_command
+from vaetraj.configs import PolymerConfig
 
 simulate_app = typer.Typer(help="Built-in simulations.", no_args_is_help=True)
 
 
 @simulate_app.command("polymer")
+@with_options(config_options(PolymerConfig), OUTPUT_OPTIONS)
 def polymer_command(
     output: Path = typer.Option(
         Path("polymer.npz"), "-o", "--output", help=".npz (key 'arr') or .npy to write."
     ),
-    beads: int = typer.Option(12, "--beads", help="Beads in the chain."),
-    dim: int = typer.Option(2, "--dim", help="2 or 3 dimensions."),
-    frames: int = typer.Option(2048, "--frames", help="Frames to record."),
-    stride: int = typer.Option(200, "--stride", help="Integration steps between recorded frames."),
-    temperature: float = typer.Option(1.0, "--temperature", help="kT in reduced units."),
     seed: int = typer.Option(
         0, "--seed", help="Random seed; the same seed gives the same trajectory."
     ),
-    overwrite: bool = OverwriteOption,
-    json_output: bool = JsonOption,
-    debug: bool = DebugOption,
+    **o: Any,
 ) -> None:
     """Langevin dynamics of a bead-spring polymer (harmonic bonds and angles,
     Lennard-Jones between non-bonded beads), the built-in data set.
@@ -38,18 +34,11 @@ def polymer_command(
     """
 
     def body():
-        from vaetraj.errors import UsageError
         from vaetraj.pipeline.simulate import simulate_polymer_file
-        from vaetraj.simulate import PolymerConfig
 
-        try:
-            config = PolymerConfig(
-                beads=beads, dim=dim, frames=frames, stride=stride, temperature=temperature
-            )
-        except ValueError as error:
-            raise UsageError(str(error).replace("PolymerConfig.", "--")) from None
-        report = simulate_polymer_file(output, config, seed=seed, overwrite=overwrite)
-        if not json_output:
+        config = config_from(PolymerConfig, o)
+        report = simulate_polymer_file(output, config, seed=seed, overwrite=o["overwrite"])
+        if not o["json_output"]:
             print_table(
                 "vaetraj simulate polymer",
                 [
@@ -66,4 +55,4 @@ def polymer_command(
             )
         return report.to_dict()
 
-    run_command(body, json_output=json_output, debug=debug)
+    run_command(body, json_output=o["json_output"], debug=o["debug"])

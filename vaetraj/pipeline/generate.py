@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from vaetraj._memory import FLOAT, require_memory
+from vaetraj.configs import RELAX_CHOICES
 from vaetraj.errors import BadInputError, NumericalError, UsageError
 from vaetraj.io._hash import compute_sha256
 from vaetraj.io.features import check_features_output, write_features
@@ -99,9 +100,6 @@ def _finite(xyz: np.ndarray, where) -> None:
             f"decoded structure {index} has non-finite coordinates; nothing was written",
             path=where,
         )
-
-
-RELAX_CHOICES = ("statistical", "openmm")
 
 
 def generate(

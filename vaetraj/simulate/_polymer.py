@@ -4,82 +4,14 @@ reduced units (bead mass 1, kT = temperature)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaetraj.configs import PolymerConfig
 from vaetraj.simulate._langevin import langevin_baoab
-
-
-@dataclasses.dataclass(frozen=True)
-class PolymerConfig:
-    """Everything that defines a polymer simulation except the random seed.
-
-    The defaults give a chain with the statistics of the textbook's trajectory (2D:
-    mean bond 0.73 against 0.72, mean R_g 1.12 against 1.11, angles spread widely) but
-    with a Lennard-Jones core and stiffer bonds, so no two beads overlap.
-    """
-
-    beads: int = 12
-    dim: int = 2
-    frames: int = 2048
-    stride: int = 200
-    equilibration: int = 20_000
-    temperature: float = 1.0
-    dt: float = 0.005
-    friction: float = 1.0
-    bond_k: float = 50.0
-    bond_length: float = 0.7
-    angle_k: float = 0.2
-    angle: float = math.pi
-    lj_epsilon: float = 1.0
-    lj_sigma: float = 0.35
-    lj_cutoff: float = 2.5  # in units of lj_sigma
-
-    def __post_init__(self) -> None:
-        checks = {
-            "beads": self.beads >= 3,
-            "dim": self.dim in (2, 3),
-            "frames": self.frames >= 1,
-            "stride": self.stride >= 1,
-            "equilibration": self.equilibration >= 0,
-            "temperature": self.temperature > 0,
-            "dt": self.dt > 0,
-            "friction": self.friction > 0,
-            "bond_k": self.bond_k > 0,
-            "bond_length": self.bond_length > 0,
-            "angle_k": self.angle_k >= 0,
-            "angle": 0 < self.angle <= math.pi,
-            "lj_epsilon": self.lj_epsilon >= 0,
-            "lj_sigma": self.lj_sigma > 0,
-            "lj_cutoff": self.lj_cutoff > 1,
-        }
-        rules = {
-            "beads": "at least 3",
-            "dim": "2 or 3",
-            "angle": "in (0, pi]",
-            "lj_cutoff": "above 1 (it is in units of sigma)",
-            "equilibration": "zero or more",
-            "angle_k": "zero or more",
-            "lj_epsilon": "zero or more",
-        }
-        for name, ok in checks.items():
-            if not ok:
-                rule = rules.get(name, "at least 1" if name in ("frames", "stride") else "positive")
-                raise ValueError(
-                    f"PolymerConfig.{name} must be {rule}, got {getattr(self, name)!r}"
-                )
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> PolymerConfig:
-        return cls(**json.loads(text))
 
 
 def _bond_vectors(position: jax.Array) -> jax.Array:
