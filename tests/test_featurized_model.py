@@ -164,6 +164,13 @@ def test_alanine_featurized_time_lagged_models_keep_the_slow_process(tmp_path, f
     result = run("kinetics", latent, "--lag", "10", "-o", tmp_path / "k.h5", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["vamp2"] >= 0.98 * 1.666
+    # the latent path of a rotated and shifted copy is the same (1e-5)
+    frames = md.load(str(dcd), top=str(top))[:500].xyz
+    rng = np.random.default_rng(11)
+    moved = frames @ random_rotation(rng, 3).T + rng.normal(0, 3.0, (len(frames), 1, 3))
+    loaded = load_model(model)
+    np.testing.assert_allclose(loaded.encode(moved)[0], loaded.encode(frames)[0], atol=1e-5)
+    np.testing.assert_allclose(loaded.encode(frames)[0], read_latent(latent).mean[:500], atol=1e-6)
 
 
 @pytest.mark.slow
