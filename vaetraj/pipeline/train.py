@@ -3,18 +3,19 @@
 `train` runs in phases, each a function with a small record out:
 
 1. `_prepare`: checks, the split into training and validation blocks, normalization
-   (`Prepared`).
-2. `_start`: the compiled trainer, the data on the devices, a fresh or restored run
-   (`Session`, `run_state.Run`).
-3. `_fit_or_checkpoint` / `_fit` / `_epoch`: the Python loop around the jit-compiled
-   epoch: validation, the epoch kept, progress, checkpoints, interrupts, and the
-   divergence guard (a bad epoch is rolled back and run again at half the rate, up to
-   `max_recoveries` times, `_recover`).
+   (`runtime.data.Prepared`).
+2. `runtime.session.start`: the compiled trainer, the data on the devices, a fresh or
+   restored run (`Session`, `run_state.Run`).
+3. `runtime.session.fit`: the Python loop around the jit-compiled epoch: validation,
+   the epoch kept, progress, checkpoints, interrupts, and the divergence guard (a bad
+   epoch is rolled back and run again at half the rate, up to `max_recoveries` times).
 4. `_model_record`, then `assess.assess`: what the kept parameters are worth (explained
    variance against PCA's, the validation gap, the latent density); a model that
    explains almost nothing is a failed training (`TrainingFailedError`), not a file
    that looks normal.
-5. `_report`, `_provenance`: the report and what the model file records of the run.
+5. `_report`, `_provenance`: the report and what the model file records of the run;
+   the model is made once, complete. Remarks made on the way (`vaetraj._remarks`)
+   become the report's notes.
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ from vaetraj.training import (
 )
 
 Progress = Callable[..., None]
-_RATE_BACKOFF = 0.5  # the divergence guard's factor on the rate at each recovery
 
 
 def _check_categorical(table: np.ndarray, where: str | None) -> None:
