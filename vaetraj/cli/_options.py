@@ -1,5 +1,6 @@
-"""Options every command has, those the commands that generate structures share, and
-option groups declared once and added to a command's signature (`with_options`)."""
+"""Options made from config fields (`config_options`, read back by `config_from`),
+option groups declared once and added to a command's signature (`with_options`), and
+the options every command has."""
 
 import functools
 import inspect
