@@ -532,3 +532,21 @@ def test_simulate_polymer_takes_its_options_from_polymer_config():
     assert {f.name for f in cli_fields(PolymerConfig)} == {
         "beads", "dim", "frames", "stride", "temperature"
     }  # fmt: skip
+
+
+def test_a_library_error_names_fields_and_the_cli_their_flags():
+    """A library message names what a Python caller passed (`lag`, `learning_rate`);
+    the command line names the options, and never rewrites a path or file name."""
+    from vaetraj.configs import renamed_flags
+    from vaetraj.errors import ConfigError, UsageError
+
+    error = UsageError("lag too long for lag.h5 in /data/lag/; raise learning_rate.",
+                       fields=("lag", "learning_rate"), path="/tmp/lag/x.h5")  # fmt: skip
+    assert (
+        str(error) == "/tmp/lag/x.h5: lag too long for lag.h5 in /data/lag/; raise learning_rate."
+    )
+    assert error.as_flag(renamed_flags()) == (
+        "/tmp/lag/x.h5: --lag too long for lag.h5 in /data/lag/; raise --lr."
+    )
+    rule = ConfigError("states", "must not exceed clusters (20)", 30, also=("clusters",))
+    assert rule.as_flag() == "--states must not exceed --clusters (20), got 30"

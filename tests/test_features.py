@@ -57,7 +57,9 @@ def test_train_features_reconstructs_classes_and_decodes_tables():
         ModelConfig(latent_dim=1, hidden=32, layers=3, likelihood="categorical"),
         TrainConfig(epochs=40, beta=0.05, lr=2e-2, batch_size=32),
     )
-    assert model.is_features and model.features == CLASSES
+    representation = model.representation
+    assert representation.kind == "table" and not representation.takes_frames
+    assert model.features == CLASSES
     assert model.data_stats is None  # no structure, no structure statistics
     mean, std = model.encode(table)
     assert mean.shape == (600, 1) and std.shape == (600, 1)

@@ -1,6 +1,7 @@
 """Models of features vaetraj computes (`train --featurize`): the featurizer recorded in
 the model and applied by encode and evaluate, rigid motions ignored, and the commands
-that need structures refusing in one line (issue 32)."""
+that need structures refusing in one line (issue 32). The tests that train a model are
+slow (a network of a new shape compiles: 8 s); the refused options are not."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def featurized(tmp_path_factory, polymer_files):
     return model, json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_the_model_records_its_featurizer_and_the_frames_it_came_from(featurized, polymer_files):
     """The report and the model say what the network took; the recorded featurizer is
     the one `Distances.fit` makes of the topology, and the model keeps the atoms."""
@@ -49,6 +51,7 @@ def test_the_model_records_its_featurizer_and_the_frames_it_came_from(featurized
     assert model.data_stats is None  # no structures: no statistical potential
 
 
+@pytest.mark.slow
 def test_rigid_motions_do_not_change_the_latent_path(featurized, polymer_files, tmp_path):
     """A rotated and shifted copy of the trajectory encodes to the same means (1e-5),
     through the command line and the Python API alike."""
@@ -89,6 +92,7 @@ def test_evaluate_scores_the_features_encode_reconstructs(featurized, polymer_fi
     assert 0 < report["w1_pairwise_mean"] <= report["w1_pairwise_max"]
 
 
+@pytest.mark.slow
 def test_decode_and_sample_give_feature_tables(featurized, tmp_path):
     path, report = featurized
     result = run("sample", "-m", path, "-n", "50", "-o", tmp_path / "rows.npy", "--json")
@@ -103,6 +107,7 @@ def test_decode_and_sample_give_feature_tables(featurized, tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, fragments",
     [
@@ -135,6 +140,7 @@ def test_bad_featurize_options(polymer_files, tmp_path, args, code, fragment):
     assert not (tmp_path / "m.h5").exists()
 
 
+@pytest.mark.slow
 def test_a_damaged_featurizer_record_is_a_bad_input(featurized, tmp_path):
     damaged = tmp_path / "damaged.h5"
     damaged.write_bytes(featurized[0].read_bytes())

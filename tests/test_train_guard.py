@@ -248,7 +248,8 @@ def test_a_run_that_cannot_recover_stops_with_the_last_good_state(tmp_path):
         train(xyz, SMALL, config, checkpoint=checkpoint)
     message = str(caught.value)
     assert "training diverged" in message and "after 2 recoveries" in message
-    assert "epoch 1, step" in message and "--lr" in message and "\n" not in message
+    assert "epoch 1, step" in message and "lower lr" in message and "\n" not in message
+    assert "lower --lr" in caught.value.as_flag()
     with h5py.File(checkpoint) as handle:
         fields = json.loads(handle.attrs["fields"])
         assert [r["lr"] for r in fields["recoveries"]] == [5e29, 2.5e29]

@@ -49,7 +49,8 @@ def _flagged(text: str, fields: tuple[str, ...], flags: dict[str, str] | None) -
 
     for name in fields:
         flag = (flags or {}).get(name, "--" + name.replace("_", "-"))
-        text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag, text)
+        # the name as a word, not part of a path or file name (/data/lag/m.h5, lag.h5)
+        text = re.sub(rf"(?<![\w\-/.]){re.escape(name)}(?![\w\-/]|\.\w)", flag, text)
     return text
 
 

@@ -263,10 +263,12 @@ def least(value: int, processes: Processes) -> int:
 
 @contextlib.contextmanager
 def peers_watched(processes: Processes, checkpoint: str | None) -> Iterator[None]:
-    """Turn a collective that failed because a peer stopped into `PeerLostError`."""
+    """Turn a collective that failed because a peer stopped into `PeerLostError` (XLA
+    raises a RuntimeError inside a compiled step, but a ValueError from the host-side
+    gather of `summed`, as when a peer is killed between epochs)."""
     try:
         yield
-    except RuntimeError as error:
+    except (RuntimeError, ValueError) as error:
         text = str(error)
         if processes.count == 1 or not any(
             sign in text for sign in ("Gloo", "Connection closed", "NCCL", "heartbeat")
