@@ -686,6 +686,108 @@ class SampleConfig:
         check_rules(self, _SAMPLE_RULES)
 
 
+BIAS_METHODS = ("metad", "umbrella", "steer")
+
+_BIAS_RULES: Rules = {
+    "method": (lambda v: v in BIAS_METHODS, f"must be one of {', '.join(BIAS_METHODS)}"),
+    "cv": (lambda v: 1 <= len(v) <= 2 and len(set(v)) == len(v) and min(v) >= 0,
+           "must name one or two different latent dimensions (0, 1, ...)"),
+    "steps": (lambda v: v >= 1, "must be at least 1"),
+    "report": (lambda v: v >= 1, "must be at least 1"),
+    "pace": (lambda v: v >= 1, "must be at least 1"),
+    "bias_factor": (lambda v: v > 1, "must be above 1"),
+    "height": (lambda v: v > 0, "must be positive"),
+    "k": (lambda v: v > 0, "must be positive"),
+    "checkpoint_every": (lambda v: v >= 0, "must be zero (none) or more"),
+    "temperature": (lambda v: v is None or v > 0, "must be positive"),
+    "time_step": (lambda v: v is None or v > 0, "must be positive"),
+    "friction": (lambda v: v > 0, "must be positive"),
+    "hydrogen_mass": (lambda v: v is None or v >= 0, "must be zero (the force field's) or more"),
+    "width": (lambda v: v is None or all(w > 0 for w in v), "must be positive"),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BiasConfig:
+    """A biased OpenMM run along latent coordinates (`vaetraj bias`): metad, well-tempered
+    metadynamics (OpenMM's `app.Metadynamics`); umbrella, a harmonic restraint at
+    `center`; steer, that restraint's centre moved from `center[0]` to `center[1]`.
+    None for temperature, time_step and hydrogen_mass: the system's own (300 K, 4 fs
+    and 3 amu for a force field; the built-in polymer's own units)."""
+
+    method: str = option(
+        "metad",
+        "metad: well-tempered metadynamics; umbrella: a harmonic "
+        "restraint at --center; steer: its centre moved from the first "
+        "--center value to the second over the run.",
+        choices=BIAS_METHODS,
+    )
+    cv: tuple[int, ...] = option(
+        (0,), "The latent dimensions biased: one, or two (metad, umbrella), e.g. 0 or 0,1."
+    )
+    steps: int = option(250_000, "MD steps (250,000 of 4 fs: 1 ns).", minimum=1)
+    report: int = option(250, "Steps between saved frames.", minimum=1)
+    temperature: float | None = option(
+        None, "K (default: 300, or the built-in polymer's).", show_default=False, cli_type=float
+    )
+    time_step: float | None = option(
+        None,
+        "ps (default: 0.004 with --hydrogen-mass 3, or the built-in polymer's).",
+        show_default=False,
+        cli_type=float,
+    )
+    friction: float = option(1.0, "Langevin friction, 1/ps.")
+    hydrogen_mass: float | None = option(
+        None,
+        "amu: hydrogen mass repartitioning (default 3; 0: the force field's masses).",
+        show_default=False,
+        cli_type=float,
+    )
+    bias_factor: float = option(6.0, "metad: the well-tempered bias factor.")
+    height: float = option(1.2, "metad: the first Gaussians' height, kJ/mol.")
+    width: tuple[float, ...] | None = option(
+        None,
+        "metad: Gaussian width per CV, latent units (default: 1/40 of the CV's range).",
+        show_default=False,
+    )
+    pace: int = option(
+        125, "metad: steps between Gaussians; steer: between moves of the centre.", minimum=1
+    )
+    cv_range: tuple[float, ...] | None = option(
+        None,
+        "LO,HI per CV: the bias grid's extent "
+        "(default: the model's latent density, "
+        "padded by half its span).",
+        show_default=False,
+    )
+    center: tuple[float, ...] | None = option(
+        None, "umbrella: the centre per CV; steer: start,end of the one CV.", show_default=False
+    )
+    k: float = option(
+        100.0, "umbrella, steer: the restraint's force constant, kJ/mol per latent unit squared."
+    )
+    seed: int = option(0, "Seed of the velocities and the thermostat.")
+    checkpoint_every: int = option(25_000, "Steps between checkpoints (0: none).", minimum=0)
+
+    def __post_init__(self) -> None:
+        check_rules(self, _BIAS_RULES)
+        count = len(self.cv)
+        if self.method == "steer" and count != 1:
+            raise ConfigError("cv", "must be one latent dimension for steer", list(self.cv))
+        wanted = {"umbrella": count, "steer": 2}.get(self.method)
+        if wanted is not None and (self.center is None or len(self.center) != wanted):
+            raise ConfigError("center", f"must give {wanted} value(s) for {self.method}",
+                              None if self.center is None else list(self.center))  # fmt: skip
+        if self.width is not None and len(self.width) != count:
+            raise ConfigError("width", f"must give one width per CV ({count})", list(self.width))
+        if self.cv_range is not None and len(self.cv_range) != 2 * count:
+            raise ConfigError("cv_range", f"must give LO,HI per CV ({2 * count} values)",
+                              list(self.cv_range))  # fmt: skip
+        edges = self.cv_range or ()
+        if any(lo >= hi for lo, hi in zip(edges[0::2], edges[1::2], strict=True)):
+            raise ConfigError("cv_range", "must have LO below HI", list(self.cv_range or ()))
+
+
 class PolymerConfigError(ConfigError, ValueError):
     """A field of `PolymerConfig` out of range (a ValueError too, as it always was)."""
 
@@ -764,7 +866,7 @@ class PolymerConfig:
 
 # every config whose fields are command-line options
 CONFIGS = (ReadOptions, AlignConfig, FeaturizeConfig, ModelConfig, TrainConfig, OptimizeConfig,
-           KineticsConfig, EvaluateConfig, SampleConfig, PolymerConfig)  # fmt: skip
+           KineticsConfig, EvaluateConfig, SampleConfig, PolymerConfig, BiasConfig)  # fmt: skip
 
 
 def renamed_flags() -> dict[str, str]:

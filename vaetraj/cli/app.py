@@ -14,6 +14,7 @@ import typer
 from vaetraj._version import __version__
 from vaetraj.cli._runtime import SETTINGS_FILE, SETTINGS_META, load_settings, run_command
 from vaetraj.cli.align import align_command
+from vaetraj.cli.bias import bias_command
 from vaetraj.cli.demo import demo_command
 from vaetraj.cli.encode import encode_command
 from vaetraj.cli.evaluate import evaluate_command
@@ -44,6 +45,7 @@ app.command("optimize", help=optimize_help)(optimize_command)
 app.command("evaluate")(evaluate_command)
 app.command("plot")(plot_command)
 app.command("kinetics")(kinetics_command)
+app.command("bias")(bias_command)
 app.add_typer(simulate_app, name="simulate")
 
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaetraj.configs import FeaturizeConfig
+from vaetraj.geometry import centred_float32
 from vaetraj.metrics import frames_as_columns
 
 CHUNK = 4096  # frames featurized in one kernel call
@@ -44,17 +45,23 @@ class Featurizer:
 
     def transform(self, xyz: np.ndarray) -> np.ndarray:
         """(frames, features) float32 of frames (frames, atoms, 3), in chunks."""
-        xyz = np.asarray(xyz, np.float32)
+        xyz = np.asarray(xyz)
         if xyz.ndim != 3 or xyz.shape[1:] != (self.atoms, 3):
             raise ValueError(
                 f"frames of shape {xyz.shape[1:]} do not match the featurizer's "
                 f"({self.atoms} atoms, 3D)"
             )
+        xyz = centred_float32(xyz)  # every feature ignores a shift
         run = _compiled(self)
         parts = [
             np.asarray(run(jnp.asarray(xyz[i : i + CHUNK]))) for i in range(0, len(xyz), CHUNK)
         ]
         return np.concatenate(parts) if parts else np.zeros((0, self.features), np.float32)
+
+    def frame_features(self, xyz: jax.Array) -> jax.Array:
+        """The features (features,) of one frame (atoms, 3): a JAX function, to trace
+        inside `jit` and `grad` (the OpenMM latent force)."""
+        return self._kernel(frames_as_columns(xyz[None]))[:, 0]
 
     def to_record(self) -> dict[str, Any]:
         """JSON-able: the kind and the fitted fields (`featurizer_from_record` reads it)."""

@@ -38,9 +38,11 @@ class AlignTarget(NamedTuple):
 
 
 @cache
-def make_block_aligner(method: str, degeneracy_tol: float = 1e-2) -> Callable[..., BlockAlignment]:
-    """A jit-compiled function (xyz (frames, atoms, dims) float32, AlignTarget) ->
-    BlockAlignment. Cached per (method, tolerance), so a block size compiles once."""
+def make_frame_aligner(
+    method: str, degeneracy_tol: float = 1e-2
+) -> Callable[[jax.Array, AlignTarget], BlockAlignment]:
+    """The per-frame kernel (xyz (atoms, dims), AlignTarget) -> BlockAlignment of one
+    frame (differentiable: the OpenMM latent force takes its gradient)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
@@ -61,7 +63,14 @@ def make_block_aligner(method: str, degeneracy_tol: float = 1e-2) -> Callable[..
         rmsd = compute_weighted_rmsd(aligned, target.kabsch.reference, target.weights)
         return BlockAlignment(aligned, rotation, rmsd, ambiguous)
 
-    return jax.jit(jax.vmap(align_frame, in_axes=(0, None)))
+    return align_frame
+
+
+@cache
+def make_block_aligner(method: str, degeneracy_tol: float = 1e-2) -> Callable[..., BlockAlignment]:
+    """A jit-compiled function (xyz (frames, atoms, dims) float32, AlignTarget) ->
+    BlockAlignment. Cached per (method, tolerance), so a block size compiles once."""
+    return jax.jit(jax.vmap(make_frame_aligner(method, degeneracy_tol), in_axes=(0, None)))
 
 
 @jax.jit

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+
+def centred_float32(xyz: np.ndarray) -> np.ndarray:
+    """Frames (frames, atoms, dims) as float32, each moved near the origin in the input
+    precision first, so a far-away molecule does not lose digits (every kernel that
+    takes them ignores a shift)."""
+    if xyz.dtype == np.float32:
+        return np.ascontiguousarray(xyz)
+    xyz = np.asarray(xyz, dtype=np.float64)
+    return (xyz - xyz.mean(axis=1, keepdims=True)).astype(np.float32)
 
 
 def compute_center_of_mass(xyz: jax.Array, weights: jax.Array) -> jax.Array:

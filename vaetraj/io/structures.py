@@ -85,9 +85,11 @@ def write_structures(
     units: str,
     attrs: dict[str, Any] | None = None,
     overwrite: bool = False,
+    time: np.ndarray | None = None,
 ) -> list[str]:
     """Write structures (n, atoms, dims) atomically; returns notes for the user.
-    Non-finite coordinates are refused (NumericalError) before anything is written."""
+    Non-finite coordinates are refused (NumericalError) before anything is written.
+    time (n,) ps: each frame's time, for the formats that keep one (.dcd, .xtc)."""
     path = check_structure_output(path, overwrite=overwrite)
     xyz = np.asarray(xyz, dtype=np.float32)
     if not np.isfinite(xyz).all():
@@ -107,7 +109,7 @@ def write_structures(
                 require_space(path, 2 * xyz.nbytes)  # HDF5 cannot meet a full disk
                 _write_h5(tmp, xyz, topology_json, units, attrs, path)
             else:
-                notes += _write_mdtraj(tmp, suffix, xyz, topology_json, units, path)
+                notes += _write_mdtraj(tmp, suffix, xyz, topology_json, units, path, time)
         except OSError as error:
             raise WriteError(describe_os_error(error), path=path) from None
     return notes
@@ -137,14 +139,16 @@ def _write_h5(tmp, xyz, topology_json, units, attrs, final_path) -> None:
         writer.close()
 
 
-def _write_mdtraj(tmp: Path, suffix: str, xyz, topology_json, units, final_path) -> list[str]:
+def _write_mdtraj(
+    tmp: Path, suffix: str, xyz, topology_json, units, final_path, time=None
+) -> list[str]:
     notes = []
     if xyz.shape[-1] == 2:
         xyz = np.concatenate([xyz, np.zeros((*xyz.shape[:2], 1), np.float32)], axis=-1)
         notes.append("2D structures written with z = 0")
     if units != "nm":
         notes.append(f"coordinates are in '{units}' units, written unchanged as if nm")
-    trajectory = md.Trajectory(xyz, _topology(topology_json, xyz.shape[1]))
+    trajectory = md.Trajectory(xyz, _topology(topology_json, xyz.shape[1]), time=time)
     # mdtraj picks the writer from the name; the temporary file keeps the real suffix
     named = tmp.with_name(tmp.name + suffix)
     try:

@@ -24,9 +24,11 @@ from vaetraj.configs import AlignConfig
 from vaetraj.errors import BadInputError, UsageError
 from vaetraj.geometry import (
     AlignTarget,
+    centred_float32,
     compute_index_weights,
     count_axis_changes,
     make_block_aligner,
+    make_frame_aligner,
     make_kabsch_target,
 )
 from vaetraj.io._atomic import atomic_output, check_output
@@ -86,15 +88,6 @@ class AlignedTrajectory:
     report: AlignReport
 
 
-def _to_float32_centred(xyz: np.ndarray) -> np.ndarray:
-    """Move each frame near the origin in the input precision before dropping to float32,
-    so a far-away molecule does not lose digits (alignment centres it anyway)."""
-    if xyz.dtype == np.float32:
-        return np.ascontiguousarray(xyz)
-    xyz = np.asarray(xyz, dtype=np.float64)
-    return (xyz - xyz.mean(axis=1, keepdims=True)).astype(np.float32)
-
-
 class _FrameSource:
     """Something that yields chunks again and again: a Trajectory or an array."""
 
@@ -131,6 +124,7 @@ class _Aligner:
     def __init__(self, method: str, tol: float, weights: np.ndarray, block: int):
         self.method = method
         self.block = block
+        self.tol = tol
         self.weights = weights
         self.kernel = make_block_aligner(method, tol)
         self.index_weights = jnp.asarray(compute_index_weights(weights), dtype=jnp.float32)
@@ -224,7 +218,7 @@ def _iterate_mean_reference(
         total_xyz: np.ndarray | None = None
         count = 0
         for chunk in frames.chunks(block):
-            result = aligner(_to_float32_centred(chunk.xyz))
+            result = aligner(centred_float32(chunk.xyz))
             summed = result.xyz.sum(axis=0, dtype=np.float64)
             total_xyz = summed if total_xyz is None else total_xyz + summed
             count += chunk.xyz.shape[0]
@@ -319,7 +313,7 @@ def _run(
     )  # fmt: skip
     tally = _Tally()
     for chunk in frames.chunks(block):
-        xyz = _to_float32_centred(chunk.xyz)
+        xyz = centred_float32(chunk.xyz)
         if aligner.target is None:  # principal/none: RMSD against the first aligned frame
             aligner.set_reference(np.zeros((atoms, dims)))
             aligner.set_reference(aligner(xyz[:1]).xyz[0])
@@ -567,9 +561,19 @@ class FrameAligner:
                 np.zeros((len(weights), dims)) if reference is None else reference
             )
 
+    def frame_kernel(self) -> Callable[[jax.Array], jax.Array] | None:
+        """The alignment of one frame (atoms, dims) float32 as a JAX function (to trace
+        inside `jit` and `grad`), or None for frames used as given."""
+        if self._aligner is None:
+            return None
+        kernel = make_frame_aligner(self.method, self._aligner.tol)
+        target = self._aligner.target
+        assert target is not None
+        return lambda xyz: kernel(xyz, target).xyz
+
     def __call__(self, xyz: np.ndarray) -> np.ndarray:
         """Aligned frames (frames, atoms, dims) float32."""
-        xyz = _to_float32_centred(np.asarray(xyz))
+        xyz = centred_float32(np.asarray(xyz))
         if self._aligner is None or len(xyz) == 0:
             return xyz
         return np.concatenate(

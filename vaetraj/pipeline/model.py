@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +69,7 @@ class Model:
 
     def __init__(self, record: ModelRecord):
         self.record = record
+        self.path: Path | None = None  # the file it was loaded from, if any
         self._params = jax.tree.map(jnp.asarray, record.params)
 
     # -- what it is -------------------------------------------------------------------
@@ -178,6 +180,16 @@ class Model:
             np.concatenate([np.asarray(s) for _, s in parts]),
         )
 
+    def frame_encoder(self) -> Callable[[jax.Array], jax.Array]:
+        """The posterior mean (latent,) of one frame (atoms, dims) float32 as read (its
+        molecule whole), aligned or featurized as `encode` does it, as a JAX function
+        to trace inside `jit` and `grad` (the OpenMM latent force). A UsageError for a
+        model that takes no frames, or whose frames were aligned outside vaetraj."""
+        row = self.representation.frame_row(self)
+        params, config = self._params, self.config
+        mean, std = self._normalization_arrays()
+        return lambda xyz: encode_data(params, row(xyz), config, mean, std).mean
+
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Decoder means as frames (points, atoms, dims) for latent points (points,
         latent); a model of a table or of features gives rows (points, features),
@@ -285,6 +297,7 @@ def load_model(path: str | os.PathLike) -> Model:
         BadInputError: the file is damaged (naming the field).
     """
     model = Model(read_model_file(path))
+    model.path = Path(path)
     _check_representation(model, path)
     if model.record.data_stats is not None and model.representation.yields_structures:
         try:

@@ -21,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import jax
 import numpy as np
 
-from vaetraj.errors import BadInputError
+from vaetraj.errors import BadInputError, UsageError
 from vaetraj.featurize import Featurizer, featurizer_from_record
 from vaetraj.pipeline.align import FrameAligner
 
@@ -61,6 +62,13 @@ class Representation:
         """Decoder rows (n, features) as the model gives them: frames or table rows."""
         return decoded
 
+    def frame_row(self, model) -> Callable[[jax.Array], jax.Array]:
+        """What `aligner` then `inputs` do, for one frame (atoms, dims) float32 to its
+        input row (features,), as a JAX function to trace inside `jit` and `grad` (the
+        OpenMM latent force); a UsageError where the model takes no frames it aligns or
+        featurizes itself."""
+        raise UsageError(f"a model of {self.describe()} takes no frames to follow")
+
     @property
     def featurizer_kind(self) -> str | None:
         return None if self.featurizer is None else self.featurizer.kind
@@ -84,7 +92,7 @@ class Aligned(Representation):
     kind = "aligned"
     what = "aligned structures"
 
-    def aligner(self, model) -> Callable[[np.ndarray], np.ndarray]:
+    def aligner(self, model) -> FrameAligner:
         weights = np.ones(model.atoms)
         if self.record.get("weights") == "mass" and model.masses is not None:
             weights = np.asarray(model.masses, dtype=np.float64)
@@ -103,6 +111,15 @@ class Aligned(Representation):
 
     def rows(self, decoded: np.ndarray, atoms: int, dims: int) -> np.ndarray:
         return decoded.reshape(len(decoded), atoms, dims)
+
+    def frame_row(self, model) -> Callable[[jax.Array], jax.Array]:
+        align = self.aligner(model).frame_kernel()
+        if align is None:
+            raise UsageError(
+                f"the model's frames were aligned outside vaetraj ({self.method}); "
+                "its latent depends on how a frame is oriented"
+            )
+        return lambda xyz: align(xyz).reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -135,6 +152,10 @@ class Featurized(Representation):
     def inputs(self, x: np.ndarray, atoms: int, dims: int) -> np.ndarray:
         assert self.featurizer is not None
         return self.featurizer.transform(_check_frames(x, atoms, dims))
+
+    def frame_row(self, model) -> Callable[[jax.Array], jax.Array]:
+        assert self.featurizer is not None
+        return self.featurizer.frame_features
 
 
 def featurized_record(featurizer: Featurizer, read_options: dict[str, Any]) -> dict[str, Any]:

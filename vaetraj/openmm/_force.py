@@ -1,0 +1,214 @@
+"""The latent as an OpenMM force: a `PythonForce` whose energy is a latent coordinate
+of a model and whose forces are minus its gradient.
+
+Its computation is `LatentCV`, a module-level class that keeps the model's path and
+reloads the model where it is unpickled (OpenMM pickles the computation when it
+serializes a `PythonForce`, inside a `CustomCVForce` too). The function of the
+positions is traced once: the model's own representation (alignment to its reference,
+or its featurization), the encoder's posterior mean, and `jax.value_and_grad` of the
+chosen coordinate, jit-compiled together.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vaetraj.errors import UsageError
+from vaetraj.pipeline.model import Model, load_model
+
+
+def openmm_module():
+    """The `openmm` package, or a UsageError (exit 2) saying how to install it."""
+    try:
+        import openmm
+    except ImportError:
+        raise UsageError(
+            "this needs OpenMM, an optional dependency: pip install 'vaetraj[openmm]'"
+        ) from None
+    return openmm
+
+
+def _bond_levels(bonds: list[tuple[int, int]], atoms: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A spanning forest of the bond graph, breadth first, as (children, parents) per
+    level; atoms bonded to nothing hang from the atom before them."""
+    neighbours: list[list[int]] = [[] for _ in range(atoms)]
+    for a, b in bonds:
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    parent = np.full(atoms, -1)
+    depth = np.zeros(atoms, dtype=int)
+    seen = np.zeros(atoms, dtype=bool)
+    for root in range(atoms):
+        if seen[root]:
+            continue
+        seen[root] = True
+        if root > 0 and not neighbours[root]:
+            parent[root], depth[root] = root - 1, depth[root - 1] + 1
+        queue = deque([root])
+        while queue:
+            atom = queue.popleft()
+            for other in neighbours[atom]:
+                if not seen[other]:
+                    seen[other], parent[other], depth[other] = True, atom, depth[atom] + 1
+                    queue.append(other)
+    return [
+        (np.flatnonzero(depth == level), parent[depth == level])
+        for level in range(1, int(depth.max(initial=0)) + 1)
+    ]
+
+
+def make_whole(xyz: np.ndarray, box: np.ndarray, levels) -> np.ndarray:
+    """Positions (atoms, 3) with every bonded atom moved by whole box vectors (OpenMM's
+    reduced triclinic box (3, 3), rows a, b, c) next to the atom it hangs from: the
+    molecule made whole, changed only by lattice translations (so the gradient of a
+    function of the whole molecule is the gradient of the positions given)."""
+    xyz = np.array(xyz, dtype=np.float64)
+    for children, parents in levels:
+        delta = xyz[children] - xyz[parents]
+        for axis in (2, 1, 0):
+            delta -= np.outer(np.round(delta[:, axis] / box[axis, axis]), box[axis])
+        xyz[children] = xyz[parents] + delta
+    return xyz
+
+
+class LatentCV:
+    """The computation of the latent force: called with an OpenMM `State` of the
+    model's atoms, returns (value, forces (atoms, 3)) in kJ/mol and kJ/mol/nm, the
+    value being the coordinate in the model's latent units.
+
+    projection (latent,) and offset make the coordinate `mean @ projection - offset`
+    (a latent dimension: a unit vector). Picklable: it keeps the model's path, not the
+    model, and compiles on first use."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        projection: np.ndarray,
+        offset: float = 0.0,
+        *,
+        periodic: bool = False,
+    ) -> None:
+        self.model_path = str(model_path)
+        self.projection = [float(v) for v in np.asarray(projection).ravel()]
+        self.offset = float(offset)
+        self.periodic = periodic
+        self._compiled: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if key != "_compiled"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._compiled = None
+
+    def compile(self, model: Model | None = None):
+        """Load the model (unless given) and trace the function once."""
+        if self._compiled is None:
+            self._compiled = _compile(model or load_model(self.model_path), self)
+        return self._compiled
+
+    def value_and_gradient(self, xyz: np.ndarray) -> tuple[float, np.ndarray]:
+        """The coordinate of one frame (atoms, 3) in nm and its gradient (atoms, 3)."""
+        value_and_grad, levels = self.compile()
+        value, grad = value_and_grad(_centred(xyz))
+        return float(value), np.asarray(grad, dtype=np.float64)
+
+    def __call__(self, state) -> tuple[float, np.ndarray]:
+        xyz = np.asarray(state.getPositions(asNumpy=True)._value, dtype=np.float64)
+        if self.periodic:
+            _, levels = self.compile()
+            box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True)._value, np.float64)
+            xyz = make_whole(xyz, box, levels)
+        value, gradient = self.value_and_gradient(xyz)
+        return value, -gradient
+
+
+def _centred(xyz: np.ndarray) -> np.ndarray:
+    xyz = np.asarray(xyz, dtype=np.float64)
+    return (xyz - xyz.mean(axis=0)).astype(np.float32)
+
+
+def _compile(model: Model, cv: LatentCV):
+    encoder = model.frame_encoder()
+    projection = jnp.asarray(cv.projection, dtype=jnp.float32)
+    offset = jnp.float32(cv.offset)
+    value_and_grad = jax.jit(jax.value_and_grad(lambda xyz: encoder(xyz) @ projection - offset))
+    value_and_grad(jnp.zeros((model.atoms, model.dims), jnp.float32))  # compile now
+    topology = model.topology
+    bonds = [] if topology is None else [(b[0].index, b[1].index) for b in topology.bonds]
+    return value_and_grad, _bond_levels(bonds, model.atoms)
+
+
+def _projection(model: Model, coordinate: int | np.ndarray) -> np.ndarray:
+    if isinstance(coordinate, (int, np.integer)):
+        if not 0 <= int(coordinate) < model.latent_dim:
+            raise UsageError(
+                f"coordinate {coordinate} is not one of the model's latent dimensions "
+                f"0 to {model.latent_dim - 1}",
+                fields=("coordinate",),
+            )
+        return np.eye(model.latent_dim)[int(coordinate)]
+    projection = np.asarray(coordinate, dtype=np.float64).ravel()
+    if projection.shape != (model.latent_dim,) or not np.all(np.isfinite(projection)):
+        raise UsageError(
+            f"a coordinate of {projection.shape[0]} weights does not match the model's "
+            f"latent dimension {model.latent_dim}",
+            fields=("coordinate",),
+        )
+    return projection
+
+
+def latent_force(
+    model: Model | str | os.PathLike,
+    coordinate: int | np.ndarray = 0,
+    *,
+    offset: float = 0.0,
+    particles: np.ndarray | None = None,
+    periodic: bool = False,
+):
+    """An `openmm.PythonForce` whose energy is a latent coordinate of `model` and whose
+    forces are minus its gradient: a collective variable for `CustomCVForce` and
+    `app.Metadynamics`.
+
+    Args:
+        model: a model file's path, or a model loaded from one (`load_model`).
+        coordinate: a latent dimension (its posterior mean), or weights (latent,) of a
+            linear combination of the means (`mean @ weights - offset`), such as the
+            slowest VAMP coordinate (`vaetraj.openmm.slowest_coordinate`).
+        offset: subtracted from a combination (see above).
+        particles: the system's particle index of each of the model's atoms, in its
+            order; by default the atom indices the model was trained on (its atoms'
+            places in the files it read).
+        periodic: the system has a periodic box; molecules are made whole (along the
+            model topology's bonds) before alignment or featurization.
+
+    Raises:
+        UsageError: OpenMM is missing; the model takes no frames (a table), has no 3D
+            atoms, or was aligned outside vaetraj; the coordinate is out of range.
+    """
+    openmm = openmm_module()
+    loaded = model if isinstance(model, Model) else load_model(model)
+    if loaded.path is None:
+        raise UsageError("the latent force reloads its model by path: save the model first")
+    if loaded.dims != 3:
+        raise UsageError(f"the model's frames are {loaded.dims}D; an OpenMM system is 3D")
+    cv = LatentCV(loaded.path, _projection(loaded, coordinate), offset, periodic=periodic)
+    cv.compile(loaded)
+    force = openmm.PythonForce(cv)
+    indices = loaded.record.atom_indices if particles is None else particles
+    indices = np.asarray(indices, dtype=int).ravel()
+    if indices.shape != (loaded.atoms,):
+        raise UsageError(
+            f"{indices.size} particles given for the model's {loaded.atoms} atoms",
+            fields=("particles",),
+        )
+    force.setParticles([int(i) for i in indices])
+    force.setUsesPeriodicBoundaryConditions(periodic)
+    force.setName(f"vaetraj latent ({os.path.basename(str(loaded.path))})")
+    return force
