@@ -47,6 +47,19 @@ def _dcd_frame_time(head: bytes, endian: str, charmm: bool) -> float | None:
     return _positive(steps * delta * _AKMA_PS)
 
 
+def stamp_dcd_frame_time(path: Path, frame_time_ps: float) -> None:
+    """Write the time between frames into the header of a DCD that mdtraj wrote (its
+    placeholder NSAVC 1, DELTA 1.0): NSAVC 1 and DELTA the frame time in AKMA units, as
+    `_dcd_frame_time` reads it back (mdtraj itself keeps no time in a DCD)."""
+    with open(path, "r+b") as handle:
+        head = handle.read(92)
+        endian = "<" if struct.unpack("<i", head[:4])[0] == 84 else ">"
+        if head[4:8] != b"CORD" or struct.unpack(endian + "i", head[84:88])[0] == 0:
+            raise ValueError(f"{path}: not a CHARMM-format DCD")
+        handle.seek(44)
+        handle.write(struct.pack(endian + "f", frame_time_ps / _AKMA_PS))
+
+
 def scan_dcd(path: Path) -> FrameCount | None:
     """Frame count of a CHARMM/NAMD DCD with 32-bit record markers; None where the layout
     is one we do not check (64-bit markers, fixed atoms)."""

@@ -27,6 +27,7 @@ from vaetraj.io._atomic import (
     medium_failure,
     require_space,
 )
+from vaetraj.io._integrity import stamp_dcd_frame_time
 from vaetraj.io.topology import polymer_topology, topology_from_json
 from vaetraj.io.trajectory import _quiet_c_stdout, suffix_of
 
@@ -154,6 +155,8 @@ def _write_mdtraj(
     try:
         with _quiet_c_stdout():
             trajectory.save(str(named), force_overwrite=True)
+        if suffix == ".dcd" and time is not None and len(time) > 1:
+            stamp_dcd_frame_time(named, float(time[1] - time[0]))
         os.replace(named, tmp)
     except Exception as error:  # mdtraj's writers raise TypeError, RuntimeError, ...
         reason = medium_failure(error, tmp.parent)  # judged before the file is removed

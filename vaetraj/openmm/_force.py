@@ -107,42 +107,64 @@ class LatentCV:
         self.__dict__.update(state)
         self._compiled = None
 
-    def compile(self, model: Model | None = None):
-        """Load the model (unless given) and trace the function once."""
+    def compile(self, model: Model | None = None) -> _Encoder:
+        """Load the model (unless given) and trace its function once (shared by every
+        coordinate of the same model file in this process)."""
         if self._compiled is None:
-            self._compiled = _compile(model or load_model(self.model_path), self)
+            self._compiled = _encoder(self.model_path, model)
         return self._compiled
 
     def value_and_gradient(self, xyz: np.ndarray) -> tuple[float, np.ndarray]:
         """The coordinate of one frame (atoms, 3) in nm and its gradient (atoms, 3)."""
-        value_and_grad, levels = self.compile()
-        value, grad = value_and_grad(_centred(xyz))
-        return float(value), np.asarray(grad, dtype=np.float64)
+        means, jacobian = self.compile().evaluate(xyz)
+        projection = np.asarray(self.projection)
+        return float(means @ projection - self.offset), np.tensordot(projection, jacobian, 1)
 
     def __call__(self, state) -> tuple[float, np.ndarray]:
         xyz = np.asarray(state.getPositions(asNumpy=True)._value, dtype=np.float64)
         if self.periodic:
-            _, levels = self.compile()
             box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True)._value, np.float64)
-            xyz = make_whole(xyz, box, levels)
+            xyz = make_whole(xyz, box, self.compile().levels)
         value, gradient = self.value_and_gradient(xyz)
         return value, -gradient
+
+
+class _Encoder:
+    """A model's posterior means (latent,) of one frame and their Jacobian (latent,
+    atoms, 3), jit-compiled together, with the last frame's answer kept: the CVs of
+    one model (metadynamics along z0 and z1) cost one evaluation a step, not one each."""
+
+    def __init__(self, model: Model) -> None:
+        encoder = model.frame_encoder()
+        self._run = jax.jit(lambda xyz: (encoder(xyz), jax.jacrev(encoder)(xyz)))
+        self._run(jnp.zeros((model.atoms, model.dims), jnp.float32))  # compile now
+        topology = model.topology
+        bonds = [] if topology is None else [(b[0].index, b[1].index) for b in topology.bonds]
+        self.levels = _bond_levels(bonds, model.atoms)
+        self._last: tuple[bytes, tuple[np.ndarray, np.ndarray]] | None = None
+
+    def evaluate(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        centred = _centred(xyz)
+        key = centred.tobytes()
+        if self._last is None or self._last[0] != key:
+            means, jacobian = self._run(centred)
+            self._last = (key, (np.asarray(means, np.float64), np.asarray(jacobian, np.float64)))
+        return self._last[1]
+
+
+_ENCODERS: dict[str, _Encoder] = {}
+
+
+def _encoder(path: str, model: Model | None) -> _Encoder:
+    key = os.path.realpath(path)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = _Encoder(model or load_model(path))
+    return _ENCODERS[key]
 
 
 def _centred(xyz: np.ndarray) -> np.ndarray:
     xyz = np.asarray(xyz, dtype=np.float64)
     return (xyz - xyz.mean(axis=0)).astype(np.float32)
-
-
-def _compile(model: Model, cv: LatentCV):
-    encoder = model.frame_encoder()
-    projection = jnp.asarray(cv.projection, dtype=jnp.float32)
-    offset = jnp.float32(cv.offset)
-    value_and_grad = jax.jit(jax.value_and_grad(lambda xyz: encoder(xyz) @ projection - offset))
-    value_and_grad(jnp.zeros((model.atoms, model.dims), jnp.float32))  # compile now
-    topology = model.topology
-    bonds = [] if topology is None else [(b[0].index, b[1].index) for b in topology.bonds]
-    return value_and_grad, _bond_levels(bonds, model.atoms)
 
 
 def _projection(model: Model, coordinate: int | np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ the bias file are written, each atomically.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -236,7 +237,7 @@ class BiasRun:
         another model, system or configuration (the number of steps may grow)."""
         assert self.checkpoint is not None
         fields, arrays, state = read_bias_checkpoint(self.checkpoint)
-        mine = self.fields()
+        mine = json.loads(json.dumps(self.fields()))  # as the checkpoint keeps them
         for key in ("model", "system", "particles", "temperature", "time_step", "ranges"):
             if fields.get(key) != mine[key]:
                 raise UsageError(
