@@ -224,3 +224,33 @@ def test_lags_beyond_the_data_and_an_unresolved_lag_say_so(small_two_state):
     late = json.loads(run("kinetics", small_two_state, "--lag", "150", "--json").stdout)
     assert late["implied_timescales"][0] <= 150
     assert any("no process is resolved at this lag" in n for n in late["notes"])
+
+
+def test_weights_of_a_biased_run_give_equilibrium_populations(small_two_state, tmp_path):
+    """Frames weighted 3:1 towards state 1 (as a bias run's weights would) give
+    populations 3/4 and 1/4 of the frames' weights; the report
+    says the Markov model is the biased dynamics'; the weights reach kinetics.h5 and
+    the free-energy figure's frame weights; bad weights are one line, exit 65."""
+    from vaetraj.pipeline.kinetics_plots import frame_weights
+
+    path = small_two_state
+    _, state = _two_states(2000, 0.02, seed=1)  # the fixture's own chain
+    weights = np.where(state == 1, 3.0, 1.0)
+    np.save(tmp_path / "w.npy", weights)
+    result = run("kinetics", path, "--lag", "5", "--clusters", "20", "--states", "2",
+                 "--weights", tmp_path / "w.npy", "-o", tmp_path / "k.h5", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    with h5py.File(tmp_path / "k.h5") as handle:
+        metastable = handle["metastable"][()]
+        stored = handle["weights"][()]
+        arrays = {"weights": stored}
+    expected = [weights[metastable == s].sum() / weights.sum() for s in range(2)]
+    assert record["reweighted_populations"] == pytest.approx(expected)
+    truth = 3 * np.sum(state == 1) / (3 * np.sum(state == 1) + np.sum(state == 0))
+    assert sorted(expected) == pytest.approx(sorted([truth, 1 - truth]), abs=0.02)
+    assert any("biased dynamics" in note for note in record["notes"])
+    np.testing.assert_allclose(frame_weights(arrays), weights / weights.mean())
+    np.save(tmp_path / "short.npy", weights[:-1])
+    assert_error(run("kinetics", path, "--lag", "5", "--weights", tmp_path / "short.npy"), 65,
+                 "short.npy", f"{len(weights) - 1} weights for {len(weights)} frames")  # fmt: skip

@@ -20,6 +20,7 @@ from vaetraj.configs import KineticsConfig
 KINETICS_OUTPUTS: OptionGroup = {
     "output": (Annotated[Path | None, typer.Option("-o", "--output", help="Write the clusters, MSM, states and tests (.h5).")], None),
     "figures": (Annotated[Path | None, typer.Option(help="Folder for timescales.png, ck.png and free_energy.png.")], None),
+    "weights": (Annotated[Path | None, typer.Option(help="Per-frame weights of a biased run (a bias .h5, .npy or text): equilibrium populations and free energy.")], None),
 }  # fmt: skip
 
 
@@ -42,6 +43,8 @@ def kinetics_command(
       vaetraj kinetics latent.h5 --lag 10 --clusters 100 --states 2 -o kinetics.h5 --json
 
       vaetraj kinetics --lag 10 --frame-time 0.5 --figures figures
+
+      vaetraj kinetics biased_latent.h5 --lag 10 --weights bias.h5   # a biased run
     """
 
     def body():
@@ -49,7 +52,7 @@ def kinetics_command(
 
         config = config_from(KineticsConfig, o)
         report = kinetics_file(latent, o["output"], config, figures=o["figures"],
-                               overwrite=o["overwrite"])  # fmt: skip
+                               overwrite=o["overwrite"], weights=o["weights"])  # fmt: skip
         return finish_report(report, json_output=o["json_output"], title="kinetics")
 
     run_command(body, json_output=o["json_output"], debug=o["debug"])

@@ -34,6 +34,7 @@ import numpy as np
 from vaetraj.configs import KineticsConfig
 from vaetraj.errors import BadInputError
 from vaetraj.io._atomic import check_folder_output, check_output
+from vaetraj.io.bias import read_weights
 from vaetraj.io.kinetics import check_kinetics_suffix, write_kinetics
 from vaetraj.io.latent import LatentData, read_latent
 from vaetraj.io.trajectory import warn_frame_time_override
@@ -69,6 +70,10 @@ class KineticsReport:
     output: str | None = None
     figures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    weights: str | None = None  # the per-frame weights file of a biased run
+    # each metastable state's share of the frames' weights: its equilibrium population
+    # when the frames come from a biased run (the Markov model's are the biased ones)
+    reweighted_populations: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -365,10 +370,13 @@ def kinetics_file(
     *,
     figures: str | os.PathLike | None = None,
     overwrite: bool = False,
+    weights: str | os.PathLike | None = None,
 ) -> KineticsReport:
     """`vaetraj kinetics`: analyze the latent path in `latent`; when `output` is given,
     write the arrays to it (`.h5`, format `vaetraj-kinetics`), and when `figures` is,
-    draw the figures into that folder (`kinetics_plots`)."""
+    draw the figures into that folder (`kinetics_plots`). `weights`: per-frame weights
+    of a biased run (`vaetraj.io.bias.read_weights`), for the states' equilibrium
+    populations and the free energy."""
     from vaetraj.pipeline import kinetics_plots
 
     where = Path(latent)
@@ -379,8 +387,11 @@ def kinetics_file(
     if folder is not None:  # made once the analysis is done
         check_folder_output(folder, kinetics_plots.FIGURES, overwrite=overwrite, inputs=[where])
     data = read_latent(where)
+    frame_weights = None if weights is None else read_weights(weights, len(data.mean))
     warn_frame_time_override(config.frame_time, data.frame_time_ps, where)
     result = analyze(data, config, where)
+    if frame_weights is not None:
+        reweight(result, frame_weights, str(weights))
     # the figures first, the file last: a failure or an interrupt on the way removes
     # what this run wrote, so "no output was written" holds (each write is atomic)
     written: list[Path] = []
@@ -401,6 +412,26 @@ def kinetics_file(
     result.report.figures = [str(path) for path in written]
     result.report.output = None if output is None else str(output)
     return result.report
+
+
+def reweight(result: Kinetics, weights: np.ndarray, source: str) -> None:
+    """Frames from a biased run: each metastable state's equilibrium population is its
+    share of the frames' weights; the weights go into the arrays (and the free-energy
+    figure). The Markov model, its timescales and the CK test stay those of the biased
+    dynamics, and the report says so."""
+    metastable = result.arrays["metastable"]
+    total = float(weights.sum())
+    states = result.report.states
+    result.report.reweighted_populations = [
+        float(weights[metastable == state].sum() / total) for state in range(states)
+    ]
+    result.report.weights = source
+    result.arrays["weights"] = weights
+    result.report.notes.append(
+        "frames of a biased run: the reweighted populations and the free energy are "
+        "equilibrium estimates; the Markov model, implied timescales and CK test are of "
+        "the biased dynamics, not physical kinetics"
+    )
 
 
 def _attrs(report: KineticsReport, config: KineticsConfig) -> dict[str, Any]:

@@ -7,7 +7,8 @@
   between) metastable states after k lags, predicted by the model at the lag against
   estimated at k x lag;
 - `free_energy.png`: the free energy -ln p (in kT) on the latent map, p the density of
-  the frames reweighted to the Markov model's stationary distribution, with the
+  the frames reweighted to the Markov model's stationary distribution (or, for frames
+  of a biased run, by their bias weights), with the
   cluster centres coloured by metastable state; beside it the profile along the
   slowest VAMP coordinate, the whole and each metastable state's share (the one view
   that stays readable when the frames lie on a curve: a single active latent unit).
@@ -59,8 +60,11 @@ def plot_ck(arrays: dict[str, np.ndarray], path: Path, overwrite: bool) -> None:
 
 
 def frame_weights(arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """Each frame's weight in the model's equilibrium: its cluster's stationary
-    probability shared among the cluster's frames (0 outside the connected set)."""
+    """Each frame's weight in equilibrium: a biased run's own weights where the frames
+    carry them (`kinetics --weights`), else its cluster's stationary probability in the
+    Markov model shared among the cluster's frames (0 outside the connected set)."""
+    if "weights" in arrays:
+        return arrays["weights"]
     cluster = arrays["cluster"]
     probability = np.zeros(int(cluster.max()) + 1)
     probability[arrays["active_clusters"]] = arrays["stationary_distribution"]

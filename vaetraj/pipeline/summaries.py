@@ -287,6 +287,9 @@ def kinetics_rows(report) -> list[tuple[str, str]]:
         ("Chapman-Kolmogorov", "not run" if report.ck_max_error is None else
          f"largest error {report.ck_max_error:.3f} over lags {report.ck_lags}"),
     ]  # fmt: skip
+    if report.reweighted_populations is not None:
+        rows.append(("reweighted populations", ", ".join(
+            f"{p:.1%}" for p in report.reweighted_populations) + f" (weights {report.weights})"))  # fmt: skip
     if report.output:
         rows.append(("written", report.output))
     if report.figures:
