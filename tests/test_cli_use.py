@@ -680,3 +680,26 @@ def test_optimize_reports_the_whole_commands_time(workdir, model_2d, monkeypatch
     assert record["wall_time_s"] >= 1.0 + record["optimize_time_s"]
     table = run("optimize", "-m", model_2d, "--restarts", "4", "--steps", "20", "-o", "p.npz")
     assert "(the whole command)" in table.stdout
+
+
+@pytest.mark.slow
+def test_evaluate_weights_score_the_ensemble_they_weigh(workdir, polymer_npz, polymer_2d, model_2d):
+    """Weights on the most compact half of the frames only: evaluate scores that half,
+    as evaluate of those frames alone does (the draws repeat some frames: within 5%),
+    says it drew the frames, and a weights file of another length is one line, 65."""
+    from vaetraj.pipeline.structure import compute_frame_rg
+
+    rg = compute_frame_rg(polymer_2d, np.full(12, 1 / 12))
+    compact = rg < np.median(rg)
+    np.save("w.npy", compact.astype(float))
+    np.savez("compact.npz", arr=polymer_2d[compact])
+    options = ("-m", model_2d, "-k", "4", "--samples", "400", "--no-refine", "--json")
+    alone = _ok(run("evaluate", "compact.npz", *options))
+    weighted = _ok(run("evaluate", polymer_npz, *options, "--weights", "w.npy"))
+    assert weighted["frames"] == len(polymer_2d)
+    assert any("drawn by their weights: effectively 50%" in n for n in weighted["notes"])
+    assert weighted["recon_rmsd"] == pytest.approx(alone["recon_rmsd"], rel=0.05)
+    assert weighted["w1_rg"] == pytest.approx(alone["w1_rg"], abs=0.02)
+    np.save("short.npy", np.ones(len(polymer_2d) - 1))
+    assert_error(run("evaluate", polymer_npz, "-m", model_2d, "--weights", "short.npy"), 65,
+                 f"{len(polymer_2d) - 1} weights for {len(polymer_2d)} frames")  # fmt: skip

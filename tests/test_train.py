@@ -259,3 +259,34 @@ def test_killed_cli_run_resumes_to_the_uninterrupted_parameters(tmp_path, how):
     a, b = load_model(tmp_path / "whole" / "model.h5"), load_model(folder / "model.h5")
     for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_weights_draw_the_training_frames_in_proportion(tmp_path, polymer_2d):
+    """Weights 0 on every odd frame: only even frames are drawn, for training and for
+    validation, as many as the split holds; weights with a lag are refused; a weights
+    file of another length is one line, exit 65."""
+    import dataclasses
+
+    from conftest import assert_error, run
+
+    from vaetraj.errors import UsageError
+    from vaetraj.pipeline.train import _resampled
+    from vaetraj.pipeline.training_set import TrainingSet
+
+    frames = len(polymer_2d)
+    weights = np.where(np.arange(frames) % 2 == 0, 2.0, 0.0)
+    data = TrainingSet(xyz=polymer_2d.astype(np.float32), units="reduced", alignment={},
+                       atom_indices=np.arange(12), weights=weights, weights_source="w.npy")  # fmt: skip
+    train_index, val_index = np.arange(0, 300), np.arange(300, frames)
+    drawn_train, drawn_val = _resampled(data, train_index, val_index, TrainConfig(seed=3))
+    assert len(drawn_train) == 300 and len(drawn_val) == frames - 300
+    assert np.all(drawn_train % 2 == 0) and np.all(drawn_val % 2 == 0)
+    assert set(drawn_val) <= set(val_index) and len(set(drawn_train)) > 100
+    with pytest.raises(UsageError, match="lag"):
+        _resampled(data, train_index, val_index, dataclasses.replace(TrainConfig(), lag=2))
+    np.savez(tmp_path / "polymer.npz", arr=polymer_2d)
+    np.save(tmp_path / "w.npy", weights[:-1])
+    result = run("train", tmp_path / "polymer.npz", "--weights", tmp_path / "w.npy", "--epochs", "1",
+                 "-o", tmp_path / "m.h5")  # fmt: skip
+    assert_error(result, 65, "w.npy", f"{frames - 1} weights for {frames} frames")
+    assert not (tmp_path / "m.h5").exists()

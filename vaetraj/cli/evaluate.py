@@ -30,6 +30,12 @@ def evaluate_command(
         ..., metavar="DATA...", help="Trajectory files or an aligned .h5."
     ),
     model: Path = ModelOption,
+    weights: Path | None = typer.Option(
+        None,
+        "--weights",
+        help="Per-frame weights of biased frames (a `vaetraj bias` .h5, .npy or text): "
+        "frames are drawn in proportion to them, so every score is of the unbiased ensemble.",
+    ),
     **o: Any,
 ) -> None:
     """Evaluate a model on a trajectory: reconstruction, likelihood, sample fidelity.
@@ -44,13 +50,15 @@ def evaluate_command(
       vaetraj evaluate aligned.h5
 
       vaetraj evaluate paths.npz --json -k 256
+
+      vaetraj evaluate biased.dcd --top ala2.pdb --weights bias.h5
     """
 
     def body():
         from vaetraj.pipeline.evaluate import evaluate_file
 
         config, options = config_from(EvaluateConfig, o), config_from(ReadOptions, o)
-        report = evaluate_file(inputs, model, config, options)
+        report = evaluate_file(inputs, model, config, options, weights=weights)
         return finish_report(report, json_output=o["json_output"], title="vaetraj evaluate")
 
     run_command(body, json_output=o["json_output"], debug=o["debug"])

@@ -90,6 +90,10 @@ RUN_OPTIONS: OptionGroup = {
         Annotated[float, typer.Option(metavar="SECONDS", help="How long to wait for the other processes to join before giving up.")],
         JOIN_TIMEOUT_S,
     ),
+    "weights": (
+        Annotated[Path | None, typer.Option(help="Per-frame weights of biased frames (a `vaetraj bias` .h5, .npy or text): training and validation frames are drawn in proportion to them.")],
+        None,
+    ),
     "features": (
         Annotated[bool, typer.Option(help="DATA is one plain table (.npy, .npz or .csv; frames x features), trained on as it is: no alignment, no structure checks.")],
         False,
@@ -166,6 +170,7 @@ def _file_options(o: dict, progress) -> dict[str, Any]:
         "featurize": _featurize_config(o),
         "progress": progress,
         "memory_budget": _memory_budget(o["memory_budget"]),
+        "weights": o["weights"],
     }
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from vaetraj.configs import EvaluateConfig
 from vaetraj.errors import BadInputError, NumericalError, UsageError
+from vaetraj.io.bias import read_weights
 from vaetraj.io.trajectory import ReadOptions
 from vaetraj.metrics import all_pairs, compute_wasserstein_1d
 from vaetraj.model import (
@@ -336,11 +337,32 @@ def _holes_note(holes: float, mean: np.ndarray, std: np.ndarray) -> str:
     )
 
 
+def _drawn_by_weights(model: Model, xyz: np.ndarray, weights: np.ndarray, seed: int,
+                      notes: list[str], where: str | None) -> tuple[np.ndarray, list[int]]:  # fmt: skip
+    """Biased frames drawn in proportion to their weights (one trajectory no more: a
+    time-lagged model's pairs are of the biased dynamics, refused)."""
+    if model.lag:
+        raise UsageError("weights and a time-lagged model: its pairs would follow the biased "
+                         "dynamics", fields=("weights",))  # fmt: skip
+    weights = np.asarray(weights, np.float64)
+    if len(weights) != len(xyz):
+        raise BadInputError(f"{len(weights)} weights for {len(xyz)} frames", path=where)
+    index = np.sort(
+        np.random.default_rng(seed).choice(len(xyz), len(xyz), p=weights / weights.sum())
+    )
+    share = weights.sum() ** 2 / np.sum(weights**2) / len(weights)
+    notes.append(
+        f"frames drawn by their weights: effectively {share:.0%} of the {len(xyz):,} frames"
+    )
+    return xyz[index], [len(xyz)]
+
+
 def evaluate(
     model: Model,
     data: np.ndarray | Sequence[str | os.PathLike],
     config: EvaluateConfig = EvaluateConfig(),
     read_options: ReadOptions = ReadOptions(),
+    weights: np.ndarray | None = None,
 ) -> EvaluateReport:
     """Evaluate the model on frames.
 
@@ -351,6 +373,9 @@ def evaluate(
             trajectory paths; they are aligned as the training frames were.
         config: the samples, IWAE draws, prior and seed.
         read_options: how trajectory paths are read.
+        weights: per-frame weights of biased frames: the frames are drawn (as many,
+            with replacement, seeded) in proportion to them, so each score is an
+            estimate over the unbiased ensemble.
 
     Returns:
         Reconstruction, likelihoods, sample fidelity, plausibility and prior holes.
@@ -364,6 +389,8 @@ def evaluate(
         )
     xyz, notes, lengths = _frames_to_evaluate(model, data, read_options)
     where = None if isinstance(data, np.ndarray) else ", ".join(map(str, data))
+    if weights is not None:
+        xyz, lengths = _drawn_by_weights(model, xyz, weights, config.seed, notes, where)
     pairs = _scored_pairs(model, lengths, notes, where)
     key = jax.random.key(config.seed)
     likelihood_key, sample_key, hole_key, draw_key = jax.random.split(key, 4)
@@ -392,6 +419,8 @@ def evaluate_file(
     model: str | os.PathLike = DEFAULT_MODEL,
     config: EvaluateConfig = EvaluateConfig(),
     read_options: ReadOptions = ReadOptions(),
+    *,
+    weights: str | os.PathLike | None = None,
 ) -> EvaluateReport:
     """Evaluate a model file on trajectory files.
 
@@ -400,13 +429,15 @@ def evaluate_file(
         model: the model file.
         config: samples, IWAE draws, prior and seed.
         read_options: how the inputs are read.
+        weights: a file of per-frame weights of biased frames (`read_weights`).
 
     Returns:
         The report.
     """
     if not inputs:
         raise UsageError("no data given: vaetraj evaluate DATA... [--model model.h5]")
-    report = evaluate(load_model(Path(model)), list(inputs), config, read_options)
+    frame_weights = None if weights is None else read_weights(weights)
+    report = evaluate(load_model(Path(model)), list(inputs), config, read_options, frame_weights)
     report.model = str(model)
     report.data = ", ".join(str(p) for p in inputs)
     return report

@@ -45,6 +45,7 @@ from vaetraj.errors import (
 )
 from vaetraj.io._atomic import check_output, run_lock
 from vaetraj.io.aligned import AlignedData, FrameFile
+from vaetraj.io.bias import read_weights
 from vaetraj.io.model_file import ModelRecord, training_summary
 from vaetraj.io.trajectory import ReadOptions
 from vaetraj.model import (
@@ -124,6 +125,8 @@ def _prepare(data: TrainingSet, model_config: ModelConfig, train_config: TrainCo
             f"time-lagged: {len(train_index)} training and {len(val_index)} validation pairs "
             f"of frames {apart} apart, none across trajectories"
         )
+    if data.weights is not None:
+        train_index, val_index = _resampled(data, train_index, val_index, train_config)
     if len(train_index) < train_config.batch_size:
         raise BadInputError(
             f"{len(train_index)} training frames (after holding out "
@@ -150,6 +153,33 @@ def _prepare(data: TrainingSet, model_config: ModelConfig, train_config: TrainCo
         feature_std=feature_std,
         moments=moments,
     )
+
+
+def _resampled(
+    data: TrainingSet, train_index: np.ndarray, val_index: np.ndarray, config: TrainConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Biased frames: the training and the validation frames each drawn anew (as many,
+    with replacement, seeded) in proportion to their weights, so the model learns the
+    unbiased ensemble; the remark gives the effective share (Kish) of each."""
+    if config.lag:
+        raise UsageError(
+            "weights and lag: the pairs of a biased run follow the biased dynamics",
+            fields=("weights", "lag"),
+        )
+    assert data.weights is not None
+    rng = np.random.default_rng(config.seed)
+    drawn, shares = [], []
+    for index in (train_index, val_index):
+        w = data.weights[index]
+        if len(index) and not w.sum() > 0:
+            raise BadInputError("every frame of a split has weight 0", path=data.weights_source)
+        drawn.append(np.sort(rng.choice(index, len(index), p=w / w.sum())) if len(index) else index)
+        shares.append(w.sum() ** 2 / np.sum(w**2) / len(w) if len(index) else 1.0)
+    remark(
+        f"frames drawn by their weights ({data.weights_source}): effectively "
+        f"{shares[0]:.0%} of the training and {shares[1]:.0%} of the validation frames"
+    )
+    return drawn[0], drawn[1]
 
 
 def _pairs(
@@ -302,6 +332,7 @@ def _provenance(
         "val_frames": len(prepared.val_index),
         "val_blocks": _blocks(prepared.val_index),
         "frame_time_ps": data.frame_time_ps,
+        "weights": data.weights_source,  # frames drawn by these weights (biased frames)
         "vaetraj_version": __version__,
         "jax_version": jax.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -434,6 +465,7 @@ def train_file(
     featurize: FeaturizeConfig | None = None,
     progress: Progress | None = None,
     memory_budget: int | None = None,
+    weights: str | os.PathLike | None = None,
 ) -> TrainReport:
     """Train on an aligned `.h5` or raw inputs and write the model atomically. An
     aligned file whose frames exceed `memory_budget` bytes (default: half of the memory
@@ -456,6 +488,8 @@ def train_file(
         featurize: or train on features of the raw inputs (torsions, distances...).
         progress: called after each epoch.
         memory_budget: bytes the frames may hold in memory; above it they stream.
+        weights: per-frame weights of biased frames (`vaetraj.io.bias.read_weights`):
+            the training and validation frames are drawn in proportion to them.
 
     Returns the report, with the model's and checkpoint's paths.
     """
@@ -466,6 +500,10 @@ def train_file(
         data = read_training_set(
             inputs, (features, featurize), align_config, read_options, progress, budget
         )
+        if weights is not None:
+            data = dataclasses.replace(
+                data, weights=read_weights(weights, len(data.xyz)), weights_source=str(weights)
+            )
         try:
             with _closing(data):
                 model, report = train(

@@ -58,6 +58,8 @@ class TrainingSet:
     origin: str = "array"
     lengths: tuple[int, ...] = ()
     frame_time_ps: float | None = None  # between consecutive frames, when known
+    weights: np.ndarray | None = None  # per frame, of biased frames (mean 1)
+    weights_source: str | None = None  # where the weights came from
 
     @property
     def representation(self) -> Representation:
