@@ -168,6 +168,16 @@ def test_metadynamics_on_the_builtin_polymer_writes_frames_cvs_and_weights(
     np.testing.assert_allclose(arrays["weights"], expected / expected.mean(), rtol=1e-9)
     np.testing.assert_allclose(read_weights("bias.h5", 20), arrays["weights"])
     assert arrays["fes"].shape == (len(arrays["fes_axis_0"]), len(arrays["fes_axis_1"]))
+    # the reweighted free energy on the latent map of the frames
+    result = run("plot", "-m", model_3d, "--latent", "z.h5", "--weights", "bias.h5",
+                 "--only", "free_energy", "-o", "figures", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["figures"] == ["figures/free_energy.png"]
+    assert (workdir / "figures" / "free_energy.png").stat().st_size > 1000
+    np.save("three.npy", np.ones(3))
+    assert_error(run("plot", "-m", model_3d, "--latent", "z.h5", "--weights", "three.npy",
+                     "--only", "free_energy", "-o", "other"), 65, "three.npy", "3 weights for the 20")  # fmt: skip
+    assert not (workdir / "other").exists()
 
 
 def test_umbrella_weights_undo_the_restraint_and_steering_writes_none(model_3d, workdir):

@@ -33,24 +33,34 @@ def plot_command(
         "--optimized",
         help="Structure from `optimize` (default optimized.npz when present).",
     ),
+    weights: Path | None = typer.Option(
+        None,
+        "--weights",
+        help="Per-frame weights of the latent path's frames (a `vaetraj bias` .h5, .npy or "
+        "text): draws free_energy.png, the reweighted free energy over z0, z1.",
+    ),
     only: str | None = typer.Option(
-        None, "--only", help="Comma-separated: loss, latent, marginals, structures."
+        None, "--only", help="Comma-separated: loss, latent, marginals, structures, free_energy."
     ),
     color: Color = typer.Option(Color.time, "--color", help="Colour the latent path by."),
     overwrite: bool = OverwriteOption,
     json_output: bool = JsonOption,
     debug: bool = DebugOption,
 ) -> None:
-    """Draw PNG figures: loss, latent path, marginals, most compact structures.
+    """Draw PNG figures: loss, latent path, marginals, most compact structures, and the
+    free energy of biased frames.
 
     Draws what the inputs allow: loss curves, the latent path, data vs sample marginals
-    of pairwise distances, and the most compact training frame vs the optimized one.
+    of pairwise distances, the most compact training frame vs the optimized one, and
+    with --weights the reweighted free energy on the latent map.
 
     Examples:
 
       vaetraj plot                                 # everything found in ./ -> figures/
 
       vaetraj plot --only latent --latent paths.h5 --color rg -o figs
+
+      vaetraj plot --latent biased_latent.h5 --weights bias.h5 --only free_energy
     """
 
     def body():
@@ -63,6 +73,7 @@ def plot_command(
             data=data,
             samples=samples,
             optimized=optimized,
+            weights=weights,
             only=[item.strip() for item in only.split(",")] if only else None,
             color=color.value,
             overwrite=overwrite,

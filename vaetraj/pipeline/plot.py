@@ -5,6 +5,9 @@ latent.png      a latent path coloured by time or R_g, its path drawn, over the 
                 latent density
 marginals.png   data vs samples: histograms of pairwise distances
 structures.png  the training frame of lowest R_g beside the optimized structure
+free_energy.png with per-frame weights of biased frames (`vaetraj bias`): the
+                reweighted free energy -kT ln p over z0, z1 (kJ/mol at the bias run's
+                temperature; in kT for weights of no stated temperature)
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from vaetraj.errors import InputMissingError, UsageError
+from vaetraj.errors import BadInputError, InputMissingError, UsageError
 from vaetraj.io._atomic import atomic_output, check_folder_output, make_folder
 from vaetraj.io._paths import require_input
 from vaetraj.io.latent import LatentData, read_latent, warn_if_encoded_by_another
 from vaetraj.io.trajectory import ReadOptions, Trajectory
 from vaetraj.pipeline.model import Model, load_model
 
-FIGURES = ("loss", "latent", "marginals", "structures")
+FIGURES = ("loss", "latent", "marginals", "structures", "free_energy")
 
 
 def headless_pyplot():
@@ -109,6 +112,45 @@ def plot_latent(
     figure.colorbar(points, ax=axis, label=label)
     axis.set(xlabel=labels[0], ylabel=labels[1], title="latent path (posterior means)")
     save_png(figure, path, overwrite)
+
+
+def plot_free_energy(latent: LatentData, weights: tuple[np.ndarray, float | None], path: Path,
+                     *, overwrite: bool = False) -> None:  # fmt: skip
+    """-kT ln p over the first two latent coordinates (one: a profile), p the density of
+    the frames weighted by a biased run's weights; 0 at the minimum."""
+    plt = headless_pyplot()
+    values, temperature = weights
+    kt, unit = (1.0, "kT") if temperature is None else (0.0083144626 * temperature, "kJ/mol")
+    mean = latent.mean
+    figure, axis = plt.subplots(figsize=(6.4, 5.2))
+    with np.errstate(divide="ignore"):
+        if mean.shape[1] < 2:
+            density, edges = np.histogram(mean[:, 0], bins=60, weights=values, density=True)
+            energy = -kt * np.log(density)
+            axis.plot(
+                0.5 * (edges[1:] + edges[:-1]), energy - np.nanmin(energy[np.isfinite(energy)])
+            )
+            axis.set(xlabel="z0", ylabel=f"free energy ({unit})")
+        else:
+            density, xs, ys = np.histogram2d(mean[:, 0], mean[:, 1], bins=60, weights=values,
+                                             density=True)  # fmt: skip
+            energy = -kt * np.log(density.T)
+            energy -= np.min(energy[np.isfinite(energy)])
+            image = axis.pcolormesh(xs, ys, np.where(np.isfinite(energy), energy, np.nan))
+            figure.colorbar(image, ax=axis, label=f"free energy ({unit})")
+            axis.set(xlabel="z0", ylabel="z1")
+    axis.set_title("reweighted free energy of the biased frames")
+    save_png(figure, path, overwrite)
+
+
+def _read_weights(path: Path) -> tuple[np.ndarray, float | None]:
+    """A weights file and, for a bias file, its run's temperature (K)."""
+    from vaetraj.io.bias import read_bias_file, read_weights
+
+    temperature = None
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        temperature = read_bias_file(path)[0].get("temperature")
+    return read_weights(path), temperature
 
 
 def _marginal_pairs(atoms: int, count: int = 8) -> list[tuple[int, int]]:
@@ -203,6 +245,7 @@ _NEEDS = {
     "latent": ["latent"],
     "marginals": ["data", "samples"],
     "structures": ["data", "optimized"],
+    "free_energy": ["latent", "weights"],
 }
 
 
@@ -250,6 +293,9 @@ def _inputs(loaded: Model, model: str | os.PathLike, given: dict[str, Any]) -> d
     inputs: dict[str, Any] = {"history": model if "loss" in loaded.history else None}
     for name, default in _DEFAULT_INPUTS.items():
         inputs[name] = _resolve(given[name], default, given[name] is not None)
+    inputs["weights"] = (
+        None if given["weights"] is None else require_input(given["weights"], "weights")
+    )
     return inputs
 
 
@@ -269,8 +315,19 @@ def _read_inputs(
         "latent": lambda path: _read_encoded(path, model),
         "samples": _structures,
         "optimized": lambda path: _structures(path)[0],
+        "weights": _read_weights,
     }
-    return {name: read(inputs[name]) if name in uses else None for name, read in readers.items()}
+    read: dict[str, Any] = {
+        name: reader(inputs[name]) if name in uses else None for name, reader in readers.items()
+    }
+    if read["weights"] is not None:
+        count, frames = len(read["weights"][0]), len(read["latent"].mean)
+        if count != frames:
+            raise BadInputError(
+                f"has {count} weights for the {frames} frames of {inputs['latent']}",
+                path=inputs["weights"],
+            )
+    return read
 
 
 def _draw(
@@ -281,6 +338,8 @@ def _draw(
         plot_loss(loaded, target, overwrite=overwrite)
     elif name == "latent":
         plot_latent(loaded, read["latent"], target, color=color, overwrite=overwrite)
+    elif name == "free_energy":
+        plot_free_energy(read["latent"], read["weights"], target, overwrite=overwrite)
     elif name == "marginals":
         plot_marginals(loaded, read["data"], read["samples"], target, overwrite=overwrite)
     else:
@@ -298,6 +357,7 @@ def plot_file(
     only: Sequence[str] | None = None,
     color: str = "time",
     overwrite: bool = False,
+    weights: str | os.PathLike | None = None,
 ) -> PlotReport:
     """Every figure the inputs allow, as PNG files in a folder.
 
@@ -311,18 +371,23 @@ def plot_file(
         data: the aligned frames.
         samples: sampled structures.
         optimized: an optimized structure.
-        only: the figures wanted (loss, latent, marginals, structures).
+        only: the figures wanted (loss, latent, marginals, structures, free_energy).
         color: the latent map's colour: "time" or "rg".
         overwrite: replace existing figures.
+        weights: per-frame weights of the latent path's frames (a biased run's), for
+            free_energy.
 
     Returns:
         The figures written and those skipped (with what they lack).
     """
     output = Path(output)
     wanted = _wanted(only, color, output)
+    if only is None and weights is None:  # drawn only for biased frames
+        wanted.remove("free_energy")
     loaded = load_model(Path(model))
     wanted, unstructured = _without_structures(loaded, wanted)
-    given = {"latent": latent, "data": data, "samples": samples, "optimized": optimized}
+    given = {"latent": latent, "data": data, "samples": samples, "optimized": optimized,
+             "weights": weights}  # fmt: skip
     inputs = _inputs(loaded, model, given)
     plan, skipped = _plan(wanted, inputs)
     skipped += unstructured
