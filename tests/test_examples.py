@@ -183,3 +183,38 @@ def test_aevb_toy_autoencoder_cannot_generate(tmp_path):
     assert learned["energy_distance_to_data"] < autoencoder["energy_distance_to_data"]
     assert min(learned["area_ratio_per_cluster"]) > 0.3
     assert 0.05 < learned["mean_decoder_std"] < 0.9
+
+
+@pytest.mark.slow
+def test_alanine_bias_loop_runs_and_its_numbers_hold(tmp_path):
+    """The bias loop with tiny settings (a 2 ps reference, 80 ps rounds, 40 epochs): it
+    runs two rounds through the CLI (the second trains on the first's frames with their
+    weights), and each round's basin free energies are those of its own frames and
+    weights, recomputed here."""
+    pytest.importorskip("openmm")
+    data = SHARED_DATA / "alanine-dipeptide"
+    if not (data / "ala2.dcd").exists():
+        pytest.skip(f"shared data not found: {data}")
+    reference = load_example("alanine_bias/reference_phipsi")
+    reference.main(["--pdb", str(data / "ala2.pdb"), "--ns", "0.002", "--report", "25",
+                    "-o", str(tmp_path / "reference.npz")])  # fmt: skip
+    loop = load_example("alanine_bias/loop")
+    out = tmp_path / "loop"
+    summary = loop.main(["--data", str(data), "--reference", str(tmp_path / "reference.npz"),
+                         "--ns", "0.08", "--rounds", "2", "--epochs", "40", "--tolerance", "0",
+                         "-o", str(out)])  # fmt: skip
+    assert [r["round"] for r in summary["rounds"]] == [1, 2]
+    assert "weights" in " ".join(summary["rounds"][1]["trained_on"])
+    basins = load_example("alanine_bias/basins")
+    import h5py
+    import mdtraj as md
+
+    for k, result in enumerate(summary["rounds"], start=1):
+        phi, psi = basins.torsions(md.load(str(out / f"biased{k}.dcd"), top=str(data / "ala2.pdb")))
+        with h5py.File(out / f"bias{k}.h5") as handle:
+            weights = handle["weights"][()]
+        assert len(phi) == 80  # 20,000 steps, a frame every 250
+        keep = slice(int(len(phi) * 0.1), None)
+        expected = basins.free_energies(phi[keep], psi[keep], weights[keep])
+        assert result["alpha_R"] == expected["alpha_R"]
+    assert json.loads((out / "summary.json").read_text()) == summary

@@ -307,3 +307,43 @@ def test_sigterm_stops_a_bias_run_with_75_and_resume_finishes_it(model_3d, workd
                  "--resume", "--json")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["resumed_from_step"] == step
+
+
+@pytest.mark.slow
+def test_alanine_latent_force_matches_encode_on_1000_frames(tmp_path, monkeypatch):
+    """Alanine dipeptide (shared data), a torsion model: the force's energy in an
+    OpenMM context of the AMBER system equals `vaetraj encode`'s mean on 1,000 frames
+    within 1e-4, and a biased run's recorded CVs equal encode of its frames."""
+    from conftest import shared
+
+    from vaetraj.io.latent import read_latent
+    from vaetraj.openmm import latent_force
+    from vaetraj.openmm._systems import file_setup
+
+    dcd, pdb = shared("alanine-dipeptide", "ala2.dcd"), shared("alanine-dipeptide", "ala2.pdb")
+    monkeypatch.chdir(tmp_path)
+    assert run("train", dcd, "--top", pdb, "--featurize", "torsions", "--latent-dim", "2",
+               "--epochs", "15", "-o", "m.h5").exit_code == 0  # fmt: skip
+    frames = md.load(str(dcd), top=str(pdb))[::8][:1000]
+    frames.save_dcd("thousand.dcd")
+    assert run("encode", "thousand.dcd", "--top", pdb, "-m", "m.h5", "-o", "z.h5").exit_code == 0
+    expected = read_latent("z.h5").mean
+    setup = file_setup(Path(pdb))
+    force = latent_force("m.h5", 1)
+    force.setForceGroup(9)
+    setup.system.addForce(force)
+    context = openmm.Context(setup.system, openmm.VerletIntegrator(0.001),
+                             openmm.Platform.getPlatformByName("CPU"))  # fmt: skip
+    values = np.array([_energy(context, x, 9) for x in frames.xyz])
+    assert len(values) == 1000
+    np.testing.assert_allclose(values, expected[:, 1], atol=1e-4)
+    result = run(
+        "bias", pdb, "-m", "m.h5", "--cv", "0,1", "--steps", "500", "--report", "50", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    from vaetraj.io.bias import read_bias_file
+
+    _, arrays = read_bias_file("bias.h5")
+    assert run("encode", "biased.dcd", "--top", pdb, "-m", "m.h5", "-o", "zb.h5").exit_code == 0
+    np.testing.assert_allclose(arrays["cv"], read_latent("zb.h5").mean, atol=1e-4)
+    assert read_latent("zb.h5").frame_time_ps == pytest.approx(0.2, rel=1e-5)

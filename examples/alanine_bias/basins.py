@@ -37,7 +37,9 @@ def free_energies(phi, psi, weights=None) -> dict[str, float | None]:
     share = np.array([weights[basin == b].sum() for b in range(3)]) / weights.sum()
     out: dict[str, float | None] = {}
     for name, b in (("alpha_R", 1), ("alpha_L", 2)):
-        out[name] = None if share[b] == 0 or share[0] == 0 else float(-KT * np.log(share[b] / share[0]))
+        out[name] = (
+            None if share[b] == 0 or share[0] == 0 else float(-KT * np.log(share[b] / share[0]))
+        )
     out["frames_alpha_L"] = int(np.sum(basin == 2))
     return out
 
@@ -65,7 +67,9 @@ def main() -> None:
     parser.add_argument("--top", required=True)
     parser.add_argument("--unbiased")
     parser.add_argument("--reference", help="reference_phipsi.py's .npz")
-    parser.add_argument("--biased", nargs=2, action="append", default=[], metavar=("BIAS_H5", "TRAJ"))
+    parser.add_argument(
+        "--biased", nargs=2, action="append", default=[], metavar=("BIAS_H5", "TRAJ")
+    )
     parser.add_argument("--skip", type=float, default=0.1)
     args = parser.parse_args()
     rows = {}

@@ -33,7 +33,7 @@ def torsion(atoms: list[int]) -> mm.CustomTorsionForce:
     return force
 
 
-def main() -> None:
+def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pdb", default=DATA)
     parser.add_argument("--ns", type=float, default=20.0)
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", default="1")
     parser.add_argument("-o", "--output", default="reference.npz")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     pdb = app.PDBFile(args.pdb)
     forcefield = app.ForceField("amber14-all.xml", "implicit/obc2.xml")
@@ -100,7 +100,9 @@ def main() -> None:
         out["bias"][i] = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
         out["ct"][i] = ct
         if (i + 1) % max(1, reports // 20) == 0:
-            print(f"{out['time'][i] / 1000:.2f} ns, {time.perf_counter() - started:.0f} s", flush=True)
+            print(
+                f"{out['time'][i] / 1000:.2f} ns, {time.perf_counter() - started:.0f} s", flush=True
+            )
     fes = np.asarray(meta.getFreeEnergy().value_in_unit(unit.kilojoule_per_mole))
     np.savez(args.output, fes=fes, **out)
 
