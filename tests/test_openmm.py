@@ -347,3 +347,35 @@ def test_alanine_latent_force_matches_encode_on_1000_frames(tmp_path, monkeypatc
     assert run("encode", "biased.dcd", "--top", pdb, "-m", "m.h5", "-o", "zb.h5").exit_code == 0
     np.testing.assert_allclose(arrays["cv"], read_latent("zb.h5").mean, atol=1e-4)
     assert read_latent("zb.h5").frame_time_ps == pytest.approx(0.2, rel=1e-5)
+
+
+def test_bias_along_the_slowest_vamp_coordinate(model_3d, polymer_files, workdir):
+    """kinetics.h5 keeps the slowest VAMP coordinate's affine map of the latent means
+    (it reproduces /slowest); `bias --slowest` restrains that one CV, and its recorded
+    values are the map of `vaetraj encode`'s means of the frames written."""
+    from vaetraj.io.bias import read_bias_file
+    from vaetraj.io.latent import read_latent
+    from vaetraj.openmm import slowest_coordinate
+
+    top = polymer_files / "polymer.pdb"
+    assert run("encode", polymer_files / "polymer.dcd", "--top", top, "-m", model_3d,
+               "-o", "z.h5").exit_code == 0  # fmt: skip
+    assert run("kinetics", "z.h5", "--lag", "2", "--clusters", "10", "--states", "2",
+               "-o", "k.h5").exit_code == 0  # fmt: skip
+    weights, offset = slowest_coordinate("k.h5")
+    import h5py
+
+    with h5py.File("k.h5") as handle:
+        slowest = handle["slowest"][()]
+    np.testing.assert_allclose(read_latent("z.h5").mean @ weights - offset, slowest, atol=1e-5)
+    result = _bias(
+        model_3d, "--slowest", "k.h5", "--method", "umbrella", "--center", "0.5", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["cv"] == ["slowest VAMP coordinate"]
+    _, arrays = read_bias_file("bias.h5")
+    assert run("encode", "biased.dcd", "--top", top, "-m", model_3d, "-o", "zb.h5").exit_code == 0
+    np.testing.assert_allclose(arrays["cv"][:, 0], read_latent("zb.h5").mean @ weights - offset,
+                               atol=1e-4)  # fmt: skip
+    assert_error(run("bias", "-m", model_3d, "--slowest", "z.h5", "--steps", "20", "-o", "o.h5", "--trajectory", "o.dcd"), 65, "z.h5",
+                 "slowest_coefficients")  # fmt: skip

@@ -71,6 +71,9 @@ def _per_step(simulation, bias, steps: int) -> float:
 
 
 def main() -> None:
+    from vaetraj.openmm import prefer_synchronous_jax
+
+    prefer_synchronous_jax()  # as `vaetraj bias` runs
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path)
     parser.add_argument("--steps", type=int, default=5000)

@@ -41,6 +41,12 @@ def bias_command(
     trajectory: Path = typer.Option(
         Path("biased.dcd"), "--trajectory", help="The frames (.dcd, .xtc, .h5, ...), with time."
     ),
+    slowest: Path | None = typer.Option(
+        None,
+        "--slowest",
+        metavar="KINETICS.h5",
+        help="Bias along the slowest VAMP coordinate of `vaetraj kinetics -o` (one CV) instead of --cv.",
+    ),
     resume: bool = typer.Option(
         False, "--resume", help="Go on from the checkpoint an interrupted run left."
     ),
@@ -56,6 +62,8 @@ def bias_command(
 
       vaetraj bias ala2.pdb -m model.h5 --method umbrella --center 1.5 --k 200
 
+      vaetraj bias ala2.pdb -m model.h5 --slowest kinetics.h5 --steps 2500000
+
       vaetraj bias -m polymer3d.h5 --steps 20000      # the built-in 3D polymer
     """
 
@@ -63,6 +71,9 @@ def bias_command(
         from vaetraj.openmm._force import openmm_module
 
         openmm_module()  # the one-line refusal before anything else is read
+        from vaetraj.openmm._force import prefer_synchronous_jax
+
+        prefer_synchronous_jax()
         from vaetraj.openmm._systems import file_setup, polymer_setup
         from vaetraj.openmm.run import bias_file
         from vaetraj.pipeline.model import load_model
@@ -77,7 +88,7 @@ def bias_command(
         with progress_bar(not o["json_output"]) as bar:
             progress = None if bar is None else (lambda done, total: bar(done, total, "frames"))
             report = bias_file(setup, loaded, config, output, trajectory, resume=resume,
-                               overwrite=o["overwrite"], progress=progress)  # fmt: skip
+                               overwrite=o["overwrite"], progress=progress, slowest=slowest)  # fmt: skip
         return finish_report(report, json_output=o["json_output"], title="vaetraj bias")
 
     run_command(body, json_output=o["json_output"], debug=o["debug"])

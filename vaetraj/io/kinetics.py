@@ -4,6 +4,7 @@
       metastable state (-1: a cluster outside the Markov model's connected set);
       /slowest (frames,) float64: each frame's value of the first VAMP singular
       function of the latent means at the lag (the slowest linear coordinate);
+      /slowest_coefficients (1 + latent,): its offset and weights on the means;
       /cluster_centers (clusters, latent); /active_clusters (states,) the clusters of
       the connected set, in the order of /transition_matrix (states, states),
       /stationary_distribution (states,) and /memberships (states, metastable);

@@ -5,6 +5,12 @@ OpenMM is an optional dependency (`pip install "vaetraj[openmm]"`); this package
 imports it only where it is used, and says how to install it when it is missing.
 """
 
-from vaetraj.openmm._force import LatentCV, latent_force, make_whole
+from vaetraj.openmm._force import (
+    LatentCV,
+    latent_force,
+    make_whole,
+    prefer_synchronous_jax,
+    slowest_coordinate,
+)
 
-__all__ = ["LatentCV", "latent_force", "make_whole"]
+__all__ = ["LatentCV", "latent_force", "make_whole", "prefer_synchronous_jax", "slowest_coordinate"]

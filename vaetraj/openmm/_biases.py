@@ -125,8 +125,19 @@ class Metadynamics(Bias):
         openmm_module()
         from openmm import app
 
+        # OpenMM's default grid has 5 points a width: 200 x 200 for two CVs, whose
+        # spline OpenMM recomputes at every Gaussian (20 ms: 0.16 ms a step at a pace of
+        # 125); at 2.5 points a width a cubic spline is within 0.03% of a Gaussian's height
+        points = 5.0 if len(forces) == 1 else 2.5
         variables = [
-            app.BiasVariable(force, float(lo), float(hi), float(width), periodic=False)
+            app.BiasVariable(
+                force,
+                float(lo),
+                float(hi),
+                float(width),
+                periodic=False,
+                gridWidth=int(np.ceil(points * (hi - lo) / width)),
+            )  # fmt: skip
             for force, (lo, hi), width in zip(forces, ranges, widths, strict=True)
         ]
         self.meta = app.Metadynamics(

@@ -32,7 +32,7 @@ from vaetraj.io.bias import read_bias_checkpoint, write_bias_checkpoint, write_b
 from vaetraj.io.structures import check_structure_output, write_structures
 from vaetraj.io.topology import topology_to_json
 from vaetraj.openmm._biases import BOLTZMANN, Bias, Metadynamics, Restraint
-from vaetraj.openmm._force import latent_force, openmm_module
+from vaetraj.openmm._force import latent_force, openmm_module, slowest_coordinate
 from vaetraj.openmm._systems import Setup, platform_for
 from vaetraj.pipeline.model import Model
 
@@ -49,7 +49,7 @@ class BiasReport:
     estimator: str
     system: str
     model: str
-    cv: list[int]
+    cv: list[str]
     frames: int
     steps: int
     simulated_ns: float
@@ -77,7 +77,7 @@ class BiasReport:
         )
         return [
             ("system", self.system),
-            ("bias", f"{self.method} along {', '.join(f'z{c}' for c in self.cv)} of {self.model}"),
+            ("bias", f"{self.method} along {', '.join(self.cv)} of {self.model}"),
             (
                 "simulated",
                 f"{self.simulated_ns:.4g} ns ({self.steps:,} steps, {self.frames:,} frames)",
@@ -90,20 +90,26 @@ class BiasReport:
         ]
 
 
-def default_ranges(model: Model, cvs: tuple[int, ...]) -> np.ndarray:
+def default_ranges(model: Model, cvs: tuple[int, ...], slowest=None) -> np.ndarray:
     """(cvs, 2): each CV's [p0.5, p99.5] over draws of the model's latent density
     (N(0, I) without one), padded by half that span on each side."""
     key = jax.random.PRNGKey(0)
     prior = "density" if model.density is not None else "standard"
-    draws = model.sample_latent(RANGE_DRAWS, key=key, prior=prior)[:, list(cvs)]
+    draws = model.sample_latent(RANGE_DRAWS, key=key, prior=prior)
+    if slowest is not None:
+        draws = (draws @ slowest[0] - slowest[1])[:, None]
+    else:
+        draws = draws[:, list(cvs)]
     low, high = np.percentile(draws, [0.5, 99.5], axis=0)
     span = high - low
     return np.stack([low - span / 2, high + span / 2], axis=1)
 
 
 def _bias(
-    setup: Setup, model: Model, config: BiasConfig, temperature: float
+    setup: Setup, model: Model, config: BiasConfig, temperature: float, slowest=None
 ) -> tuple[Bias, np.ndarray]:
+    """The bias and its CV ranges (cvs, 2); `slowest` (weights, offset): one CV, that
+    combination of the latent means instead of `config.cv`."""
     for cv in config.cv:
         if cv >= model.latent_dim:
             raise UsageError(
@@ -116,11 +122,16 @@ def _bias(
             f"{setup.what} ({setup.system.getNumParticles()} particles)"
         )
     periodic = setup.system.usesPeriodicBoundaryConditions()
-    forces = [latent_force(model, cv, periodic=periodic) for cv in config.cv]
+    if slowest is not None:
+        if len(config.cv) != 1:
+            raise UsageError("--slowest is one CV: leave out --cv")
+        forces = [latent_force(model, slowest[0], offset=slowest[1], periodic=periodic)]
+    else:
+        forces = [latent_force(model, cv, periodic=periodic) for cv in config.cv]
     if config.cv_range is not None:
         ranges = np.asarray(config.cv_range, dtype=np.float64).reshape(-1, 2)
     else:
-        ranges = default_ranges(model, config.cv)
+        ranges = default_ranges(model, config.cv, slowest)
     if config.method != "metad":
         return Restraint(setup.system, forces, config), ranges
     widths = np.asarray(config.width) if config.width else (ranges[:, 1] - ranges[:, 0]) / 40
@@ -198,7 +209,13 @@ class BiasRun:
     """One run: `setup` biased along `config.cv` of `model` (a model loaded from its file)."""
 
     def __init__(
-        self, setup: Setup, model: Model, config: BiasConfig, *, checkpoint: Path | None
+        self,
+        setup: Setup,
+        model: Model,
+        config: BiasConfig,
+        *,
+        checkpoint: Path | None,
+        slowest: Path | None = None,
     ) -> None:
         if model.path is None:
             raise UsageError("the bias reloads its model by path: save the model first")
@@ -206,7 +223,9 @@ class BiasRun:
         self.checkpoint = checkpoint
         self.temperature = config.temperature or setup.temperature
         self.time_step = config.time_step or setup.time_step
-        self.bias, self.ranges = _bias(setup, model, config, self.temperature)
+        self.slowest = None if slowest is None else str(slowest)
+        combination = None if slowest is None else slowest_coordinate(slowest)
+        self.bias, self.ranges = _bias(setup, model, config, self.temperature, combination)
         self.simulation = _simulation(setup, config, self.temperature, self.time_step)
         self.rows = _Rows()
         self.model_sha256 = compute_sha256(model.path)
@@ -221,6 +240,7 @@ class BiasRun:
             "temperature": self.temperature,
             "time_step": self.time_step,
             "ranges": self.ranges.tolist(),
+            "slowest": self.slowest,
             "step": self.simulation.currentStep,
             "estimator": self.bias.estimator,
             "vaetraj_version": __version__,
@@ -238,7 +258,15 @@ class BiasRun:
         assert self.checkpoint is not None
         fields, arrays, state = read_bias_checkpoint(self.checkpoint)
         mine = json.loads(json.dumps(self.fields()))  # as the checkpoint keeps them
-        for key in ("model", "system", "particles", "temperature", "time_step", "ranges"):
+        for key in (
+            "model",
+            "system",
+            "particles",
+            "temperature",
+            "time_step",
+            "ranges",
+            "slowest",
+        ):
             if fields.get(key) != mine[key]:
                 raise UsageError(
                     f"the checkpoint is of another run: its {key} differs", path=self.checkpoint
@@ -329,7 +357,7 @@ class BiasRun:
             estimator=self.bias.estimator,
             system=self.setup.what,
             model=Path(str(self.model.path)).name,
-            cv=list(self.config.cv),
+            cv=["slowest VAMP coordinate"] if self.slowest else [f"z{c}" for c in self.config.cv],
             frames=len(cv),
             steps=self.simulation.currentStep,
             simulated_ns=self.simulation.currentStep * self.time_step / 1000,
@@ -353,9 +381,11 @@ def bias_file(
     resume: bool = False,
     overwrite: bool = False,
     progress: Progress | None = None,
+    slowest: Path | None = None,
 ) -> BiasReport:
     """Run the biased simulation and write its trajectory and bias file (see the
-    module's doc); the checkpoint is `<output>.checkpoint.h5`."""
+    module's doc); the checkpoint is `<output>.checkpoint.h5`. `slowest`: a kinetics
+    file, to bias along its slowest VAMP coordinate (one CV) instead of `config.cv`."""
     if output.suffix.lower() not in (".h5", ".hdf5"):
         raise UsageError(
             f"the bias file must be .h5, got '{output.suffix or output.name}'", path=output
@@ -363,7 +393,7 @@ def bias_file(
     check_output(output, overwrite=overwrite)
     check_structure_output(trajectory, overwrite=overwrite)
     checkpoint = output.with_name(output.name + ".checkpoint.h5")
-    run = BiasRun(setup, model, config, checkpoint=checkpoint)
+    run = BiasRun(setup, model, config, checkpoint=checkpoint, slowest=slowest)
     if resume:
         run.resume()
     else:

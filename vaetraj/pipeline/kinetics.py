@@ -304,7 +304,16 @@ def _analyze(latent: LatentData, config: KineticsConfig, where: Path) -> Kinetic
     arrays = _arrays(centers, every_dtraj, metastable, msm, active, pcca, lags, its, test)
     # each frame on the slowest linear combination of the latent coordinates at the lag
     arrays["slowest"] = np.asarray(vamp.transform(np.concatenate(pieces)), np.float64)[:, 0]
+    arrays["slowest_coefficients"] = _affine(np.concatenate(pieces), arrays["slowest"])
     return Kinetics(report, arrays)
+
+
+def _affine(mean: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(offset, weights...) of the affine map from the latent means to `values` (the
+    VAMP transform is one), fitted exactly by least squares: what a force along the
+    slowest coordinate needs (`vaetraj.openmm.slowest_coordinate`)."""
+    design = np.column_stack([np.ones(len(mean)), mean])
+    return np.linalg.lstsq(design, values, rcond=None)[0]
 
 
 def _its_notes(lags: list[int], its: list[list[float]], lag: int) -> list[str]:
