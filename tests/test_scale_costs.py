@@ -164,12 +164,14 @@ def test_assessment_in_small_chunks_matches_one_chunk(monkeypatch, model_2d, pol
         if isinstance(value, float):
             assert parts.fields[name] == pytest.approx(value, rel=1e-6), name
     np.testing.assert_allclose(parts.per_atom, whole.per_atom, rtol=1e-6)
-    np.testing.assert_array_equal(parts.density_mean, whole.density_mean)
+    # within float32's rounding: on some CPUs XLA picks another matrix kernel for
+    # another number of rows, and the last bit of an encoded mean moves
+    np.testing.assert_allclose(parts.density_mean, whole.density_mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(parts.fields["kl_per_dim"], whole.fields["kl_per_dim"], rtol=1e-6)
     mean, std = model.encode(frames)
     np.testing.assert_array_equal(whole.density_mean, mean[sample])
     np.testing.assert_array_equal(whole.density_std, std[sample])
-    np.testing.assert_array_equal(parts.density_std, std[sample])
+    np.testing.assert_allclose(parts.density_std, std[sample], rtol=1e-5, atol=1e-6)
     # the KL per dimension against its closed form over the training frames
     m, v = mean[train_index].astype(np.float64), std[train_index].astype(np.float64)
     kl = np.mean(0.5 * (m**2 + v**2 - 1) - np.log(v), axis=0)

@@ -54,10 +54,10 @@ def one_round(k: int, train_input: list[str], weights: Path | None, args, out: P
     pdb = args.data / "ala2.pdb"
     extra = ["--weights", weights] if weights is not None else []
     trained = vaetraj("train", *train_input, "--top", pdb, "--featurize", "torsions",
-                      "--latent-dim", "2", "--epochs", args.epochs, "--seed", k, *extra,
+                      "--latent-dim", "2", "--epochs", args.epochs, "--seed", args.seed + k, *extra,
                       "-o", model, "--overwrite")  # fmt: skip
     steps = int(round(args.ns * 1000 / 0.004))
-    run = vaetraj("bias", pdb, "-m", model, "--cv", "0,1", "--steps", steps, "--seed", k,
+    run = vaetraj("bias", pdb, "-m", model, "--cv", "0,1", "--steps", steps, "--seed", args.seed + k,
                   "-o", bias, "--trajectory", frames, "--overwrite")  # fmt: skip
     phi, psi = torsions(md.load(str(frames), top=str(pdb)))
     with h5py.File(bias) as handle:
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--skip", type=float, default=0.1, help="metadynamics' transient")
     parser.add_argument("--tolerance", type=float, default=2.0, help="kJ/mol")
+    parser.add_argument("--seed", type=int, default=0, help="round k trains and runs with seed + k")
     parser.add_argument("-o", "--output", type=Path, default=Path("bias-loop"))
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)

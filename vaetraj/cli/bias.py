@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 from vaetraj.cli._options import (
     OUTPUT_OPTIONS,
     ModelOption,
+    OptionGroup,
     config_from,
     config_options,
     with_options,
@@ -17,8 +18,17 @@ from vaetraj.cli._options import (
 from vaetraj.cli._runtime import finish_report, progress_bar, run_command
 from vaetraj.configs import BiasConfig
 
+BIAS_FILES: OptionGroup = {
+    "forcefield": (Annotated[str, typer.Option(help="OpenMM force-field files, comma-separated (no cutoff without a box, PME with one; bonds to hydrogen constrained).")], "amber14-all.xml,implicit/obc2.xml"),
+    "system": (Annotated[Path | None, typer.Option(help="A serialized OpenMM System (.xml) instead of --forcefield.")], None),
+    "output": (Annotated[Path, typer.Option("-o", "--output", help="CVs, bias, c(t) and weights per frame (.h5).")], Path("bias.h5")),
+    "trajectory": (Annotated[Path, typer.Option(help="The frames (.dcd keeps its frame time; .xtc rounds to 0.001 nm).")], Path("biased.dcd")),
+    "slowest": (Annotated[Path | None, typer.Option(metavar="KINETICS.h5", help="Bias along the slowest VAMP coordinate of `vaetraj kinetics -o` (one CV) instead of --cv.")], None),
+    "resume": (Annotated[bool, typer.Option(help="Go on from the checkpoint an interrupted run left.")], False),
+}  # fmt: skip
 
-@with_options(config_options(BiasConfig), OUTPUT_OPTIONS)
+
+@with_options(config_options(BiasConfig), BIAS_FILES, OUTPUT_OPTIONS)
 def bias_command(
     structure: Path | None = typer.Argument(
         None,
@@ -26,30 +36,6 @@ def bias_command(
         help="Topology and starting positions (.pdb, .cif); none: the built-in 3D polymer.",
     ),
     model: Path = ModelOption,
-    forcefield: str = typer.Option(
-        "amber14-all.xml,implicit/obc2.xml",
-        "--forcefield",
-        help="OpenMM force-field files, comma-separated (no cutoff without a box, PME "
-        "with one; bonds to hydrogen constrained).",
-    ),
-    system: Path | None = typer.Option(
-        None, "--system", help="A serialized OpenMM System (.xml) instead of --forcefield."
-    ),
-    output: Path = typer.Option(
-        Path("bias.h5"), "-o", "--output", help="CVs, bias, c(t) and weights per frame (.h5)."
-    ),
-    trajectory: Path = typer.Option(
-        Path("biased.dcd"), "--trajectory", help="The frames (.dcd, .xtc, .h5, ...), with time."
-    ),
-    slowest: Path | None = typer.Option(
-        None,
-        "--slowest",
-        metavar="KINETICS.h5",
-        help="Bias along the slowest VAMP coordinate of `vaetraj kinetics -o` (one CV) instead of --cv.",
-    ),
-    resume: bool = typer.Option(
-        False, "--resume", help="Go on from the checkpoint an interrupted run left."
-    ),
     **o: Any,
 ) -> None:
     """Bias an OpenMM simulation along latent coordinates: well-tempered
@@ -68,27 +54,32 @@ def bias_command(
     """
 
     def body():
-        from vaetraj.openmm._force import openmm_module
+        from vaetraj.openmm._force import openmm_module, prefer_synchronous_jax
 
         openmm_module()  # the one-line refusal before anything else is read
-        from vaetraj.openmm._force import prefer_synchronous_jax
-
         prefer_synchronous_jax()
-        from vaetraj.openmm._systems import file_setup, polymer_setup
         from vaetraj.openmm.run import bias_file
         from vaetraj.pipeline.model import load_model
 
         config = config_from(BiasConfig, o)
         loaded = load_model(model)
-        if structure is None:
-            setup = polymer_setup()
-        else:
-            fields = tuple(part.strip() for part in forcefield.split(",") if part.strip())
-            setup = file_setup(structure, fields, system, hydrogen_mass=config.hydrogen_mass)
+        setup = _setup(structure, o, config)
         with progress_bar(not o["json_output"]) as bar:
             progress = None if bar is None else (lambda done, total: bar(done, total, "frames"))
-            report = bias_file(setup, loaded, config, output, trajectory, resume=resume,
-                               overwrite=o["overwrite"], progress=progress, slowest=slowest)  # fmt: skip
+            report = bias_file(setup, loaded, config, o["output"], o["trajectory"],
+                               resume=o["resume"], overwrite=o["overwrite"], progress=progress,
+                               slowest=o["slowest"])  # fmt: skip
         return finish_report(report, json_output=o["json_output"], title="vaetraj bias")
 
     run_command(body, json_output=o["json_output"], debug=o["debug"])
+
+
+def _setup(structure: Path | None, o: dict, config: BiasConfig):
+    """What is simulated: the structure with its force field or System, or the
+    built-in 3D polymer."""
+    from vaetraj.openmm._systems import file_setup, polymer_setup
+
+    if structure is None:
+        return polymer_setup()
+    fields = tuple(part.strip() for part in o["forcefield"].split(",") if part.strip())
+    return file_setup(structure, fields, o["system"], hydrogen_mass=config.hydrogen_mass)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from vaetraj.cli._options import DebugOption, JsonOption, ModelOption, OverwriteOption
+from vaetraj.cli._options import OUTPUT_OPTIONS, ModelOption, OptionGroup, with_options
 from vaetraj.cli._runtime import finish_report, run_command
 
 
@@ -16,36 +17,24 @@ class Color(str, Enum):
     rg = "rg"
 
 
+PLOT_INPUTS: OptionGroup = {
+    "latent": (Annotated[Path | None, typer.Option(help="Latent path from `encode` (default latent.h5 when present).")], None),
+    "data": (Annotated[Path | None, typer.Option(help="Training-like frames (default aligned.h5 when present).")], None),
+    "samples": (Annotated[Path | None, typer.Option(help="Samples from `sample` (default samples.npz when present).")], None),
+    "optimized": (Annotated[Path | None, typer.Option(help="Structure from `optimize` (default optimized.npz when present).")], None),
+    "weights": (Annotated[Path | None, typer.Option(help="Per-frame weights of the latent path's frames (a `vaetraj bias` .h5, .npy or text): draws free_energy.png, the reweighted free energy over z0, z1.")], None),
+}  # fmt: skip
+
+
+@with_options(PLOT_INPUTS, OUTPUT_OPTIONS)
 def plot_command(
     output: Path = typer.Option(Path("figures"), "-o", "--output", help="Folder for the PNGs."),
     model: Path = ModelOption,
-    latent: Path | None = typer.Option(
-        None, "--latent", help="Latent path from `encode` (default latent.h5 when present)."
-    ),
-    data: Path | None = typer.Option(
-        None, "--data", help="Training-like frames (default aligned.h5 when present)."
-    ),
-    samples: Path | None = typer.Option(
-        None, "--samples", help="Samples from `sample` (default samples.npz when present)."
-    ),
-    optimized: Path | None = typer.Option(
-        None,
-        "--optimized",
-        help="Structure from `optimize` (default optimized.npz when present).",
-    ),
-    weights: Path | None = typer.Option(
-        None,
-        "--weights",
-        help="Per-frame weights of the latent path's frames (a `vaetraj bias` .h5, .npy or "
-        "text): draws free_energy.png, the reweighted free energy over z0, z1.",
-    ),
     only: str | None = typer.Option(
         None, "--only", help="Comma-separated: loss, latent, marginals, structures, free_energy."
     ),
     color: Color = typer.Option(Color.time, "--color", help="Colour the latent path by."),
-    overwrite: bool = OverwriteOption,
-    json_output: bool = JsonOption,
-    debug: bool = DebugOption,
+    **o: Any,
 ) -> None:
     """Draw PNG figures: loss, latent path, marginals, most compact structures, and the
     free energy of biased frames.
@@ -66,18 +55,9 @@ def plot_command(
     def body():
         from vaetraj.pipeline.plot import plot_file
 
-        report = plot_file(
-            model,
-            output,
-            latent=latent,
-            data=data,
-            samples=samples,
-            optimized=optimized,
-            weights=weights,
-            only=[item.strip() for item in only.split(",")] if only else None,
-            color=color.value,
-            overwrite=overwrite,
-        )
-        return finish_report(report, json_output=json_output, title="vaetraj plot")
+        inputs = {name: o[name] for name in PLOT_INPUTS}
+        report = plot_file(model, output, **inputs, color=color.value, overwrite=o["overwrite"],
+                           only=[item.strip() for item in only.split(",")] if only else None)  # fmt: skip
+        return finish_report(report, json_output=o["json_output"], title="vaetraj plot")
 
-    run_command(body, json_output=json_output, debug=debug)
+    run_command(body, json_output=o["json_output"], debug=o["debug"])

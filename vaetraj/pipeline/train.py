@@ -155,6 +155,13 @@ def _prepare(data: TrainingSet, model_config: ModelConfig, train_config: TrainCo
     )
 
 
+def _with_weights(data: TrainingSet, weights: str | os.PathLike | None) -> TrainingSet:
+    if weights is None:
+        return data
+    values = read_weights(weights, len(data.xyz))
+    return dataclasses.replace(data, weights=values, weights_source=str(weights))
+
+
 def _resampled(
     data: TrainingSet, train_index: np.ndarray, val_index: np.ndarray, config: TrainConfig
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -477,10 +484,8 @@ def train_file(
         inputs: an aligned `.h5`, trajectory files (aligned first with
             `align_config`), or with `features` one table; None: ./aligned.h5.
         output: the model `.h5`.
-        model_config: the network.
-        train_config: the optimization.
-        align_config: the alignment of raw inputs.
-        read_options: how raw inputs are read.
+        model_config, train_config: the network, the optimization.
+        align_config, read_options: how raw inputs are aligned, and read.
         checkpoint: the checkpoint file (default: MODEL.ckpt.h5 beside the model).
         resume: continue from the checkpoint.
         overwrite: replace an existing model (and a stale checkpoint).
@@ -488,8 +493,7 @@ def train_file(
         featurize: or train on features of the raw inputs (torsions, distances...).
         progress: called after each epoch.
         memory_budget: bytes the frames may hold in memory; above it they stream.
-        weights: per-frame weights of biased frames (`vaetraj.io.bias.read_weights`):
-            the training and validation frames are drawn in proportion to them.
+        weights: a file of per-frame weights of biased frames: frames drawn by them.
 
     Returns the report, with the model's and checkpoint's paths.
     """
@@ -497,13 +501,9 @@ def train_file(
     with _locked(output, checkpoint):
         _check_checkpoint(checkpoint, resume=resume, overwrite=overwrite)
         budget = resolve_memory_budget(memory_budget)
-        data = read_training_set(
+        data = _with_weights(read_training_set(
             inputs, (features, featurize), align_config, read_options, progress, budget
-        )
-        if weights is not None:
-            data = dataclasses.replace(
-                data, weights=read_weights(weights, len(data.xyz)), weights_source=str(weights)
-            )
+        ), weights)  # fmt: skip
         try:
             with _closing(data):
                 model, report = train(
