@@ -1,7 +1,10 @@
 """The latent as an OpenMM force, and `vaetraj bias`: the force's value against
 `vaetraj encode` of the same frames, its forces against finite differences of its
 energy, serialization, periodic boxes; biased runs on the built-in 3D polymer (an
-OpenMM System of the simulator's own potential), their weights and exact resume."""
+OpenMM System of the simulator's own potential), their weights and exact resume.
+
+The tests that need a trained 3D model are marked slow (its training is 20 s): CI runs
+them (`pytest -m slow`), with OpenMM installed by the test extra."""
 
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ def _polymer_with_latent(model_path, coordinates=(0, 1)):
     return setup
 
 
+@pytest.mark.slow
 def test_latent_force_equals_encode_and_its_forces_minus_its_gradient(
     model_3d, polymer_files, workdir
 ):
@@ -80,6 +84,7 @@ def test_latent_force_equals_encode_and_its_forces_minus_its_gradient(
             assert abs(slope + np.sum(forces * direction)) <= 2e-2 * max(1.0, np.abs(forces).max())
 
 
+@pytest.mark.slow
 def test_latent_force_survives_serialization_and_ignores_rigid_motions(model_3d, polymer_3d):
     """A System with the latent inside a CustomCVForce written as XML and read back
     (the computation unpickled, the model reloaded by path) gives the same energy; so
@@ -104,6 +109,7 @@ def test_latent_force_survives_serialization_and_ignores_rigid_motions(model_3d,
     assert _energy(_context(copy), moved, 7) == pytest.approx(before, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_molecules_are_made_whole_in_a_periodic_box(model_3d, polymer_3d):
     """Beads wrapped into a triclinic box by whole box vectors are put back next to the
     bead they are bonded to: the latent and its gradient are those of the whole chain."""
@@ -137,6 +143,7 @@ def _bias(model, *args):
     return run("bias", "-m", model, "--steps", "400", "--report", "20", "--pace", "20", *args)
 
 
+@pytest.mark.slow
 def test_metadynamics_on_the_builtin_polymer_writes_frames_cvs_and_weights(
     model_3d, polymer_files, workdir
 ):
@@ -180,6 +187,7 @@ def test_metadynamics_on_the_builtin_polymer_writes_frames_cvs_and_weights(
     assert not (workdir / "other").exists()
 
 
+@pytest.mark.slow
 def test_umbrella_weights_undo_the_restraint_and_steering_writes_none(model_3d, workdir):
     from vaetraj.io.bias import read_bias_file
 
@@ -202,6 +210,7 @@ def test_umbrella_weights_undo_the_restraint_and_steering_writes_none(model_3d, 
         read_weights("steer.h5")
 
 
+@pytest.mark.slow
 def test_an_interrupted_bias_run_resumes_exactly(model_3d, workdir):
     """A run stopped at its 7th frame (a stop request, as SIGTERM makes) leaves a
     checkpoint; --resume finishes it with every row and frame equal to a run never
@@ -246,6 +255,7 @@ def _xyz(path, model):
     return md.load(path, top=polymer_topology(model.atoms)).xyz
 
 
+@pytest.mark.slow
 def test_bias_refuses_bad_input_in_one_line(model_3d, model_2d, workdir):
     assert_error(_bias(model_3d, "--cv", "5"), 2, "--cv 5")
     assert_error(_bias(model_3d, "--method", "umbrella"), 2, "--center")
@@ -281,11 +291,11 @@ def test_weights_files_are_checked(workdir):
         read_weights("w.gz")
 
 
-def test_bias_without_openmm_says_how_to_install_it(model_3d, workdir, monkeypatch):
+def test_bias_without_openmm_says_how_to_install_it(workdir, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "openmm", None)
-    assert_error(_bias(model_3d), 2, "pip install 'vaetraj[openmm]'")
+    assert_error(_bias(workdir / "model.h5"), 2, "pip install 'vaetraj[openmm]'")
     assert not (workdir / "bias.h5").exists()
 
 
@@ -349,6 +359,7 @@ def test_alanine_latent_force_matches_encode_on_1000_frames(tmp_path, monkeypatc
     assert read_latent("zb.h5").frame_time_ps == pytest.approx(0.2, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_bias_along_the_slowest_vamp_coordinate(model_3d, polymer_files, workdir):
     """kinetics.h5 keeps the slowest VAMP coordinate's affine map of the latent means
     (it reproduces /slowest); `bias --slowest` restrains that one CV, and its recorded

@@ -271,8 +271,9 @@ class BiasRun:
                 raise UsageError(
                     f"the checkpoint is of another run: its {key} differs", path=self.checkpoint
                 )
-        ours = {k: v for k, v in mine["config"].items() if k != "steps"}
-        theirs = {k: v for k, v in fields["config"].items() if k != "steps"}
+        grows = "steps" if mine["config"]["method"] != "steer" else None  # its schedule
+        ours = {k: v for k, v in mine["config"].items() if k != grows}
+        theirs = {k: v for k, v in fields["config"].items() if k != grows}
         if ours != theirs:
             changed = sorted(k for k in ours if ours[k] != theirs.get(k))
             raise UsageError(
@@ -312,7 +313,10 @@ class BiasRun:
                     self.save_checkpoint()
                 check_stop()
         except KeyboardInterrupt:
-            if self.checkpoint is None or not self.rows.time:
+            # a checkpoint is written where the rows end (a second signal can land in
+            # the middle of a report's steps: then the last periodic checkpoint stands)
+            at_a_row = simulation.currentStep == len(self.rows.time) * config.report
+            if self.checkpoint is None or not self.rows.time or not at_a_row:
                 raise
             self.save_checkpoint()
             raise InterruptedRunError(
