@@ -126,17 +126,30 @@ class LatentCV:
 
     def value_and_gradient(self, xyz: np.ndarray) -> tuple[float, np.ndarray]:
         """The coordinate of one frame (atoms, 3) in nm and its gradient (atoms, 3)."""
-        means, jacobian = self.compile().evaluate(xyz)
+        means, jacobian = self.compile().evaluate(np.asarray(xyz, dtype=np.float64))
         projection = np.asarray(self.projection)
-        return float(means @ projection - self.offset), np.tensordot(projection, jacobian, 1)
+        gradient = (projection @ jacobian.reshape(len(projection), -1)).reshape(-1, 3)
+        return float(means @ projection) - self.offset, gradient
 
     def __call__(self, state) -> tuple[float, np.ndarray]:
-        xyz = np.asarray(state.getPositions(asNumpy=True)._value, dtype=np.float64)
+        xyz = _positions(state)
         if self.periodic:
             box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True)._value, np.float64)
             xyz = make_whole(xyz, box, self.compile().levels)
         value, gradient = self.value_and_gradient(xyz)
         return value, -gradient
+
+
+def _positions(state) -> np.ndarray:
+    """A State's positions (particles, 3) in nm, float64: read straight into an array
+    (`State.getPositions(asNumpy=True)` costs 40 us a call in unit bookkeeping, run
+    once a step per CV), or through it where OpenMM's internals differ."""
+    try:
+        xyz = np.empty((state._getNumParticles(), 3), dtype=np.float64)
+        state._getVectorAsNumpy(state.Positions, xyz)
+        return xyz
+    except AttributeError:  # pragma: no cover - another OpenMM's State
+        return np.asarray(state.getPositions(asNumpy=True)._value, dtype=np.float64)
 
 
 class _Encoder:
@@ -154,10 +167,11 @@ class _Encoder:
         self._last: tuple[bytes, tuple[np.ndarray, np.ndarray]] | None = None
 
     def evaluate(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        centred = _centred(xyz)
-        key = centred.tobytes()
+        """(means (latent,), Jacobian (latent, atoms, 3)) of positions (atoms, 3)
+        float64; the same positions again are answered from the last call."""
+        key = xyz.tobytes()
         if self._last is None or self._last[0] != key:
-            means, jacobian = self._run(centred)
+            means, jacobian = self._run(_centred(xyz))
             self._last = (key, (np.asarray(means, np.float64), np.asarray(jacobian, np.float64)))
         return self._last[1]
 
