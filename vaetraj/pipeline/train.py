@@ -155,6 +155,25 @@ def _prepare(data: TrainingSet, model_config: ModelConfig, train_config: TrainCo
     )
 
 
+def _train_and_write(data: TrainingSet, output: Path, checkpoint: Path, model_config: ModelConfig,
+                     train_config: TrainConfig, *, resume: bool, overwrite: bool, progress,
+                     budget: int) -> TrainReport:  # fmt: skip
+    """Train, then write the model (process 0) and remove the checkpoint; a model that
+    does not work is kept for inspection (`_keep_for_inspection`)."""
+    try:
+        with _closing(data):
+            model, report = train(
+                data, model_config, train_config, checkpoint=checkpoint, resume=resume,
+                progress=progress, memory_budget=budget,
+            )  # fmt: skip
+    except TrainingFailedError as failure:
+        _keep_for_inspection(failure, output, checkpoint, train_config, overwrite)
+    if current().primary:  # over several processes, process 0 alone writes
+        model.save(output, overwrite=overwrite)
+        checkpoint.unlink(missing_ok=True)
+    return report
+
+
 def _with_weights(data: TrainingSet, weights: str | os.PathLike | None) -> TrainingSet:
     if weights is None:
         return data
@@ -484,8 +503,10 @@ def train_file(
         inputs: an aligned `.h5`, trajectory files (aligned first with
             `align_config`), or with `features` one table; None: ./aligned.h5.
         output: the model `.h5`.
-        model_config, train_config: the network, the optimization.
-        align_config, read_options: how raw inputs are aligned, and read.
+        model_config: the network.
+        train_config: the optimization.
+        align_config: the alignment of raw inputs.
+        read_options: how raw inputs are read.
         checkpoint: the checkpoint file (default: MODEL.ckpt.h5 beside the model).
         resume: continue from the checkpoint.
         overwrite: replace an existing model (and a stale checkpoint).
@@ -504,17 +525,9 @@ def train_file(
         data = _with_weights(read_training_set(
             inputs, (features, featurize), align_config, read_options, progress, budget
         ), weights)  # fmt: skip
-        try:
-            with _closing(data):
-                model, report = train(
-                    data, model_config, train_config, checkpoint=checkpoint, resume=resume,
-                    progress=progress, memory_budget=budget,
-                )  # fmt: skip
-        except TrainingFailedError as failure:
-            _keep_for_inspection(failure, output, checkpoint, train_config, overwrite)
-        if current().primary:  # over several processes, process 0 alone writes
-            model.save(output, overwrite=overwrite)
-            checkpoint.unlink(missing_ok=True)
+        report = _train_and_write(data, output, checkpoint, model_config, train_config,
+                                  resume=resume, overwrite=overwrite, progress=progress,
+                                  budget=budget)  # fmt: skip
         report.output, report.checkpoint = str(output), str(checkpoint)
         return report
 
