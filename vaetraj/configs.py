@@ -678,7 +678,7 @@ class SampleConfig:
         "statistical",
         "What refinement samples: the training frames' statistical potential, or (openmm) "
         "the AMBER ff14SB force field with OBC2 implicit solvent, for all-atom proteins and "
-        "peptides in nm (needs pip install 'vaetraj[openmm]'); the energy check judges both.",
+        "peptides in nm (needs OpenMM: pip install openmm, or vaetraj's openmm extra); the energy check judges both.",
         choices=RELAX_CHOICES,
     )
 

@@ -40,7 +40,7 @@ def bias_command(
 ) -> None:
     """Bias an OpenMM simulation along latent coordinates: well-tempered
     metadynamics, an umbrella restraint, or steering; writes the frames, the CVs, the
-    bias and the weights that undo it (needs pip install 'vaetraj[openmm]').
+    bias and the weights that undo it (needs OpenMM: pip install openmm, or vaetraj's openmm extra).
 
     Examples:
 
