@@ -57,17 +57,26 @@ def test_a_signal_at_any_moment_of_training_is_exit_75_and_one_line(tmp_path, po
     (A signal during compilation once made the process segfault after its message.)"""
     np.save(tmp_path / "data.npy", np.tile(polymer_2d, (5, 1, 1)))
     outcomes = []
-    for delay in (0.5, 1.5, 2.5, 3.5, 5.0, 7.0):
+    checkpoint = Path(tmp_path / "model.ckpt.h5")
+    # the last: once the first checkpoint is on disk (a slow machine's start-up and
+    # compilation outlast every fixed delay: seen at 7 s)
+    for delay in (0.5, 1.5, 2.5, 3.5, 5.0, 7.0, None):
         for leftover in tmp_path.glob("model*"):
             leftover.unlink()
         process = subprocess.Popen(
-            vaetraj_argv("train", "data.npy", "--epochs", "400", "--hidden", "64"),
+            vaetraj_argv("train", "data.npy", "--epochs", "400", "--hidden", "64",
+                         "--checkpoint-every", "1"),
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-        )
-        time.sleep(delay)
+        )  # fmt: skip
+        if delay is None:
+            waited = time.monotonic()
+            while not checkpoint.exists() and time.monotonic() - waited < 90:
+                time.sleep(0.1)
+        else:
+            time.sleep(delay)
         process.send_signal(sig)
         _, stderr = process.communicate(timeout=120)
         lines = [line for line in stderr.splitlines() if line.strip()]
@@ -75,7 +84,6 @@ def test_a_signal_at_any_moment_of_training_is_exit_75_and_one_line(tmp_path, po
         assert process.returncode == 75, outcomes
         assert len(lines) == 1 and lines[0].startswith("error: "), outcomes
         assert not (tmp_path / "model.h5").exists()
-        checkpoint = Path(tmp_path / "model.ckpt.h5")
         assert ("checkpoint written" in lines[0]) == checkpoint.exists(), outcomes
     assert any("checkpoint written" in lines[0] for _, _, lines in outcomes), outcomes
 
