@@ -176,11 +176,14 @@ class _Encoder:
         return self._last[1]
 
 
-_ENCODERS: dict[str, _Encoder] = {}
+_ENCODERS: dict[tuple[str, int, int], _Encoder] = {}
 
 
 def _encoder(path: str, model: Model | None) -> _Encoder:
-    key = os.path.realpath(path)
+    """The encoder of the model file at `path` as it is now: a file written anew at the
+    same path (a model retrained in the same session) is another key."""
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
     if key not in _ENCODERS:
         _ENCODERS[key] = _Encoder(model or load_model(path))
     return _ENCODERS[key]
