@@ -114,7 +114,16 @@ def read_weights(path: str | os.PathLike, frames: int | None = None) -> np.ndarr
     """Per-frame weights (frames,) float64 scaled to mean 1, from a bias file, a .npy
     or a text file: BadInputError (naming the file) for a negative, non-finite or
     all-zero weight, for a steered run (no weights) or a count other than `frames`."""
+    return read_weights_and_temperature(path, frames)[0]
+
+
+def read_weights_and_temperature(
+    path: str | os.PathLike, frames: int | None = None
+) -> tuple[np.ndarray, float | None]:
+    """As `read_weights`, with the bias run's temperature (K; None for a .npy or text
+    file, which do not say), read in one pass."""
     path = Path(path)
+    temperature = None
     require_input(path, "weights")
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5"):
@@ -123,7 +132,7 @@ def read_weights(path: str | os.PathLike, frames: int | None = None) -> np.ndarr
             raise BadInputError(
                 f"a {fields.get('method')} run has no equilibrium weights", path=path
             )
-        weights = arrays["weights"]
+        weights, temperature = arrays["weights"], fields.get("temperature")
     elif suffix == ".npy":
         try:
             weights = np.load(path, allow_pickle=False)
@@ -138,7 +147,7 @@ def read_weights(path: str | os.PathLike, frames: int | None = None) -> np.ndarr
         raise BadInputError(
             f"weights must be {', '.join(WEIGHT_SUFFIXES)}, got '{suffix}'", path=path
         )
-    return _checked(np.asarray(weights, dtype=np.float64), path, frames)
+    return _checked(np.asarray(weights, dtype=np.float64), path, frames), temperature
 
 
 def _checked(weights: np.ndarray, path: Path, frames: int | None) -> np.ndarray:

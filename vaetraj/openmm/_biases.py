@@ -18,8 +18,7 @@ import numpy as np
 
 from vaetraj.configs import BiasConfig
 from vaetraj.openmm._force import openmm_module
-
-BOLTZMANN = 0.0083144626  # kJ/mol/K
+from vaetraj.pipeline.forcefield import BOLTZMANN
 
 
 def _free_group(system) -> int:

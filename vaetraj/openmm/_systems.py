@@ -19,9 +19,8 @@ import numpy as np
 from vaetraj.configs import PolymerConfig
 from vaetraj.errors import BadInputError, UsageError
 from vaetraj.openmm._force import openmm_module
+from vaetraj.pipeline.forcefield import BOLTZMANN, FORCEFIELD_FILES
 
-BOLTZMANN = 0.0083144626  # kJ/mol/K
-FORCEFIELD = ("amber14-all.xml", "implicit/obc2.xml")  # the shared alanine data's
 TEMPERATURE = 300.0  # K
 TIME_STEP = 0.004  # ps, with hydrogen mass HYDROGEN_MASS and bonds to H constrained
 HYDROGEN_MASS = 3.0  # amu
@@ -84,7 +83,7 @@ def polymer_setup(config: PolymerConfig | None = None) -> Setup:
 
 def file_setup(
     structure: Path,
-    forcefield: tuple[str, ...] = FORCEFIELD,
+    forcefield: tuple[str, ...] = FORCEFIELD_FILES,
     system_xml: Path | None = None,
     *,
     hydrogen_mass: float | None = None,

@@ -31,9 +31,10 @@ from vaetraj.io._hash import compute_sha256
 from vaetraj.io.bias import read_bias_checkpoint, write_bias_checkpoint, write_bias_file
 from vaetraj.io.structures import check_structure_output, write_structures
 from vaetraj.io.topology import topology_to_json
-from vaetraj.openmm._biases import BOLTZMANN, Bias, Metadynamics, Restraint
+from vaetraj.openmm._biases import Bias, Metadynamics, Restraint
 from vaetraj.openmm._force import latent_force, openmm_module, slowest_coordinate
 from vaetraj.openmm._systems import Setup, platform_for
+from vaetraj.pipeline.forcefield import BOLTZMANN
 from vaetraj.pipeline.model import Model
 
 Progress = Callable[[int, int], None]

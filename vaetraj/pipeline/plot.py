@@ -24,8 +24,10 @@ import numpy as np
 from vaetraj.errors import BadInputError, InputMissingError, UsageError
 from vaetraj.io._atomic import atomic_output, check_folder_output, make_folder
 from vaetraj.io._paths import require_input
+from vaetraj.io.bias import read_weights_and_temperature
 from vaetraj.io.latent import LatentData, read_latent, warn_if_encoded_by_another
 from vaetraj.io.trajectory import ReadOptions, Trajectory
+from vaetraj.pipeline.forcefield import BOLTZMANN
 from vaetraj.pipeline.model import Model, load_model
 
 FIGURES = ("loss", "latent", "marginals", "structures", "free_energy")
@@ -120,7 +122,7 @@ def plot_free_energy(latent: LatentData, weights: tuple[np.ndarray, float | None
     the frames weighted by a biased run's weights; 0 at the minimum."""
     plt = headless_pyplot()
     values, temperature = weights
-    kt, unit = (1.0, "kT") if temperature is None else (0.0083144626 * temperature, "kJ/mol")
+    kt, unit = (1.0, "kT") if temperature is None else (BOLTZMANN * temperature, "kJ/mol")
     mean = latent.mean
     figure, axis = plt.subplots(figsize=(6.4, 5.2))
     with np.errstate(divide="ignore"):
@@ -141,16 +143,6 @@ def plot_free_energy(latent: LatentData, weights: tuple[np.ndarray, float | None
             axis.set(xlabel="z0", ylabel="z1")
     axis.set_title("reweighted free energy of the biased frames")
     save_png(figure, path, overwrite)
-
-
-def _read_weights(path: Path) -> tuple[np.ndarray, float | None]:
-    """A weights file and, for a bias file, its run's temperature (K)."""
-    from vaetraj.io.bias import read_bias_file, read_weights
-
-    temperature = None
-    if path.suffix.lower() in (".h5", ".hdf5"):
-        temperature = read_bias_file(path)[0].get("temperature")
-    return read_weights(path), temperature
 
 
 def _marginal_pairs(atoms: int, count: int = 8) -> list[tuple[int, int]]:
@@ -315,7 +307,7 @@ def _read_inputs(
         "latent": lambda path: _read_encoded(path, model),
         "samples": _structures,
         "optimized": lambda path: _structures(path)[0],
-        "weights": _read_weights,
+        "weights": read_weights_and_temperature,
     }
     read: dict[str, Any] = {
         name: reader(inputs[name]) if name in uses else None for name, reader in readers.items()
