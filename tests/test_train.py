@@ -172,7 +172,18 @@ def test_data_parallel_matches_one_device():
                 state, m = trainer.run_epoch(state, x, jnp.float32(0.5), key=jax.random.key(2))
                 losses.append(float(m.loss))
             curves.append(losses)
-        print(json.dumps(curves))
+        # one all-reduce a step (every gradient array, the sums and the count in one),
+        # and a step with no frames on any device (a streamed epoch's padding) is a no-op
+        hlo = trainer.run_epoch.lower(
+            state, x, jnp.float32(0.5), key=jax.random.key(2)).compile().as_text()
+        reduces = hlo.count("all-reduce(") + hlo.count("all-reduce-start(")
+        carry, _, keys = trainer.start(state, jax.random.key(3))
+        block = jax.device_put(jnp.ones((1, trainer.rows, 12)), NamedSharding(mesh, PartitionSpec(None, "batch")))
+        masks = jax.device_put(jnp.zeros((1, trainer.rows)), NamedSharding(mesh, PartitionSpec(None, "batch")))
+        end, sums = trainer.run_window(carry, block, masks, keys[:1], np.zeros(1, np.int32),
+            jnp.float32(0.5), state.lr_scale, np.zeros(12, np.float32), np.ones(12, np.float32))
+        same = all(bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(carry), jax.tree.leaves(end)))
+        print(json.dumps([curves, reduces, same, float(sums[0])]))
         """
     )
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
@@ -181,8 +192,10 @@ def test_data_parallel_matches_one_device():
     )
     import json
 
-    one, two = json.loads(out.stdout.strip().splitlines()[-1])
+    (one, two), reduces, unchanged, empty_loss = json.loads(out.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(one, two, rtol=1e-4)
+    assert reduces == 1
+    assert unchanged and empty_loss == 0.0
     assert one[-1] < one[0]
 
 

@@ -5,7 +5,8 @@ optax's GradientTransformation: hyperparameters are closed over, state is a Name
 An epoch is a `lax.scan` over its batches; the ragged last batch is padded and masked,
 so every epoch has the same shapes and compiles once. With a `jax.sharding.Mesh` the
 batch axis is sharded over its devices and the parameters are replicated: data
-parallelism that XLA turns into a gradient all-reduce.
+parallelism in which each device sums its rows' gradients and one all-reduce a step
+adds up all of them (`_summed_gradients`).
 
 The epoch also watches for divergence: a step whose loss or gradient is not finite, or
 a reconstruction error that stays far above the lowest level the run has reached for
@@ -30,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vaetraj.configs import TrainConfig
@@ -257,6 +259,55 @@ def _gradients(
     )
 
 
+def _summed_gradients(
+    plan: _Plan, params: dict, batch: jax.Array, target: jax.Array, mask: jax.Array, key, beta
+):
+    """What `_gradients` gives, over a mesh: each device takes the gradient of the sums
+    over its rows of the batch, and one all-reduce adds up every gradient array, the
+    sums and the frame count together (XLA would make one per array, and on the CPU
+    each is a gloo round trip). Also returns the batch's frame count."""
+    noise_key, input_key = jax.random.split(key)
+    noise = jax.random.normal(noise_key, (plan.rows, plan.samples, plan.model_config.size[1]))
+    seen = batch
+    if plan.input_noise is not None:
+        corruption = jax.random.normal(input_key, batch.shape)
+        seen = batch + jnp.reshape(plan.input_noise, (1, -1)) * corruption
+    mesh = plan.batch_sharding.mesh  # type: ignore[union-attr]
+    rows, replicated = PartitionSpec("batch"), PartitionSpec()
+
+    def local(params, target, seen, mask, noise, beta):
+        def sums(params):
+            terms = jax.vmap(
+                lambda x, x_seen, eps: compute_loss_terms(
+                    params, x, eps, plan.model_config, seen=x_seen
+                )
+            )(target, seen, noise)
+            reconstruction, kl = mask @ terms.reconstruction, mask @ terms.kl
+            return reconstruction + beta * jnp.sum(kl), (
+                reconstruction,
+                kl,
+                mask @ terms.squared_error,
+            )
+
+        (loss, (reconstruction, kl, error)), grads = jax.value_and_grad(sums, has_aux=True)(params)
+        flat, unravel = ravel_pytree(grads)
+        head = jnp.stack([loss, reconstruction, error, jnp.sum(mask)])
+        total = jax.lax.psum(jnp.concatenate([head, kl, flat]), "batch")  # the one all-reduce
+        count = total[3]
+        mean = total / jnp.maximum(count, 1.0)
+        latent = kl.shape[0]
+        return (
+            (mean[0], (mean[1], mean[4 : 4 + latent], mean[2])),
+            unravel(mean[4 + latent :]),
+            count,
+        )
+
+    return jax.shard_map(
+        local, mesh=mesh, check_vma=False,
+        in_specs=(replicated, rows, rows, rows, rows, replicated), out_specs=replicated,
+    )(params, target, seen, mask, noise, beta)  # fmt: skip
+
+
 def _guarded_update(
     plan: _Plan, carry: _Carry, loss, error, grads, lr_scale, i
 ) -> tuple[_Carry, jax.Array]:
@@ -302,15 +353,31 @@ def _step(plan: _Plan, beta, lr_scale, carry: _Carry, batch, target, batch_mask,
     (the same shape); returns the carry and the step's frame-weighted sums (loss,
     reconstruction, kl) and whether it was high."""
     if plan.batch_sharding is not None:
-        batch, target = (
-            jax.lax.with_sharding_constraint(x, plan.batch_sharding) for x in (batch, target)
-        )
+        return _sharded_step(plan, beta, lr_scale, carry, batch, target, batch_mask, step_key, i)
     (loss, (reconstruction, kl, error)), grads = _gradients(
         plan, carry.params, batch, target, batch_mask, step_key, beta
     )
     carry, high = _guarded_update(plan, carry, loss, error, grads, lr_scale, i)
     count = jnp.sum(batch_mask)
     return carry, (loss * count, reconstruction * count, kl * count, high)
+
+
+def _sharded_step(
+    plan: _Plan, beta, lr_scale, carry: _Carry, batch, target, batch_mask, step_key, i
+):
+    """`_step` over a mesh, with one all-reduce. A batch with no frames on any device
+    (padding after a process's last batch of a streamed epoch) changes nothing."""
+    batch, target, batch_mask = (
+        jax.lax.with_sharding_constraint(x, plan.batch_sharding)
+        for x in (batch, target, batch_mask)
+    )
+    (loss, (reconstruction, kl, error)), grads, count = _summed_gradients(
+        plan, carry.params, batch, target, batch_mask, step_key, beta
+    )
+    updated, high = _guarded_update(plan, carry, loss, error, grads, lr_scale, i)
+    live = count > 0
+    carry = jax.tree.map(lambda new, old: jnp.where(live, new, old), updated, carry)
+    return carry, (loss * count, reconstruction * count, kl * count, high & live)
 
 
 def open_epoch(state: TrainState) -> _Carry:
@@ -387,6 +454,9 @@ def _run_window(
 
         def real(carry):
             return _step(plan, beta, lr_scale, carry, batch, batch, mask, step_key, i)
+
+        if plan.batch_sharding is not None:  # the step itself skips an empty batch
+            return real(carry)
 
         def skip(carry):
             zero = jnp.zeros((), jnp.float32)
