@@ -99,9 +99,10 @@ _UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB
           "TIB": 1 << 40}  # fmt: skip
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, least: float = 1e6) -> int:
     """Bytes from a size such as `64MB`, `2GB`, `512MiB` or `1000000` (decimal units;
-    KiB, MiB, GiB binary). Raises ValueError for anything else or a size below 1 MB."""
+    KiB, MiB, GiB binary). Raises ValueError for anything else or a size below `least`
+    (1 MB, the least memory budget)."""
     value = text.strip().upper().replace(" ", "")
     number = value.rstrip("KMGTIB")
     unit = value[len(number) :]
@@ -111,8 +112,9 @@ def parse_size(text: str) -> int:
         size = math.nan
     if not math.isfinite(size):
         raise ValueError(f"cannot read '{text}' as a size (use 64MB or 2GB style)")
-    if size < 1e6:
-        raise ValueError(f"'{text}' is below the least budget of 1MB")
+    if size < least:
+        floor = "budget of 1MB" if least == 1e6 else f"of {least:g} bytes"
+        raise ValueError(f"'{text}' is below the least {floor}")
     return int(size)
 
 

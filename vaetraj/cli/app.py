@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 
+from vaetraj._cache import enable_compile_cache
 from vaetraj._version import __version__
 from vaetraj.cli._runtime import SETTINGS_FILE, SETTINGS_META, load_settings, run_command
 from vaetraj.cli.align import align_command
@@ -72,6 +73,7 @@ def main_callback(
         os.environ["VAETRAJ_DEBUG"] = "1"
 
     def apply_settings() -> None:
+        enable_compile_cache()
         ctx.default_map = load_settings(ctx.command, settings)
         if ctx.default_map is not None:
             ctx.meta[SETTINGS_META] = settings or SETTINGS_FILE

@@ -4,18 +4,21 @@ heavy-atom pair, with an optional cutoff."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
-import mdtraj as md
 import numpy as np
-import scipy.sparse
-from scipy.sparse.csgraph import shortest_path
 
+from vaetraj._lazy import lazy_import
 from vaetraj.configs import FeaturizeConfig
 from vaetraj.featurize._base import Featurizer, as_pairs, named_terms, register
 from vaetraj.metrics import compute_pair_distances
+
+if TYPE_CHECKING:
+    import mdtraj as md
+else:
+    md = lazy_import("mdtraj")
 
 DEFAULT_SELECTION = "name CA"
 Frames = Any  # None, an array (frames, atoms, 3) or an iterable of such chunks
@@ -39,6 +42,9 @@ def select_pairs(
     pairs = np.stack([chosen[first], chosen[second]], axis=1)
     bonds = np.asarray([(a.index, b.index) for a, b in topology.bonds], np.int64).reshape(-1, 2)
     if len(bonds):
+        import scipy.sparse  # here: a tenth of a second that most commands never need
+        from scipy.sparse.csgraph import shortest_path
+
         graph = scipy.sparse.coo_matrix(
             (np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(topology.n_atoms,) * 2
         )

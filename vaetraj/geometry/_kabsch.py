@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaetraj._device import to_device
 from vaetraj.geometry._frames import compute_weighted_rmsd, rotate_frame
 
 
@@ -55,9 +56,9 @@ def make_kabsch_target(reference: np.ndarray, weights: np.ndarray) -> KabschTarg
         for j in range(dims):
             moments[:, i, dims + dims * i + j] = weights * centred[:, j]
     return KabschTarget(
-        reference=jnp.asarray(centred, dtype=jnp.float32),
-        weights=jnp.asarray(weights, dtype=jnp.float32),
-        moments=jnp.asarray(moments.reshape(atoms * dims, -1), dtype=jnp.float32),
+        reference=to_device(centred, np.float32),
+        weights=to_device(weights, np.float32),
+        moments=to_device(moments.reshape(atoms * dims, -1), np.float32),
     )
 
 

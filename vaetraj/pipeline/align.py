@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaetraj._device import to_device
 from vaetraj.configs import AlignConfig
 from vaetraj.errors import BadInputError, UsageError
 from vaetraj.geometry import (
@@ -127,7 +128,7 @@ class _Aligner:
         self.tol = tol
         self.weights = weights
         self.kernel = make_block_aligner(method, tol)
-        self.index_weights = jnp.asarray(compute_index_weights(weights), dtype=jnp.float32)
+        self.index_weights = to_device(compute_index_weights(weights), np.float32)
         self.target: AlignTarget | None = None
 
     @property
@@ -139,7 +140,7 @@ class _Aligner:
     def set_reference(self, reference: np.ndarray) -> None:
         """reference: (atoms, dims), any position; it is centred here."""
         self.target = AlignTarget(
-            weights=jnp.asarray(self.weights, dtype=jnp.float32),
+            weights=to_device(self.weights, np.float32),
             index_weights=self.index_weights,
             kabsch=make_kabsch_target(reference, self.weights),
         )
@@ -150,7 +151,7 @@ class _Aligner:
             pad = np.repeat(xyz[-1:], self.block - count, axis=0)
             xyz = np.concatenate([xyz, pad])
         result = self.kernel(xyz, self.target)
-        return jax.tree.map(lambda part: np.asarray(part[:count]), result)
+        return jax.tree.map(lambda part: np.asarray(part)[:count], result)
 
 
 def _resolve_weights(

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mdtraj as md
-
+from vaetraj._cache import cache_root
+from vaetraj._lazy import lazy_import
 from vaetraj.simulate import PolymerConfig
 
+if TYPE_CHECKING:
+    import mdtraj as md
+else:
+    md = lazy_import("mdtraj")
+
 BUILTIN_SEED = 0
-
-
-def cache_dir() -> Path:
-    """$VAETRAJ_CACHE_DIR, else $XDG_CACHE_HOME/vaetraj, else ~/.cache/vaetraj."""
-    explicit = os.environ.get("VAETRAJ_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "vaetraj"
 
 
 def builtin_polymer(
@@ -38,7 +34,7 @@ def builtin_polymer(
     from vaetraj.pipeline.simulate import simulate_polymer_file
 
     tag = hashlib.sha256(f"{config.to_json()}|{seed}".encode()).hexdigest()[:12]
-    path = cache_dir() / f"polymer-{config.beads}x{config.dim}d-{tag}.npz"
+    path = cache_root() / f"polymer-{config.beads}x{config.dim}d-{tag}.npz"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         simulate_polymer_file(path, config, seed=seed, overwrite=True)

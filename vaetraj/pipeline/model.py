@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from vaetraj._device import to_device, tree_to_device
 from vaetraj._interrupt import check_stop
 from vaetraj.errors import BadInputError, UsageError
 from vaetraj.io.model_file import ModelRecord, read_model_file, write_model_file
@@ -70,7 +70,7 @@ class Model:
     def __init__(self, record: ModelRecord):
         self.record = record
         self.path: Path | None = None  # the file it was loaded from, if any
-        self._params = jax.tree.map(jnp.asarray, record.params)
+        self._params = tree_to_device(record.params)
 
     # -- what it is -------------------------------------------------------------------
     @property
@@ -115,7 +115,7 @@ class Model:
     def density(self) -> GaussianMixture | None:
         if self.record.density is None:
             return None
-        return GaussianMixture(**{k: jnp.asarray(v) for k, v in self.record.density.items()})
+        return GaussianMixture(**tree_to_device(dict(self.record.density)))
 
     @property
     def alignment(self) -> dict:
@@ -242,9 +242,7 @@ class Model:
         write_model_file(path, self.record, overwrite=overwrite)
 
     def _normalization_arrays(self) -> tuple[jax.Array, jax.Array]:
-        return jnp.asarray(self.record.normalization_mean), jnp.asarray(
-            self.record.normalization_std
-        )
+        return to_device(self.record.normalization_mean), to_device(self.record.normalization_std)
 
 
 def require_structure_model(model: Model, command: str, *, path=None) -> None:

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaetraj._device import to_device
 from vaetraj._interrupt import check_stop
 from vaetraj.metrics import (
     KINDS,
@@ -471,7 +472,7 @@ def spread_frames(frames: int, most: int) -> np.ndarray:
 
 
 def _as_table(data: dict[str, list], points: int) -> Table:
-    f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+    f32 = functools.partial(to_device, dtype=np.float32)
     values = np.asarray(data["values"], np.float32).reshape(-1, points)
     return Table(
         f32(data["lo"]), f32(data["step"]), f32(values), f32(data["tail_low"]),
@@ -486,20 +487,20 @@ def build_potential(
     classes, names = pair_classes(terms, elements)
     if names != fitted["pair_classes"]:
         raise ValueError("the potential's pair classes do not match the topology's")
-    f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+    f32 = functools.partial(to_device, dtype=np.float32)
     return StatisticalPotential(
-        bonds=jnp.asarray(terms.bonds),
+        bonds=to_device(terms.bonds),
         bond_mean=f32(fitted["bond_mean"]),
         bond_std=f32(fitted["bond_std"]),
         bond_flat=f32(fitted["bond_flat"]),
-        angles=jnp.asarray(terms.angles),
+        angles=to_device(terms.angles),
         angle_table=_as_table(fitted["angles"], POINTS),
-        torsions=jnp.asarray(terms.torsions),
+        torsions=to_device(terms.torsions),
         torsion_table=_as_table(fitted["torsions"], TORSION_POINTS),
-        pairs=jnp.asarray(contact_pairs(terms)[0]),
-        pair_class=jnp.asarray(classes),
+        pairs=to_device(contact_pairs(terms)[0]),
+        pair_class=to_device(classes),
         pair_table=_as_table(fitted["pairs"], POINTS),
-        centres=jnp.asarray(terms.centres),
+        centres=to_device(terms.centres),
         volume_sign=f32(fitted["volume_sign"]),
         volume_floor=f32(fitted["volume_floor"]),
         volume_std=f32(fitted["volume_std"]),
@@ -522,8 +523,8 @@ def padded_call(kernel, xyz: np.ndarray, *args):
     chunk = np.asarray(xyz, np.float32)
     if 0 < len(chunk) < size:
         chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), axis=0)])
-    out = kernel(jnp.asarray(chunk), *args)
-    return jax.tree.map(lambda leaf: leaf[: len(xyz)], out)
+    out = kernel(to_device(chunk), *args)
+    return jax.tree.map(lambda leaf: np.asarray(leaf)[: len(xyz)], out)
 
 
 def compute_energies(xyz: np.ndarray, potential: StatisticalPotential) -> np.ndarray:

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaetraj._device import to_device
 from vaetraj.metrics import (
     CONTACT_TOLERANCE,
     MIN_ANGLE_STD,
@@ -329,7 +330,7 @@ class DataStats:
             for rows in {len(part) for part in fields}:
                 if rows != count:
                     raise ValueError(f"potential {name} must hold {count} rows, got {rows}")
-        if not all(bool(jnp.isfinite(leaf).all()) for leaf in jax.tree.leaves(potential)):
+        if not all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(potential)):
             raise ValueError("potential holds a non-finite value")
         for name in ("energy_low", "energy_high"):
             values = np.asarray(getattr(self, name), float)
@@ -528,8 +529,8 @@ def measure_structures(xyz: np.ndarray, stats: DataStats, masses: np.ndarray | N
     bond_std = np.asarray(stats.potential["bond_std"])  # floored for constrained bonds
     angle_std = np.maximum(np.asarray(stats.angle_std), MIN_ANGLE_STD)
     kernel = _measure_kernel()
-    weights = jnp.asarray(rg_weights(masses, atoms)[0], jnp.float32)
-    args = (tuple(jnp.asarray(t) for t in terms[:4]), weights)
+    weights = to_device(rg_weights(masses, atoms)[0], np.float32)
+    args = (tuple(to_device(t) for t in terms[:4]), weights)
     parts = []
     for part in frame_chunks(len(xyz), len(terms.pairs)):
         bond, angle, _, contact, rg = (np.asarray(v) for v in padded_call(kernel, xyz[part], *args))
@@ -663,8 +664,8 @@ def refine_structures(
     (None: `thermal_settings` of the potential)."""
     atoms = xyz.shape[1]
     potential = stats.statistical_potential(atoms)
-    tether = jnp.asarray(stats.tether(atoms, tether_width), jnp.float32)
-    mean_bond = jnp.float32(stats.mean_bond if math.isfinite(stats.mean_bond) else 1.0)
+    tether = to_device(stats.tether(atoms, tether_width), np.float32)
+    mean_bond = np.float32(stats.mean_bond if math.isfinite(stats.mean_bond) else 1.0)
     xyz, moved = run_refiner(
         xyz, potential, tether, mean_bond, settings or thermal_settings(stats.potential),
         seed=seed,
@@ -684,7 +685,10 @@ def compute_frame_rg(
     rows = np.arange(len(xyz)) if index is None else np.asarray(index)
     if len(rows) == 0:
         return np.zeros(0, np.float32)
-    kernel, mass = _rg_kernel(), jnp.asarray(weights, jnp.float32)
+    kernel, mass = _rg_kernel(), to_device(weights, np.float32)
     return np.concatenate(
-        [np.asarray(kernel(jnp.asarray(xyz[rows[part]]), mass)) for part in frame_chunks(len(rows))]
+        [
+            np.asarray(kernel(to_device(xyz[rows[part]], np.float32), mass))
+            for part in frame_chunks(len(rows))
+        ]
     )

@@ -37,14 +37,19 @@ missed pair spoiled fails the judge rather than passing unseen.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
+from vaetraj._lazy import lazy_import
 from vaetraj.metrics import StatisticalPotential, compute_pair_distances, compute_term_energies
 from vaetraj.simulate import apply_per_particle, mass_factors
+
+if TYPE_CHECKING:
+    import optax
+else:
+    optax = lazy_import("optax")
 
 
 class Refined(NamedTuple):
