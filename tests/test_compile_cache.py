@@ -21,12 +21,12 @@ def test_settings_follow_the_environment(tmp_path):
     assert settings is not None
     assert settings["jax_compilation_cache_dir"] == str(tmp_path / "jax")
     assert (tmp_path / "jax").is_dir()
-    assert settings["jax_compilation_cache_max_size"] == 512_000_000
+    assert settings["jax_compilation_cache_max_size"] == 384_000_000  # a quarter: programs/
     assert settings["jax_persistent_cache_min_compile_time_secs"] == 0
     bounded = compile_cache_settings(
         {"VAETRAJ_CACHE_DIR": str(tmp_path), "VAETRAJ_CACHE_SIZE": "2GB"}
     )
-    assert bounded is not None and bounded["jax_compilation_cache_max_size"] == 2_000_000_000
+    assert bounded is not None and bounded["jax_compilation_cache_max_size"] == 1_500_000_000
     # the XDG folder when no vaetraj folder is given
     xdg = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
     assert cache_folder(xdg) == tmp_path / "xdg" / "vaetraj" / "jax"
@@ -142,3 +142,26 @@ def test_a_bad_size_fails_the_command_in_one_line(tmp_path):
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "VAETRAJ_CACHE_SIZE" in lines[0]
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "c").exists()
+
+
+@pytest.mark.slow
+def test_kept_programs_decode_as_traced_ones(encoded, tmp_path):
+    """`decode` (with its refinement) from programs loaded off disk gives what the
+    traced programs give, bit for bit."""
+    _, _, _, model = encoded
+    from vaetraj.pipeline.model import load_model
+
+    point = ",".join(["0.3"] * load_model(model).latent_dim)
+    outputs = []
+    for name, extra in (("off", {"VAETRAJ_NO_CACHE": "1"}), ("first", {}), ("again", {})):
+        environment = {**os.environ, "VAETRAJ_CACHE_DIR": str(tmp_path / "cache"), **extra}
+        environment.pop("JAX_COMPILATION_CACHE_DIR", None)
+        out = tmp_path / f"{name}.npz"
+        argv = vaetraj_argv("decode", "--z", point, "--z", "-0.2," + point.split(",", 1)[-1]
+                            if "," in point else "-0.2", "-m", model, "-o", out)  # fmt: skip
+        done = subprocess.run(argv, env=environment, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        outputs.append(np.load(out)["arr"])
+    assert list((tmp_path / "cache" / "programs").glob("refine-*.program"))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_array_equal(outputs[0], outputs[2])

@@ -13,7 +13,9 @@ It is JAX's own cache (`jax_compilation_cache_dir`), set up before JAX is import
   least recently used programs removed first;
 - shared safely by commands running at once: JAX reads and writes it under a file lock
   (the `filelock` package), and over several processes only process 0 writes;
-- a damaged entry is a miss: JAX warns and compiles, and the warning is dropped here.
+- a damaged entry is a miss: JAX warns and compiles, and the warning is dropped here;
+- beside it, in `programs/` (a quarter of the bound; XLA's get the rest), the traced programs of
+  `vaetraj._programs`, which spare a command JAX's tracing as well.
 
 A user who sets `JAX_COMPILATION_CACHE_DIR` keeps their own cache and its settings.
 The Python API (`import vaetraj`) sets nothing: a library leaves JAX's configuration
@@ -27,11 +29,14 @@ import sys
 import warnings
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
+from typing import Any
 
 from vaetraj.errors import UsageError
 
 DEFAULT_SIZE = "512MB"
 _OFF = {"1", "true", "yes", "on"}
+# where `vaetraj._programs` keeps traced programs (None: nowhere) and their bound
+_PROGRAMS: dict[str, Any] = {"folder": None, "limit": 0}
 
 
 def cache_root(environ: Mapping[str, str] = os.environ) -> Path:
@@ -73,7 +78,7 @@ def compile_cache_settings(environ: Mapping[str, str] = os.environ) -> dict | No
         return None
     return {
         "jax_compilation_cache_dir": str(folder),
-        "jax_compilation_cache_max_size": size,
+        "jax_compilation_cache_max_size": size - size // 4,  # the rest: programs/
         # every program, however quick to compile or small: a command compiles dozens
         # of small ones, and together they are most of its time
         "jax_persistent_cache_min_compile_time_secs": 0,
@@ -98,7 +103,15 @@ def enable_compile_cache(environ: MutableMapping[str, str] = os.environ) -> Path
     else:
         environ.update({name.upper(): str(value) for name, value in settings.items()})
     quiet_cache_warnings()
+    # the traced programs (vaetraj._programs) beside XLA's, a quarter of the bound
+    limit = cache_size(environ) // 4
+    _PROGRAMS.update(folder=cache_root(environ) / "programs", limit=limit)
     return Path(settings["jax_compilation_cache_dir"])
+
+
+def programs_folder() -> tuple[Path | None, int]:
+    """Where traced programs are kept (None: not kept) and their bound in bytes."""
+    return _PROGRAMS["folder"], _PROGRAMS["limit"]
 
 
 def quiet_cache_warnings() -> None:

@@ -131,6 +131,13 @@ def main() -> None:
                 "step_ms_two_processes": round(1e3 * batch / rates["two"], 3),
                 "frames": frames,
             }
+        # one core's step as fixed + per-frame cost (the scaling model's inputs)
+        small, large = (results[f"batch{b}"]["step_ms_one_core"] for b in (32, 256))
+        frame_ms = (large - small) / (256 - 32)
+        results["one_core_step"] = {
+            "fixed_ms": round(small - 32 * frame_ms, 3),
+            "per_frame_us": round(1e3 * frame_ms, 2),
+        }
         results["targets"] = {"batch32": 0.7, "batch256": 0.9, "loss_change": 0.02}
         print(json.dumps(results, indent=1))
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from vaetraj._device import to_device, tree_to_device
 from vaetraj._interrupt import check_stop
+from vaetraj._programs import kept
 from vaetraj.errors import BadInputError, UsageError
 from vaetraj.io.model_file import ModelRecord, read_model_file, write_model_file
 from vaetraj.io.trajectory import VaetrajWarning
@@ -43,14 +44,16 @@ def _kernels(config: ModelConfig):
 
     return (
         jax.jit(jax.vmap(encode, in_axes=(None, None, None, 0))),
-        jax.jit(jax.vmap(decode, in_axes=(None, None, None, 0))),
+        kept("decode", jax.jit(jax.vmap(decode, in_axes=(None, None, None, 0))), static=config),
     )
 
 
-@jax.jit
-def _sample_mixture_batch(mixture: GaussianMixture, keys: jax.Array) -> jax.Array:
+def _draw_mixture(mixture: GaussianMixture, keys: jax.Array) -> jax.Array:
     """One draw per key; the mixture is an argument, so every model shares one compile."""
     return jax.vmap(lambda key: sample_mixture(mixture, key=key))(keys)
+
+
+_sample_mixture_batch = kept("sample_mixture", jax.jit(_draw_mixture))
 
 
 def _chunks(total: int) -> Iterator[slice]:

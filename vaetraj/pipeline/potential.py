@@ -40,6 +40,7 @@ import numpy as np
 
 from vaetraj._device import to_device
 from vaetraj._interrupt import check_stop
+from vaetraj._programs import kept
 from vaetraj.metrics import (
     KINDS,
     GeometryTerms,
@@ -348,7 +349,7 @@ def thermal_settings(fitted: dict[str, Any], calibrating: bool = False) -> Therm
 @functools.cache
 def refiner(settings: ThermalSettings):
     """The compiled thermal refiner of these settings, made once."""
-    return make_thermal_refiner(settings)
+    return kept("refine", make_thermal_refiner(settings), static=settings)
 
 
 @functools.cache
@@ -512,7 +513,7 @@ def _energy_kernel():
     def energies(xyz, potential):  # each gather reads every frame
         return compute_term_energies(frames_as_columns(xyz), potential)
 
-    return jax.jit(energies)
+    return kept("energies", jax.jit(energies))
 
 
 def padded_call(kernel, xyz: np.ndarray, *args):

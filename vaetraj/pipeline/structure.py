@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaetraj._device import to_device
+from vaetraj._programs import kept
 from vaetraj.metrics import (
     CONTACT_TOLERANCE,
     MIN_ANGLE_STD,
@@ -119,7 +120,7 @@ def _measure_kernel():
             jax.vmap(compute_rg, in_axes=(0, None))(xyz, weights),
         )
 
-    return jax.jit(measure)
+    return kept("measure", jax.jit(measure))
 
 
 class _Running:
