@@ -242,18 +242,25 @@ def _batch_layout(plan: _Plan, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     return index, mask
 
 
-def _gradients(
-    plan: _Plan, params: dict, batch: jax.Array, target: jax.Array, mask: jax.Array, key, beta
-):
-    """The loss, its terms and its gradient on one batch (the encoder sees the batch
-    corrupted by input noise; the loss scores the clean `target`: the batch itself, or
-    its frames `lag` later)."""
+def _draws(plan: _Plan, batch: jax.Array, key) -> tuple[jax.Array, jax.Array]:
+    """What the encoder sees (the batch corrupted by input noise, or the batch) and the
+    reparameterization noise (rows, samples, latent) of one step."""
     noise_key, input_key = jax.random.split(key)
     noise = jax.random.normal(noise_key, (plan.rows, plan.samples, plan.model_config.size[1]))
     seen = batch
     if plan.input_noise is not None:
         corruption = jax.random.normal(input_key, batch.shape)
         seen = batch + jnp.reshape(plan.input_noise, (1, -1)) * corruption
+    return seen, noise
+
+
+def _gradients(
+    plan: _Plan, params: dict, batch: jax.Array, target: jax.Array, mask: jax.Array, key, beta
+):
+    """The loss, its terms and its gradient on one batch (the encoder sees the batch
+    corrupted by input noise; the loss scores the clean `target`: the batch itself, or
+    its frames `lag` later)."""
+    seen, noise = _draws(plan, batch, key)
     return jax.value_and_grad(_weighted_terms, has_aux=True)(
         params, target, seen, mask, noise, beta, plan.model_config
     )
@@ -266,12 +273,7 @@ def _summed_gradients(
     over its rows of the batch, and one all-reduce adds up every gradient array, the
     sums and the frame count together (XLA would make one per array, and on the CPU
     each is a gloo round trip). Also returns the batch's frame count."""
-    noise_key, input_key = jax.random.split(key)
-    noise = jax.random.normal(noise_key, (plan.rows, plan.samples, plan.model_config.size[1]))
-    seen = batch
-    if plan.input_noise is not None:
-        corruption = jax.random.normal(input_key, batch.shape)
-        seen = batch + jnp.reshape(plan.input_noise, (1, -1)) * corruption
+    seen, noise = _draws(plan, batch, key)
     mesh = plan.batch_sharding.mesh  # type: ignore[union-attr]
     rows, replicated = PartitionSpec("batch"), PartitionSpec()
 
