@@ -32,7 +32,11 @@ def test_settings_follow_the_environment(tmp_path):
     assert cache_folder(xdg) == tmp_path / "xdg" / "vaetraj" / "jax"
 
 
-def test_off_when_asked_or_unwritable_or_the_user_has_a_jax_cache(tmp_path):
+def _no_home(cls):
+    raise RuntimeError("Could not determine home directory.")
+
+
+def test_off_when_asked_or_unwritable_or_the_user_has_a_jax_cache(tmp_path, monkeypatch):
     assert (
         compile_cache_settings({"VAETRAJ_CACHE_DIR": str(tmp_path), "VAETRAJ_NO_CACHE": "1"})
         is None
@@ -43,6 +47,8 @@ def test_off_when_asked_or_unwritable_or_the_user_has_a_jax_cache(tmp_path):
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
     assert compile_cache_settings({"VAETRAJ_CACHE_DIR": str(blocked)}) is None
+    monkeypatch.setattr(Path, "home", classmethod(_no_home))  # no HOME, no passwd entry
+    assert compile_cache_settings({}) is None
 
 
 def test_bad_size_is_a_usage_error(tmp_path):

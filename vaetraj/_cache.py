@@ -14,8 +14,8 @@ It is JAX's own cache (`jax_compilation_cache_dir`), set up before JAX is import
 - shared safely by commands running at once: JAX reads and writes it under a file lock
   (the `filelock` package), and over several processes only process 0 writes;
 - a damaged entry is a miss: JAX warns and compiles, and the warning is dropped here;
-- beside it, in `programs/` (a quarter of the bound; XLA's get the rest), the traced programs of
-  `vaetraj._programs`, which spare a command JAX's tracing as well.
+- beside it, in `programs/` (a quarter of the bound; XLA's programs get the rest), the
+  traced programs of `vaetraj._programs`, which spare a command JAX's tracing too.
 
 A user who sets `JAX_COMPILATION_CACHE_DIR` keeps their own cache and its settings.
 The Python API (`import vaetraj`) sets nothing: a library leaves JAX's configuration
@@ -73,7 +73,10 @@ def compile_cache_settings(environ: Mapping[str, str] = os.environ) -> dict | No
     if environ.get("JAX_COMPILATION_CACHE_DIR"):
         return None  # the user's own JAX cache, with their own settings
     size = cache_size(environ)
-    folder = cache_folder(environ)
+    try:
+        folder = cache_folder(environ)
+    except RuntimeError:  # no home folder to be found (Path.home)
+        return None
     if not _writable(folder):
         return None
     return {
