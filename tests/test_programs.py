@@ -93,6 +93,19 @@ def test_off_and_python_numbers_are_plain_calls(tmp_path, monkeypatch):
     result = _programs.kept("scaled", scaled)(x, 2.5)  # a weakly typed number: jit's
     np.testing.assert_array_equal(np.asarray(result), x * 2.5)
     assert not (tmp_path / "programs").exists()
+    # a program that cannot be exported (a host callback) is tried once, then jit's
+    traced = {"count": 0}
+
+    def printing(x):
+        traced["count"] += 1
+        jax.debug.callback(lambda value: None, x)
+        return x + 1
+
+    wrapped = _programs.kept("printing", printing)
+    for _ in range(3):
+        np.testing.assert_array_equal(np.asarray(wrapped(x)), x + 1)
+    assert traced["count"] == 4  # the one failed export's trace, then 3 plain calls
+    assert not list((tmp_path / "programs").glob("printing-*"))
 
 
 def test_the_folder_stays_within_its_bound(folder, monkeypatch):

@@ -38,7 +38,7 @@ import numpy as np
 
 from vaetraj._cache import programs_folder
 
-_loaded: dict[str, tuple[Any, Any]] = {}
+_loaded: dict[str, tuple[Any, Any] | None] = {}  # None: not exportable, run as jit
 _lock = threading.Lock()
 
 
@@ -56,11 +56,10 @@ def kept(name: str, function: Callable, *, static: object = None) -> Callable:
             return function(*args, **kwargs)  # weakly typed: left to jit
         specs = [jax.ShapeDtypeStruct(np.shape(leaf), _dtype(leaf)) for leaf in leaves]
         key = _key(name, static, tree, specs)
-        entry = (
-            _loaded.get(key)
-            or _read(folder, key)
-            or _export(folder, key, function, tree, specs, limit)
-        )
+        if key in _loaded:
+            entry = _loaded[key]
+        else:
+            entry = _read(folder, key) or _export(folder, key, function, tree, specs, limit)
         if entry is None:
             return function(*args, **kwargs)
         exported, out_tree = entry
@@ -124,7 +123,8 @@ def _export(folder: Path, key: str, function: Callable, tree: Any, specs: list, 
     try:
         exported = jax.export.export(jax.jit(flat))(*specs)
         blob = exported.serialize()
-    except Exception:  # noqa: BLE001 (not exportable: run as a plain jit call)
+    except Exception:  # noqa: BLE001 (not exportable: a plain jit call, from now on)
+        _loaded[key] = None
         return None
     entry = (exported, box["tree"])
     _loaded[key] = entry
