@@ -11,10 +11,10 @@ import jax
 import numpy as np
 
 
-def to_device(value: Any, dtype: Any = None) -> jax.Array:
+def to_device(value: Any, dtype: Any = None, sharding: Any = None) -> jax.Array:
     """One array (or nested lists or a number) as a device array of `dtype` (None: its
-    own)."""
-    return jax.device_put(np.asarray(value, dtype))
+    own), on the default device or laid out by `sharding`."""
+    return jax.device_put(np.asarray(value, dtype), sharding)
 
 
 def tree_to_device(tree: Any) -> Any:

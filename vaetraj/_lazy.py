@@ -1,12 +1,14 @@
-"""Modules loaded on first use. mdtraj, SciPy and optax take a few tenths of a second
-each to import, and most commands on most inputs never touch them (an `encode` of an
-.npz reads no topology): the program imports them when an attribute is first read."""
+"""Modules loaded on first use. mdtraj and optax take a tenth of a second or more each
+to import, and most commands on most inputs never touch them (an `encode` of an .npz
+reads no topology): the program imports them when an attribute is first read. Modules
+take them from here (`from vaetraj._lazy import mdtraj as md`), typed as the real ones."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 
 def lazy_import(name: str) -> ModuleType:
@@ -23,3 +25,11 @@ def lazy_import(name: str) -> ModuleType:
     sys.modules[name] = module
     loader.exec_module(module)
     return module
+
+
+if TYPE_CHECKING:
+    import mdtraj
+    import optax
+else:
+    mdtraj = lazy_import("mdtraj")
+    optax = lazy_import("optax")

@@ -4,21 +4,16 @@ heavy-atom pair, with an optional cutoff."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaetraj._lazy import lazy_import
+from vaetraj._lazy import mdtraj as md
 from vaetraj.configs import FeaturizeConfig
 from vaetraj.featurize._base import Featurizer, as_pairs, named_terms, register
 from vaetraj.metrics import compute_pair_distances
-
-if TYPE_CHECKING:
-    import mdtraj as md
-else:
-    md = lazy_import("mdtraj")
 
 DEFAULT_SELECTION = "name CA"
 Frames = Any  # None, an array (frames, atoms, 3) or an iterable of such chunks

@@ -4,22 +4,16 @@ continuous features; the pair keeps each angle's full circle)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaetraj._lazy import lazy_import
+from vaetraj._lazy import mdtraj as md
 from vaetraj.configs import TORSION_KINDS as KINDS
 from vaetraj.configs import FeaturizeConfig
 from vaetraj.featurize._base import Featurizer, named_terms, register
 from vaetraj.metrics import compute_dihedrals
-
-if TYPE_CHECKING:
-    import mdtraj as md
-else:
-    md = lazy_import("mdtraj")
 
 DEFAULT_KINDS = FeaturizeConfig.torsions
 

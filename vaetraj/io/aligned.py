@@ -18,12 +18,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import numpy as np
 
-from vaetraj._lazy import lazy_import
+from vaetraj._lazy import mdtraj as md
 from vaetraj._memory import empty_aligned
 from vaetraj._version import __version__
 from vaetraj.errors import BadInputError, WriteError
@@ -39,11 +39,6 @@ from vaetraj.io._schema import (
     refuse_non_finite_output,
 )
 from vaetraj.io.topology import checked_topology
-
-if TYPE_CHECKING:
-    import mdtraj as md
-else:
-    md = lazy_import("mdtraj")
 
 ALIGNED_FORMAT = "vaetraj-aligned"
 ALIGNED_FORMAT_VERSION = 1

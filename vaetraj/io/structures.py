@@ -14,11 +14,11 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from vaetraj._lazy import lazy_import
+from vaetraj._lazy import mdtraj as md
 from vaetraj.errors import NumericalError, UsageError, WriteError
 from vaetraj.io._atomic import (
     atomic_output,
@@ -30,11 +30,6 @@ from vaetraj.io._atomic import (
 from vaetraj.io._integrity import stamp_dcd_frame_time
 from vaetraj.io.topology import polymer_topology, topology_from_json
 from vaetraj.io.trajectory import _quiet_c_stdout, suffix_of
-
-if TYPE_CHECKING:
-    import mdtraj as md
-else:
-    md = lazy_import("mdtraj")
 
 _OWN = (".npz", ".h5", ".hdf5")
 

@@ -5,16 +5,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vaetraj._lazy import lazy_import
-
-if TYPE_CHECKING:
-    import mdtraj as md
-else:
-    md = lazy_import("mdtraj")
+from vaetraj._lazy import mdtraj as md
 
 
 def topology_to_json(topology: md.Topology) -> str:

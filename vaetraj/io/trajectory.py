@@ -13,13 +13,12 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
 from vaetraj._interrupt import check_stop
-from vaetraj._lazy import lazy_import
+from vaetraj._lazy import mdtraj as md
 from vaetraj.configs import ReadOptions
 from vaetraj.errors import BadInputError, UsageError, VaetrajWarning
 from vaetraj.io import _integrity
@@ -31,11 +30,6 @@ from vaetraj.io.topology import (
     placeholder_topology,
     repair_guessed_elements,
 )
-
-if TYPE_CHECKING:
-    import mdtraj as md
-else:
-    md = lazy_import("mdtraj")
 
 _ARRAY_SUFFIXES = {".npy", ".npz"}
 _HDF5_SUFFIXES = {".h5", ".hdf5"}

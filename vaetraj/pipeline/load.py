@@ -5,17 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vaetraj._lazy import lazy_import
+from vaetraj._lazy import mdtraj as md
 from vaetraj.io.trajectory import ReadOptions, Trajectory
-
-if TYPE_CHECKING:
-    import mdtraj as md
-else:
-    md = lazy_import("mdtraj")
 
 
 @dataclass(frozen=True)

@@ -37,19 +37,14 @@ missed pair spoiled fails the judge rather than passing unseen.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from vaetraj._lazy import lazy_import
+from vaetraj._lazy import optax
 from vaetraj.metrics import StatisticalPotential, compute_pair_distances, compute_term_energies
 from vaetraj.simulate import apply_per_particle, mass_factors
-
-if TYPE_CHECKING:
-    import optax
-else:
-    optax = lazy_import("optax")
 
 
 class Refined(NamedTuple):

@@ -34,6 +34,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from vaetraj._device import to_device
 from vaetraj.configs import TrainConfig
 from vaetraj.model import ModelConfig, compute_loss_terms, init_vae, normalize
 from vaetraj.training._optimizer import make_optimizer
@@ -124,7 +125,7 @@ def place_rows(table: np.ndarray, sharding: NamedSharding | None = None) -> jax.
     (`vaetraj._memory.empty_aligned`, as `read_aligned` gives) without a copy: the
     device array shares the host's memory, which must not change while it is in use.
     Elsewhere it is copied."""
-    return jax.device_put(np.asarray(table, np.float32), sharding)
+    return to_device(table, np.float32, sharding)
 
 
 def as_frames(data: Frames | jax.Array) -> Frames:
@@ -175,12 +176,15 @@ def _update_level(level, spread, loss):
     return new_level, new_spread
 
 
-def _weighted_terms(params, batch, seen, mask, noise, beta, model_config):
+def _weighted_terms(params, batch, seen, weights, noise, beta, model_config):
+    """The loss and its terms (reconstruction, KL per unit, squared error) of a batch,
+    each frame's weighted by `weights`: the mask over its count (the means), or the mask
+    itself (the sums that a sharded step adds up across devices)."""
+
     def terms_of(x, x_seen, eps):
         return compute_loss_terms(params, x, eps, model_config, seen=x_seen)
 
     terms = jax.vmap(terms_of)(batch, seen, noise)
-    weights = mask / jnp.sum(mask)
     reconstruction = weights @ terms.reconstruction
     kl = weights @ terms.kl
     return reconstruction + beta * jnp.sum(kl), (reconstruction, kl, weights @ terms.squared_error)
@@ -262,7 +266,7 @@ def _gradients(
     its frames `lag` later)."""
     seen, noise = _draws(plan, batch, key)
     return jax.value_and_grad(_weighted_terms, has_aux=True)(
-        params, target, seen, mask, noise, beta, plan.model_config
+        params, target, seen, mask / jnp.sum(mask), noise, beta, plan.model_config
     )
 
 
@@ -278,20 +282,9 @@ def _summed_gradients(
     rows, replicated = PartitionSpec("batch"), PartitionSpec()
 
     def local(params, target, seen, mask, noise, beta):
-        def sums(params):
-            terms = jax.vmap(
-                lambda x, x_seen, eps: compute_loss_terms(
-                    params, x, eps, plan.model_config, seen=x_seen
-                )
-            )(target, seen, noise)
-            reconstruction, kl = mask @ terms.reconstruction, mask @ terms.kl
-            return reconstruction + beta * jnp.sum(kl), (
-                reconstruction,
-                kl,
-                mask @ terms.squared_error,
-            )
-
-        (loss, (reconstruction, kl, error)), grads = jax.value_and_grad(sums, has_aux=True)(params)
+        (loss, (reconstruction, kl, error)), grads = jax.value_and_grad(
+            _weighted_terms, has_aux=True
+        )(params, target, seen, mask, noise, beta, plan.model_config)
         flat, unravel = ravel_pytree(grads)
         head = jnp.stack([loss, reconstruction, error, jnp.sum(mask)])
         total = jax.lax.psum(jnp.concatenate([head, kl, flat]), "batch")  # the one all-reduce
